@@ -1,0 +1,169 @@
+//! 32-byte digests and the domain-separated BLAKE3 hashing every chain object uses.
+//!
+//! Each kind of object is hashed in its own domain (BLAKE3's `derive_key` mode with a fixed
+//! context string), so bytes that are valid in one role can never be replayed as another. Merkle
+//! tree nodes are the exception: they use plain BLAKE3 with a one-byte prefix (see
+//! [`crate::merkle`] and [`crate::state_tree`]), which keeps the inner loops cheap.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// A 32-byte digest. Shown and parsed as 64 lowercase hex characters.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+)]
+pub struct Hash32(pub [u8; 32]);
+
+impl Hash32 {
+    /// The all-zero digest. Stands for "nothing here" (an empty subtree, no parent block).
+    pub const ZERO: Hash32 = Hash32([0u8; 32]);
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Bit `i` of the digest, counting from the most significant bit of byte 0.
+    pub fn bit(&self, i: usize) -> bool {
+        (self.0[i / 8] >> (7 - (i % 8))) & 1 == 1
+    }
+}
+
+impl fmt::Debug for Hash32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_hex())
+    }
+}
+
+impl fmt::Display for Hash32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_hex())
+    }
+}
+
+/// Why a string is not a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected 64 hex characters for a 32-byte digest")]
+pub struct ParseHashError;
+
+impl FromStr for Hash32 {
+    type Err = ParseHashError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| ParseHashError)?;
+        Ok(Hash32(out))
+    }
+}
+
+impl Serialize for Hash32 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The hashing domains. The context string of each is part of the format: changing one changes
+/// every hash in that domain. Listed in `docs/spec/encoding.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// Identity of a transaction: hash of its canonical body.
+    TxId,
+    /// Identity of a block: hash of its canonical header.
+    BlockHeader,
+    /// Hash of a canonical validator set.
+    ValidatorSet,
+    /// A key of the authenticated state, before it becomes a tree path.
+    StateKey,
+    /// A value of the authenticated state.
+    StateValue,
+    /// Salted commitment to a document fingerprint.
+    Commitment,
+    /// Certificate identity derived from kind and commitment.
+    CertId,
+    /// Identity of a Merkle batch of certificates.
+    BatchId,
+    /// What oracles attest to for a licence grant.
+    LicenseStatement,
+    /// The 32-byte message that an ed25519 signature covers (see [`crate::crypto`]).
+    Signing,
+    /// Development keys derived from a public name. Never for production.
+    DevKey,
+}
+
+impl Domain {
+    /// The BLAKE3 `derive_key` context string of this domain.
+    pub const fn context(self) -> &'static str {
+        match self {
+            Domain::TxId => "cachet v1 tx-id",
+            Domain::BlockHeader => "cachet v1 block-header",
+            Domain::ValidatorSet => "cachet v1 validator-set",
+            Domain::StateKey => "cachet v1 state-key",
+            Domain::StateValue => "cachet v1 state-value",
+            Domain::Commitment => "cachet v1 commitment",
+            Domain::CertId => "cachet v1 cert-id",
+            Domain::BatchId => "cachet v1 batch-id",
+            Domain::LicenseStatement => "cachet v1 license-statement",
+            Domain::Signing => "cachet v1 signing",
+            Domain::DevKey => "cachet v1 dev-key INSECURE",
+        }
+    }
+
+    /// A hasher primed for this domain; feed it the parts, then `finalize`.
+    pub fn hasher(self) -> blake3::Hasher {
+        blake3::Hasher::new_derive_key(self.context())
+    }
+
+    /// Hash `data` in this domain.
+    pub fn hash(self, data: &[u8]) -> Hash32 {
+        let mut h = self.hasher();
+        h.update(data);
+        Hash32(*h.finalize().as_bytes())
+    }
+
+    /// Hash the concatenation of `parts` in this domain.
+    pub fn hash_parts(self, parts: &[&[u8]]) -> Hash32 {
+        let mut h = self.hasher();
+        for part in parts {
+            h.update(part);
+        }
+        Hash32(*h.finalize().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_separate_equal_inputs() {
+        assert_ne!(Domain::TxId.hash(b"x"), Domain::BlockHeader.hash(b"x"));
+        assert_eq!(
+            Domain::TxId.hash(b"ab"),
+            Domain::TxId.hash_parts(&[b"a", b"b"])
+        );
+    }
+
+    #[test]
+    fn hex_round_trip_and_bits() {
+        let h = Domain::TxId.hash(b"x");
+        assert_eq!(h.to_hex().parse::<Hash32>().unwrap(), h);
+        assert!("zz".parse::<Hash32>().is_err());
+        let mut b = [0u8; 32];
+        b[0] = 0b1000_0001;
+        let h = Hash32(b);
+        assert!(h.bit(0) && !h.bit(1) && h.bit(7) && !h.bit(8));
+    }
+}

@@ -1,0 +1,256 @@
+//! Names and numbers: chain and agency ids, heights, timestamps, certificate kinds.
+
+use crate::codec::{invalid, limits::MAX_ID_LEN};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Why a string is not a valid id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid id {0:?}: use 1-40 characters of a-z, 0-9 and '-', starting with a letter or digit")]
+pub struct InvalidId(pub String);
+
+fn check_id(s: &str) -> Result<(), InvalidId> {
+    let ok = !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidId(s.to_owned()))
+    }
+}
+
+/// Declares a validated, lowercase slug id. Encodes as a Borsh string; decoding checks the
+/// charset, so an invalid id cannot come out of bytes or JSON.
+macro_rules! slug_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validate and wrap.
+            pub fn new(s: impl Into<String>) -> Result<Self, InvalidId> {
+                let s = s.into();
+                check_id(&s)?;
+                Ok(Self(s))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl BorshDeserialize for $name {
+            fn deserialize_reader<R: borsh::io::Read>(reader: &mut R) -> borsh::io::Result<Self> {
+                let s = String::deserialize_reader(reader)?;
+                Self::new(s).map_err(|e| invalid(e.to_string()))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+            fn try_from(s: String) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+slug_id!(
+    /// Names one chain. Every signature covers it, so nothing signed for one chain is valid on
+    /// another.
+    ChainId
+);
+slug_id!(
+    /// Names one agency (a member of the consortium or an accredited issuer), e.g. `moi-land`.
+    AgencyId
+);
+
+/// A block height. Height 0 is the genesis state; the first block is height 1.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Debug,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(transparent)]
+pub struct Height(pub u64);
+
+impl Height {
+    /// The height after this one.
+    pub fn next(self) -> Height {
+        Height(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Height {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Milliseconds since the Unix epoch (UTC). Contracts take time only from block headers.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Debug,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// `self + ms`, saturating.
+    pub fn plus_ms(self, ms: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(ms))
+    }
+}
+
+/// The certificate kinds the chain knows. The Borsh tag is the variant's position: append new
+/// kinds at the end.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertKind {
+    /// Digital land title (數位權狀), issued by land offices.
+    LandTitle,
+    /// Investment permit (投資許可證明), active after M-of-N agency approval.
+    InvestmentPermit,
+    /// Civil-servant reward order (獎勵令), usually issued in Merkle batches.
+    RewardOrder,
+    /// Cultural-content copyright deposit and licence (版權存證/授權).
+    CulturalLicense,
+}
+
+impl CertKind {
+    /// Every kind, in tag order.
+    pub const ALL: [CertKind; 4] = [
+        CertKind::LandTitle,
+        CertKind::InvestmentPermit,
+        CertKind::RewardOrder,
+        CertKind::CulturalLicense,
+    ];
+
+    /// The kebab-case name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            CertKind::LandTitle => "land-title",
+            CertKind::InvestmentPermit => "investment-permit",
+            CertKind::RewardOrder => "reward-order",
+            CertKind::CulturalLicense => "cultural-license",
+        }
+    }
+}
+
+impl fmt::Display for CertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a string is not a certificate kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown certificate kind {0:?} (known: land-title, investment-permit, reward-order, cultural-license)")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for CertKind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
+        CertKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    #[test]
+    fn ids_validate_on_construction_and_decode() {
+        assert!(AgencyId::new("moi-land").is_ok());
+        for bad in ["", "-x", "MOI", "a b", "é", &"a".repeat(41)] {
+            assert!(AgencyId::new(bad).is_err(), "{bad:?}");
+            let bytes = encode(&bad.to_string());
+            assert!(decode::<AgencyId>(&bytes, 1000).is_err(), "{bad:?}");
+        }
+        let id = AgencyId::new("dgpa").unwrap();
+        assert_eq!(decode::<AgencyId>(&encode(&id), 1000).unwrap(), id);
+    }
+
+    #[test]
+    fn kinds_round_trip_by_name() {
+        for k in CertKind::ALL {
+            assert_eq!(k.name().parse::<CertKind>().unwrap(), k);
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
+        }
+        assert!("deed".parse::<CertKind>().is_err());
+    }
+}

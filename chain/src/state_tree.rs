@@ -1,0 +1,552 @@
+//! The authenticated state: a binary sparse Merkle tree over 256-bit key hashes, with
+//! membership and non-membership proofs.
+//!
+//! The tree is *compact*: a subtree holding one entry is just that entry's leaf, placed at the
+//! highest position its key path allows; an empty subtree is [`EMPTY`] (32 zero bytes). So a
+//! tree of N entries has depth about log2(N), and the root depends only on the set of entries,
+//! never on the order they were written in.
+//!
+//! ```text
+//! leaf     = blake3(0x02 || key_hash || value_hash)
+//! internal = blake3(0x03 || left || right)       // bit 0 of the path goes left
+//! ```
+//! A path bit at depth `d` is bit `d` of the key hash, most significant bit of byte 0 first.
+//! No internal node has two empty children, or one empty child and one leaf child.
+//!
+//! Nodes and values are content-addressed (by node hash and value hash), so every root ever
+//! committed stays readable and provable while its nodes are kept. Storage is behind
+//! [`TreeStore`]; an update returns a [`TreeBatch`] of new nodes and values that the owner
+//! writes atomically (the node writes it in the same RocksDB batch as the block).
+
+use crate::hash::{Domain, Hash32};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The hash of an empty subtree.
+pub const EMPTY: Hash32 = Hash32::ZERO;
+
+const LEAF_PREFIX: u8 = 0x02;
+const INTERNAL_PREFIX: u8 = 0x03;
+const KEY_BITS: usize = 256;
+
+/// A stored tree node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Node {
+    /// One entry: the hash of its key and the hash of its value.
+    Leaf {
+        /// The key hash (the path).
+        key: Hash32,
+        /// The value hash.
+        value: Hash32,
+    },
+    /// Two subtrees, either of which may be [`EMPTY`] (not both).
+    Internal {
+        /// Subtree for path bit 0.
+        left: Hash32,
+        /// Subtree for path bit 1.
+        right: Hash32,
+    },
+}
+
+impl Node {
+    /// The node's hash.
+    pub fn hash(&self) -> Hash32 {
+        match self {
+            Node::Leaf { key, value } => leaf_hash(key, value),
+            Node::Internal { left, right } => internal_hash(left, right),
+        }
+    }
+}
+
+fn leaf_hash(key: &Hash32, value: &Hash32) -> Hash32 {
+    let mut h = blake3::Hasher::new();
+    h.update(&[LEAF_PREFIX]);
+    h.update(key.as_bytes());
+    h.update(value.as_bytes());
+    Hash32(*h.finalize().as_bytes())
+}
+
+fn internal_hash(left: &Hash32, right: &Hash32) -> Hash32 {
+    let mut h = blake3::Hasher::new();
+    h.update(&[INTERNAL_PREFIX]);
+    h.update(left.as_bytes());
+    h.update(right.as_bytes());
+    Hash32(*h.finalize().as_bytes())
+}
+
+/// The hash of a stored value.
+pub fn value_hash(value: &[u8]) -> Hash32 {
+    Domain::StateValue.hash(value)
+}
+
+/// A storage failure. Fatal for the caller: state that cannot be read cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A node or value the tree refers to is not in the store.
+    #[error("state store is missing {what} {hash}")]
+    Missing {
+        /// "node" or "value".
+        what: &'static str,
+        /// Its hash.
+        hash: Hash32,
+    },
+    /// Stored bytes do not decode or do not match their hash.
+    #[error("state store is corrupt: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O).
+    #[error("state store failed: {0}")]
+    Backend(String),
+}
+
+/// Read access to tree nodes and values by hash.
+pub trait TreeStore {
+    /// The node with this hash, if stored.
+    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError>;
+    /// The value with this hash, if stored.
+    fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+impl<T: TreeStore + ?Sized> TreeStore for &T {
+    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
+        (**self).node(hash)
+    }
+    fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).value(hash)
+    }
+}
+
+/// New nodes and values produced by an update, to be written together.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TreeBatch {
+    /// New nodes by hash.
+    pub nodes: Vec<(Hash32, Node)>,
+    /// New values by value hash.
+    pub values: Vec<(Hash32, Vec<u8>)>,
+}
+
+/// An in-memory [`TreeStore`], for tests, tools and light clients.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryTreeStore {
+    nodes: HashMap<Hash32, Node>,
+    values: HashMap<Hash32, Vec<u8>>,
+}
+
+impl MemoryTreeStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keep the nodes and values of `batch`.
+    pub fn write(&mut self, batch: TreeBatch) {
+        self.nodes.extend(batch.nodes);
+        self.values.extend(batch.values);
+    }
+
+    /// Number of stored nodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+impl TreeStore for MemoryTreeStore {
+    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
+        Ok(self.nodes.get(hash).copied())
+    }
+    fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.values.get(hash).cloned())
+    }
+}
+
+fn load<S: TreeStore>(store: &S, hash: &Hash32) -> Result<Node, StoreError> {
+    store.node(hash)?.ok_or(StoreError::Missing {
+        what: "node",
+        hash: *hash,
+    })
+}
+
+/// Where the walk along a key's path ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub enum ProofTerminal {
+    /// An empty subtree: the key is absent.
+    Empty,
+    /// A leaf: the key itself (present) or another key sharing the path so far (absent).
+    Leaf {
+        /// The leaf's key hash.
+        key: Hash32,
+        /// The leaf's value hash.
+        value: Hash32,
+    },
+}
+
+/// A proof of what the tree holds for one key: present with a value hash, or absent.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, Serialize, Deserialize)]
+pub struct StateProof {
+    /// Sibling hashes from the root downward (`siblings[d]` is the sibling at depth `d + 1`).
+    pub siblings: Vec<Hash32>,
+    /// Where the path ended.
+    pub terminal: ProofTerminal,
+}
+
+impl BorshDeserialize for StateProof {
+    fn deserialize_reader<R: borsh::io::Read>(reader: &mut R) -> borsh::io::Result<Self> {
+        Ok(StateProof {
+            siblings: crate::codec::read_bounded_vec(reader, KEY_BITS, "state proof")?,
+            terminal: ProofTerminal::deserialize_reader(reader)?,
+        })
+    }
+}
+
+impl StateProof {
+    /// The root this proof leads to for `key`, with the value hash it shows for `key`
+    /// (`None` = absent). `None` overall when the proof is malformed for this key.
+    pub fn resolve(&self, key: &Hash32) -> Option<(Hash32, Option<Hash32>)> {
+        let depth = self.siblings.len();
+        if depth > KEY_BITS {
+            return None;
+        }
+        let (mut acc, shown) = match self.terminal {
+            ProofTerminal::Empty => (EMPTY, None),
+            ProofTerminal::Leaf { key: k, value } => {
+                // A leaf on this path must share the path's first `depth` bits.
+                if (0..depth).any(|d| k.bit(d) != key.bit(d)) {
+                    return None;
+                }
+                (leaf_hash(&k, &value), (k == *key).then_some(value))
+            }
+        };
+        for d in (0..depth).rev() {
+            let sibling = &self.siblings[d];
+            acc = if key.bit(d) {
+                internal_hash(sibling, &acc)
+            } else {
+                internal_hash(&acc, sibling)
+            };
+        }
+        Some((acc, shown))
+    }
+
+    /// Does this proof show that `key` maps to a value with hash `value` under `root`?
+    pub fn verify_membership(&self, root: &Hash32, key: &Hash32, value: &Hash32) -> bool {
+        self.resolve(key) == Some((*root, Some(*value)))
+    }
+
+    /// Does this proof show that `key` is absent under `root`?
+    pub fn verify_absence(&self, root: &Hash32, key: &Hash32) -> bool {
+        self.resolve(key) == Some((*root, None))
+    }
+}
+
+/// The value hash stored for `key` under `root`, if any.
+pub fn get_value_hash<S: TreeStore>(
+    store: &S,
+    root: &Hash32,
+    key: &Hash32,
+) -> Result<Option<Hash32>, StoreError> {
+    let mut at = *root;
+    for depth in 0..=KEY_BITS {
+        if at == EMPTY {
+            return Ok(None);
+        }
+        match load(store, &at)? {
+            Node::Leaf { key: k, value } => return Ok((k == *key).then_some(value)),
+            Node::Internal { left, right } => {
+                if depth == KEY_BITS {
+                    break;
+                }
+                at = if key.bit(depth) { right } else { left };
+            }
+        }
+    }
+    Err(StoreError::Corrupt("tree deeper than 256 levels".into()))
+}
+
+/// The value stored for `key` under `root`, if any.
+pub fn get<S: TreeStore>(
+    store: &S,
+    root: &Hash32,
+    key: &Hash32,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(vh) = get_value_hash(store, root, key)? else {
+        return Ok(None);
+    };
+    let value = store.value(&vh)?.ok_or(StoreError::Missing {
+        what: "value",
+        hash: vh,
+    })?;
+    if value_hash(&value) != vh {
+        return Err(StoreError::Corrupt(format!("value {vh} does not match its hash")));
+    }
+    Ok(Some(value))
+}
+
+/// A proof of what `root` holds for `key`.
+pub fn prove<S: TreeStore>(store: &S, root: &Hash32, key: &Hash32) -> Result<StateProof, StoreError> {
+    let mut siblings = Vec::new();
+    let mut at = *root;
+    for depth in 0..=KEY_BITS {
+        if at == EMPTY {
+            return Ok(StateProof {
+                siblings,
+                terminal: ProofTerminal::Empty,
+            });
+        }
+        match load(store, &at)? {
+            Node::Leaf { key: k, value } => {
+                return Ok(StateProof {
+                    siblings,
+                    terminal: ProofTerminal::Leaf { key: k, value },
+                });
+            }
+            Node::Internal { left, right } => {
+                if depth == KEY_BITS {
+                    break;
+                }
+                if key.bit(depth) {
+                    siblings.push(left);
+                    at = right;
+                } else {
+                    siblings.push(right);
+                    at = left;
+                }
+            }
+        }
+    }
+    Err(StoreError::Corrupt("tree deeper than 256 levels".into()))
+}
+
+/// Apply `changes` (key hash → new value, `None` deletes) to the tree at `root`. Returns the new
+/// root and the nodes and values to store. `changes` must be sorted by key hash with no
+/// duplicates (a `BTreeMap`'s iteration order).
+pub fn update<S: TreeStore>(
+    store: &S,
+    root: &Hash32,
+    changes: &[(Hash32, Option<Vec<u8>>)],
+) -> Result<(Hash32, TreeBatch), StoreError> {
+    debug_assert!(changes.windows(2).all(|w| w[0].0 < w[1].0), "changes must be sorted");
+    let mut batch = TreeBatch::default();
+    let mut hashed = Vec::with_capacity(changes.len());
+    for (key, value) in changes {
+        let vh = value.as_ref().map(|v| {
+            let vh = value_hash(v);
+            batch.values.push((vh, v.clone()));
+            vh
+        });
+        hashed.push((*key, vh));
+    }
+    let mut updater = Updater {
+        store,
+        created: HashMap::new(),
+    };
+    let new_root = updater.update(*root, 0, &hashed)?;
+    batch.nodes = updater.created.into_iter().collect();
+    batch.nodes.sort_by_key(|(h, _)| *h);
+    Ok((new_root, batch))
+}
+
+struct Updater<'a, S> {
+    store: &'a S,
+    created: HashMap<Hash32, Node>,
+}
+
+impl<S: TreeStore> Updater<'_, S> {
+    fn node(&self, hash: &Hash32) -> Result<Node, StoreError> {
+        match self.created.get(hash) {
+            Some(n) => Ok(*n),
+            None => load(self.store, hash),
+        }
+    }
+
+    fn put(&mut self, node: Node) -> Hash32 {
+        let h = node.hash();
+        self.created.insert(h, node);
+        h
+    }
+
+    fn update(
+        &mut self,
+        at: Hash32,
+        depth: usize,
+        changes: &[(Hash32, Option<Hash32>)],
+    ) -> Result<Hash32, StoreError> {
+        if changes.is_empty() {
+            return Ok(at);
+        }
+        if depth > KEY_BITS {
+            return Err(StoreError::Corrupt("tree deeper than 256 levels".into()));
+        }
+        if at == EMPTY {
+            let entries: Vec<(Hash32, Hash32)> =
+                changes.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+            return Ok(self.build(depth, &entries));
+        }
+        match self.node(&at)? {
+            Node::Leaf { key, value } => {
+                let mut entries: Vec<(Hash32, Hash32)> =
+                    changes.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+                if changes.binary_search_by_key(&key, |(k, _)| *k).is_err() {
+                    let pos = entries.partition_point(|(k, _)| *k < key);
+                    entries.insert(pos, (key, value));
+                }
+                Ok(self.build(depth, &entries))
+            }
+            Node::Internal { left, right } => {
+                let split = changes.partition_point(|(k, _)| !k.bit(depth));
+                let l = self.update(left, depth + 1, &changes[..split])?;
+                let r = self.update(right, depth + 1, &changes[split..])?;
+                self.join(l, r)
+            }
+        }
+    }
+
+    /// The canonical subtree for `entries` (sorted, distinct keys) rooted at `depth`.
+    fn build(&mut self, depth: usize, entries: &[(Hash32, Hash32)]) -> Hash32 {
+        match entries {
+            [] => EMPTY,
+            [(key, value)] => self.put(Node::Leaf {
+                key: *key,
+                value: *value,
+            }),
+            _ => {
+                let split = entries.partition_point(|(k, _)| !k.bit(depth));
+                let l = self.build(depth + 1, &entries[..split]);
+                let r = self.build(depth + 1, &entries[split..]);
+                // With two or more entries, a side that got them all is itself internal, so
+                // no collapse is needed here.
+                self.put(Node::Internal { left: l, right: r })
+            }
+        }
+    }
+
+    /// Join two updated subtrees, collapsing a lone leaf upward.
+    fn join(&mut self, l: Hash32, r: Hash32) -> Result<Hash32, StoreError> {
+        match (l == EMPTY, r == EMPTY) {
+            (true, true) => Ok(EMPTY),
+            (true, false) if matches!(self.node(&r)?, Node::Leaf { .. }) => Ok(r),
+            (false, true) if matches!(self.node(&l)?, Node::Leaf { .. }) => Ok(l),
+            _ => Ok(self.put(Node::Internal { left: l, right: r })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn key(i: u32) -> Hash32 {
+        Domain::StateKey.hash(&i.to_le_bytes())
+    }
+
+    fn apply(
+        store: &mut MemoryTreeStore,
+        root: Hash32,
+        changes: &BTreeMap<Hash32, Option<Vec<u8>>>,
+    ) -> Hash32 {
+        let list: Vec<_> = changes.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let (root, batch) = update(&*store, &root, &list).unwrap();
+        store.write(batch);
+        root
+    }
+
+    #[test]
+    fn empty_tree_proves_absence() {
+        let store = MemoryTreeStore::new();
+        let p = prove(&store, &EMPTY, &key(1)).unwrap();
+        assert!(p.verify_absence(&EMPTY, &key(1)));
+        assert_eq!(get(&store, &EMPTY, &key(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn single_entry_is_a_leaf_at_the_root_and_delete_empties() {
+        let mut store = MemoryTreeStore::new();
+        let mut c = BTreeMap::new();
+        c.insert(key(1), Some(b"one".to_vec()));
+        let root = apply(&mut store, EMPTY, &c);
+        assert_eq!(root, leaf_hash(&key(1), &value_hash(b"one")));
+        c.insert(key(1), None);
+        assert_eq!(apply(&mut store, root, &c), EMPTY);
+    }
+
+    #[test]
+    fn collapses_when_a_sibling_is_deleted() {
+        let mut store = MemoryTreeStore::new();
+        let mut c = BTreeMap::new();
+        for i in 0..3 {
+            c.insert(key(i), Some(vec![i as u8]));
+        }
+        let r3 = apply(&mut store, EMPTY, &c);
+        let mut d = BTreeMap::new();
+        d.insert(key(1), None);
+        d.insert(key(2), None);
+        let r1 = apply(&mut store, r3, &d);
+        assert_eq!(r1, leaf_hash(&key(0), &value_hash(&[0])));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The root depends only on the final set of entries, not on how it was written.
+        #[test]
+        fn root_is_history_independent(
+            ops in prop::collection::vec((0u32..60, prop::option::of(any::<u8>())), 1..120),
+            chunk in 1usize..20,
+        ) {
+            let mut store = MemoryTreeStore::new();
+            let mut root = EMPTY;
+            let mut model: BTreeMap<Hash32, Vec<u8>> = BTreeMap::new();
+            for part in ops.chunks(chunk) {
+                let mut c = BTreeMap::new();
+                for (k, v) in part {
+                    let v = v.map(|b| vec![b; 3]);
+                    c.insert(key(*k), v.clone());
+                    match v { Some(v) => { model.insert(key(*k), v); } None => { model.remove(&key(*k)); } }
+                }
+                root = apply(&mut store, root, &c);
+            }
+            // Write the final set in one batch into a fresh tree.
+            let mut fresh = MemoryTreeStore::new();
+            let all: BTreeMap<_, _> = model.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
+            let direct = apply(&mut fresh, EMPTY, &all);
+            prop_assert_eq!(root, direct);
+            for i in 0..60 {
+                prop_assert_eq!(get(&store, &root, &key(i)).unwrap(), model.get(&key(i)).cloned());
+            }
+        }
+
+        /// Every membership and non-membership proof verifies, and any flipped byte breaks it.
+        #[test]
+        fn proofs_verify_and_any_flip_fails(
+            n in 0u32..80,
+            probe in 0u32..120,
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let mut store = MemoryTreeStore::new();
+            let c: BTreeMap<_, _> = (0..n).map(|i| (key(i), Some(i.to_le_bytes().to_vec()))).collect();
+            let root = apply(&mut store, EMPTY, &c);
+            let k = key(probe);
+            let proof = prove(&store, &root, &k).unwrap();
+            let bytes = crate::codec::encode(&proof);
+            let decoded: StateProof = crate::codec::decode(&bytes, 1 << 16).unwrap();
+            prop_assert_eq!(&decoded, &proof);
+            let present = probe < n;
+            if present {
+                let vh = value_hash(&probe.to_le_bytes());
+                prop_assert!(proof.verify_membership(&root, &k, &vh));
+                prop_assert!(!proof.verify_absence(&root, &k));
+                prop_assert!(!proof.verify_membership(&root, &k, &value_hash(b"other")));
+            } else {
+                prop_assert!(proof.verify_absence(&root, &k));
+            }
+            // Flip one bit anywhere in the encoded proof: it no longer proves the same thing.
+            let mut bad = bytes.clone();
+            let i = flip.index(bad.len() * 8);
+            bad[i / 8] ^= 1 << (i % 8);
+            if let Ok(p) = crate::codec::decode::<StateProof>(&bad, 1 << 16) {
+                prop_assert!(p.resolve(&k) != proof.resolve(&k));
+            }
+        }
+    }
+}
