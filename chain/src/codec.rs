@@ -76,7 +76,9 @@ pub fn read_bounded_vec<R: borsh::io::Read, T: BorshDeserialize>(
 ) -> borsh::io::Result<Vec<T>> {
     let len = u32::deserialize_reader(reader)? as usize;
     if len > max {
-        return Err(invalid(format!("{what}: {len} items, over the limit of {max}")));
+        return Err(invalid(format!(
+            "{what}: {len} items, over the limit of {max}"
+        )));
     }
     let mut out = Vec::with_capacity(len.min(1024));
     for _ in 0..len {

@@ -59,7 +59,9 @@ pub enum Signature {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
     /// The key bytes are not a valid point, or the point is weak (small order or torsion).
-    #[error("public key is not an acceptable ed25519 key (invalid, small-order or not torsion-free)")]
+    #[error(
+        "public key is not an acceptable ed25519 key (invalid, small-order or not torsion-free)"
+    )]
     WeakKey,
     /// The signature does not verify under the strict rule.
     #[error("signature does not verify")]

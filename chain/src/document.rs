@@ -63,7 +63,10 @@ impl Fingerprint {
     }
 
     /// Fingerprint a stream (a file) with `alg` without holding it in memory.
-    pub fn of_reader(alg: FingerprintAlg, mut reader: impl std::io::Read) -> std::io::Result<Fingerprint> {
+    pub fn of_reader(
+        alg: FingerprintAlg,
+        mut reader: impl std::io::Read,
+    ) -> std::io::Result<Fingerprint> {
         let mut buf = vec![0u8; 64 * 1024];
         let digest = match alg {
             FingerprintAlg::Sha256 => {
@@ -138,10 +141,9 @@ pub struct Commitment(pub Hash32);
 impl Commitment {
     /// Commit to `fingerprint` with `salt`.
     pub fn new(fingerprint: &Fingerprint, salt: &Salt) -> Commitment {
-        Commitment(Domain::Commitment.hash_parts(&[
-            &crate::codec::encode(fingerprint),
-            salt.0.as_bytes(),
-        ]))
+        Commitment(
+            Domain::Commitment.hash_parts(&[&crate::codec::encode(fingerprint), salt.0.as_bytes()]),
+        )
     }
 
     /// Does `fingerprint` with `salt` open this commitment?
@@ -214,7 +216,10 @@ mod tests {
         let c = Commitment::new(&f, &salt);
         assert!(c.opens_to(&f, &salt));
         assert!(!c.opens_to(&f, &Salt(Hash32([8; 32]))));
-        assert!(!c.opens_to(&Fingerprint::of(FingerprintAlg::Sha256, b"title deee"), &salt));
+        assert!(!c.opens_to(
+            &Fingerprint::of(FingerprintAlg::Sha256, b"title deee"),
+            &salt
+        ));
         // Same digest bytes under another algorithm tag is another commitment.
         let relabelled = Fingerprint {
             alg: FingerprintAlg::Blake3,

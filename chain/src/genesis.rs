@@ -93,7 +93,10 @@ impl GenesisDoc {
         let set = self.validator_set()?;
         for v in set.validators.iter() {
             if ids.binary_search(&&v.agency).is_err() {
-                return bad(format!("validator {} names unknown agency {}", v.key, v.agency));
+                return bad(format!(
+                    "validator {} names unknown agency {}",
+                    v.key, v.agency
+                ));
             }
             if v.key.check_acceptable().is_err() {
                 return bad(format!("validator key {} is unacceptable", v.key));

@@ -8,7 +8,9 @@ use std::str::FromStr;
 
 /// Why a string is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid id {0:?}: use 1-40 characters of a-z, 0-9 and '-', starting with a letter or digit")]
+#[error(
+    "invalid id {0:?}: use 1-40 characters of a-z, 0-9 and '-', starting with a letter or digit"
+)]
 pub struct InvalidId(pub String);
 
 fn check_id(s: &str) -> Result<(), InvalidId> {
@@ -212,7 +214,9 @@ impl fmt::Display for CertKind {
 
 /// Why a string is not a certificate kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown certificate kind {0:?} (known: land-title, investment-permit, reward-order, cultural-license)")]
+#[error(
+    "unknown certificate kind {0:?} (known: land-title, investment-permit, reward-order, cultural-license)"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for CertKind {

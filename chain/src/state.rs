@@ -158,7 +158,7 @@ pub struct ValidatorSet {
 impl ValidatorSet {
     /// A set from members in any order; `None` if a key repeats, a power is 0, or it is empty.
     pub fn new(mut validators: Vec<Validator>) -> Option<ValidatorSet> {
-        validators.sort_by(|a, b| a.key.cmp(&b.key));
+        validators.sort_by_key(|v| v.key);
         let distinct = validators.windows(2).all(|w| w[0].key != w[1].key);
         let powered = validators.iter().all(|v| v.power > 0);
         if validators.is_empty() || !distinct || !powered {
@@ -227,7 +227,10 @@ impl AgencyRecord {
         if self.removed_at.is_some() {
             return None;
         }
-        self.keys.last().filter(|e| e.until.is_none()).map(|e| &e.key)
+        self.keys
+            .last()
+            .filter(|e| e.until.is_none())
+            .map(|e| &e.key)
     }
 
     /// Was `key` this agency's signing key at `height`?

@@ -167,7 +167,9 @@ fn load<S: TreeStore>(store: &S, hash: &Hash32) -> Result<Node, StoreError> {
 }
 
 /// Where the walk along a key's path ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub enum ProofTerminal {
     /// An empty subtree: the key is absent.
     Empty,
@@ -276,13 +278,19 @@ pub fn get<S: TreeStore>(
         hash: vh,
     })?;
     if value_hash(&value) != vh {
-        return Err(StoreError::Corrupt(format!("value {vh} does not match its hash")));
+        return Err(StoreError::Corrupt(format!(
+            "value {vh} does not match its hash"
+        )));
     }
     Ok(Some(value))
 }
 
 /// A proof of what `root` holds for `key`.
-pub fn prove<S: TreeStore>(store: &S, root: &Hash32, key: &Hash32) -> Result<StateProof, StoreError> {
+pub fn prove<S: TreeStore>(
+    store: &S,
+    root: &Hash32,
+    key: &Hash32,
+) -> Result<StateProof, StoreError> {
     let mut siblings = Vec::new();
     let mut at = *root;
     for depth in 0..=KEY_BITS {
@@ -324,7 +332,10 @@ pub fn update<S: TreeStore>(
     root: &Hash32,
     changes: &[(Hash32, Option<Vec<u8>>)],
 ) -> Result<(Hash32, TreeBatch), StoreError> {
-    debug_assert!(changes.windows(2).all(|w| w[0].0 < w[1].0), "changes must be sorted");
+    debug_assert!(
+        changes.windows(2).all(|w| w[0].0 < w[1].0),
+        "changes must be sorted"
+    );
     let mut batch = TreeBatch::default();
     let mut hashed = Vec::with_capacity(changes.len());
     for (key, value) in changes {
@@ -377,14 +388,18 @@ impl<S: TreeStore> Updater<'_, S> {
             return Err(StoreError::Corrupt("tree deeper than 256 levels".into()));
         }
         if at == EMPTY {
-            let entries: Vec<(Hash32, Hash32)> =
-                changes.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+            let entries: Vec<(Hash32, Hash32)> = changes
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| (*k, v)))
+                .collect();
             return Ok(self.build(depth, &entries));
         }
         match self.node(&at)? {
             Node::Leaf { key, value } => {
-                let mut entries: Vec<(Hash32, Hash32)> =
-                    changes.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+                let mut entries: Vec<(Hash32, Hash32)> = changes
+                    .iter()
+                    .filter_map(|(k, v)| v.map(|v| (*k, v)))
+                    .collect();
                 if changes.binary_search_by_key(&key, |(k, _)| *k).is_err() {
                     let pos = entries.partition_point(|(k, _)| *k < key);
                     entries.insert(pos, (key, value));

@@ -1,0 +1,133 @@
+//! A small world around the example consortium for rule tests: submit one action as one
+//! agency, get the events or the refusal, and check that a refusal changed nothing.
+
+#![allow(dead_code)]
+
+use cachet_chain::crypto::SecretKey;
+use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Salt};
+use cachet_chain::hash::Hash32;
+use cachet_chain::ids::{AgencyId, CertKind, Height, Timestamp};
+use cachet_chain::state::{AgencyRecord, CertificateRecord, StateKey};
+use cachet_chain::tx::{Action, Issuance, Terms, Transaction, TxBody};
+use cachet_contracts::{Event, LocalChain, TxError, example};
+use std::collections::HashMap;
+
+pub const MINUTE: u64 = 60_000;
+pub const DAY: u64 = 24 * 60 * MINUTE;
+
+pub struct World {
+    pub chain: LocalChain,
+    pub keys: HashMap<String, SecretKey>,
+    pub time: Timestamp,
+}
+
+pub fn id(s: &str) -> AgencyId {
+    AgencyId::new(s).unwrap()
+}
+
+/// A commitment to a made-up document.
+pub fn doc(name: &str) -> Commitment {
+    Commitment::new(
+        &Fingerprint::of(FingerprintAlg::Sha256, name.as_bytes()),
+        &Salt(Hash32([9; 32])),
+    )
+}
+
+pub fn parcel(name: &str) -> Hash32 {
+    cachet_chain::Domain::Commitment.hash(name.as_bytes())
+}
+
+impl World {
+    pub fn new() -> World {
+        Self::with(example::genesis())
+    }
+
+    pub fn with(doc: cachet_chain::genesis::GenesisDoc) -> World {
+        let time = doc.genesis_time;
+        let mut keys = HashMap::new();
+        for (a, ..) in example::AGENCIES {
+            keys.insert(a.to_string(), example::agency_key(a));
+        }
+        World {
+            chain: LocalChain::new(&doc).unwrap(),
+            keys,
+            time,
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.time
+    }
+
+    pub fn agency(&self, a: &str) -> AgencyRecord {
+        self.chain.get(&StateKey::Agency(id(a))).unwrap().unwrap()
+    }
+
+    pub fn cert(&self, c: &CertId) -> CertificateRecord {
+        self.chain.get(&StateKey::Certificate(*c)).unwrap().unwrap()
+    }
+
+    /// A signed transaction by `agency` with its next nonce.
+    pub fn tx(&self, agency: &str, action: Action) -> Transaction {
+        let key = &self.keys[agency];
+        let nonce = self.agency(agency).next_nonce;
+        TxBody {
+            chain_id: self.chain.head().chain_id.clone(),
+            signer: id(agency),
+            key: key.public(),
+            nonce,
+            expires_at: Height(self.chain.head().height.0 + 100),
+            action,
+        }
+        .sign(key)
+    }
+
+    /// Put `tx` alone in the next block. A refusal must leave the state root unchanged.
+    pub fn submit_tx(&mut self, tx: Transaction) -> Result<Vec<Event>, TxError> {
+        let before = self.chain.head().state_root;
+        self.time = self.time.plus_ms(1000);
+        let proposer = example::validator_key("moi-land").public();
+        let built = self.chain.propose(self.time, proposer, vec![tx]).unwrap();
+        if let Some((_, e)) = built.refused.into_iter().next() {
+            assert_eq!(
+                self.chain.head().state_root,
+                before,
+                "a refused transaction changed the state"
+            );
+            return Err(e);
+        }
+        Ok(built.executed.events.into_iter().flatten().collect())
+    }
+
+    pub fn submit(&mut self, agency: &str, action: Action) -> Result<Vec<Event>, TxError> {
+        let tx = self.tx(agency, action);
+        self.submit_tx(tx)
+    }
+
+    /// Issue a land title over `parcel_name` as `agency`; returns its id.
+    pub fn issue_title(&mut self, agency: &str, doc_name: &str, parcel_name: &str) -> CertId {
+        let issuance = Issuance {
+            kind: CertKind::LandTitle,
+            commitment: doc(doc_name),
+            valid_from: None,
+            valid_until: None,
+            terms: Terms::LandTitle {
+                parcel: parcel(parcel_name),
+            },
+        };
+        let id = issuance.cert_id();
+        self.submit(agency, Action::Issue(issuance)).unwrap();
+        id
+    }
+
+    /// A permit issuance valid for a year from now.
+    pub fn permit(&self, doc_name: &str) -> Issuance {
+        Issuance {
+            kind: CertKind::InvestmentPermit,
+            commitment: doc(doc_name),
+            valid_from: Some(self.time),
+            valid_until: Some(self.time.plus_ms(365 * DAY)),
+            terms: Terms::Plain,
+        }
+    }
+}
