@@ -27,6 +27,7 @@ pub mod merkle;
 pub mod state;
 pub mod state_tree;
 pub mod tx;
+pub mod verdict;
 
 pub use block::{Block, BlockHeader};
 pub use codec::{DecodeError, decode, encode};

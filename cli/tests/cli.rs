@@ -1,0 +1,91 @@
+//! The `cachet` binary, run as a separate process.
+
+use std::process::Command;
+
+fn cachet(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_cachet"))
+        .args(args)
+        .output()
+        .expect("cachet runs");
+    assert!(
+        out.status.success(),
+        "cachet {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn demo_anchors_and_verifies_every_kind() {
+    let out = cachet(&["demo", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["height"], 3);
+    let verdicts: Vec<(String, String, bool)> = report["certificates"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| {
+            (
+                c["label"].as_str().unwrap().to_string(),
+                c["verdict"].as_str().unwrap().to_string(),
+                c["document_matches"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("land title, before sale", "superseded", true),
+        ("land title, after sale", "valid", true),
+        ("investment permit", "valid", true),
+        ("copyright deposit", "valid", true),
+        ("licence", "valid", true),
+        ("reward order #0", "valid", true),
+        ("reward order #417", "revoked", true),
+        ("never anchored", "unknown", false),
+    ];
+    let expect: Vec<(String, String, bool)> = expect
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+        .collect();
+    assert_eq!(verdicts, expect);
+}
+
+#[test]
+fn keygen_writes_a_private_key_file_that_reads_back() {
+    let dir = std::env::temp_dir().join(format!("cachet-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("agency.key");
+    let _ = std::fs::remove_file(&path);
+    let p = path.to_str().unwrap();
+    let printed = String::from_utf8(cachet(&["keygen", "--out", p]).stdout).unwrap();
+    let read = String::from_utf8(cachet(&["pubkey", "--key", p]).stdout).unwrap();
+    assert_eq!(printed, read);
+    assert!(printed.starts_with("ed25519:"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Refuses to overwrite.
+    let again = Command::new(env!("CARGO_BIN_EXE_cachet"))
+        .args(["keygen", "--out", p])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_example_genesis_checks_and_matches_the_committed_file() {
+    let printed = String::from_utf8(cachet(&["genesis", "example"]).stdout).unwrap();
+    let committed = include_str!("../../genesis/example/genesis.json");
+    assert_eq!(
+        printed.trim(),
+        committed.trim(),
+        "genesis/example/genesis.json is out of date: regenerate it with `cachet genesis example`"
+    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../genesis/example/genesis.json");
+    let summary = String::from_utf8(cachet(&["genesis", "check", path]).stdout).unwrap();
+    assert!(summary.contains("cachet-example"), "{summary}");
+    assert!(summary.contains("validators   4"), "{summary}");
+}
