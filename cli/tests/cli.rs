@@ -84,7 +84,10 @@ fn the_example_genesis_checks_and_matches_the_committed_file() {
         committed.trim(),
         "genesis/example/genesis.json is out of date: regenerate it with `cachet genesis example`"
     );
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../genesis/example/genesis.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../genesis/example/genesis.json"
+    );
     let summary = String::from_utf8(cachet(&["genesis", "check", path]).stdout).unwrap();
     assert!(summary.contains("cachet-example"), "{summary}");
     assert!(summary.contains("validators   4"), "{summary}");

@@ -1,0 +1,171 @@
+//! Pinned test vectors for the formats in `docs/spec/`. Each vector is an encoding or a hash
+//! computed from fixed inputs; a change to any of them is a format change.
+//!
+//! The file `docs/spec/vectors/core.json` is the reference another implementation checks
+//! itself against. Regenerating it is an explicit approval of a new format:
+//! `CACHET_WRITE_VECTORS=1 cargo test -p cachet-contracts --test vectors`. Never regenerate
+//! it just to make this test pass.
+
+use cachet_chain::block::{BlockHeader, tx_root};
+use cachet_chain::codec::encode;
+use cachet_chain::crypto::{SignPurpose, signing_message};
+use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Salt};
+use cachet_chain::hash::{Domain, Hash32};
+use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
+use cachet_chain::merkle::{MerkleTree, leaf_hash};
+use cachet_chain::state::StateKey;
+use cachet_chain::state_tree::{self, EMPTY, MemoryTreeStore};
+use cachet_chain::tx::{Action, Issuance, Terms, TxBody, batch_leaf};
+use cachet_contracts::{example, genesis_state};
+use std::collections::BTreeMap;
+
+fn vectors() -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    let mut put = |k: &str, bytes: &[u8]| {
+        v.insert(k.to_string(), hex::encode(bytes));
+    };
+
+    for d in [
+        Domain::TxId,
+        Domain::BlockHeader,
+        Domain::ValidatorSet,
+        Domain::StateKey,
+        Domain::StateValue,
+        Domain::Commitment,
+        Domain::CertId,
+        Domain::BatchId,
+        Domain::LicenseStatement,
+        Domain::Signing,
+    ] {
+        put(
+            &format!("domain/{}", d.context()),
+            Domain::hash(d, b"cachet").as_bytes(),
+        );
+    }
+
+    let chain_id = ChainId::new("cachet-example").unwrap();
+    let fp = Fingerprint::of(FingerprintAlg::Sha256, b"abc");
+    let salt = Salt(Hash32([7; 32]));
+    let commitment = Commitment::new(&fp, &salt);
+    put("document/fingerprint_sha256_abc", &encode(&fp));
+    put("document/commitment_abc_salt07", commitment.0.as_bytes());
+    put(
+        "document/cert_id_land_title",
+        CertId::derive(CertKind::LandTitle, &commitment)
+            .0
+            .as_bytes(),
+    );
+
+    let key = example::agency_key("moi-land");
+    put("keys/dev_agency_moi_land_public", &encode(&key.public()));
+    let body = TxBody {
+        chain_id: chain_id.clone(),
+        signer: AgencyId::new("moi-land").unwrap(),
+        key: key.public(),
+        nonce: 7,
+        expires_at: Height(100),
+        action: Action::Issue(Issuance {
+            kind: CertKind::LandTitle,
+            commitment,
+            valid_from: None,
+            valid_until: Some(Timestamp(1_800_000_000_000)),
+            terms: Terms::LandTitle {
+                parcel: Hash32([1; 32]),
+            },
+        }),
+    };
+    let tx = body.clone().sign(&key);
+    put("tx/issue_land_title/body", &encode(&body));
+    put(
+        "tx/issue_land_title/signing_message",
+        signing_message(SignPurpose::Transaction, &chain_id, &encode(&body)).as_bytes(),
+    );
+    put("tx/issue_land_title/encoded", &tx.encode());
+    put("tx/issue_land_title/id", tx.id().0.as_bytes());
+
+    let leaves: Vec<Hash32> = (0..5u8)
+        .map(|i| batch_leaf(&Commitment(Hash32([i; 32]))))
+        .collect();
+    let tree = MerkleTree::new(&leaves);
+    put("merkle/batch5/root", tree.root().as_bytes());
+    put("merkle/batch5/proof3", &encode(&tree.proof(3).unwrap()));
+    put("merkle/leaf_hash_empty", leaf_hash(b"").as_bytes());
+    put(
+        "merkle/tx_root_one",
+        tx_root(std::slice::from_ref(&tx)).as_bytes(),
+    );
+
+    let mut store = MemoryTreeStore::new();
+    let mut changes: Vec<_> = (0..3u8)
+        .map(|i| {
+            (
+                StateKey::Agency(AgencyId::new(format!("agency-{i}")).unwrap()).hash(),
+                Some(vec![i; 4]),
+            )
+        })
+        .collect();
+    changes.sort_by_key(|(k, _)| *k);
+    let (root, batch) = state_tree::update(&store, &EMPTY, &changes).unwrap();
+    store.write(batch);
+    put("state/three/root", root.as_bytes());
+    let present = StateKey::Agency(AgencyId::new("agency-1").unwrap()).hash();
+    let absent = StateKey::Agency(AgencyId::new("agency-9").unwrap()).hash();
+    put("state/three/key_agency_1", present.as_bytes());
+    put(
+        "state/three/proof_present",
+        &encode(&state_tree::prove(&store, &root, &present).unwrap()),
+    );
+    put(
+        "state/three/proof_absent",
+        &encode(&state_tree::prove(&store, &root, &absent).unwrap()),
+    );
+
+    let (genesis, _) = genesis_state(&example::genesis()).unwrap();
+    put("genesis/example/header", &encode(&genesis));
+    put("genesis/example/hash", genesis.hash().as_bytes());
+    let header = BlockHeader {
+        chain_id,
+        height: Height(1),
+        time: Timestamp(1_767_225_601_000),
+        parent: genesis.hash(),
+        proposer: Some(example::validator_key("moi-land").public()),
+        tx_root: tx_root(&[tx]),
+        tx_count: 1,
+        state_root: Hash32([2; 32]),
+        validators_hash: genesis.next_validators_hash,
+        next_validators_hash: genesis.next_validators_hash,
+    };
+    put("block/header_h1/encoded", &encode(&header));
+    put("block/header_h1/hash", header.hash().as_bytes());
+    v
+}
+
+#[test]
+fn vectors_match_the_spec() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/spec/vectors/core.json"
+    );
+    let computed = vectors();
+    if std::env::var_os("CACHET_WRITE_VECTORS").is_some() {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&computed).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let pinned: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("vectors file")).unwrap();
+    for (name, value) in &computed {
+        assert_eq!(
+            pinned.get(name),
+            Some(value),
+            "vector {name} changed: this is a format change"
+        );
+    }
+    assert_eq!(
+        pinned.len(),
+        computed.len(),
+        "vectors were added or removed"
+    );
+}

@@ -1,0 +1,70 @@
+//! Writes a seed corpus for every fuzz target: valid encodings the fuzzer mutates from.
+//! Run from `fuzz/`: `cargo run --release --example seeds`.
+
+use cachet_chain::codec::encode;
+use cachet_chain::document::{Commitment, Fingerprint, FingerprintAlg, Salt};
+use cachet_chain::hash::Hash32;
+use cachet_chain::ids::{AgencyId, CertKind, Height, Timestamp};
+use cachet_chain::merkle::MerkleTree;
+use cachet_chain::state::StateKey;
+use cachet_chain::state_tree;
+use cachet_chain::tx::*;
+use cachet_contracts::{LocalChain, example};
+use std::path::Path;
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new("corpus").join(target);
+    std::fs::create_dir_all(&dir).expect("corpus dir");
+    std::fs::write(dir.join(name), bytes).expect("seed file");
+}
+
+fn main() {
+    let genesis = example::genesis();
+    let mut chain = LocalChain::new(&genesis).expect("example genesis");
+    let commitment = |s: &str| Commitment::new(&Fingerprint::of(FingerprintAlg::Sha256, s.as_bytes()), &Salt(Hash32([1; 32])));
+    let tree = MerkleTree::new(&(0..8u8).map(|i| batch_leaf(&Commitment(Hash32([i; 32])))).collect::<Vec<_>>());
+    let title = Issuance { kind: CertKind::LandTitle, commitment: commitment("t"), valid_from: None, valid_until: None, terms: Terms::LandTitle { parcel: Hash32([2; 32]) } };
+    let batch = BatchIssuance { kind: CertKind::RewardOrder, root: tree.root(), leaf_count: 8, valid_from: None, valid_until: Some(Timestamp(1_900_000_000_000)) };
+    let actions: Vec<(&str, Action)> = vec![
+        ("moi-land", Action::Issue(title.clone())),
+        ("dgpa-personnel", Action::IssueBatch(batch.clone())),
+        ("moi-land", Action::RecordEvent { id: title.cert_id(), event: CertEvent::MortgageSet { mortgage: Hash32([3; 32]) } }),
+        ("moi-land", Action::Supersede { previous: title.cert_id(), next: Issuance { commitment: commitment("t2"), ..title.clone() } }),
+        ("dgpa-personnel", Action::RevokeBatchEntry { entry: BatchEntry { batch: batch.batch_id(), commitment: Commitment(Hash32([3; 32])), proof: tree.proof(3).expect("in range") }, reason: RevocationReason::Fraud }),
+        ("moi-land", Action::Propose { change: GovernanceChange::RotateAgencyKey { id: AgencyId::new("moi-land").expect("valid"), key: example::agency_key("x").public() } }),
+        ("dgpa-personnel", Action::Accredit { kind: CertKind::RewardOrder, agency: AgencyId::new("x").expect("valid"), registration: None }),
+    ];
+    let mut txs = Vec::new();
+    let mut nonces = std::collections::BTreeMap::new();
+    for (i, (agency, action)) in actions.into_iter().enumerate() {
+        let nonce = nonces.entry(agency).or_insert(0u64);
+        let tx = TxBody {
+            chain_id: genesis.chain_id.clone(),
+            signer: AgencyId::new(agency).expect("valid"),
+            key: example::agency_key(agency).public(),
+            nonce: *nonce,
+            expires_at: Height(1000),
+            action,
+        }
+        .sign(&example::agency_key(agency));
+        *nonce += 1;
+        write("decode_tx", &format!("tx{i}"), &tx.encode());
+        write("apply_tx", &format!("tx{i}"), &tx.encode());
+        txs.push(tx);
+    }
+    let t = chain.head().time.plus_ms(1000);
+    let built = chain.propose(t, example::validator_key("moi-land").public(), txs).expect("in memory");
+    write("decode_block", "block1", &built.block.encode());
+    let root = chain.head().state_root;
+    for (i, key) in [StateKey::Certificate(title.cert_id()), StateKey::Batch(batch.batch_id()), StateKey::Params].iter().enumerate() {
+        let proof = state_tree::prove(chain.store(), &root, &key.hash()).expect("in memory");
+        write("decode_proofs", &format!("state{i}"), &[&[0u8][..], &encode(&proof)].concat());
+        if let Some(v) = state_tree::get(chain.store(), &root, &key.hash()).expect("in memory") {
+            let selector = [4u8, 5, 0][i];
+            write("decode_state_values", &format!("value{i}"), &[&[selector][..], &v].concat());
+        }
+    }
+    write("decode_proofs", "batch", &[&[1u8][..], &encode(&tree.proof(5).expect("in range"))].concat());
+    write("genesis_json", "example", genesis.to_json().as_bytes());
+    println!("seeds written under fuzz/corpus/");
+}
