@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use cachet_chain::crypto::{PublicKey, SecretKey};
+use cachet_chain::ids::AgencyId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -12,15 +13,23 @@ struct KeyFile {
     public: PublicKey,
     secret: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    agency: Option<AgencyId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
 
 /// Write `key` to `path` (mode 0600), refusing to overwrite.
-pub fn write(path: &Path, key: &SecretKey, note: Option<String>) -> Result<()> {
+pub fn write(
+    path: &Path,
+    key: &SecretKey,
+    agency: Option<AgencyId>,
+    note: Option<String>,
+) -> Result<()> {
     let file = KeyFile {
         algorithm: "ed25519".into(),
         public: key.public(),
         secret: hex::encode(key.seed()),
+        agency,
         note,
     };
     let text = serde_json::to_string_pretty(&file)? + "\n";
@@ -40,6 +49,11 @@ pub fn write(path: &Path, key: &SecretKey, note: Option<String>) -> Result<()> {
 
 /// Read a key file and check that its public key matches its secret.
 pub fn read(path: &Path) -> Result<SecretKey> {
+    Ok(read_with_agency(path)?.0)
+}
+
+/// Read a key file, with the agency it belongs to when the file names one.
+pub fn read_with_agency(path: &Path) -> Result<(SecretKey, Option<AgencyId>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     let file: KeyFile = serde_json::from_str(&text)
@@ -58,5 +72,5 @@ pub fn read(path: &Path) -> Result<SecretKey> {
     if key.public() != file.public {
         bail!("{}: public key does not match the secret", path.display());
     }
-    Ok(key)
+    Ok((key, file.agency))
 }

@@ -1,10 +1,12 @@
 //! `cachet`: the command line for issuing agencies, verifiers and operators.
 //!
-//! Today it holds the key, genesis and fingerprint tools and `cachet demo`, which runs the
-//! example consortium's rules and proofs in one process. The node commands (`devnet`, `start`,
-//! `anchor`, ...) arrive with the consortium node.
+//! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`. Issuing agencies:
+//! `anchor`, `revoke`, `supersede`, `approve`. Everyone: `fingerprint`, `demo`.
 
+mod client;
 mod demo;
+mod devnet;
+mod issuer;
 mod keyfile;
 
 use anyhow::{Context, Result};
@@ -28,6 +30,113 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a local consortium of the example agencies on 127.0.0.1 until Ctrl-C.
+    Devnet {
+        /// Directory for genesis, keys, node data and logs (reused when it exists).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Only write the genesis, keys and node configs, then exit (tests start the nodes).
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Start a node from its configuration file.
+    Start {
+        /// The node's TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// The latest block a node has committed.
+    Status {
+        /// The node's RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A committed block.
+    Block {
+        /// The node's RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// Its height.
+        #[arg(long)]
+        height: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Anchor a document, or every file of a directory as one Merkle batch; waits for finality.
+    Anchor {
+        #[command(flatten)]
+        issuer: IssuerArgs,
+        /// Certificate kind: land-title, investment-permit, reward-order, cultural-license.
+        #[arg(long)]
+        kind: CertKind,
+        /// The document, or a directory of documents.
+        #[arg(long)]
+        file: PathBuf,
+        /// Land titles: the parcel reference (default: the file name).
+        #[arg(long)]
+        parcel: Option<String>,
+        /// Validity in days from now (investment permits default to 365).
+        #[arg(long)]
+        valid_days: Option<u64>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a certificate; waits for finality.
+    Revoke {
+        #[command(flatten)]
+        issuer: IssuerArgs,
+        /// The certificate id.
+        #[arg(long)]
+        id: CertId,
+        /// Why.
+        #[arg(long, value_enum, default_value_t = Reason::Other)]
+        reason: Reason,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a certificate by a new document's (a land-title transfer, a permit amendment).
+    Supersede {
+        #[command(flatten)]
+        issuer: IssuerArgs,
+        /// The certificate replaced.
+        #[arg(long)]
+        id: CertId,
+        /// The new document.
+        #[arg(long)]
+        file: PathBuf,
+        /// Land titles: the parcel reference (default: the replaced title's).
+        #[arg(long)]
+        parcel: Option<String>,
+        /// Validity in days from now.
+        #[arg(long)]
+        valid_days: Option<u64>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending certificate (M-of-N kinds); waits for finality.
+    Approve {
+        #[command(flatten)]
+        issuer: IssuerArgs,
+        /// The certificate id.
+        #[arg(long)]
+        id: CertId,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the example consortium in one process: anchor one certificate of each kind, a
     /// batch of 1,000 reward orders, a transfer, a revocation; then verify each from proofs.
     Demo {
@@ -82,14 +191,185 @@ enum GenesisCommand {
     },
 }
 
+/// Who signs, and through which node.
+#[derive(clap::Args)]
+struct IssuerArgs {
+    /// The node's RPC URL.
+    #[arg(long)]
+    rpc: String,
+    /// The agency's key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// The agency id, when the key file does not name it.
+    #[arg(long)]
+    agency: Option<cachet_chain::AgencyId>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Reason {
+    IssuedInError,
+    Cancelled,
+    Fraud,
+    CourtOrder,
+    Other,
+}
+
+impl From<Reason> for cachet_chain::tx::RevocationReason {
+    fn from(r: Reason) -> Self {
+        use cachet_chain::tx::RevocationReason as R;
+        match r {
+            Reason::IssuedInError => R::IssuedInError,
+            Reason::Cancelled => R::Cancelled,
+            Reason::Fraud => R::Fraud,
+            Reason::CourtOrder => R::CourtOrder,
+            Reason::Other => R::Other,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Alg {
     Sha256,
     Blake3,
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,arc_malachitebft_engine=warn,arc_malachitebft_network=warn,arc_malachitebft_core_consensus=warn,arc_malachitebft_sync=warn,arc_malachitebft_discovery=warn,libp2p=warn",
+        )
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn start(config: PathBuf) -> Result<()> {
+    let config = cachet_node::NodeConfig::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = keyfile::read(&config.validator_key)?;
+    let node = cachet_node::start(config, key)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = node.wait() => r.map_err(|e| anyhow::anyhow!("{e:#}")),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+fn print_block(v: &serde_json::Value, json: bool) {
+    if json {
+        println!("{v}");
+    } else {
+        println!(
+            "height {} hash {} time {} txs {} state root {}",
+            v["height"],
+            v["hash"].as_str().unwrap_or("-"),
+            v["time"]
+                .as_u64()
+                .or(v["header"]["time"].as_u64())
+                .unwrap_or(0),
+            v["txs"]
+                .as_array()
+                .map(|t| t.len())
+                .or(v["mempool"].as_u64().map(|_| 0))
+                .unwrap_or(0),
+            v["state_root"]
+                .as_str()
+                .or(v["header"]["state_root"].as_str())
+                .unwrap_or("-")
+        );
+    }
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Devnet {
+            dir,
+            validators,
+            no_start,
+        } => runtime()?.block_on(devnet::run(&dir, validators, !no_start)),
+        Command::Start { config, log_json } => {
+            init_logging(log_json);
+            runtime()?.block_on(start(config))
+        }
+        Command::Status { rpc, json } => runtime()?.block_on(async {
+            let v = client::Client::new(&rpc)?.status().await?;
+            print_block(&v, json);
+            Ok(())
+        }),
+        Command::Block { rpc, height, json } => runtime()?.block_on(async {
+            let v = client::Client::new(&rpc)?
+                .call("cachet_block", vec![serde_json::json!(height)])
+                .await?;
+            print_block(&v, json);
+            Ok(())
+        }),
+        Command::Anchor {
+            issuer,
+            kind,
+            file,
+            parcel,
+            valid_days,
+            json,
+        } => runtime()?.block_on(async {
+            let client = client::Client::new(&issuer.rpc)?;
+            let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;
+            issuer::anchor(
+                &client,
+                &signer,
+                kind,
+                &file,
+                &issuer::IssueOptions { parcel, valid_days },
+                json,
+            )
+            .await
+        }),
+        Command::Revoke {
+            issuer,
+            id,
+            reason,
+            json,
+        } => runtime()?.block_on(async {
+            let client = client::Client::new(&issuer.rpc)?;
+            let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;
+            issuer::revoke(&client, &signer, id, reason.into(), json).await
+        }),
+        Command::Supersede {
+            issuer,
+            id,
+            file,
+            parcel,
+            valid_days,
+            json,
+        } => runtime()?.block_on(async {
+            let client = client::Client::new(&issuer.rpc)?;
+            let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;
+            issuer::supersede(
+                &client,
+                &signer,
+                id,
+                &file,
+                &issuer::IssueOptions { parcel, valid_days },
+                json,
+            )
+            .await
+        }),
+        Command::Approve { issuer, id, json } => runtime()?.block_on(async {
+            let client = client::Client::new(&issuer.rpc)?;
+            let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;
+            issuer::approve(&client, &signer, id, json).await
+        }),
         Command::Demo { json } => demo::run(json),
         Command::Keygen { out, dev } => {
             let (key, note) = match dev {
@@ -101,7 +381,7 @@ fn main() -> Result<()> {
                 ),
                 None => (SecretKey::generate(), None),
             };
-            keyfile::write(&out, &key, note)?;
+            keyfile::write(&out, &key, None, note)?;
             println!("{}", key.public());
             Ok(())
         }

@@ -1,7 +1,265 @@
-//! `cachet-rpc`: the JSON-RPC 2.0 server and the verify page a node serves.
+//! `cachet-rpc`: the JSON-RPC 2.0 server a node serves (HTTP and WebSocket, jsonrpsee).
 //!
-//! What it will be: jsonrpsee over HTTP and WebSocket, stable error codes, the OpenRPC
-//! document, and the `/verify` page, against a narrow trait the node implements. It is filled
-//! by the node and verification issues; until then it is empty on purpose and exports nothing.
+//! What it is: the method table, the JSON shapes and the stable error codes, over the
+//! [`NodeApi`] trait that the node implements. Reads are public; the only write is a signed
+//! transaction, so the RPC needs no accounts. Every error carries the same numeric code as the
+//! rule or admission check that produced it (see `docs/spec/errors.md`).
 //!
-//! What it is not: consensus, storage or rules.
+//! What it is not: consensus, storage or rules. The verification API (receipts, verify by id or
+//! fingerprint, subscriptions, the verify page) grows here with the verification issue.
+
+use async_trait::async_trait;
+use cachet_chain::block::BlockHeader;
+use cachet_chain::hash::Hash32;
+use cachet_chain::state::StateKey;
+use cachet_chain::tx::TxId;
+use jsonrpsee::server::{RpcModule, Server, ServerHandle};
+use jsonrpsee::types::ErrorObjectOwned;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Largest request body (a transaction is at most 16 KiB; hex doubles it).
+pub const MAX_REQUEST_BYTES: u32 = 256 * 1024;
+
+/// A refusal with its stable code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Stable numeric code.
+    pub code: i32,
+    /// Stable machine name.
+    pub name: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with `code`, `name` and `message`.
+    pub fn new(code: u32, name: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            code: code as i32,
+            name: name.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The request was malformed (JSON-RPC's invalid params).
+    pub fn invalid_params(message: impl Into<String>) -> Failure {
+        Failure::new(1000, "invalid_params", message)
+    }
+
+    /// The node failed internally.
+    pub fn internal(message: impl Into<String>) -> Failure {
+        Failure::new(2900, "internal", message)
+    }
+}
+
+impl From<Failure> for ErrorObjectOwned {
+    fn from(f: Failure) -> Self {
+        ErrorObjectOwned::owned(
+            f.code,
+            f.message,
+            Some(serde_json::json!({ "name": f.name })),
+        )
+    }
+}
+
+/// Where a transaction stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxStatus {
+    /// Waiting in this node's mempool.
+    Pending,
+    /// In a committed block.
+    Committed {
+        /// Block height.
+        height: u64,
+        /// Position in the block.
+        index: u32,
+    },
+    /// Not known to this node.
+    Unknown,
+}
+
+/// What `cachet_status` returns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// The node's name.
+    pub moniker: String,
+    /// The chain id.
+    pub chain_id: String,
+    /// Latest committed height.
+    pub height: u64,
+    /// Its block hash.
+    pub hash: Hash32,
+    /// Its block time (ms since the epoch).
+    pub time: u64,
+    /// Its state root.
+    pub state_root: Hash32,
+    /// Transactions waiting in the mempool.
+    pub mempool: usize,
+}
+
+/// What `cachet_block` returns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub hash: Hash32,
+    /// The header.
+    pub header: BlockHeader,
+    /// Ids of its transactions, in order.
+    pub txs: Vec<TxId>,
+    /// Number of commit signatures on it.
+    pub signatures: usize,
+}
+
+/// The node, as the RPC sees it.
+#[async_trait]
+pub trait NodeApi: Send + Sync + 'static {
+    /// Admit a transaction (encoded) and relay it. Returns its id.
+    async fn submit(&self, tx: Vec<u8>) -> Result<TxId, Failure>;
+    /// The node's view of the chain head.
+    fn status(&self) -> Result<Status, Failure>;
+    /// A committed block.
+    fn block(&self, height: u64) -> Result<Option<BlockInfo>, Failure>;
+    /// Where a transaction stands.
+    fn transaction(&self, id: &TxId) -> Result<TxStatus, Failure>;
+    /// A value of the latest committed state, as JSON.
+    fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure>;
+    /// Recorded misbehaviour: `(height, description)`.
+    fn evidence(&self) -> Result<Vec<(u64, String)>, Failure>;
+}
+
+fn hash_param(p: &jsonrpsee::types::Params<'_>) -> Result<Hash32, Failure> {
+    let (s,): (String,) = p
+        .parse()
+        .map_err(|e| Failure::invalid_params(e.to_string()))?;
+    s.parse()
+        .map_err(|_| Failure::invalid_params("expected a 64-character hex id"))
+}
+
+type RpcResult<T> = Result<T, ErrorObjectOwned>;
+
+fn found<T>(value: Option<T>, code: u32, name: &str, what: String) -> RpcResult<T> {
+    value.ok_or_else(|| Failure::new(code, name, what).into())
+}
+
+/// The method table.
+pub fn module(api: Arc<dyn NodeApi>) -> RpcModule<Arc<dyn NodeApi>> {
+    let mut m = RpcModule::new(api);
+    m.register_async_method("cachet_submit", |params, api, _| async move {
+        let (hexed,): (String,) = params
+            .parse()
+            .map_err(|e| Failure::invalid_params(e.to_string()))?;
+        let bytes = hex::decode(hexed.trim_start_matches("0x"))
+            .map_err(|_| Failure::new(1001, "malformed", "transaction is not hex"))?;
+        let id = api.submit(bytes).await?;
+        Ok::<_, ErrorObjectOwned>(serde_json::json!({ "id": id }))
+    })
+    .expect("unique method name");
+    m.register_method("cachet_status", |_, api, _| -> RpcResult<Status> {
+        Ok(api.status()?)
+    })
+    .expect("unique method name");
+    m.register_method("cachet_block", |params, api, _| -> RpcResult<BlockInfo> {
+        let (height,): (u64,) = params
+            .parse()
+            .map_err(|e| Failure::invalid_params(e.to_string()))?;
+        found(
+            api.block(height)?,
+            3001,
+            "unknown_block",
+            format!("no committed block at height {height}"),
+        )
+    })
+    .expect("unique method name");
+    m.register_method(
+        "cachet_transaction",
+        |params, api, _| -> RpcResult<TxStatus> {
+            let id = TxId(hash_param(&params)?);
+            api.transaction(&id).map_err(ErrorObjectOwned::from)
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_certificate",
+        |params, api, _| -> RpcResult<serde_json::Value> {
+            let id = cachet_chain::CertId(hash_param(&params)?);
+            found(
+                api.state(&StateKey::Certificate(id))?,
+                1301,
+                "unknown_certificate",
+                format!("unknown certificate {id}"),
+            )
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_batch",
+        |params, api, _| -> RpcResult<serde_json::Value> {
+            let id = cachet_chain::tx::BatchId(hash_param(&params)?);
+            found(
+                api.state(&StateKey::Batch(id))?,
+                1322,
+                "unknown_batch",
+                format!("unknown batch {id}"),
+            )
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_agency",
+        |params, api, _| -> RpcResult<serde_json::Value> {
+            let (id,): (String,) = params
+                .parse()
+                .map_err(|e| Failure::invalid_params(e.to_string()))?;
+            let id: cachet_chain::AgencyId =
+                id.parse().map_err(|e: cachet_chain::ids::InvalidId| {
+                    Failure::invalid_params(e.to_string())
+                })?;
+            found(
+                api.state(&StateKey::Agency(id.clone()))?,
+                1103,
+                "unknown_agency",
+                format!("unknown agency {id}"),
+            )
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_validators",
+        |_, api, _| -> RpcResult<serde_json::Value> {
+            found(
+                api.state(&StateKey::Validators)?,
+                2900,
+                "internal",
+                "state has no validator set".into(),
+            )
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_evidence",
+        |_, api, _| -> RpcResult<Vec<(u64, String)>> { Ok(api.evidence()?) },
+    )
+    .expect("unique method name");
+    m
+}
+
+/// Serve the RPC on `addr` until the handle is stopped.
+pub async fn serve(
+    addr: SocketAddr,
+    api: Arc<dyn NodeApi>,
+) -> std::io::Result<(ServerHandle, SocketAddr)> {
+    let config = jsonrpsee::server::ServerConfig::builder()
+        .max_request_body_size(MAX_REQUEST_BYTES)
+        .max_response_body_size(64 * 1024 * 1024)
+        .max_connections(1024)
+        .build();
+    let server = Server::builder().set_config(config).build(addr).await?;
+    let bound = server.local_addr()?;
+    let handle = server.start(module(api));
+    Ok((handle, bound))
+}

@@ -1,1 +1,342 @@
-//! End-to-end tests live in `tests/tests/`; this library is empty.
+//! `cachet-tests`: a harness for cluster tests — real `cachet start` processes on 127.0.0.1
+//! that a test can kill (`SIGKILL`), stop and restart, with a small blocking JSON-RPC client.
+//!
+//! The `cachet` binary is the one `cargo test --workspace` builds next to the test executable
+//! (`target/<profile>/cachet`). Cluster tests run one at a time (they share two cores), and every
+//! wait is bounded.
+
+use cachet_chain::tx::Transaction;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The `cachet` binary built alongside this test.
+pub fn cachet_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let bin = dir.join("cachet");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the binary)",
+        bin.display()
+    );
+    bin
+}
+
+/// An error answer from a node's RPC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// Stable code.
+    pub code: i64,
+    /// Stable name.
+    pub name: String,
+    /// Message.
+    pub message: String,
+}
+
+/// One JSON-RPC call over HTTP/1.1 to `addr` (`127.0.0.1:port`), with a 10 s timeout.
+pub fn rpc(addr: &str, method: &str, params: Value) -> Result<Value, RpcError> {
+    let io = |e: std::io::Error| RpcError {
+        code: -1,
+        name: "io".into(),
+        message: e.to_string(),
+    };
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+    let mut s = TcpStream::connect(addr).map_err(io)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io)?;
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(io)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(io)?;
+    let text = String::from_utf8_lossy(&resp);
+    let json_start = text.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
+    let v: Value = serde_json::from_str(text[json_start..].trim()).map_err(|e| RpcError {
+        code: -1,
+        name: "bad_response".into(),
+        message: format!("{e}: {text}"),
+    })?;
+    if let Some(err) = v.get("error") {
+        return Err(RpcError {
+            code: err["code"].as_i64().unwrap_or(0),
+            name: err["data"]["name"].as_str().unwrap_or_default().to_string(),
+            message: err["message"].as_str().unwrap_or_default().to_string(),
+        });
+    }
+    Ok(v["result"].clone())
+}
+
+/// Poll `f` every 100 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A node of the cluster.
+pub struct NodeProc {
+    /// Its name (the agency that runs it).
+    pub name: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// `127.0.0.1:port` of its RPC.
+    pub rpc: String,
+    child: Option<Child>,
+}
+
+/// A consortium of `cachet start` processes.
+pub struct Cluster {
+    /// Working directory (removed on drop unless `CACHET_KEEP_TEST_DIR` is set).
+    pub dir: PathBuf,
+    /// The nodes.
+    pub nodes: Vec<NodeProc>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Cluster {
+    /// Write a devnet of `validators` nodes (not started).
+    pub fn new(name: &str, validators: usize) -> Cluster {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = std::env::temp_dir().join(format!("cachet-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(cachet_bin())
+            .args([
+                "devnet",
+                "--no-start",
+                "--validators",
+                &validators.to_string(),
+                "--dir",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("cachet devnet runs");
+        assert!(
+            out.status.success(),
+            "devnet --no-start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nodes = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| {
+                let config = PathBuf::from(line.trim());
+                let cfg: toml::Value =
+                    toml::from_str(&std::fs::read_to_string(&config).expect("config"))
+                        .expect("toml");
+                NodeProc {
+                    name: cfg["moniker"].as_str().expect("moniker").to_string(),
+                    rpc: cfg["rpc"]["listen"].as_str().expect("rpc").to_string(),
+                    config,
+                    child: None,
+                }
+            })
+            .collect();
+        Cluster {
+            dir,
+            nodes,
+            _serial: serial,
+        }
+    }
+
+    /// Start node `i`.
+    pub fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "node {} is running", node.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.config.with_file_name("node.log"))
+            .expect("log file");
+        let child = Command::new(cachet_bin())
+            .args(["start", "--config"])
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("cachet start");
+        node.child = Some(child);
+    }
+
+    /// Start every node and wait until each serves RPC.
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+        for i in 0..self.nodes.len() {
+            assert!(
+                wait_until(Duration::from_secs(60), || self.status(i).is_some()),
+                "node {} did not start; log:\n{}",
+                self.nodes[i].name,
+                self.log_tail(i)
+            );
+        }
+    }
+
+    /// Kill node `i` with SIGKILL, as a crash.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Is node `i` running?
+    pub fn running(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The last lines of node `i`'s log.
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i].config.with_file_name("node.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Call a method on node `i`.
+    pub fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, RpcError> {
+        rpc(&self.nodes[i].rpc, method, params)
+    }
+
+    /// Node `i`'s status, if it answers.
+    pub fn status(&self, i: usize) -> Option<Value> {
+        self.call(i, "cachet_status", json!([])).ok()
+    }
+
+    /// Node `i`'s committed height, if it answers.
+    pub fn height(&self, i: usize) -> Option<u64> {
+        self.status(i).and_then(|s| s["height"].as_u64())
+    }
+
+    /// The hash of node `i`'s block at `height`.
+    pub fn block_hash(&self, i: usize, height: u64) -> Option<String> {
+        self.call(i, "cachet_block", json!([height]))
+            .ok()
+            .and_then(|b| b["hash"].as_str().map(str::to_string))
+    }
+
+    /// Wait until node `i` has committed `height`.
+    pub fn wait_height(&self, i: usize, height: u64, timeout: Duration) -> bool {
+        wait_until(timeout, || self.height(i).is_some_and(|h| h >= height))
+    }
+
+    /// Submit a transaction through node `i`; returns its id or the refusal.
+    pub fn submit(&self, i: usize, tx: &Transaction) -> Result<String, RpcError> {
+        self.submit_bytes(i, &tx.encode())
+    }
+
+    /// Submit raw bytes as a transaction through node `i`.
+    pub fn submit_bytes(&self, i: usize, bytes: &[u8]) -> Result<String, RpcError> {
+        self.call(i, "cachet_submit", json!([hex::encode(bytes)]))
+            .map(|v| v["id"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Where transaction `id` stands on node `i`: `Some(height)` once committed.
+    pub fn committed_at(&self, i: usize, id: &str) -> Option<u64> {
+        let v = self.call(i, "cachet_transaction", json!([id])).ok()?;
+        (v["status"] == "committed")
+            .then(|| v["height"].as_u64())
+            .flatten()
+    }
+
+    /// The lowest height every running node has reached.
+    pub fn min_height(&mut self) -> u64 {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].child.is_some())
+            .filter_map(|i| self.height(i))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Assert that nodes `a` and `b` have the same block hash at every height up to `upto`.
+    pub fn assert_same_chain(&self, a: usize, b: usize, upto: u64) {
+        for h in 1..=upto {
+            let (x, y) = (self.block_hash(a, h), self.block_hash(b, h));
+            assert!(
+                x.is_some() && x == y,
+                "nodes {a} and {b} differ at height {h}: {x:?} vs {y:?}"
+            );
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        if std::env::var_os("CACHET_KEEP_TEST_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Signed transactions of the example agencies (development keys) for the devnet chain.
+pub mod txs {
+    use cachet_chain::document::{Commitment, Fingerprint, FingerprintAlg, Salt};
+    use cachet_chain::hash::{Domain, Hash32};
+    use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height};
+    use cachet_chain::tx::{Action, Issuance, Terms, Transaction, TxBody};
+    use cachet_contracts::example;
+
+    /// The devnet chain id.
+    pub fn chain_id() -> ChainId {
+        ChainId::new("cachet-devnet").expect("valid")
+    }
+
+    /// A signed transaction of `agency` with `nonce`.
+    pub fn signed(agency: &str, nonce: u64, action: Action) -> Transaction {
+        let key = example::agency_key(agency);
+        TxBody {
+            chain_id: chain_id(),
+            signer: AgencyId::new(agency).expect("valid id"),
+            key: key.public(),
+            nonce,
+            expires_at: Height(1_000_000),
+            action,
+        }
+        .sign(&key)
+    }
+
+    /// A land-title issuance for a made-up document `name`.
+    pub fn title(name: &str) -> Issuance {
+        Issuance {
+            kind: CertKind::LandTitle,
+            commitment: Commitment::new(
+                &Fingerprint::of(FingerprintAlg::Sha256, name.as_bytes()),
+                &Salt(Hash32([4; 32])),
+            ),
+            valid_from: None,
+            valid_until: None,
+            terms: Terms::LandTitle {
+                parcel: Domain::Commitment.hash(name.as_bytes()),
+            },
+        }
+    }
+
+    /// moi-land anchors the title `name` with `nonce`.
+    pub fn anchor(nonce: u64, name: &str) -> Transaction {
+        signed("moi-land", nonce, Action::Issue(title(name)))
+    }
+}

@@ -1,0 +1,293 @@
+//! `cachet devnet`: the embedded default. A consortium of the example agencies on 127.0.0.1,
+//! one `cachet start` process per validator, with a generated genesis, development keys and
+//! configs under a directory it prints; it runs until SIGINT or SIGTERM and then stops every
+//! node it started. Run it again on the same directory to restart the same chain.
+
+use crate::client::Client;
+use crate::keyfile;
+use anyhow::{Context, Result, bail};
+use cachet_chain::crypto::SecretKey;
+use cachet_chain::genesis::{GenesisAgency, GenesisDoc};
+use cachet_chain::ids::{AgencyId, ChainId, Timestamp};
+use cachet_chain::state::{Name, Validator};
+use cachet_contracts::example;
+use cachet_node::config::{NodeConfig, P2p, Rpc};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct NodePlan {
+    name: String,
+    dir: PathBuf,
+    key: SecretKey,
+    p2p: u16,
+    gossip: u16,
+    rpc: u16,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn peer_addr(key: &SecretKey, port: u16) -> Result<String> {
+    let peer = cachet_node::gossip::peer_id_of(&key.public()).context("valid key")?;
+    Ok(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"))
+}
+
+/// The development genesis for `n` validators: the example consortium, with extra validator
+/// agencies beyond its four.
+pub fn genesis(n: usize) -> Result<GenesisDoc> {
+    if n == 0 {
+        bail!("a devnet needs at least one validator");
+    }
+    let mut doc = example::genesis();
+    doc.chain_id = ChainId::new("cachet-devnet")?;
+    doc.genesis_time = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as u64,
+    );
+    doc.validators.truncate(n);
+    for i in doc.validators.len()..n {
+        let id = format!("devnet-node-{}", i + 1);
+        doc.agencies.push(GenesisAgency {
+            id: AgencyId::new(&id)?,
+            name: Name::new(format!("Devnet validator agency {}", i + 1))?,
+            key: example::agency_key(&id).public(),
+            accredited: vec![],
+        });
+        doc.validators.push(Validator {
+            agency: AgencyId::new(&id)?,
+            key: example::validator_key(&id).public(),
+            power: 1,
+        });
+    }
+    doc.validate()?;
+    Ok(doc)
+}
+
+fn prepare(dir: &Path, n: usize) -> Result<(PathBuf, Vec<NodePlan>)> {
+    let genesis_path = dir.join("genesis.json");
+    let doc = if genesis_path.exists() {
+        GenesisDoc::from_json(&std::fs::read_to_string(&genesis_path)?)?
+    } else {
+        let doc = genesis(n)?;
+        std::fs::create_dir_all(dir.join("keys"))?;
+        for a in &doc.agencies {
+            let path = dir.join("keys").join(format!("{}.key", a.id));
+            if !path.exists() {
+                keyfile::write(
+                    &path,
+                    &example::agency_key(a.id.as_str()),
+                    Some(a.id.clone()),
+                    Some("development key: INSECURE".into()),
+                )?;
+            }
+        }
+        std::fs::write(&genesis_path, doc.to_json() + "\n")?;
+        doc
+    };
+    let mut plans = Vec::new();
+    for v in &doc.validators {
+        let name = v.agency.to_string();
+        let node_dir = dir.join("nodes").join(&name);
+        std::fs::create_dir_all(&node_dir)?;
+        let key = example::validator_key(&name);
+        if key.public() != v.key {
+            bail!(
+                "validator {name} in {} does not use the development key",
+                genesis_path.display()
+            );
+        }
+        let key_path = node_dir.join("validator.key");
+        if !key_path.exists() {
+            keyfile::write(
+                &key_path,
+                &key,
+                None,
+                Some("development validator key: INSECURE".into()),
+            )?;
+        }
+        plans.push(NodePlan {
+            name,
+            dir: node_dir,
+            key,
+            p2p: free_port()?,
+            gossip: free_port()?,
+            rpc: free_port()?,
+        });
+    }
+    for p in &plans {
+        let others: Vec<&NodePlan> = plans.iter().filter(|o| o.name != p.name).collect();
+        let config = NodeConfig {
+            moniker: p.name.clone(),
+            home: p.dir.clone(),
+            genesis: genesis_path.canonicalize()?,
+            validator_key: p.dir.join("validator.key"),
+            p2p: P2p {
+                listen: format!("/ip4/127.0.0.1/tcp/{}", p.p2p),
+                peers: others
+                    .iter()
+                    .map(|o| peer_addr(&o.key, o.p2p))
+                    .collect::<Result<_>>()?,
+            },
+            gossip: P2p {
+                listen: format!("/ip4/127.0.0.1/tcp/{}", p.gossip),
+                peers: others
+                    .iter()
+                    .map(|o| peer_addr(&o.key, o.gossip))
+                    .collect::<Result<_>>()?,
+            },
+            rpc: Rpc {
+                listen: format!("127.0.0.1:{}", p.rpc).parse()?,
+            },
+            consensus: Default::default(),
+            mempool: Default::default(),
+        };
+        std::fs::write(p.dir.join("config.toml"), toml::to_string_pretty(&config)?)?;
+    }
+    Ok((genesis_path, plans))
+}
+
+fn terminate(children: &mut [(String, Child)]) {
+    for (_, c) in children.iter_mut() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (_, c) in children.iter_mut() {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Run the devnet until a signal (or, without `start`, only write its files).
+pub async fn run(dir: &Path, validators: usize, start: bool) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let dir = dir.canonicalize()?;
+    let (genesis_path, plans) = prepare(&dir, validators)?;
+    if !start {
+        for p in &plans {
+            println!("{}", p.dir.join("config.toml").display());
+        }
+        return Ok(());
+    }
+    let exe = std::env::current_exe()?;
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for p in &plans {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p.dir.join("node.log"))?;
+        let child = Command::new(&exe)
+            .args(["start", "--config"])
+            .arg(p.dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start node {}", p.name))?;
+        children.push((p.name.clone(), child));
+    }
+    // Wait until every node serves RPC.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for p in &plans {
+        let client = Client::new(&format!("http://127.0.0.1:{}", p.rpc))?;
+        loop {
+            if client.status().await.is_ok() {
+                break;
+            }
+            if let Some((name, c)) = children.iter_mut().find(|(n, _)| *n == p.name)
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                let name = name.clone();
+                terminate(&mut children);
+                bail!(
+                    "node {name} exited ({status}); see {}",
+                    p.dir.join("node.log").display()
+                );
+            }
+            if Instant::now() > deadline {
+                terminate(&mut children);
+                bail!(
+                    "node {} did not serve RPC in time; see {}",
+                    p.name,
+                    p.dir.join("node.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let doc = GenesisDoc::from_json(&std::fs::read_to_string(&genesis_path)?)?;
+    let manifest = json!({
+        "genesis": genesis_path,
+        "nodes": plans.iter().zip(&children).map(|(p, (_, c))| json!({
+            "name": p.name,
+            "rpc": format!("http://127.0.0.1:{}", p.rpc),
+            "pid": c.id(),
+            "home": p.dir,
+            "log": p.dir.join("node.log"),
+        })).collect::<Vec<_>>(),
+        "agencies": doc.agencies.iter().map(|a| json!({
+            "name": a.id,
+            "kinds": a.accredited,
+            "key": dir.join("keys").join(format!("{}.key", a.id)),
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        dir.join("devnet.json"),
+        serde_json::to_string_pretty(&manifest)? + "\n",
+    )?;
+    println!(
+        "Cachet devnet: {} validators of chain {} on 127.0.0.1",
+        plans.len(),
+        doc.chain_id
+    );
+    println!("  directory  {}", dir.display());
+    for p in &plans {
+        println!(
+            "  {:<18} rpc http://127.0.0.1:{}  log {}",
+            p.name,
+            p.rpc,
+            p.dir.join("node.log").display()
+        );
+    }
+    println!(
+        "  agency keys (development, INSECURE) in {}",
+        dir.join("keys").display()
+    );
+    println!("Press Ctrl-C to stop.");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                for (name, c) in children.iter_mut() {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        eprintln!("node {name} exited ({status}); stopping the devnet");
+                        let name = name.clone();
+                        terminate(&mut children);
+                        bail!("node {name} exited");
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping {} nodes", children.len());
+    terminate(&mut children);
+    Ok(())
+}

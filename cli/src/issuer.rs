@@ -1,0 +1,378 @@
+//! Commands of issuing agencies: anchor (one document or a directory as a Merkle batch),
+//! revoke, supersede, approve. Each signs a transaction with the agency's key, submits it to a
+//! node and waits until it is finalized.
+//!
+//! Anchoring writes a *certificate file* next to each document (`<document>.cachet.json`): the
+//! certificate id, the salt and, for a batch entry, its inclusion proof. The holder needs it to
+//! prove which document the certificate is about; the chain never sees the document or salt.
+
+use crate::client::Client;
+use crate::keyfile;
+use anyhow::{Context, Result, bail};
+use cachet_chain::crypto::SecretKey;
+use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Salt};
+use cachet_chain::hash::{Domain, Hash32};
+use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
+use cachet_chain::merkle::{BatchProof, MerkleTree};
+use cachet_chain::tx::{
+    Action, BatchIssuance, Issuance, RevocationReason, Terms, TxBody, batch_leaf,
+};
+use serde::Serialize;
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a command waits for finality.
+const FINALITY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An agency's signing identity.
+pub struct Signer {
+    /// The agency.
+    pub agency: AgencyId,
+    /// Its key.
+    pub key: SecretKey,
+}
+
+impl Signer {
+    /// Load from a key file; `agency` overrides the agency the file names.
+    pub fn load(path: &Path, agency: Option<AgencyId>) -> Result<Signer> {
+        let (key, named) = keyfile::read_with_agency(path)?;
+        let agency = agency
+            .or(named)
+            .context("the key file names no agency: pass --agency")?;
+        Ok(Signer { agency, key })
+    }
+
+    /// Sign `action` with the agency's next nonce, submit it, wait for finality.
+    pub async fn send(&self, client: &Client, action: Action) -> Result<(cachet_chain::TxId, u64)> {
+        let status = client.status().await?;
+        let chain_id: ChainId = status["chain_id"].as_str().unwrap_or_default().parse()?;
+        let height = status["height"].as_u64().unwrap_or(0);
+        let agency = client
+            .call("cachet_agency", vec![json!(self.agency.to_string())])
+            .await?;
+        let nonce = agency["next_nonce"]
+            .as_u64()
+            .context("agency record has no nonce")?;
+        let tx = TxBody {
+            chain_id,
+            signer: self.agency.clone(),
+            key: self.key.public(),
+            nonce,
+            expires_at: Height(height + 200),
+            action,
+        }
+        .sign(&self.key);
+        let id = client.submit(&tx).await?;
+        let h = client.wait_committed(&id, FINALITY_TIMEOUT).await?;
+        Ok((id, h))
+    }
+}
+
+/// The file a holder keeps with a document.
+#[derive(Serialize)]
+struct CertificateFile {
+    id: CertId,
+    kind: CertKind,
+    issuer: AgencyId,
+    fingerprint: Fingerprint,
+    salt: Salt,
+    commitment: Commitment,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<BatchEntryFile>,
+    height: u64,
+    tx: cachet_chain::TxId,
+}
+
+#[derive(Serialize)]
+struct BatchEntryFile {
+    batch: cachet_chain::tx::BatchId,
+    leaf_count: u32,
+    proof: BatchProof,
+}
+
+fn fingerprint(path: &Path) -> Result<Fingerprint> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Fingerprint::of_reader(
+        FingerprintAlg::Sha256,
+        std::io::BufReader::new(f),
+    )?)
+}
+
+fn certificate_path(doc: &Path) -> PathBuf {
+    let mut name = doc.file_name().unwrap_or_default().to_os_string();
+    name.push(".cachet.json");
+    doc.with_file_name(name)
+}
+
+fn write_certificate(doc: &Path, file: &CertificateFile) -> Result<()> {
+    let path = certificate_path(doc);
+    std::fs::write(&path, serde_json::to_string_pretty(file)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Options that shape an issuance.
+pub struct IssueOptions {
+    /// Land titles: the parcel reference (hashed; defaults to the file name).
+    pub parcel: Option<String>,
+    /// Validity in days from now (required for investment permits; default 365 there).
+    pub valid_days: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn issuance(kind: CertKind, commitment: Commitment, doc: &Path, opts: &IssueOptions) -> Issuance {
+    let days = match kind {
+        CertKind::InvestmentPermit => Some(opts.valid_days.unwrap_or(365)),
+        _ => opts.valid_days,
+    };
+    let (valid_from, valid_until) = match days {
+        Some(d) => {
+            let now = now_ms();
+            (Some(Timestamp(now)), Some(Timestamp(now + d * 86_400_000)))
+        }
+        None => (None, None),
+    };
+    let terms = match kind {
+        CertKind::LandTitle => {
+            let parcel = opts.parcel.clone().unwrap_or_else(|| {
+                doc.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            });
+            Terms::LandTitle {
+                parcel: Domain::Commitment.hash(parcel.as_bytes()),
+            }
+        }
+        CertKind::CulturalLicense => Terms::WorkDeposit,
+        CertKind::InvestmentPermit | CertKind::RewardOrder => Terms::Plain,
+    };
+    Issuance {
+        kind,
+        commitment,
+        valid_from,
+        valid_until,
+        terms,
+    }
+}
+
+/// `cachet anchor`: one document, or every file of a directory as one batch.
+pub async fn anchor(
+    client: &Client,
+    signer: &Signer,
+    kind: CertKind,
+    path: &Path,
+    opts: &IssueOptions,
+    json_out: bool,
+) -> Result<()> {
+    if path.is_dir() {
+        return anchor_batch(client, signer, kind, path, opts, json_out).await;
+    }
+    let fp = fingerprint(path)?;
+    let salt = Salt::random();
+    let commitment = Commitment::new(&fp, &salt);
+    let issue = issuance(kind, commitment, path, opts);
+    let id = issue.cert_id();
+    let (tx, height) = signer.send(client, Action::Issue(issue)).await?;
+    write_certificate(
+        path,
+        &CertificateFile {
+            id,
+            kind,
+            issuer: signer.agency.clone(),
+            fingerprint: fp,
+            salt,
+            commitment,
+            batch: None,
+            height,
+            tx,
+        },
+    )?;
+    if json_out {
+        println!(
+            "{}",
+            json!({ "id": id, "height": height, "tx": tx, "kind": kind, "certificate_file": certificate_path(path) })
+        );
+    } else {
+        println!("anchored {kind} {id} at height {height} (tx {tx})");
+        println!("certificate file: {}", certificate_path(path).display());
+    }
+    Ok(())
+}
+
+async fn anchor_batch(
+    client: &Client,
+    signer: &Signer,
+    kind: CertKind,
+    dir: &Path,
+    opts: &IssueOptions,
+    json_out: bool,
+) -> Result<()> {
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && !p.to_string_lossy().ends_with(".cachet.json"))
+        .collect();
+    docs.sort();
+    if docs.is_empty() {
+        bail!("{} holds no documents", dir.display());
+    }
+    let mut entries = Vec::with_capacity(docs.len());
+    let progress = |done: usize, total: usize, what: &str| {
+        if !json_out {
+            eprint!("\r{what} {done}/{total}");
+            let _ = std::io::stderr().flush();
+        }
+    };
+    for (i, doc) in docs.iter().enumerate() {
+        let fp = fingerprint(doc)?;
+        let salt = Salt::random();
+        entries.push((fp, salt, Commitment::new(&fp, &salt)));
+        if i % 100 == 0 || i + 1 == docs.len() {
+            progress(i + 1, docs.len(), "hashing");
+        }
+    }
+    if !json_out {
+        eprintln!();
+    }
+    let leaves: Vec<Hash32> = entries.iter().map(|(_, _, c)| batch_leaf(c)).collect();
+    let tree = MerkleTree::new(&leaves);
+    let batch = BatchIssuance {
+        kind,
+        root: tree.root(),
+        leaf_count: leaves.len() as u32,
+        valid_from: None,
+        valid_until: opts
+            .valid_days
+            .map(|d| Timestamp(now_ms() + d * 86_400_000)),
+    };
+    let batch_id = batch.batch_id();
+    let (tx, height) = signer
+        .send(client, Action::IssueBatch(batch.clone()))
+        .await?;
+    for (i, (doc, (fp, salt, c))) in docs.iter().zip(&entries).enumerate() {
+        write_certificate(
+            doc,
+            &CertificateFile {
+                id: CertId::derive(kind, c),
+                kind,
+                issuer: signer.agency.clone(),
+                fingerprint: *fp,
+                salt: *salt,
+                commitment: *c,
+                batch: Some(BatchEntryFile {
+                    batch: batch_id,
+                    leaf_count: batch.leaf_count,
+                    proof: tree.proof(i).context("index in range")?,
+                }),
+                height,
+                tx,
+            },
+        )?;
+        if i % 100 == 0 || i + 1 == docs.len() {
+            progress(i + 1, docs.len(), "certificate files");
+        }
+    }
+    if json_out {
+        println!(
+            "{}",
+            json!({ "id": batch_id, "height": height, "tx": tx, "kind": kind, "count": docs.len(), "root": tree.root() })
+        );
+    } else {
+        eprintln!();
+        println!(
+            "anchored a batch of {} {kind} certificates: batch {batch_id} at height {height} (tx {tx})",
+            docs.len()
+        );
+    }
+    Ok(())
+}
+
+/// `cachet revoke`.
+pub async fn revoke(
+    client: &Client,
+    signer: &Signer,
+    id: CertId,
+    reason: RevocationReason,
+    json_out: bool,
+) -> Result<()> {
+    let (tx, height) = signer.send(client, Action::Revoke { id, reason }).await?;
+    report(json_out, "revoked", id, height, tx);
+    Ok(())
+}
+
+/// `cachet approve`.
+pub async fn approve(client: &Client, signer: &Signer, id: CertId, json_out: bool) -> Result<()> {
+    let (tx, height) = signer.send(client, Action::Approve { id }).await?;
+    report(json_out, "approved", id, height, tx);
+    Ok(())
+}
+
+/// `cachet supersede`: replace a certificate with a new document's.
+pub async fn supersede(
+    client: &Client,
+    signer: &Signer,
+    previous: CertId,
+    path: &Path,
+    opts: &IssueOptions,
+    json_out: bool,
+) -> Result<()> {
+    let record = client
+        .call("cachet_certificate", vec![json!(previous.to_string())])
+        .await?;
+    let kind: CertKind =
+        serde_json::from_value(record["kind"].clone()).context("certificate record has no kind")?;
+    let fp = fingerprint(path)?;
+    let salt = Salt::random();
+    let commitment = Commitment::new(&fp, &salt);
+    let mut next = issuance(kind, commitment, path, opts);
+    // A successor keeps kind-specific terms the rules require to stay (the land parcel).
+    if let (CertKind::LandTitle, None) = (kind, &opts.parcel)
+        && let Some(parcel) = record["terms"]["land_title"]["parcel"].as_str()
+    {
+        next.terms = Terms::LandTitle {
+            parcel: parcel.parse()?,
+        };
+    }
+    let id = next.cert_id();
+    let (tx, height) = signer
+        .send(client, Action::Supersede { previous, next })
+        .await?;
+    write_certificate(
+        path,
+        &CertificateFile {
+            id,
+            kind,
+            issuer: signer.agency.clone(),
+            fingerprint: fp,
+            salt,
+            commitment,
+            batch: None,
+            height,
+            tx,
+        },
+    )?;
+    if json_out {
+        println!(
+            "{}",
+            json!({ "id": id, "previous": previous, "height": height, "tx": tx })
+        );
+    } else {
+        println!("superseded {previous} by {id} at height {height} (tx {tx})");
+    }
+    Ok(())
+}
+
+fn report(json_out: bool, what: &str, id: CertId, height: u64, tx: cachet_chain::TxId) {
+    if json_out {
+        println!("{}", json!({ "id": id, "height": height, "tx": tx }));
+    } else {
+        println!("{what} {id} at height {height} (tx {tx})");
+    }
+}

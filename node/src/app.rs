@@ -1,0 +1,637 @@
+//! The application side of Malachite: answers the engine's messages.
+//!
+//! - `GetValue` (we propose): reap the mempool, build and execute a block with
+//!   `cachet-contracts`, keep it, reply with its hash and stream it as signed parts.
+//! - `ReceivedProposalPart`: re-assemble a proposer's stream, check the proposer's signature
+//!   on it, re-execute the block against our committed state, and tell consensus whether it is
+//!   valid. A validator never votes for a block it did not execute itself.
+//! - `Decided`: write the block, its certificate and the state it produces in one atomic batch.
+//! - `Finalized`: keep the final certificate and any equivocation evidence, and start the next
+//!   height with the validator set the new state names.
+//! - `GetDecidedValues` / `ProcessSyncedValue`: serve and accept committed blocks for peers that
+//!   are catching up; a synced block is executed like any proposal before it is committed.
+
+use crate::context::{
+    Address, BlockId, BlockValue, CachetContext, Height, ProposalPart, ValidatorSet,
+};
+use crate::node::Shared;
+use crate::signing::{sign_parts, verify_parts};
+use bytes::Bytes;
+use cachet_chain::block::{Block, BlockHeader};
+use cachet_chain::crypto::SecretKey;
+use cachet_chain::hash::Hash32;
+use cachet_chain::ids::Timestamp;
+use cachet_chain::state::{StateKey, ValidatorSet as ChainValidatorSet, decode_value};
+use cachet_chain::state_tree;
+use cachet_contracts::{Executed, Signatures, build_block, execute_block};
+use malachite_app::types::core::{
+    CommitCertificate, ExtendedCommitCertificate, HeightParams, LinearTimeouts, Round, Validity,
+    VoteExtensions,
+};
+use malachite_app::types::streaming::{StreamId, StreamMessage};
+use malachite_app::types::sync::RawDecidedValue;
+use malachite_app::types::{LocallyProposedValue, PeerId, ProposedValue};
+use malachite_app_channel::app::engine::host::{Next, SyncedValueOutcome};
+use malachite_app_channel::{AppMsg, Channels, NetworkMsg};
+use malachite_engine::util::streaming::StreamContent;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::{debug, error, info, warn};
+
+/// Bytes of block per proposal part.
+const PART_BYTES: usize = 256 * 1024;
+/// How far a proposed block time may be ahead of our clock.
+const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
+
+/// A proposal we have executed and may commit.
+struct Candidate {
+    block: Block,
+    executed: Executed,
+}
+
+/// A stream of parts being re-assembled.
+#[derive(Default)]
+struct PartStream {
+    parts: BTreeMap<u64, ProposalPart>,
+    fin_sequence: Option<u64>,
+}
+
+/// Consensus-side state of the node.
+pub struct App {
+    shared: Arc<Shared>,
+    key: SecretKey,
+    address: Address,
+    timeouts: LinearTimeouts,
+    block_time: Duration,
+    max_block_txs: usize,
+    /// The height consensus is working on.
+    height: u64,
+    /// Executed proposals of the current height, by block id.
+    candidates: HashMap<Hash32, Candidate>,
+    /// Which (round, proposer, pol round) each candidate came in.
+    candidate_rounds: Vec<(Round, Address, Round, Hash32)>,
+    streams: HashMap<(PeerId, StreamId), PartStream>,
+    /// Complete proposals for heights we have not reached yet.
+    future: BTreeMap<u64, Vec<(Round, Address, Round, Block)>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn stream_id(height: u64, round: Round) -> StreamId {
+    let mut b = height.to_be_bytes().to_vec();
+    b.extend_from_slice(&round.as_i64().to_be_bytes());
+    StreamId::new(Bytes::from(b))
+}
+
+fn parts_hash(parts: &[ProposalPart]) -> Hash32 {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        if !matches!(p, ProposalPart::Fin { .. }) {
+            h.update(&borsh::to_vec(p).expect("in-memory encoding cannot fail"));
+        }
+    }
+    Hash32(*h.finalize().as_bytes())
+}
+
+impl App {
+    /// Consensus state for a node signing with `key`.
+    pub fn new(shared: Arc<Shared>, key: SecretKey, config: &crate::config::Consensus) -> App {
+        let ms = Duration::from_millis;
+        let timeouts = LinearTimeouts {
+            propose: ms(config.timeout_propose_ms),
+            propose_delta: ms(config.timeout_delta_ms),
+            prevote: ms(config.timeout_prevote_ms),
+            prevote_delta: ms(config.timeout_delta_ms),
+            precommit: ms(config.timeout_precommit_ms),
+            precommit_delta: ms(config.timeout_delta_ms),
+            rebroadcast: ms(config.timeout_propose_ms
+                + config.timeout_prevote_ms
+                + config.timeout_precommit_ms),
+            max_timeout: ms(60_000),
+        };
+        App {
+            address: Address(key.public()),
+            key,
+            shared,
+            timeouts,
+            block_time: ms(config.block_time_ms),
+            max_block_txs: config.max_block_txs,
+            height: 0,
+            candidates: HashMap::new(),
+            candidate_rounds: Vec::new(),
+            streams: HashMap::new(),
+            future: BTreeMap::new(),
+        }
+    }
+
+    fn head(&self) -> BlockHeader {
+        self.shared.head()
+    }
+
+    /// The validator set that signs height `head + 1`.
+    fn next_validators(&self) -> eyre::Result<ValidatorSet> {
+        let head = self.head();
+        let bytes = state_tree::get(
+            &*self.shared.store,
+            &head.state_root,
+            &StateKey::Validators.hash(),
+        )?
+        .ok_or_else(|| eyre::eyre!("state has no validator set"))?;
+        let set: ChainValidatorSet = decode_value(&bytes)?;
+        Ok(ValidatorSet::from(&set))
+    }
+
+    fn params(&self) -> eyre::Result<HeightParams<CachetContext>> {
+        Ok(HeightParams::new(
+            self.next_validators()?,
+            self.timeouts,
+            Some(self.block_time),
+        ))
+    }
+
+    /// Run until consensus stops.
+    pub async fn run(mut self, channels: &mut Channels<CachetContext>) -> eyre::Result<()> {
+        while let Some(msg) = channels.consensus.recv().await {
+            if let Err(e) = self.handle(msg, channels).await {
+                // Storage failures are fatal: a node that may have diverged must stop.
+                error!(error = %e, "application failed; stopping");
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        msg: AppMsg<CachetContext>,
+        channels: &mut Channels<CachetContext>,
+    ) -> eyre::Result<()> {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                let start = self.head().height.0 + 1;
+                self.start_height(start);
+                info!(height = start, "consensus ready");
+                let _ = reply.send((Height(start), self.params()?));
+            }
+            AppMsg::StartedRound {
+                height,
+                round,
+                proposer,
+                role,
+                reply_value,
+            } => {
+                debug!(%height, %round, %proposer, ?role, "started round");
+                if height.0 != self.height {
+                    self.start_height(height.0);
+                }
+                let mut values = Vec::new();
+                // Proposals that arrived before we reached this height.
+                if let Some(waiting) = self.future.remove(&height.0) {
+                    for (r, p, pol, block) in waiting {
+                        if let Some(v) = self.consider(r, p, pol, block)
+                            && r == round
+                        {
+                            values.push(v);
+                        }
+                    }
+                }
+                // Our own or received proposals kept across a restart.
+                for (r, id, bytes) in self.shared.store.undecided(height.0)? {
+                    if r as i64 != round.as_i64() || self.candidates.contains_key(&id) {
+                        continue;
+                    }
+                    if let Ok(block) = Block::decode(&bytes) {
+                        let Some(proposer) = block.header.proposer else {
+                            continue;
+                        };
+                        if let Some(v) = self.consider(round, Address(proposer), Round::Nil, block)
+                        {
+                            values.push(v);
+                        }
+                    }
+                }
+                let _ = reply_value.send(values);
+            }
+            AppMsg::GetValue {
+                height,
+                round,
+                timeout: _,
+                reply,
+            } => {
+                let value = self.propose(height.0, round)?;
+                let _ = reply.send(LocallyProposedValue::new(height, round, value));
+                self.stream(height.0, round, Round::Nil, &value.0.0, channels)
+                    .await?;
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                address: _,
+                value_id,
+            } => {
+                if self.candidates.contains_key(&value_id.0) {
+                    self.stream(height.0, round, valid_round, &value_id.0, channels)
+                        .await?;
+                }
+            }
+            AppMsg::ReceivedProposalPart {
+                from,
+                published_by,
+                part,
+                reply,
+            } => {
+                let value = self.received_part(published_by.unwrap_or(from), part);
+                let _ = reply.send(value);
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions {
+                extensions, reply, ..
+            } => {
+                let _ = reply.send(extensions.into_iter().map(|(a, _)| (a, Ok(()))).collect());
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::Decided {
+                certificate,
+                extensions: _,
+                reply,
+            } => {
+                self.commit(&certificate)?;
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized {
+                certificate,
+                extensions: _,
+                evidence,
+                reply,
+            } => {
+                let h = certificate.height.0;
+                if self.head().height.0 < h {
+                    // Decided did not commit (it cannot be skipped, but be safe): do it now.
+                    self.commit(&certificate)?;
+                }
+                self.shared
+                    .store
+                    .update_certificate(h, &borsh::to_vec(&certificate)?)?;
+                if !evidence.is_empty() {
+                    warn!(height = h, ?evidence, "equivocation evidence");
+                    for (address, doubles) in evidence.votes.iter() {
+                        for (a, b) in doubles {
+                            let record = borsh::to_vec(&(address, a, b))?;
+                            self.shared.store.put_evidence(h, &record)?;
+                        }
+                    }
+                }
+                let next = h + 1;
+                self.start_height(next);
+                let _ = reply.send(Next::Start(Height(next), self.params()?));
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let mut out = Vec::new();
+                let head = self.head().height.0;
+                for h in range.start().0..=range.end().0.min(head) {
+                    let (Some(block), Some(cert)) = (
+                        self.shared.store.block_bytes(h)?,
+                        self.shared.store.certificate(h)?,
+                    ) else {
+                        break;
+                    };
+                    let cert: CommitCertificate<CachetContext> = borsh::from_slice(&cert)?;
+                    out.push(RawDecidedValue::new(
+                        Bytes::from(block),
+                        ExtendedCommitCertificate::from_commit_certificate_and_extensions(
+                            cert,
+                            VoteExtensions::new(vec![]),
+                        ),
+                    ));
+                }
+                let _ = reply.send(out);
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let outcome = match Block::decode(&value_bytes) {
+                    Err(_) => SyncedValueOutcome::PeerFault,
+                    Ok(block) => {
+                        if height.0 != self.height {
+                            self.start_height(height.0);
+                        }
+                        match self.consider(round, proposer, Round::Nil, block) {
+                            Some(v) => SyncedValueOutcome::Verdict(v),
+                            None => SyncedValueOutcome::PeerFault,
+                        }
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+        Ok(())
+    }
+
+    fn start_height(&mut self, height: u64) {
+        if self.height != height {
+            self.height = height;
+            self.candidates.clear();
+            self.candidate_rounds.clear();
+            self.streams.retain(|_, s| match s.parts.get(&0) {
+                Some(ProposalPart::Init { height: h, .. }) => h.0 >= height,
+                _ => true,
+            });
+            self.future.retain(|h, _| *h >= height);
+        }
+    }
+
+    /// Build our proposal for (height, round), or return the one we built before.
+    fn propose(&mut self, height: u64, round: Round) -> eyre::Result<BlockValue> {
+        if let Some((_, _, _, id)) = self
+            .candidate_rounds
+            .iter()
+            .find(|(r, p, _, _)| *r == round && *p == self.address)
+        {
+            return Ok(BlockValue(BlockId(*id)));
+        }
+        let head = self.head();
+        if head.height.0 + 1 != height {
+            eyre::bail!("asked to propose height {height} with head {}", head.height);
+        }
+        let time = Timestamp(now_ms().max(head.time.0 + 1));
+        let store = &*self.shared.store;
+        let state_head = crate::mempool::Head {
+            store,
+            state_root: head.state_root,
+            height: head.height,
+            time: head.time,
+            chain_id: &head.chain_id,
+        };
+        let candidates = self.shared.mempool.reap(self.max_block_txs, |a| {
+            state_head.next_nonce(a).unwrap_or(u64::MAX)
+        });
+        // Admission verified every signature in the pool.
+        let built = build_block(
+            store,
+            &head,
+            time,
+            self.key.public(),
+            candidates,
+            Signatures::AlreadyVerified,
+        )?;
+        for (id, e) in &built.refused {
+            debug!(tx = %id, error = %e, "left out of the block");
+        }
+        let id = built.block.hash();
+        info!(height, %round, txs = built.block.txs.len(), block = %BlockId(id), "proposing");
+        store.put_undecided(
+            height,
+            round.as_u32().unwrap_or(0),
+            &id,
+            &built.block.encode(),
+        )?;
+        self.candidate_rounds
+            .push((round, self.address, Round::Nil, id));
+        self.candidates.insert(
+            id,
+            Candidate {
+                block: built.block,
+                executed: built.executed,
+            },
+        );
+        Ok(BlockValue(BlockId(id)))
+    }
+
+    /// Publish the parts of candidate `id`.
+    async fn stream(
+        &self,
+        height: u64,
+        round: Round,
+        pol_round: Round,
+        id: &Hash32,
+        channels: &mut Channels<CachetContext>,
+    ) -> eyre::Result<()> {
+        let Some(c) = self.candidates.get(id) else {
+            return Ok(());
+        };
+        let bytes = c.block.encode();
+        let mut parts = vec![ProposalPart::Init {
+            height: Height(height),
+            round,
+            pol_round,
+            proposer: self.address,
+            block_len: bytes.len() as u32,
+        }];
+        parts.extend(
+            bytes
+                .chunks(PART_BYTES)
+                .map(|c| ProposalPart::Data(c.to_vec())),
+        );
+        let signature = sign_parts(&self.key, &self.shared.chain_id, &parts_hash(&parts));
+        parts.push(ProposalPart::Fin { signature });
+        let sid = stream_id(height, round);
+        let n = parts.len() as u64;
+        for (seq, part) in parts.into_iter().enumerate() {
+            let msg = StreamMessage::new(sid.clone(), seq as u64, StreamContent::Data(part));
+            channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(msg))
+                .await?;
+        }
+        channels
+            .network
+            .send(NetworkMsg::PublishProposalPart(StreamMessage::new(
+                sid,
+                n,
+                StreamContent::Fin,
+            )))
+            .await?;
+        Ok(())
+    }
+
+    /// Take one part; when a stream is complete, check and execute its block.
+    fn received_part(
+        &mut self,
+        from: PeerId,
+        msg: StreamMessage<ProposalPart>,
+    ) -> Option<ProposedValue<CachetContext>> {
+        let key = (from, msg.stream_id.clone());
+        let stream = self.streams.entry(key.clone()).or_default();
+        if stream.parts.len() > 4096 {
+            // A stream larger than any valid block: drop it.
+            self.streams.remove(&key);
+            return None;
+        }
+        match msg.content {
+            StreamContent::Data(part) => {
+                stream.parts.insert(msg.sequence, part);
+            }
+            StreamContent::Fin => stream.fin_sequence = Some(msg.sequence),
+        }
+        let fin = stream.fin_sequence?;
+        if stream.parts.len() as u64 != fin {
+            return None;
+        }
+        let stream = self.streams.remove(&key)?;
+        let parts: Vec<ProposalPart> = stream.parts.into_values().collect();
+        let (
+            Some(ProposalPart::Init {
+                height,
+                round,
+                pol_round,
+                proposer,
+                block_len,
+            }),
+            Some(ProposalPart::Fin { signature }),
+        ) = (parts.first().cloned(), parts.last().cloned())
+        else {
+            warn!(%from, "malformed proposal stream");
+            return None;
+        };
+        if !verify_parts(
+            &proposer.0,
+            &self.shared.chain_id,
+            &parts_hash(&parts),
+            &signature,
+        ) {
+            warn!(%from, %proposer, "proposal stream signature does not verify");
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(block_len as usize);
+        for p in &parts[1..parts.len() - 1] {
+            let ProposalPart::Data(d) = p else {
+                return None;
+            };
+            bytes.extend_from_slice(d);
+        }
+        let block = Block::decode(&bytes).ok()?;
+        if height.0 > self.height {
+            self.future
+                .entry(height.0)
+                .or_default()
+                .push((round, proposer, pol_round, block));
+            return None;
+        }
+        if height.0 < self.height {
+            return None;
+        }
+        self.consider(round, proposer, pol_round, block)
+    }
+
+    /// Execute a proposed block of the current height and say whether it is valid.
+    fn consider(
+        &mut self,
+        round: Round,
+        proposer: Address,
+        pol_round: Round,
+        block: Block,
+    ) -> Option<ProposedValue<CachetContext>> {
+        let id = block.hash();
+        let head = self.head();
+        let validity = if let Some(c) = self.candidates.get(&id) {
+            let _ = c;
+            Validity::Valid
+        } else if block.header.proposer != Some(proposer.0) {
+            warn!(%proposer, "block names another proposer");
+            Validity::Invalid
+        } else if block.header.time.0 > now_ms() + MAX_CLOCK_DRIFT_MS {
+            warn!(
+                time = block.header.time.0,
+                "block time is too far ahead of our clock"
+            );
+            Validity::Invalid
+        } else {
+            match execute_block(&*self.shared.store, &head, &block, Signatures::Verify) {
+                Ok(executed) => {
+                    if let Err(e) = self.shared.store.put_undecided(
+                        self.height,
+                        round.as_u32().unwrap_or(0),
+                        &id,
+                        &block.encode(),
+                    ) {
+                        error!(error = %e, "cannot keep proposal");
+                        return None;
+                    }
+                    self.candidates.insert(id, Candidate { block, executed });
+                    Validity::Valid
+                }
+                Err(e) => {
+                    warn!(error = %e, block = %BlockId(id), "invalid proposal");
+                    Validity::Invalid
+                }
+            }
+        };
+        self.candidate_rounds.push((round, proposer, pol_round, id));
+        Some(ProposedValue {
+            height: Height(self.height),
+            round,
+            valid_round: pol_round,
+            proposer,
+            value: BlockValue(BlockId(id)),
+            validity,
+        })
+    }
+
+    /// Commit the decided block.
+    fn commit(&mut self, certificate: &CommitCertificate<CachetContext>) -> eyre::Result<()> {
+        let h = certificate.height.0;
+        let head = self.head();
+        if head.height.0 >= h {
+            return Ok(());
+        }
+        let id = certificate.value_id.0;
+        let candidate = match self.candidates.remove(&id) {
+            Some(c) => c,
+            None => {
+                // After a restart the proposal may only be on disk.
+                let bytes = self
+                    .shared
+                    .store
+                    .undecided(h)?
+                    .into_iter()
+                    .find(|(_, i, _)| *i == id)
+                    .map(|(_, _, b)| b)
+                    .ok_or_else(|| {
+                        eyre::eyre!(
+                            "decided block {} at height {h} is unknown here",
+                            BlockId(id)
+                        )
+                    })?;
+                let block = Block::decode(&bytes)?;
+                let executed = execute_block(
+                    &*self.shared.store,
+                    &head,
+                    &block,
+                    Signatures::AlreadyVerified,
+                )?;
+                Candidate { block, executed }
+            }
+        };
+        self.shared.store.commit(
+            &candidate.block,
+            &borsh::to_vec(certificate)?,
+            &candidate.executed.tree_batch,
+        )?;
+        self.shared.set_head(candidate.block.header.clone());
+        self.shared
+            .after_commit(&candidate.block, &candidate.executed);
+        info!(
+            height = h,
+            txs = candidate.block.txs.len(),
+            block = %BlockId(id),
+            signatures = certificate.commit_signatures.len(),
+            "committed"
+        );
+        Ok(())
+    }
+}

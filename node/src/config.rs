@@ -1,0 +1,150 @@
+//! A node's configuration file (TOML). Every knob has a default that works for a consortium
+//! on one machine; `validate` checks the file once at startup.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The node configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// A name for logs.
+    pub moniker: String,
+    /// Data directory: the database and the consensus write-ahead log live here.
+    pub home: PathBuf,
+    /// The genesis file.
+    pub genesis: PathBuf,
+    /// The validator's key file (consensus key, also its network identity).
+    pub validator_key: PathBuf,
+    /// Consensus network (Malachite).
+    pub p2p: P2p,
+    /// Transaction gossip network.
+    pub gossip: P2p,
+    /// JSON-RPC server.
+    #[serde(default)]
+    pub rpc: Rpc,
+    /// Consensus timing.
+    #[serde(default)]
+    pub consensus: Consensus,
+    /// Mempool bounds.
+    #[serde(default)]
+    pub mempool: Mempool,
+}
+
+/// A libp2p endpoint and the consortium peers to keep connections to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2p {
+    /// Listen address, e.g. `/ip4/127.0.0.1/tcp/27000`.
+    pub listen: String,
+    /// Peers, each `/ip4/…/tcp/…/p2p/<peer id>`.
+    #[serde(default)]
+    pub peers: Vec<String>,
+}
+
+/// The JSON-RPC server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rpc {
+    /// Listen address (HTTP and WebSocket).
+    pub listen: SocketAddr,
+}
+
+impl Default for Rpc {
+    fn default() -> Self {
+        Rpc {
+            listen: "127.0.0.1:26657".parse().expect("valid address"),
+        }
+    }
+}
+
+/// Consensus timing, in milliseconds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Consensus {
+    /// Minimum time between blocks (the engine's target time per height).
+    pub block_time_ms: u64,
+    /// Propose timeout of round 0; grows by `timeout_delta_ms` per round.
+    pub timeout_propose_ms: u64,
+    /// Prevote timeout of round 0.
+    pub timeout_prevote_ms: u64,
+    /// Precommit timeout of round 0.
+    pub timeout_precommit_ms: u64,
+    /// Increase of every timeout per round.
+    pub timeout_delta_ms: u64,
+    /// Most transactions per block.
+    pub max_block_txs: usize,
+}
+
+impl Default for Consensus {
+    fn default() -> Self {
+        Consensus {
+            block_time_ms: 500,
+            timeout_propose_ms: 2000,
+            timeout_prevote_ms: 1000,
+            timeout_precommit_ms: 1000,
+            timeout_delta_ms: 500,
+            max_block_txs: 10_000,
+        }
+    }
+}
+
+/// Mempool bounds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mempool {
+    /// Most transactions waiting.
+    pub max_txs: usize,
+    /// Most bytes waiting.
+    pub max_bytes: usize,
+}
+
+impl Default for Mempool {
+    fn default() -> Self {
+        Mempool {
+            max_txs: 100_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Read and validate a configuration file.
+    pub fn load(path: &std::path::Path) -> eyre::Result<NodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| eyre::eyre!("cannot read config {}: {e}", path.display()))?;
+        let cfg: NodeConfig =
+            toml::from_str(&text).map_err(|e| eyre::eyre!("config {}: {e}", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check values that would make the node misbehave.
+    pub fn validate(&self) -> eyre::Result<()> {
+        let c = &self.consensus;
+        if c.timeout_propose_ms == 0 || c.timeout_prevote_ms == 0 || c.timeout_precommit_ms == 0 {
+            eyre::bail!("consensus timeouts must be positive");
+        }
+        if c.max_block_txs == 0 || c.max_block_txs > cachet_chain::codec::limits::MAX_BLOCK_TXS {
+            eyre::bail!(
+                "max_block_txs must be between 1 and {}",
+                cachet_chain::codec::limits::MAX_BLOCK_TXS
+            );
+        }
+        if self.mempool.max_txs == 0
+            || self.mempool.max_bytes < cachet_chain::codec::limits::MAX_TX_BYTES
+        {
+            eyre::bail!("mempool bounds are too small");
+        }
+        for addr in std::iter::once(&self.p2p.listen)
+            .chain(&self.p2p.peers)
+            .chain(std::iter::once(&self.gossip.listen))
+            .chain(&self.gossip.peers)
+        {
+            addr.parse::<libp2p::Multiaddr>()
+                .map_err(|e| eyre::eyre!("bad multiaddr {addr}: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! Transaction gossip: our own libp2p swarm (gossipsub over noise-encrypted TCP), separate from
+//! Malachite's consensus network. Only peers on the allow-list (the consortium's node keys) may
+//! connect; anything else is refused at the connection level.
+//!
+//! A transaction submitted to any node is admitted there (see [`crate::mempool`]) and published;
+//! the other nodes admit it again (each node checks once for itself) and keep it until a
+//! proposer includes it.
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, allow_block_list, noise, tcp, yamux};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// The largest gossip message (a handful of transactions).
+const MAX_MESSAGE: usize = 1024 * 1024;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allowed: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// A transaction received from a peer.
+#[derive(Debug)]
+pub struct Received {
+    /// Encoded transaction.
+    pub bytes: Vec<u8>,
+    /// The peer that relayed it.
+    pub from: PeerId,
+}
+
+/// Commands to the gossip task.
+#[derive(Debug)]
+pub enum Command {
+    /// Publish an encoded transaction.
+    Publish(Vec<u8>),
+    /// Allow and dial a new consortium peer.
+    AddPeer(PeerId, Multiaddr),
+    /// Refuse and disconnect a peer that left the consortium.
+    RemovePeer(PeerId),
+}
+
+/// Handle to the gossip task.
+#[derive(Clone)]
+pub struct Gossip {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Gossip {
+    /// Publish an encoded transaction to the other nodes.
+    pub async fn publish(&self, tx: Vec<u8>) {
+        if self.commands.send(Command::Publish(tx)).await.is_err() {
+            warn!("gossip task has stopped; transaction not relayed");
+        }
+    }
+
+    /// Send a command to the gossip task.
+    pub async fn command(&self, cmd: Command) {
+        let _ = self.commands.send(cmd).await;
+    }
+}
+
+/// The libp2p peer id of a node whose network key is this ed25519 key.
+pub fn peer_id_of(key: &cachet_chain::PublicKey) -> Option<PeerId> {
+    let cachet_chain::PublicKey::Ed25519(bytes) = key;
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(bytes).ok()?;
+    Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// The libp2p keypair for a node key.
+pub fn keypair_of(key: &cachet_chain::SecretKey) -> Keypair {
+    let mut seed = key.seed();
+    Keypair::ed25519_from_bytes(&mut seed).expect("a 32-byte seed is a valid ed25519 key")
+}
+
+/// Start the gossip task. Received transactions are sent to `received`.
+pub fn spawn(
+    keypair: Keypair,
+    topic: String,
+    listen: Multiaddr,
+    peers: Vec<(PeerId, Multiaddr)>,
+    received: mpsc::Sender<Received>,
+) -> eyre::Result<Gossip> {
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Strict)
+        .heartbeat_interval(Duration::from_millis(500))
+        .max_transmit_size(MAX_MESSAGE)
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .build()
+        .map_err(|e| eyre::eyre!("gossipsub config: {e}"))?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|key| {
+            let gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+                    .expect("valid gossipsub configuration");
+            Behaviour {
+                allowed: allow_block_list::Behaviour::default(),
+                gossipsub,
+            }
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    let topic = IdentTopic::new(topic);
+    swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
+    swarm.listen_on(listen)?;
+    let mut known: Vec<(PeerId, Multiaddr)> = Vec::new();
+    for (peer, addr) in peers {
+        swarm.behaviour_mut().allowed.allow_peer(peer);
+        known.push((peer, addr));
+    }
+    let (tx, mut rx) = mpsc::channel::<Command>(4096);
+    tokio::spawn(async move {
+        let mut redial = tokio::time::interval(Duration::from_secs(1));
+        let mut connected: HashSet<PeerId> = HashSet::new();
+        loop {
+            tokio::select! {
+                _ = redial.tick() => {
+                    for (peer, addr) in &known {
+                        if !connected.contains(peer) && !swarm.is_connected(peer) {
+                            let _ = swarm.dial(addr.clone());
+                        }
+                    }
+                }
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(Command::Publish(bytes)) => {
+                        if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes) {
+                            // No peer subscribed yet, or a duplicate: the transaction is in our
+                            // own mempool either way.
+                            debug!(error = %e, "gossip publish");
+                        }
+                    }
+                    Some(Command::AddPeer(peer, addr)) => {
+                        swarm.behaviour_mut().allowed.allow_peer(peer);
+                        known.push((peer, addr));
+                    }
+                    Some(Command::RemovePeer(peer)) => {
+                        swarm.behaviour_mut().allowed.disallow_peer(peer);
+                        known.retain(|(p, _)| *p != peer);
+                        let _ = swarm.disconnect_peer_id(peer);
+                    }
+                },
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, propagation_source, .. })) => {
+                        let _ = received.try_send(Received { bytes: message.data, from: propagation_source });
+                    }
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                        connected.insert(peer_id);
+                        debug!(%peer_id, "gossip peer connected");
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                        connected.remove(&peer_id);
+                    }
+                    SwarmEvent::NewListenAddr { address, .. } => info!(%address, "gossip listening"),
+                    _ => {}
+                },
+            }
+        }
+    });
+    Ok(Gossip { commands: tx })
+}

@@ -1,0 +1,305 @@
+//! The mempool: transactions admitted by this node and waiting for a block.
+//!
+//! Admission runs once per node and per transaction: size and decoding, chain id, strict
+//! signature, then the signer's state (registered, current key, nonce not used and not too far
+//! ahead), and, for a transaction that is next in line, a dry run of the rules against the
+//! committed state so that an unauthorized issuer or an unknown certificate is refused at the
+//! door with its error code. Admitted transactions are kept per signer in nonce order; a
+//! proposer reaps consecutive nonces per signer. The pool is bounded in count and bytes.
+
+use cachet_chain::DecodeError;
+use cachet_chain::codec::limits::MAX_TX_BYTES;
+use cachet_chain::hash::Hash32;
+use cachet_chain::ids::{AgencyId, ChainId, Height, Timestamp};
+use cachet_chain::state::{AgencyRecord, StateKey, decode_value};
+use cachet_chain::state_tree::{self, StoreError, TreeStore};
+use cachet_chain::tx::{Transaction, TxId};
+use cachet_contracts::{Executor, Failure, Signatures, TxError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+/// How far ahead of an agency's next nonce a transaction may be queued.
+pub const MAX_NONCE_AHEAD: u64 = 1024;
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The rules (or the envelope) refuse it.
+    #[error(transparent)]
+    Rejected(#[from] TxError),
+    /// The pool is full; try again later.
+    #[error("the mempool is full ({0} transactions)")]
+    Full(usize),
+    /// Already in the pool.
+    #[error("transaction {0} is already in the mempool")]
+    Duplicate(TxId),
+    /// Storage failed while checking it.
+    #[error("storage failed: {0}")]
+    Store(String),
+}
+
+impl AdmitError {
+    /// Stable numeric code (transaction errors keep theirs; 2001+ are the node's own).
+    pub fn code(&self) -> u32 {
+        match self {
+            AdmitError::Rejected(e) => e.code(),
+            AdmitError::Full(_) => 2001,
+            AdmitError::Duplicate(_) => 2002,
+            AdmitError::Store(_) => 2900,
+        }
+    }
+
+    /// Stable machine name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdmitError::Rejected(e) => e.name(),
+            AdmitError::Full(_) => "mempool_full",
+            AdmitError::Duplicate(_) => "duplicate",
+            AdmitError::Store(_) => "storage",
+        }
+    }
+}
+
+impl From<StoreError> for AdmitError {
+    fn from(e: StoreError) -> Self {
+        AdmitError::Store(e.to_string())
+    }
+}
+
+impl From<DecodeError> for AdmitError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::TooLarge { len, max } => TxError::Oversized { len, max }.into(),
+            DecodeError::Malformed(m) => TxError::Malformed(m).into(),
+        }
+    }
+}
+
+/// The committed state admission checks against.
+pub struct Head<'a, S> {
+    /// Tree storage.
+    pub store: &'a S,
+    /// The committed state root.
+    pub state_root: Hash32,
+    /// The committed height.
+    pub height: Height,
+    /// The committed block time.
+    pub time: Timestamp,
+    /// The chain id.
+    pub chain_id: &'a ChainId,
+}
+
+impl<S: TreeStore> Head<'_, S> {
+    fn agency(&self, id: &AgencyId) -> Result<Option<AgencyRecord>, StoreError> {
+        state_tree::get(
+            self.store,
+            &self.state_root,
+            &StateKey::Agency(id.clone()).hash(),
+        )?
+        .map(|b| decode_value(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+    }
+
+    /// The next nonce of `id` in the committed state (0 for an unknown agency).
+    pub fn next_nonce(&self, id: &AgencyId) -> Result<u64, StoreError> {
+        Ok(self.agency(id)?.map(|a| a.next_nonce).unwrap_or(0))
+    }
+}
+
+struct Entry {
+    tx: Transaction,
+    len: usize,
+}
+
+#[derive(Default)]
+struct Pool {
+    by_id: HashMap<TxId, (AgencyId, u64)>,
+    by_signer: BTreeMap<AgencyId, BTreeMap<u64, Entry>>,
+    bytes: usize,
+}
+
+/// A bounded pool of admitted transactions.
+pub struct Mempool {
+    pool: Mutex<Pool>,
+    max_txs: usize,
+    max_bytes: usize,
+}
+
+impl Mempool {
+    /// A pool holding at most `max_txs` transactions and `max_bytes` bytes.
+    pub fn new(max_txs: usize, max_bytes: usize) -> Mempool {
+        Mempool {
+            pool: Mutex::new(Pool::default()),
+            max_txs,
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of transactions waiting.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is this transaction waiting?
+    pub fn contains(&self, id: &TxId) -> bool {
+        self.lock().by_id.contains_key(id)
+    }
+
+    /// Check `bytes` and admit the transaction. Returns it (decoded) and its id.
+    pub fn admit<S: TreeStore>(
+        &self,
+        bytes: &[u8],
+        head: &Head<'_, S>,
+    ) -> Result<(TxId, Transaction), AdmitError> {
+        if bytes.len() > MAX_TX_BYTES {
+            return Err(TxError::Oversized {
+                len: bytes.len(),
+                max: MAX_TX_BYTES,
+            }
+            .into());
+        }
+        let tx = Transaction::decode(bytes)?;
+        let id = tx.id();
+        if self.contains(&id) {
+            return Err(AdmitError::Duplicate(id));
+        }
+        let body = &tx.body;
+        if body.chain_id != *head.chain_id {
+            return Err(TxError::WrongChain {
+                expected: head.chain_id.clone(),
+                got: body.chain_id.clone(),
+            }
+            .into());
+        }
+        if head.height.next() > body.expires_at {
+            return Err(TxError::TxExpired {
+                expires_at: body.expires_at,
+                height: head.height.next(),
+            }
+            .into());
+        }
+        tx.verify_signature().map_err(|_| TxError::BadSignature)?;
+        let agency = head
+            .agency(&body.signer)?
+            .ok_or_else(|| TxError::UnknownAgency(body.signer.clone()))?;
+        if agency.removed_at.is_some() {
+            return Err(TxError::AgencyRemoved(body.signer.clone()).into());
+        }
+        if agency.current_key() != Some(&body.key) {
+            return Err(TxError::KeyNotAuthorized(body.signer.clone()).into());
+        }
+        if body.nonce < agency.next_nonce {
+            return Err(TxError::NonceReplayed {
+                expected: agency.next_nonce,
+                got: body.nonce,
+            }
+            .into());
+        }
+        if body.nonce >= agency.next_nonce + MAX_NONCE_AHEAD {
+            return Err(TxError::NonceTooHigh {
+                expected: agency.next_nonce,
+                got: body.nonce,
+            }
+            .into());
+        }
+        if body.nonce == agency.next_nonce {
+            // Next in line: the rules can judge it now.
+            let mut exec = Executor::new(
+                head.store,
+                head.state_root,
+                head.height.next(),
+                head.time.plus_ms(1),
+            )?;
+            match exec.apply(&tx, Signatures::AlreadyVerified) {
+                Ok(_) => {}
+                Err(Failure::Rejected(e)) => return Err(e.into()),
+                Err(Failure::Store(e)) => return Err(e.into()),
+            }
+        }
+        let mut pool = self.lock();
+        if pool.by_id.len() >= self.max_txs || pool.bytes + bytes.len() > self.max_bytes {
+            return Err(AdmitError::Full(pool.by_id.len()));
+        }
+        let slot = pool.by_signer.entry(body.signer.clone()).or_default();
+        if slot.contains_key(&body.nonce) {
+            // Another transaction with this nonce is waiting: first come, first served.
+            return Err(TxError::NonceReplayed {
+                expected: body.nonce + 1,
+                got: body.nonce,
+            }
+            .into());
+        }
+        slot.insert(
+            body.nonce,
+            Entry {
+                tx: tx.clone(),
+                len: bytes.len(),
+            },
+        );
+        pool.by_id.insert(id, (body.signer.clone(), body.nonce));
+        pool.bytes += bytes.len();
+        Ok((id, tx))
+    }
+
+    /// Up to `max` transactions for the next block: per signer, the run of consecutive nonces
+    /// starting at its next nonce, signers taken in turn so that one busy agency does not
+    /// starve the others.
+    pub fn reap(&self, max: usize, next_nonce: impl Fn(&AgencyId) -> u64) -> Vec<Transaction> {
+        let pool = self.lock();
+        let mut cursors: Vec<(&AgencyId, u64, &BTreeMap<u64, Entry>)> = pool
+            .by_signer
+            .iter()
+            .map(|(a, m)| (a, next_nonce(a), m))
+            .collect();
+        let mut out = Vec::new();
+        loop {
+            let mut progressed = false;
+            for (_, nonce, entries) in cursors.iter_mut() {
+                if out.len() >= max {
+                    return out;
+                }
+                if let Some(e) = entries.get(nonce) {
+                    out.push(e.tx.clone());
+                    *nonce += 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return out;
+            }
+        }
+    }
+
+    /// Drop what a committed block made obsolete: its transactions, and anything whose nonce
+    /// is now used.
+    pub fn prune(&self, next_nonce: impl Fn(&AgencyId) -> u64) {
+        let mut pool = self.lock();
+        let Pool {
+            by_id,
+            by_signer,
+            bytes,
+        } = &mut *pool;
+        by_signer.retain(|agency, entries| {
+            let next = next_nonce(agency);
+            let stale: Vec<u64> = entries.range(..next).map(|(n, _)| *n).collect();
+            for n in stale {
+                if let Some(e) = entries.remove(&n) {
+                    by_id.remove(&e.tx.id());
+                    *bytes -= e.len;
+                }
+            }
+            !entries.is_empty()
+        });
+    }
+}

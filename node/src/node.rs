@@ -1,0 +1,368 @@
+//! Starting a node: open the store (initializing it from genesis on first start), start the
+//! Malachite engine, the transaction gossip and the JSON-RPC, then run the application loop.
+
+use crate::app::App;
+use crate::codec::BorshCodec;
+use crate::config::NodeConfig;
+use crate::context::{Address, CachetContext};
+use crate::gossip::{self, Gossip};
+use crate::mempool::{AdmitError, Head, Mempool};
+use crate::signing::{ConsensusSigner, ConsensusVerifier};
+use crate::store::Store;
+use async_trait::async_trait;
+use cachet_chain::block::{Block, BlockHeader};
+use cachet_chain::crypto::SecretKey;
+use cachet_chain::genesis::GenesisDoc;
+use cachet_chain::ids::ChainId;
+use cachet_chain::state::{self, StateKey};
+use cachet_chain::state_tree;
+use cachet_chain::tx::TxId;
+use cachet_contracts::Executed;
+use cachet_rpc::{BlockInfo, Failure, NodeApi, Status, TxStatus};
+use malachite_app::config as mconfig;
+use malachite_app::types::codec::Codec as _;
+use malachite_app::types::core::CommitCertificate;
+use malachite_app_channel::{
+    ConsensusContext, EngineBuilder, NetworkContext, NetworkIdentity, RequestContext, Signer as _,
+    SyncContext, WalContext,
+};
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// What the application loop, the RPC and the gossip share.
+pub struct Shared {
+    /// The database.
+    pub store: Arc<Store>,
+    /// Admitted transactions.
+    pub mempool: Mempool,
+    /// The chain id.
+    pub chain_id: ChainId,
+    /// The node's name.
+    pub moniker: String,
+    head: RwLock<BlockHeader>,
+    gossip: RwLock<Option<Gossip>>,
+}
+
+impl Shared {
+    /// The latest committed header.
+    pub fn head(&self) -> BlockHeader {
+        self.head.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_head(&self, header: BlockHeader) {
+        *self.head.write().unwrap_or_else(|p| p.into_inner()) = header;
+    }
+
+    fn with_head<T>(&self, f: impl FnOnce(&Head<'_, Store>) -> T) -> T {
+        let head = self.head();
+        f(&Head {
+            store: &self.store,
+            state_root: head.state_root,
+            height: head.height,
+            time: head.time,
+            chain_id: &self.chain_id,
+        })
+    }
+
+    /// Admit an encoded transaction.
+    pub fn admit(&self, bytes: &[u8]) -> Result<TxId, AdmitError> {
+        self.with_head(|head| self.mempool.admit(bytes, head))
+            .map(|(id, _)| id)
+    }
+
+    pub(crate) fn after_commit(&self, _block: &Block, _executed: &Executed) {
+        self.with_head(|head| {
+            self.mempool
+                .prune(|agency| head.next_nonce(agency).unwrap_or(0));
+        });
+    }
+
+    fn gossip(&self) -> Option<Gossip> {
+        self.gossip
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn admit_failure(e: AdmitError) -> Failure {
+    Failure::new(e.code(), e.name(), e.to_string())
+}
+
+#[async_trait]
+impl NodeApi for Shared {
+    async fn submit(&self, tx: Vec<u8>) -> Result<TxId, Failure> {
+        let id = self.admit(&tx).map_err(admit_failure)?;
+        if let Some(g) = self.gossip() {
+            g.publish(tx).await;
+        }
+        Ok(id)
+    }
+
+    fn status(&self) -> Result<Status, Failure> {
+        let head = self.head();
+        Ok(Status {
+            moniker: self.moniker.clone(),
+            chain_id: head.chain_id.to_string(),
+            height: head.height.0,
+            hash: head.hash(),
+            time: head.time.0,
+            state_root: head.state_root,
+            mempool: self.mempool.len(),
+        })
+    }
+
+    fn block(&self, height: u64) -> Result<Option<BlockInfo>, Failure> {
+        let internal = |e: state_tree::StoreError| Failure::internal(e.to_string());
+        let Some(block) = self.store.block(height).map_err(internal)? else {
+            return Ok(None);
+        };
+        let signatures = match self.store.certificate(height).map_err(internal)? {
+            Some(bytes) => borsh::from_slice::<CommitCertificate<CachetContext>>(&bytes)
+                .map(|c| c.commit_signatures.len())
+                .unwrap_or(0),
+            None => 0,
+        };
+        Ok(Some(BlockInfo {
+            height,
+            hash: block.hash(),
+            txs: block.txs.iter().map(|t| t.id()).collect(),
+            header: block.header,
+            signatures,
+        }))
+    }
+
+    fn transaction(&self, id: &TxId) -> Result<TxStatus, Failure> {
+        if let Some(loc) = self
+            .store
+            .tx_location(id)
+            .map_err(|e| Failure::internal(e.to_string()))?
+        {
+            return Ok(TxStatus::Committed {
+                height: loc.height,
+                index: loc.index,
+            });
+        }
+        Ok(if self.mempool.contains(id) {
+            TxStatus::Pending
+        } else {
+            TxStatus::Unknown
+        })
+    }
+
+    fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure> {
+        let head = self.head();
+        let Some(bytes) = state_tree::get(&*self.store, &head.state_root, &key.hash())
+            .map_err(|e| Failure::internal(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let json = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| Failure::internal(e.to_string()))
+        };
+        let corrupt = |e: cachet_chain::DecodeError| Failure::internal(e.to_string());
+        Ok(Some(match key {
+            StateKey::Certificate(_) => json(serde_json::to_value(
+                state::decode_value::<state::CertificateRecord>(&bytes).map_err(corrupt)?,
+            ))?,
+            StateKey::Batch(_) => json(serde_json::to_value(
+                state::decode_value::<state::BatchRecord>(&bytes).map_err(corrupt)?,
+            ))?,
+            StateKey::Agency(_) => json(serde_json::to_value(
+                state::decode_value::<state::AgencyRecord>(&bytes).map_err(corrupt)?,
+            ))?,
+            StateKey::Validators => json(serde_json::to_value(
+                state::decode_value::<state::ValidatorSet>(&bytes).map_err(corrupt)?,
+            ))?,
+            _ => serde_json::Value::String(hex::encode(&bytes)),
+        }))
+    }
+
+    fn evidence(&self) -> Result<Vec<(u64, String)>, Failure> {
+        Ok(self
+            .store
+            .evidence()
+            .map_err(|e| Failure::internal(e.to_string()))?
+            .into_iter()
+            .map(|(h, bytes)| (h, hex::encode(bytes)))
+            .collect())
+    }
+}
+
+fn multiaddrs(list: &[String]) -> eyre::Result<Vec<libp2p::Multiaddr>> {
+    list.iter()
+        .map(|s| s.parse().map_err(|e| eyre::eyre!("bad multiaddr {s}: {e}")))
+        .collect()
+}
+
+fn peer_of(addr: &libp2p::Multiaddr) -> Option<libp2p::PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// A running node.
+pub struct RunningNode {
+    /// Shared state (also the RPC's view).
+    pub shared: Arc<Shared>,
+    /// The RPC's bound address.
+    pub rpc_addr: std::net::SocketAddr,
+    app: tokio::task::JoinHandle<eyre::Result<()>>,
+    _rpc: jsonrpsee::server::ServerHandle,
+}
+
+impl RunningNode {
+    /// Wait until the application loop ends (it ends only on a fatal error or shutdown).
+    pub async fn wait(self) -> eyre::Result<()> {
+        self.app
+            .await
+            .map_err(|e| eyre::eyre!("application task: {e}"))?
+    }
+}
+
+/// Start a node from its configuration, with its validator key already loaded.
+pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNode> {
+    let genesis_text = std::fs::read_to_string(&config.genesis)
+        .map_err(|e| eyre::eyre!("cannot read genesis {}: {e}", config.genesis.display()))?;
+    let genesis = GenesisDoc::from_json(&genesis_text)?;
+    std::fs::create_dir_all(&config.home)?;
+    let store = Arc::new(Store::open(&config.home.join("db"))?);
+    let (genesis_header, genesis_tree) = cachet_contracts::genesis_state(&genesis)?;
+    match store.genesis()? {
+        Some(h) if h != genesis_header => eyre::bail!(
+            "the database under {} belongs to another genesis",
+            config.home.display()
+        ),
+        Some(_) => {}
+        None => store.init_genesis(&genesis_header, &genesis_tree)?,
+    }
+    let head = store
+        .head()?
+        .ok_or_else(|| eyre::eyre!("store has no head"))?;
+    info!(moniker = %config.moniker, height = head.height.0, state_root = %head.state_root, "store opened");
+
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
+        chain_id: genesis.chain_id.clone(),
+        moniker: config.moniker.clone(),
+        head: RwLock::new(head),
+        gossip: RwLock::new(None),
+    });
+
+    // Transaction gossip, permissioned to the configured consortium peers.
+    let gossip_peers: Vec<(libp2p::PeerId, libp2p::Multiaddr)> = multiaddrs(&config.gossip.peers)?
+        .into_iter()
+        .filter_map(|a| peer_of(&a).map(|p| (p, a)))
+        .collect();
+    let (rx_tx, mut rx_rx) = mpsc::channel(65_536);
+    let g = gossip::spawn(
+        gossip::keypair_of(&key),
+        format!("cachet/{}/txs", genesis.chain_id),
+        config.gossip.listen.parse()?,
+        gossip_peers,
+        rx_tx,
+    )?;
+    *shared.gossip.write().unwrap_or_else(|p| p.into_inner()) = Some(g);
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(received) = rx_rx.recv().await {
+                if let Err(e) = shared.admit(&received.bytes)
+                    && !matches!(e, AdmitError::Duplicate(_))
+                {
+                    tracing::debug!(from = %received.from, error = %e, "gossiped transaction not admitted");
+                }
+            }
+        });
+    }
+
+    // Consensus.
+    let address = Address(key.public());
+    let signer = ConsensusSigner::new(key.clone(), genesis.chain_id.clone());
+    let keypair = gossip::keypair_of(&key);
+    let peer_id = keypair.public().to_peer_id();
+    let cachet_chain::PublicKey::Ed25519(pk_bytes) = key.public();
+    let proof = signer
+        .sign_validator_proof(pk_bytes.to_vec(), peer_id.to_bytes())
+        .await
+        .map_err(|e| eyre::eyre!("validator proof: {e:?}"))?;
+    let proof_bytes = BorshCodec.encode(&proof)?;
+    let identity = NetworkIdentity::new_validator(
+        config.moniker.clone(),
+        keypair,
+        address.to_string(),
+        proof_bytes,
+    );
+    let mut mcfg = MalachiteConfig {
+        moniker: config.moniker.clone(),
+        ..Default::default()
+    };
+    mcfg.consensus.p2p.listen_addr = config.p2p.listen.parse()?;
+    mcfg.consensus.p2p.persistent_peers = multiaddrs(&config.p2p.peers)?;
+    mcfg.consensus.p2p.persistent_peers_only = true;
+    mcfg.consensus.p2p.discovery.enabled = false;
+    mcfg.value_sync.status_update_interval = std::time::Duration::from_secs(1);
+    mcfg.value_sync.request_timeout = std::time::Duration::from_secs(5);
+    let wal_path = config.home.join("wal").join("consensus.wal");
+    std::fs::create_dir_all(config.home.join("wal"))?;
+    let (mut channels, _engine) = EngineBuilder::new(crate::context::CachetContext, mcfg)
+        .with_default_wal(WalContext::new(wal_path, BorshCodec))
+        .with_default_network(NetworkContext::new(identity, BorshCodec))
+        .with_default_consensus(ConsensusContext::new_validator(
+            address,
+            Box::new(ConsensusVerifier::new(genesis.chain_id.clone())),
+            Box::new(signer),
+        ))
+        .with_default_sync(SyncContext::new(BorshCodec))
+        .with_default_request(RequestContext::new(100))
+        .build()
+        .await?;
+
+    let (rpc, rpc_addr) =
+        cachet_rpc::serve(config.rpc.listen, shared.clone() as Arc<dyn NodeApi>).await?;
+    info!(%rpc_addr, "rpc listening");
+
+    let app = App::new(shared.clone(), key, &config.consensus);
+    let app = tokio::spawn(async move {
+        let result = app.run(&mut channels).await;
+        if let Err(e) = &result {
+            warn!(error = %e, "application loop ended");
+        }
+        result
+    });
+    Ok(RunningNode {
+        shared,
+        rpc_addr,
+        app,
+        _rpc: rpc,
+    })
+}
+
+/// Malachite's node configuration, filled from ours.
+#[derive(Clone, Debug, Default)]
+struct MalachiteConfig {
+    moniker: String,
+    consensus: mconfig::ConsensusConfig,
+    value_sync: mconfig::ValueSyncConfig,
+}
+
+impl mconfig::NodeConfig for MalachiteConfig {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+    fn consensus(&self) -> &mconfig::ConsensusConfig {
+        &self.consensus
+    }
+    fn consensus_mut(&mut self) -> &mut mconfig::ConsensusConfig {
+        &mut self.consensus
+    }
+    fn value_sync(&self) -> &mconfig::ValueSyncConfig {
+        &self.value_sync
+    }
+    fn value_sync_mut(&mut self) -> &mut mconfig::ValueSyncConfig {
+        &mut self.value_sync
+    }
+}

@@ -1,0 +1,205 @@
+//! Signing and verifying consensus messages with a validator's ed25519 key.
+//!
+//! Each message kind has its own signing purpose in [`cachet_chain::crypto::signing_message`]
+//! and carries the chain id, so a vote can never be replayed as a proposal, as a transaction,
+//! or on another chain.
+
+use crate::context::{CachetContext, OrdSignature, Proposal, Vote};
+use async_trait::async_trait;
+use cachet_chain::crypto::{PublicKey, SecretKey, SignPurpose};
+use cachet_chain::ids::ChainId;
+use malachite_app::types::core::SigningScheme as _;
+use malachite_app::types::core::{SignedMessage, ValidatorProof, VoteExtensionScope};
+use malachite_signing::{Error, Signer, VerificationResult, Verifier};
+
+type SignResult<T> = Result<T, Error>;
+
+/// Purpose bytes beyond those of `cachet-chain`: the validator proof binds a consensus key to a
+/// libp2p peer id; vote extensions are signed separately from votes.
+const PURPOSE_VALIDATOR_PROOF: u8 = 5;
+const PURPOSE_VOTE_EXTENSION: u8 = 6;
+
+fn message(purpose: u8, chain_id: &ChainId, body: &[u8]) -> cachet_chain::Hash32 {
+    let id = chain_id.as_str().as_bytes();
+    cachet_chain::Domain::Signing.hash_parts(&[&[purpose], &[id.len() as u8], id, body])
+}
+
+fn proposal_bytes(p: &Proposal) -> Vec<u8> {
+    borsh::to_vec(p).expect("in-memory encoding cannot fail")
+}
+
+fn extension_bytes(scope: &VoteExtensionScope<CachetContext>, ext: &[u8]) -> Vec<u8> {
+    borsh::to_vec(&(
+        scope.height,
+        scope.round,
+        scope.value_id,
+        scope.validator_address,
+        ext,
+    ))
+    .expect("in-memory encoding cannot fail")
+}
+
+/// Signs this validator's consensus messages.
+pub struct ConsensusSigner {
+    key: SecretKey,
+    chain_id: ChainId,
+}
+
+impl ConsensusSigner {
+    /// A signer for `chain_id` with the validator's consensus key.
+    pub fn new(key: SecretKey, chain_id: ChainId) -> Self {
+        ConsensusSigner { key, chain_id }
+    }
+}
+
+/// Verifies consensus messages for one chain.
+#[derive(Clone)]
+pub struct ConsensusVerifier {
+    chain_id: ChainId,
+}
+
+impl ConsensusVerifier {
+    /// A verifier for `chain_id`.
+    pub fn new(chain_id: ChainId) -> Self {
+        ConsensusVerifier { chain_id }
+    }
+}
+
+/// The signature a proposer puts on the last part of its block stream.
+pub fn sign_parts(
+    key: &SecretKey,
+    chain_id: &ChainId,
+    parts_hash: &cachet_chain::Hash32,
+) -> cachet_chain::Signature {
+    key.sign_for(SignPurpose::Proposal, chain_id, parts_hash.as_bytes())
+}
+
+/// Check a block stream's last-part signature.
+pub fn verify_parts(
+    key: &PublicKey,
+    chain_id: &ChainId,
+    parts_hash: &cachet_chain::Hash32,
+    signature: &cachet_chain::Signature,
+) -> bool {
+    key.verify_for(
+        SignPurpose::Proposal,
+        chain_id,
+        parts_hash.as_bytes(),
+        signature,
+    )
+    .is_ok()
+}
+
+#[async_trait]
+impl Signer<CachetContext> for ConsensusSigner {
+    async fn sign_vote(&self, vote: Vote) -> SignResult<SignedMessage<CachetContext, Vote>> {
+        let sig = self
+            .key
+            .sign_for(SignPurpose::Vote, &self.chain_id, &vote.sign_bytes());
+        Ok(SignedMessage::new(vote, OrdSignature(sig)))
+    }
+
+    async fn sign_proposal(
+        &self,
+        proposal: Proposal,
+    ) -> SignResult<SignedMessage<CachetContext, Proposal>> {
+        // Proposals and proposal parts share a purpose, but the bodies differ in length and
+        // shape (a Borsh proposal versus a 32-byte parts hash), so they cannot collide.
+        let sig = self.key.sign(&message(
+            SignPurpose::Proposal as u8,
+            &self.chain_id,
+            &proposal_bytes(&proposal),
+        ));
+        Ok(SignedMessage::new(proposal, OrdSignature(sig)))
+    }
+
+    async fn sign_vote_extension(
+        &self,
+        scope: VoteExtensionScope<CachetContext>,
+        extension: Vec<u8>,
+    ) -> SignResult<SignedMessage<CachetContext, Vec<u8>>> {
+        let sig = self.key.sign(&message(
+            PURPOSE_VOTE_EXTENSION,
+            &self.chain_id,
+            &extension_bytes(&scope, &extension),
+        ));
+        Ok(SignedMessage::new(extension, OrdSignature(sig)))
+    }
+
+    async fn sign_validator_proof(
+        &self,
+        public_key: Vec<u8>,
+        peer_id: Vec<u8>,
+    ) -> SignResult<ValidatorProof<CachetContext>> {
+        let bytes = ValidatorProof::<CachetContext>::signing_bytes(&public_key, &peer_id);
+        let sig = self
+            .key
+            .sign(&message(PURPOSE_VALIDATOR_PROOF, &self.chain_id, &bytes));
+        Ok(ValidatorProof::new(public_key, peer_id, OrdSignature(sig)))
+    }
+}
+
+fn result(ok: bool) -> VerificationResult {
+    VerificationResult::from_bool(ok)
+}
+
+#[async_trait]
+impl Verifier<CachetContext> for ConsensusVerifier {
+    async fn verify_signed_vote(
+        &self,
+        vote: &Vote,
+        signature: &OrdSignature,
+        public_key: &PublicKey,
+    ) -> SignResult<VerificationResult> {
+        Ok(result(
+            public_key
+                .verify_for(
+                    SignPurpose::Vote,
+                    &self.chain_id,
+                    &vote.sign_bytes(),
+                    &signature.0,
+                )
+                .is_ok(),
+        ))
+    }
+
+    async fn verify_signed_proposal(
+        &self,
+        proposal: &Proposal,
+        signature: &OrdSignature,
+        public_key: &PublicKey,
+    ) -> SignResult<VerificationResult> {
+        let msg = message(
+            SignPurpose::Proposal as u8,
+            &self.chain_id,
+            &proposal_bytes(proposal),
+        );
+        Ok(result(public_key.verify(&msg, &signature.0).is_ok()))
+    }
+
+    async fn verify_signed_vote_extension(
+        &self,
+        scope: &VoteExtensionScope<CachetContext>,
+        extension: &Vec<u8>,
+        signature: &OrdSignature,
+        public_key: &PublicKey,
+    ) -> SignResult<VerificationResult> {
+        let msg = message(
+            PURPOSE_VOTE_EXTENSION,
+            &self.chain_id,
+            &extension_bytes(scope, extension),
+        );
+        Ok(result(public_key.verify(&msg, &signature.0).is_ok()))
+    }
+
+    async fn verify_validator_proof(
+        &self,
+        proof: &ValidatorProof<CachetContext>,
+    ) -> SignResult<VerificationResult> {
+        let Ok(key) = crate::context::Ed25519Scheme::decode_public_key(&proof.public_key) else {
+            return Ok(result(false));
+        };
+        let msg = message(PURPOSE_VALIDATOR_PROOF, &self.chain_id, &proof.preimage());
+        Ok(result(key.verify(&msg, &proof.signature.0).is_ok()))
+    }
+}

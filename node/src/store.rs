@@ -1,0 +1,270 @@
+//! RocksDB storage: blocks, commit certificates, the state tree, a transaction index, proposals
+//! not yet decided, and misbehaviour evidence.
+//!
+//! Each committed height is written with one atomic, synced `WriteBatch` (the block, its
+//! certificate, the new tree nodes and values, the index entries and the new head), so a crash
+//! at any point leaves the store at the last committed height, with its state root.
+//! Write failures are fatal for the node: a store that may have diverged must not be used.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use cachet_chain::block::{Block, BlockHeader};
+use cachet_chain::codec;
+use cachet_chain::hash::Hash32;
+use cachet_chain::state_tree::{Node, StoreError, TreeBatch, TreeStore};
+use cachet_chain::tx::TxId;
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use std::path::Path;
+
+const CF_BLOCKS: &str = "blocks";
+const CF_COMMITS: &str = "commits";
+const CF_NODES: &str = "nodes";
+const CF_VALUES: &str = "values";
+const CF_TXS: &str = "txs";
+const CF_UNDECIDED: &str = "undecided";
+const CF_EVIDENCE: &str = "evidence";
+const CF_META: &str = "meta";
+const FAMILIES: [&str; 8] = [
+    CF_BLOCKS,
+    CF_COMMITS,
+    CF_NODES,
+    CF_VALUES,
+    CF_TXS,
+    CF_UNDECIDED,
+    CF_EVIDENCE,
+    CF_META,
+];
+
+const META_HEAD: &[u8] = b"head";
+const META_GENESIS: &[u8] = b"genesis";
+
+/// Where a committed transaction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxLocation {
+    /// Block height.
+    pub height: u64,
+    /// Position in the block.
+    pub index: u32,
+}
+
+/// The node's database.
+pub struct Store {
+    db: DB,
+}
+
+fn be(height: u64) -> [u8; 8] {
+    height.to_be_bytes()
+}
+
+fn backend(e: rocksdb::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl Store {
+    /// Open (or create) the database under `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        let cfs = FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(backend)?;
+        Ok(Store { db })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    fn get_cf(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf), key).map_err(backend)
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(backend)
+    }
+
+    fn put_tree(&self, batch: &mut WriteBatch, tree: &TreeBatch) {
+        for (hash, node) in &tree.nodes {
+            batch.put_cf(self.cf(CF_NODES), hash.as_bytes(), codec::encode(node));
+        }
+        for (hash, value) in &tree.values {
+            batch.put_cf(self.cf(CF_VALUES), hash.as_bytes(), value);
+        }
+    }
+
+    /// The latest committed header (height 0 is genesis), if initialized.
+    pub fn head(&self) -> Result<Option<BlockHeader>, StoreError> {
+        self.get_cf(CF_META, META_HEAD)?
+            .map(|b| {
+                codec::decode(&b, codec::limits::MAX_BLOCK_BYTES)
+                    .map_err(|e| StoreError::Corrupt(format!("head: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The genesis header, if initialized.
+    pub fn genesis(&self) -> Result<Option<BlockHeader>, StoreError> {
+        self.get_cf(CF_META, META_GENESIS)?
+            .map(|b| {
+                codec::decode(&b, codec::limits::MAX_BLOCK_BYTES)
+                    .map_err(|e| StoreError::Corrupt(format!("genesis: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Write the genesis state and header (first start only).
+    pub fn init_genesis(&self, header: &BlockHeader, tree: &TreeBatch) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.put_tree(&mut batch, tree);
+        let bytes = codec::encode(header);
+        batch.put_cf(self.cf(CF_META), META_GENESIS, &bytes);
+        batch.put_cf(self.cf(CF_META), META_HEAD, &bytes);
+        self.write(batch)
+    }
+
+    /// Commit a decided block: everything for its height in one synced batch.
+    pub fn commit(
+        &self,
+        block: &Block,
+        certificate: &[u8],
+        tree: &TreeBatch,
+    ) -> Result<(), StoreError> {
+        let h = block.header.height.0;
+        let mut batch = WriteBatch::default();
+        self.put_tree(&mut batch, tree);
+        batch.put_cf(self.cf(CF_BLOCKS), be(h), block.encode());
+        batch.put_cf(self.cf(CF_COMMITS), be(h), certificate);
+        for (i, tx) in block.txs.iter().enumerate() {
+            let loc = TxLocation {
+                height: h,
+                index: i as u32,
+            };
+            batch.put_cf(self.cf(CF_TXS), tx.id().0.as_bytes(), codec::encode(&loc));
+        }
+        batch.put_cf(self.cf(CF_META), META_HEAD, codec::encode(&block.header));
+        // Proposals for this height are settled now.
+        batch.delete_range_cf(self.cf(CF_UNDECIDED), be(h), be(h + 1));
+        self.write(batch)
+    }
+
+    /// Replace the certificate of a committed height (the finalized one may carry more
+    /// signatures than the decided one).
+    pub fn update_certificate(&self, height: u64, certificate: &[u8]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_COMMITS), be(height), certificate);
+        self.write(batch)
+    }
+
+    /// The committed block at `height`.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        self.get_cf(CF_BLOCKS, &be(height))?
+            .map(|b| {
+                Block::decode(&b).map_err(|e| StoreError::Corrupt(format!("block {height}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The raw committed block at `height`.
+    pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_cf(CF_BLOCKS, &be(height))
+    }
+
+    /// The encoded commit certificate of `height`.
+    pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_cf(CF_COMMITS, &be(height))
+    }
+
+    /// Where a committed transaction is.
+    pub fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError> {
+        self.get_cf(CF_TXS, id.0.as_bytes())?
+            .map(|b| borsh::from_slice(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Keep a proposed block until its height is decided (survives a crash mid-height).
+    pub fn put_undecided(
+        &self,
+        height: u64,
+        round: u32,
+        id: &Hash32,
+        block: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut key = be(height).to_vec();
+        key.extend_from_slice(&round.to_be_bytes());
+        key.extend_from_slice(id.as_bytes());
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_UNDECIDED), key, block);
+        self.write(batch)
+    }
+
+    /// Proposed blocks kept for `height`: `(round, block id, block bytes)`.
+    pub fn undecided(&self, height: u64) -> Result<Vec<(u32, Hash32, Vec<u8>)>, StoreError> {
+        let prefix = be(height);
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_UNDECIDED),
+            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(backend)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if k.len() != 8 + 4 + 32 {
+                return Err(StoreError::Corrupt("undecided key".into()));
+            }
+            let round = u32::from_be_bytes(k[8..12].try_into().expect("4 bytes"));
+            let id = Hash32(k[12..44].try_into().expect("32 bytes"));
+            out.push((round, id, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Record misbehaviour evidence observed at `height` (idempotent per distinct evidence).
+    pub fn put_evidence(&self, height: u64, evidence: &[u8]) -> Result<(), StoreError> {
+        let mut key = be(height).to_vec();
+        key.extend_from_slice(blake3::hash(evidence).as_bytes());
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_EVIDENCE), key, evidence);
+        self.write(batch)
+    }
+
+    /// All recorded evidence: `(height, encoded evidence)`.
+    pub fn evidence(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_EVIDENCE), rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(backend)?;
+            let h = u64::from_be_bytes(
+                k[..8]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("evidence key".into()))?,
+            );
+            out.push((h, v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+impl TreeStore for Store {
+    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
+        self.get_cf(CF_NODES, hash.as_bytes())?
+            .map(|b| {
+                codec::decode(&b, 128).map_err(|e| StoreError::Corrupt(format!("node {hash}: {e}")))
+            })
+            .transpose()
+    }
+
+    fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_cf(CF_VALUES, hash.as_bytes())
+    }
+}
