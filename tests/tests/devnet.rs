@@ -1,0 +1,232 @@
+//! `cachet devnet` and the issuer commands, as scripts use them (README's first command).
+
+use cachet_tests::{cachet_bin, rpc, wait_until};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn cachet(args: &[&str]) -> Value {
+    let out = Command::new(cachet_bin())
+        .args(args)
+        .output()
+        .expect("cachet runs");
+    assert!(
+        out.status.success(),
+        "cachet {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("cachet {args:?} printed no JSON: {e}"))
+}
+
+fn pid_alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
+    let dir = std::env::temp_dir().join(format!("cachet-devnet-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut devnet = Command::new(cachet_bin())
+        .args(["devnet", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("devnet starts");
+    let manifest = dir.join("devnet.json");
+    assert!(
+        wait_until(Duration::from_secs(90), || manifest.exists()),
+        "no devnet.json"
+    );
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let nodes = m["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    let url = nodes[0]["rpc"].as_str().unwrap().to_string();
+    let addr = url.trim_start_matches("http://").to_string();
+    let key = |name: &str| -> String {
+        let a = m["agencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap();
+        a["key"].as_str().unwrap().to_string()
+    };
+    let land = m["agencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "moi-land")
+        .unwrap();
+    assert_eq!(land["kinds"], json!(["land-title"]));
+
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(docs.join("orders")).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = docs.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    // One of each kind, then a revoke, a transfer and approvals.
+    let deed = write("deed.txt", "land title, lot 7");
+    let a = cachet(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        &key("moi-land"),
+        "--kind",
+        "land-title",
+        "--file",
+        &deed,
+        "--json",
+    ]);
+    let title_id = a["id"].as_str().unwrap().to_string();
+    assert!(a["height"].as_u64().unwrap() >= 1);
+    assert!(docs.join("deed.txt.cachet.json").exists());
+
+    let deed2 = write("deed-after-sale.txt", "land title, lot 7, new owner");
+    let s = cachet(&[
+        "supersede",
+        "--rpc",
+        &url,
+        "--key",
+        &key("guting-land-office"),
+        "--id",
+        &title_id,
+        "--file",
+        &deed2,
+        "--json",
+    ]);
+    let new_title = s["id"].as_str().unwrap().to_string();
+    let old = rpc(&addr, "cachet_certificate", json!([title_id])).unwrap();
+    assert_eq!(old["status"]["state"], "superseded");
+    assert_eq!(old["status"]["by"], json!(new_title));
+
+    let permit = write("permit.txt", "investment permit");
+    let p = cachet(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        &key("moea-investment"),
+        "--kind",
+        "investment-permit",
+        "--file",
+        &permit,
+        "--json",
+    ]);
+    let permit_id = p["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        rpc(&addr, "cachet_certificate", json!([permit_id])).unwrap()["status"]["state"],
+        "pending"
+    );
+    cachet(&[
+        "approve",
+        "--rpc",
+        &url,
+        "--key",
+        &key("nia-immigration"),
+        "--id",
+        &permit_id,
+        "--json",
+    ]);
+    cachet(&[
+        "approve",
+        "--rpc",
+        &url,
+        "--key",
+        &key("mol-labor"),
+        "--id",
+        &permit_id,
+        "--json",
+    ]);
+    assert_eq!(
+        rpc(&addr, "cachet_certificate", json!([permit_id])).unwrap()["status"]["state"],
+        "active"
+    );
+
+    let work = write("work.txt", "a painting");
+    cachet(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        &key("moc-culture"),
+        "--kind",
+        "cultural-license",
+        "--file",
+        &work,
+        "--json",
+    ]);
+
+    for i in 0..20 {
+        write(
+            &format!("orders/order-{i:02}.txt"),
+            &format!("reward order {i}"),
+        );
+    }
+    let b = cachet(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        &key("dgpa-personnel"),
+        "--kind",
+        "reward-order",
+        "--file",
+        docs.join("orders").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(b["count"], 20);
+    assert!(rpc(&addr, "cachet_batch", json!([b["id"]])).is_ok());
+
+    let r = cachet(&[
+        "revoke",
+        "--rpc",
+        &url,
+        "--key",
+        &key("guting-land-office"),
+        "--id",
+        &new_title,
+        "--reason",
+        "court-order",
+        "--json",
+    ]);
+    assert!(r["height"].as_u64().is_some());
+    assert_eq!(
+        rpc(&addr, "cachet_certificate", json!([new_title])).unwrap()["status"]["state"],
+        "revoked"
+    );
+
+    let st = cachet(&["status", "--rpc", &url, "--json"]);
+    let h = st["height"].as_u64().unwrap();
+    assert_eq!(st["hash"].as_str().unwrap().len(), 64);
+    let blk = cachet(&["block", "--rpc", &url, "--height", &h.to_string(), "--json"]);
+    assert_eq!(blk["height"], h);
+    assert_eq!(blk["hash"], st["hash"]);
+
+    // SIGTERM stops every node it started.
+    let pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
+    Command::new("kill")
+        .args(["-TERM", &devnet.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || matches!(
+            devnet.try_wait(),
+            Ok(Some(_))
+        )),
+        "devnet did not stop"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || pids
+            .iter()
+            .all(|p| !pid_alive(*p))),
+        "nodes still running"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
