@@ -69,7 +69,10 @@ pub fn genesis(n: usize) -> Result<GenesisDoc> {
     Ok(doc)
 }
 
-fn prepare(dir: &Path, n: usize) -> Result<(PathBuf, Vec<NodePlan>)> {
+/// Agencies of the example that run no validator at genesis, in the order spare nodes use them.
+const SPARE_AGENCIES: [&str; 3] = ["nia-immigration", "mol-labor", "guting-land-office"];
+
+fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan>)> {
     let genesis_path = dir.join("genesis.json");
     let doc = if genesis_path.exists() {
         GenesisDoc::from_json(&std::fs::read_to_string(&genesis_path)?)?
@@ -120,8 +123,40 @@ fn prepare(dir: &Path, n: usize) -> Result<(PathBuf, Vec<NodePlan>)> {
             rpc: free_port()?,
         });
     }
-    for p in &plans {
-        let others: Vec<&NodePlan> = plans.iter().filter(|o| o.name != p.name).collect();
+    let validators = plans.len();
+    if spares > SPARE_AGENCIES.len() {
+        bail!("at most {} spare nodes", SPARE_AGENCIES.len());
+    }
+    // Spare nodes: ready to join by governance; validators do not list them as peers.
+    for name in &SPARE_AGENCIES[..spares] {
+        let node_dir = dir.join("nodes").join(name);
+        std::fs::create_dir_all(&node_dir)?;
+        let key = example::validator_key(name);
+        let key_path = node_dir.join("validator.key");
+        if !key_path.exists() {
+            keyfile::write(
+                &key_path,
+                &key,
+                None,
+                Some("development validator key: INSECURE".into()),
+            )?;
+        }
+        plans.push(NodePlan {
+            name: name.to_string(),
+            dir: node_dir,
+            key,
+            p2p: free_port()?,
+            gossip: free_port()?,
+            rpc: free_port()?,
+        });
+    }
+    for (i, p) in plans.iter().enumerate() {
+        let others: Vec<&NodePlan> = plans
+            .iter()
+            .enumerate()
+            .filter(|(j, o)| o.name != p.name && (i >= validators || *j < validators))
+            .map(|(_, o)| o)
+            .collect();
         let config = NodeConfig {
             moniker: p.name.clone(),
             home: p.dir.clone(),
@@ -146,6 +181,7 @@ fn prepare(dir: &Path, n: usize) -> Result<(PathBuf, Vec<NodePlan>)> {
             },
             consensus: Default::default(),
             mempool: Default::default(),
+            byzantine: None,
         };
         std::fs::write(p.dir.join("config.toml"), toml::to_string_pretty(&config)?)?;
     }
@@ -172,17 +208,18 @@ fn terminate(children: &mut [(String, Child)]) {
     }
 }
 
-/// Run the devnet until a signal (or, without `start`, only write its files).
-pub async fn run(dir: &Path, validators: usize, start: bool) -> Result<()> {
+/// Run the devnet until a signal (or, without `start`, only write its files, spare nodes too).
+pub async fn run(dir: &Path, validators: usize, spares: usize, start: bool) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
-    let (genesis_path, plans) = prepare(&dir, validators)?;
+    let (genesis_path, mut plans) = prepare(&dir, validators, spares)?;
     if !start {
         for p in &plans {
             println!("{}", p.dir.join("config.toml").display());
         }
         return Ok(());
     }
+    plans.truncate(plans.len() - spares);
     let exe = std::env::current_exe()?;
     let mut children: Vec<(String, Child)> = Vec::new();
     for p in &plans {

@@ -38,9 +38,12 @@ enum Command {
         /// Number of validators.
         #[arg(long, default_value_t = 4)]
         validators: usize,
-        /// Only write the genesis, keys and node configs, then exit (tests start the nodes).
+        /// Only write the genesis, keys and node configs, print the config paths, and exit.
         #[arg(long)]
         no_start: bool,
+        /// Also prepare this many spare nodes that can join by governance (with --no-start).
+        #[arg(long, default_value_t = 0)]
+        spares: usize,
     },
     /// Start a node from its configuration file.
     Start {
@@ -298,7 +301,8 @@ fn main() -> Result<()> {
             dir,
             validators,
             no_start,
-        } => runtime()?.block_on(devnet::run(&dir, validators, !no_start)),
+            spares,
+        } => runtime()?.block_on(devnet::run(&dir, validators, spares, !no_start)),
         Command::Start { config, log_json } => {
             init_logging(log_json);
             runtime()?.block_on(start(config))

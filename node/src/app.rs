@@ -134,6 +134,17 @@ impl App {
         self.shared.head()
     }
 
+    /// The validator set in the state of `header`.
+    fn validators_at(&self, header: &BlockHeader) -> eyre::Result<ChainValidatorSet> {
+        let bytes = state_tree::get(
+            &*self.shared.store,
+            &header.state_root,
+            &StateKey::Validators.hash(),
+        )?
+        .ok_or_else(|| eyre::eyre!("state has no validator set"))?;
+        Ok(decode_value(&bytes)?)
+    }
+
     /// The validator set that signs height `head + 1`.
     fn next_validators(&self) -> eyre::Result<ValidatorSet> {
         let head = self.head();
@@ -625,6 +636,17 @@ impl App {
         self.shared.set_head(candidate.block.header.clone());
         self.shared
             .after_commit(&candidate.block, &candidate.executed);
+        if candidate.block.header.next_validators_hash != candidate.block.header.validators_hash {
+            let before = self.validators_at(&head)?;
+            let after = candidate.executed.next_validators.clone();
+            info!(
+                height = h,
+                validators = after.validators.len(),
+                "the validator set changes at the next height"
+            );
+            let shared = self.shared.clone();
+            tokio::spawn(async move { shared.drop_removed_validators(&before, &after).await });
+        }
         info!(
             height = h,
             txs = candidate.block.txs.len(),

@@ -30,6 +30,17 @@ pub struct NodeConfig {
     /// Mempool bounds.
     #[serde(default)]
     pub mempool: Mempool,
+    /// Test-only misbehaviour; honoured only by binaries built with the `byzantine` feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byzantine: Option<Byzantine>,
+}
+
+/// Misbehaviour a Byzantine test node shows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Byzantine {
+    /// Send two conflicting votes for every vote.
+    pub equivocate_votes: bool,
 }
 
 /// A libp2p endpoint and the consortium peers to keep connections to.
@@ -130,6 +141,11 @@ impl NodeConfig {
             eyre::bail!(
                 "max_block_txs must be between 1 and {}",
                 cachet_chain::codec::limits::MAX_BLOCK_TXS
+            );
+        }
+        if self.byzantine.is_some() && !cfg!(feature = "byzantine") {
+            eyre::bail!(
+                "this binary was built without Byzantine test behaviours; remove [byzantine]"
             );
         }
         if self.mempool.max_txs == 0

@@ -23,8 +23,8 @@ use malachite_app::config as mconfig;
 use malachite_app::types::codec::Codec as _;
 use malachite_app::types::core::CommitCertificate;
 use malachite_app_channel::{
-    ConsensusContext, EngineBuilder, NetworkContext, NetworkIdentity, RequestContext, Signer as _,
-    SyncContext, WalContext,
+    ConsensusContext, EngineBuilder, NetworkContext, NetworkIdentity, NetworkRequest,
+    RequestContext, Signer as _, SyncContext, WalContext,
 };
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
@@ -42,6 +42,17 @@ pub struct Shared {
     pub moniker: String,
     head: RwLock<BlockHeader>,
     gossip: RwLock<Option<Gossip>>,
+    peers: std::sync::Mutex<Vec<Peer>>,
+    net_requests: RwLock<Option<mpsc::Sender<NetworkRequest>>>,
+    info: serde_json::Value,
+}
+
+/// A consortium peer: its identity and its two endpoints.
+#[derive(Clone, Debug)]
+struct Peer {
+    id: libp2p::PeerId,
+    p2p: Option<libp2p::Multiaddr>,
+    gossip: Option<libp2p::Multiaddr>,
 }
 
 impl Shared {
@@ -83,6 +94,83 @@ impl Shared {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn net_requests(&self) -> Option<mpsc::Sender<NetworkRequest>> {
+        self.net_requests
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Connect to a new consortium peer (operator action, e.g. a node joining).
+    pub async fn connect_peer(
+        &self,
+        p2p: libp2p::Multiaddr,
+        gossip_addr: libp2p::Multiaddr,
+    ) -> eyre::Result<()> {
+        let id = peer_of(&p2p)
+            .ok_or_else(|| eyre::eyre!("the consensus address needs a /p2p/<peer id>"))?;
+        if peer_of(&gossip_addr) != Some(id) {
+            eyre::bail!("both addresses must name the same peer id");
+        }
+        {
+            let net = self
+                .net_requests()
+                .ok_or_else(|| eyre::eyre!("the consensus network is not running"))?;
+            use malachite_app_channel::app::engine::network::PersistentPeerError;
+            match NetworkRequest::add_persistent_peer(&net, p2p.clone()).await {
+                Ok(Ok(())) | Ok(Err(PersistentPeerError::AlreadyExists)) => {}
+                Ok(Err(e)) => eyre::bail!("consensus network refused the peer: {e}"),
+                Err(e) => eyre::bail!("consensus network: {e}"),
+            }
+        }
+        if let Some(g) = self.gossip() {
+            g.command(gossip::Command::AddPeer(id, gossip_addr.clone()))
+                .await;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.retain(|p| p.id != id);
+        peers.push(Peer {
+            id,
+            p2p: Some(p2p),
+            gossip: Some(gossip_addr),
+        });
+        info!(peer = %id, "peer added");
+        Ok(())
+    }
+
+    /// Drop the peers of validators that left the set: they may no longer connect.
+    pub(crate) async fn drop_removed_validators(
+        &self,
+        before: &cachet_chain::state::ValidatorSet,
+        after: &cachet_chain::state::ValidatorSet,
+    ) {
+        let gone: Vec<libp2p::PeerId> = before
+            .validators
+            .iter()
+            .filter(|v| after.get(&v.key).is_none())
+            .filter_map(|v| gossip::peer_id_of(&v.key))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let removed: Vec<Peer> = {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            let (out, keep): (Vec<Peer>, Vec<Peer>) =
+                peers.drain(..).partition(|p| gone.contains(&p.id));
+            *peers = keep;
+            out
+        };
+        for p in removed {
+            if let (Some(net), Some(addr)) = (self.net_requests(), p.p2p.clone()) {
+                let _ = NetworkRequest::remove_persistent_peer(&net, addr).await;
+            }
+            if let Some(g) = self.gossip() {
+                g.command(gossip::Command::RemovePeer(p.id)).await;
+            }
+            warn!(peer = %p.id, "validator left the set: peer removed");
+        }
     }
 }
 
@@ -179,6 +267,20 @@ impl NodeApi for Shared {
         }))
     }
 
+    fn node_info(&self) -> Result<serde_json::Value, Failure> {
+        Ok(self.info.clone())
+    }
+
+    async fn add_peer(&self, p2p: String, gossip_addr: String) -> Result<(), Failure> {
+        let parse = |s: &str| {
+            s.parse::<libp2p::Multiaddr>()
+                .map_err(|e| Failure::invalid_params(format!("bad multiaddr {s}: {e}")))
+        };
+        self.connect_peer(parse(&p2p)?, parse(&gossip_addr)?)
+            .await
+            .map_err(|e| Failure::new(2003, "peer_refused", format!("{e:#}")))
+    }
+
     fn evidence(&self) -> Result<Vec<(u64, String)>, Failure> {
         Ok(self
             .store
@@ -194,6 +296,30 @@ fn multiaddrs(list: &[String]) -> eyre::Result<Vec<libp2p::Multiaddr>> {
     list.iter()
         .map(|s| s.parse().map_err(|e| eyre::eyre!("bad multiaddr {s}: {e}")))
         .collect()
+}
+
+fn configured_peers(config: &NodeConfig) -> eyre::Result<Vec<Peer>> {
+    let mut peers: Vec<Peer> = Vec::new();
+    for a in multiaddrs(&config.p2p.peers)? {
+        let id = peer_of(&a).ok_or_else(|| eyre::eyre!("peer {a} needs a /p2p/<peer id>"))?;
+        peers.push(Peer {
+            id,
+            p2p: Some(a),
+            gossip: None,
+        });
+    }
+    for a in multiaddrs(&config.gossip.peers)? {
+        let id = peer_of(&a).ok_or_else(|| eyre::eyre!("peer {a} needs a /p2p/<peer id>"))?;
+        match peers.iter_mut().find(|p| p.id == id) {
+            Some(p) => p.gossip = Some(a),
+            None => peers.push(Peer {
+                id,
+                p2p: None,
+                gossip: Some(a),
+            }),
+        }
+    }
+    Ok(peers)
 }
 
 fn peer_of(addr: &libp2p::Multiaddr) -> Option<libp2p::PeerId> {
@@ -250,6 +376,17 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         moniker: config.moniker.clone(),
         head: RwLock::new(head),
         gossip: RwLock::new(None),
+        peers: std::sync::Mutex::new(configured_peers(&config)?),
+        net_requests: RwLock::new(None),
+        info: {
+            let id = gossip::keypair_of(&key).public().to_peer_id();
+            serde_json::json!({
+                "peer_id": id.to_string(),
+                "p2p": format!("{}/p2p/{id}", config.p2p.listen),
+                "gossip": format!("{}/p2p/{id}", config.gossip.listen),
+                "validator_key": key.public(),
+            })
+        },
     });
 
     // Transaction gossip, permissioned to the configured consortium peers.
@@ -308,19 +445,62 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     mcfg.value_sync.request_timeout = std::time::Duration::from_secs(5);
     let wal_path = config.home.join("wal").join("consensus.wal");
     std::fs::create_dir_all(config.home.join("wal"))?;
-    let (mut channels, _engine) = EngineBuilder::new(crate::context::CachetContext, mcfg)
-        .with_default_wal(WalContext::new(wal_path, BorshCodec))
-        .with_default_network(NetworkContext::new(identity, BorshCodec))
-        .with_default_consensus(ConsensusContext::new_validator(
-            address,
-            Box::new(ConsensusVerifier::new(genesis.chain_id.clone())),
-            Box::new(signer),
-        ))
-        .with_default_sync(SyncContext::new(BorshCodec))
-        .with_default_request(RequestContext::new(100))
-        .build()
-        .await?;
+    let builder = EngineBuilder::new(crate::context::CachetContext, mcfg)
+        .with_default_wal(WalContext::new(wal_path, BorshCodec));
+    let consensus = ConsensusContext::new_validator(
+        address,
+        Box::new(ConsensusVerifier::new(genesis.chain_id.clone())),
+        Box::new(signer),
+    );
+    #[cfg(feature = "byzantine")]
+    let byzantine = config.byzantine.clone().filter(|b| b.equivocate_votes);
+    #[cfg(not(feature = "byzantine"))]
+    let byzantine: Option<crate::config::Byzantine> = None;
+    let (mut channels, _engine) = match byzantine {
+        None => {
+            builder
+                .with_default_network(NetworkContext::new(identity, BorshCodec))
+                .with_default_consensus(consensus)
+                .with_default_sync(SyncContext::new(BorshCodec))
+                .with_default_request(RequestContext::new(100))
+                .build()
+                .await?
+        }
+        #[cfg(feature = "byzantine")]
+        Some(_) => {
+            use malachite_engine_byzantine::{ByzantineConfig, Trigger};
+            warn!("BYZANTINE TEST NODE: equivocating on every vote");
+            builder
+                .with_byzantine_network(malachite_app_channel::ByzantineContext {
+                    identity,
+                    codec: BorshCodec,
+                    config: ByzantineConfig::new(Some(7)).with_equivocate_votes(Trigger::Always),
+                    signer: Box::new(ConsensusSigner::new(key.clone(), genesis.chain_id.clone())),
+                    address,
+                    conflicting_value_fn: None,
+                    conflicting_vote_value_fn: Some(Box::new(
+                        |id: Option<&crate::context::BlockId>| {
+                            let mut h = id.map(|i| i.0).unwrap_or_default();
+                            h.0[31] ^= 1;
+                            crate::context::BlockId(h)
+                        },
+                    )),
+                })
+                .await?
+                .with_default_consensus(consensus)
+                .with_default_sync(SyncContext::new(BorshCodec))
+                .with_default_request(RequestContext::new(100))
+                .build()
+                .await?
+        }
+        #[cfg(not(feature = "byzantine"))]
+        Some(_) => eyre::bail!("built without Byzantine test behaviours"),
+    };
 
+    *shared
+        .net_requests
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = Some(channels.net_requests.clone());
     let (rpc, rpc_addr) =
         cachet_rpc::serve(config.rpc.listen, shared.clone() as Arc<dyn NodeApi>).await?;
     info!(%rpc_addr, "rpc listening");

@@ -130,6 +130,10 @@ pub trait NodeApi: Send + Sync + 'static {
     fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure>;
     /// Recorded misbehaviour: `(height, description)`.
     fn evidence(&self) -> Result<Vec<(u64, String)>, Failure>;
+    /// This node's network identity: `{peer_id, p2p, gossip}` (full multiaddrs with `/p2p/`).
+    fn node_info(&self) -> Result<serde_json::Value, Failure>;
+    /// Operator: connect to a new consortium peer (consensus and gossip multiaddrs).
+    async fn add_peer(&self, p2p: String, gossip: String) -> Result<(), Failure>;
 }
 
 fn hash_param(p: &jsonrpsee::types::Params<'_>) -> Result<Hash32, Failure> {
@@ -146,8 +150,8 @@ fn found<T>(value: Option<T>, code: u32, name: &str, what: String) -> RpcResult<
     value.ok_or_else(|| Failure::new(code, name, what).into())
 }
 
-/// The method table.
-pub fn module(api: Arc<dyn NodeApi>) -> RpcModule<Arc<dyn NodeApi>> {
+/// The method table; operator methods (`cachet_admin_*`) only when `admin` is set.
+pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>> {
     let mut m = RpcModule::new(api);
     m.register_async_method("cachet_submit", |params, api, _| async move {
         let (hexed,): (String,) = params
@@ -245,10 +249,26 @@ pub fn module(api: Arc<dyn NodeApi>) -> RpcModule<Arc<dyn NodeApi>> {
         |_, api, _| -> RpcResult<Vec<(u64, String)>> { Ok(api.evidence()?) },
     )
     .expect("unique method name");
+    m.register_method(
+        "cachet_nodeInfo",
+        |_, api, _| -> RpcResult<serde_json::Value> { Ok(api.node_info()?) },
+    )
+    .expect("unique method name");
+    if admin {
+        m.register_async_method("cachet_admin_addPeer", |params, api, _| async move {
+            let (p2p, gossip): (String, String) = params
+                .parse()
+                .map_err(|e| Failure::invalid_params(e.to_string()))?;
+            api.add_peer(p2p, gossip).await?;
+            Ok::<_, ErrorObjectOwned>(serde_json::json!({ "added": true }))
+        })
+        .expect("unique method name");
+    }
     m
 }
 
-/// Serve the RPC on `addr` until the handle is stopped.
+/// Serve the RPC on `addr` until the handle is stopped. Operator methods are served only when
+/// `addr` is a loopback address.
 pub async fn serve(
     addr: SocketAddr,
     api: Arc<dyn NodeApi>,
@@ -260,6 +280,6 @@ pub async fn serve(
         .build();
     let server = Server::builder().set_config(config).build(addr).await?;
     let bound = server.local_addr()?;
-    let handle = server.start(module(api));
+    let handle = server.start(module(api, addr.ip().is_loopback()));
     Ok((handle, bound))
 }

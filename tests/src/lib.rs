@@ -114,6 +114,12 @@ pub struct Cluster {
 impl Cluster {
     /// Write a devnet of `validators` nodes (not started).
     pub fn new(name: &str, validators: usize) -> Cluster {
+        Self::with_spares(name, validators, 0)
+    }
+
+    /// Write a devnet of `validators` nodes plus `spares` nodes that may join by governance
+    /// (they come last in `nodes`).
+    pub fn with_spares(name: &str, validators: usize, spares: usize) -> Cluster {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = std::env::temp_dir().join(format!("cachet-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -123,6 +129,8 @@ impl Cluster {
                 "--no-start",
                 "--validators",
                 &validators.to_string(),
+                "--spares",
+                &spares.to_string(),
                 "--dir",
             ])
             .arg(&dir)
@@ -155,6 +163,14 @@ impl Cluster {
         }
     }
 
+    /// Make node `i` an equivocating validator (needs a binary built with `--all-features`).
+    pub fn make_byzantine(&mut self, i: usize) {
+        let path = &self.nodes[i].config;
+        let mut text = std::fs::read_to_string(path).expect("config");
+        text.push_str("\n[byzantine]\nequivocate_votes = true\n");
+        std::fs::write(path, text).expect("config");
+    }
+
     /// Start node `i`.
     pub fn start(&mut self, i: usize) {
         let node = &mut self.nodes[i];
@@ -173,6 +189,26 @@ impl Cluster {
             .spawn()
             .expect("cachet start");
         node.child = Some(child);
+    }
+
+    /// Start nodes `0..n` and wait until each serves RPC.
+    pub fn start_first(&mut self, n: usize) {
+        for i in 0..n {
+            self.start(i);
+        }
+        for i in 0..n {
+            self.wait_serving(i);
+        }
+    }
+
+    /// Wait until node `i` serves RPC.
+    pub fn wait_serving(&self, i: usize) {
+        assert!(
+            wait_until(Duration::from_secs(60), || self.status(i).is_some()),
+            "node {} did not start; log:\n{}",
+            self.nodes[i].name,
+            self.log_tail(i)
+        );
     }
 
     /// Start every node and wait until each serves RPC.

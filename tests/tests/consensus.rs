@@ -201,3 +201,144 @@ fn bad_inputs_get_their_codes_and_change_nothing() {
         );
     }
 }
+
+#[test]
+fn an_equivocating_validator_cannot_fork_the_chain_and_is_recorded() {
+    let mut c = Cluster::new("equivocation", 4);
+    c.make_byzantine(3);
+    c.start_all();
+    assert!(
+        c.wait_height(0, 5, T),
+        "no progress with one Byzantine validator; log:\n{}",
+        c.log_tail(0)
+    );
+    let id = c
+        .submit(1, &txs::anchor(0, "during-attack"))
+        .expect("admitted");
+    assert!(wait_until(T, || (0..3).all(|i| c.committed_at(i, &id).is_some())));
+    // Honest nodes recorded the double votes as evidence.
+    assert!(
+        wait_until(T, || (0..3).any(|i| c
+            .call(i, "cachet_evidence", json!([]))
+            .is_ok_and(|e| !e.as_array().unwrap().is_empty()))),
+        "no evidence recorded; log:\n{}",
+        c.log_tail(0)
+    );
+    let h = c.min_height();
+    for i in 1..4 {
+        c.assert_same_chain(0, i, h);
+    }
+}
+
+/// Propose `change` as moi-land and vote with `voters`; returns when the last vote is committed.
+fn pass(
+    c: &Cluster,
+    via: usize,
+    nonces: &mut std::collections::HashMap<&'static str, u64>,
+    change: cachet_chain::tx::GovernanceChange,
+    voters: &[&'static str],
+) {
+    let mut next = |a: &'static str| {
+        let n = nonces.entry(a).or_insert(0);
+        *n += 1;
+        *n - 1
+    };
+    let propose = txs::signed(
+        "moi-land",
+        next("moi-land"),
+        cachet_chain::Action::Propose { change },
+    );
+    let proposal = propose.id();
+    let id = c.submit(via, &propose).expect("proposal admitted");
+    assert!(wait_until(T, || c.committed_at(via, &id).is_some()));
+    for v in voters {
+        let vote = txs::signed(v, next(v), cachet_chain::Action::Vote { proposal });
+        let id = c.submit(via, &vote).expect("vote admitted");
+        assert!(
+            wait_until(T, || c.committed_at(via, &id).is_some()),
+            "vote of {v} not committed"
+        );
+    }
+}
+
+#[test]
+fn a_fifth_node_joins_by_governance_and_votes_and_a_removed_one_cannot_connect() {
+    let mut c = Cluster::with_spares("join", 4, 1);
+    c.start_first(4);
+    assert!(c.wait_height(0, 2, T));
+    // The new agency's node starts and the operators let it in.
+    c.start(4);
+    c.wait_serving(4);
+    let info = c.call(4, "cachet_nodeInfo", json!([])).unwrap();
+    for i in 0..4 {
+        c.call(
+            i,
+            "cachet_admin_addPeer",
+            json!([info["p2p"], info["gossip"]]),
+        )
+        .expect("peer added");
+    }
+    let h = c.height(0).unwrap();
+    assert!(
+        c.wait_height(4, h, T),
+        "the new node did not sync; log:\n{}",
+        c.log_tail(4)
+    );
+    c.assert_same_chain(0, 4, h);
+
+    // Governance adds its validator (3 of 4 validator agencies).
+    let mut nonces = std::collections::HashMap::new();
+    let key: cachet_chain::PublicKey = info["validator_key"].as_str().unwrap().parse().unwrap();
+    let add = cachet_chain::tx::GovernanceChange::AddValidator {
+        agency: cachet_chain::AgencyId::new("nia-immigration").unwrap(),
+        key,
+        power: 1,
+    };
+    pass(
+        &c,
+        0,
+        &mut nonces,
+        add,
+        &["moea-investment", "dgpa-personnel"],
+    );
+    let vals = c.call(0, "cachet_validators", json!([])).unwrap();
+    assert_eq!(vals["validators"].as_array().unwrap().len(), 5);
+
+    // With one original validator down, progress needs the new one's vote (4 of 5).
+    let h = c.height(1).unwrap();
+    c.kill(0);
+    assert!(
+        c.wait_height(1, h + 3, T),
+        "no progress: the new validator does not vote; log:\n{}",
+        c.log_tail(4)
+    );
+    c.start(0);
+    assert!(c.wait_height(0, c.height(1).unwrap(), T));
+
+    // Governance removes moc-culture's validator (4 of 5 validator agencies); it can no longer connect.
+    let removed_key = cachet_contracts::example::validator_key("moc-culture").public();
+    pass(
+        &c,
+        0,
+        &mut nonces,
+        cachet_chain::tx::GovernanceChange::RemoveValidator { key: removed_key },
+        &["moea-investment", "dgpa-personnel", "nia-immigration"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    c.kill(3);
+    c.start(3);
+    c.wait_serving(3);
+    let stuck = c.height(3).unwrap();
+    let others = c.height(0).unwrap();
+    assert!(
+        c.wait_height(0, others + 5, T),
+        "the remaining validators stopped"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        c.height(3).unwrap() <= stuck + 1,
+        "the removed node still syncs: {} -> {:?}",
+        stuck,
+        c.height(3)
+    );
+}
