@@ -341,11 +341,16 @@ pub mod txs {
         ChainId::new("cachet-devnet").expect("valid")
     }
 
-    /// A signed transaction of `agency` with `nonce`.
+    /// A signed transaction of `agency` with `nonce` on the devnet chain.
     pub fn signed(agency: &str, nonce: u64, action: Action) -> Transaction {
+        signed_on(chain_id(), agency, nonce, action)
+    }
+
+    /// A signed transaction of `agency` with `nonce` on `chain_id`.
+    pub fn signed_on(chain_id: ChainId, agency: &str, nonce: u64, action: Action) -> Transaction {
         let key = example::agency_key(agency);
         TxBody {
-            chain_id: chain_id(),
+            chain_id,
             signer: AgencyId::new(agency).expect("valid id"),
             key: key.public(),
             nonce,

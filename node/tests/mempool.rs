@@ -1,0 +1,111 @@
+//! Mempool admission: every refusal has its code, and what is admitted is reaped in nonce order.
+
+use cachet_chain::state_tree::MemoryTreeStore;
+use cachet_chain::tx::{Action, Transaction};
+use cachet_contracts::{example, genesis_state};
+use cachet_node::mempool::{AdmitError, Head, Mempool};
+use cachet_tests::txs;
+
+fn setup() -> (MemoryTreeStore, cachet_chain::BlockHeader) {
+    let (header, batch) = genesis_state(&example::genesis()).unwrap();
+    let mut store = MemoryTreeStore::new();
+    store.write(batch);
+    (store, header)
+}
+
+fn tx(agency: &str, nonce: u64, name: &str) -> Transaction {
+    txs::signed_on(
+        cachet_chain::ChainId::new(example::EXAMPLE_CHAIN_ID).unwrap(),
+        agency,
+        nonce,
+        Action::Issue(txs::title(name)),
+    )
+}
+
+#[test]
+fn admission_refuses_with_stable_codes() {
+    let (store, header) = setup();
+    let head = Head {
+        store: &store,
+        state_root: header.state_root,
+        height: header.height,
+        time: header.time,
+        chain_id: &header.chain_id,
+    };
+    let pool = Mempool::new(10, 1 << 20);
+    let code = |r: Result<_, AdmitError>| r.map(|_| ()).unwrap_err().code();
+    assert_eq!(code(pool.admit(b"junk", &head)), 1001);
+    assert_eq!(code(pool.admit(&vec![0u8; 20_000], &head)), 1002);
+    let mut bad = tx("moi-land", 0, "a");
+    bad.body.nonce = 1;
+    assert_eq!(
+        code(pool.admit(&bad.encode(), &head)),
+        1102,
+        "signature no longer matches the body"
+    );
+    assert_eq!(
+        code(pool.admit(&tx("moea-investment", 0, "a").encode(), &head)),
+        1201,
+        "not accredited, judged at the door"
+    );
+    assert_eq!(
+        code(pool.admit(&tx("moi-land", 5000, "a").encode(), &head)),
+        1107,
+        "too far ahead"
+    );
+    let good = tx("moi-land", 0, "a");
+    pool.admit(&good.encode(), &head).unwrap();
+    assert_eq!(code(pool.admit(&good.encode(), &head)), 2002, "duplicate");
+    assert_eq!(
+        code(pool.admit(&tx("moi-land", 0, "b").encode(), &head)),
+        1106,
+        "same nonce taken"
+    );
+    assert_eq!(pool.len(), 1);
+}
+
+#[test]
+fn a_full_pool_says_so_and_reaping_follows_nonces_across_signers() {
+    let (store, header) = setup();
+    let head = Head {
+        store: &store,
+        state_root: header.state_root,
+        height: header.height,
+        time: header.time,
+        chain_id: &header.chain_id,
+    };
+    let pool = Mempool::new(4, 1 << 20);
+    // Out of order: nonce 2 and 1 arrive before 0.
+    for n in [2, 1, 0] {
+        pool.admit(&tx("moi-land", n, &format!("t{n}")).encode(), &head)
+            .unwrap();
+    }
+    pool.admit(&tx("guting-land-office", 0, "g0").encode(), &head)
+        .unwrap();
+    let full = pool
+        .admit(&tx("guting-land-office", 1, "g1").encode(), &head)
+        .unwrap_err();
+    assert_eq!(full.code(), 2001);
+    let reaped = pool.reap(10, |_| 0);
+    let order: Vec<(String, u64)> = reaped
+        .iter()
+        .map(|t| (t.body.signer.to_string(), t.body.nonce))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("guting-land-office".into(), 0),
+            ("moi-land".into(), 0),
+            ("moi-land".into(), 1),
+            ("moi-land".into(), 2),
+        ]
+    );
+    // A gap stops a signer's run.
+    assert_eq!(
+        pool.reap(10, |a| if a.as_str() == "moi-land" { 1 } else { 5 })
+            .len(),
+        2
+    );
+    pool.prune(|a| if a.as_str() == "moi-land" { 2 } else { 1 });
+    assert_eq!(pool.len(), 1);
+}
