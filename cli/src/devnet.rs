@@ -26,6 +26,29 @@ struct NodePlan {
     rpc: u16,
 }
 
+impl NodePlan {
+    /// A node with its development key file written and fresh loopback ports.
+    fn new(name: String, dir: PathBuf, key: SecretKey) -> Result<NodePlan> {
+        let key_path = dir.join("validator.key");
+        if !key_path.exists() {
+            keyfile::write(
+                &key_path,
+                &key,
+                None,
+                Some("development validator key: INSECURE".into()),
+            )?;
+        }
+        Ok(NodePlan {
+            name,
+            dir,
+            key,
+            p2p: free_port()?,
+            gossip: free_port()?,
+            rpc: free_port()?,
+        })
+    }
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -105,23 +128,7 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
                 genesis_path.display()
             );
         }
-        let key_path = node_dir.join("validator.key");
-        if !key_path.exists() {
-            keyfile::write(
-                &key_path,
-                &key,
-                None,
-                Some("development validator key: INSECURE".into()),
-            )?;
-        }
-        plans.push(NodePlan {
-            name,
-            dir: node_dir,
-            key,
-            p2p: free_port()?,
-            gossip: free_port()?,
-            rpc: free_port()?,
-        });
+        plans.push(NodePlan::new(name, node_dir, key)?);
     }
     let validators = plans.len();
     if spares > SPARE_AGENCIES.len() {
@@ -131,24 +138,11 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
     for name in &SPARE_AGENCIES[..spares] {
         let node_dir = dir.join("nodes").join(name);
         std::fs::create_dir_all(&node_dir)?;
-        let key = example::validator_key(name);
-        let key_path = node_dir.join("validator.key");
-        if !key_path.exists() {
-            keyfile::write(
-                &key_path,
-                &key,
-                None,
-                Some("development validator key: INSECURE".into()),
-            )?;
-        }
-        plans.push(NodePlan {
-            name: name.to_string(),
-            dir: node_dir,
-            key,
-            p2p: free_port()?,
-            gossip: free_port()?,
-            rpc: free_port()?,
-        });
+        plans.push(NodePlan::new(
+            name.to_string(),
+            node_dir,
+            example::validator_key(name),
+        )?);
     }
     for (i, p) in plans.iter().enumerate() {
         let others: Vec<&NodePlan> = plans

@@ -85,6 +85,30 @@ struct CertificateFile {
     tx: cachet_chain::TxId,
 }
 
+impl CertificateFile {
+    /// The file of a certificate anchored on its own (not in a batch).
+    fn single(
+        id: CertId,
+        kind: CertKind,
+        signer: &Signer,
+        (fingerprint, salt, commitment): (Fingerprint, Salt, Commitment),
+        height: u64,
+        tx: cachet_chain::TxId,
+    ) -> CertificateFile {
+        CertificateFile {
+            id,
+            kind,
+            issuer: signer.agency.clone(),
+            fingerprint,
+            salt,
+            commitment,
+            batch: None,
+            height,
+            tx,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct BatchEntryFile {
     batch: cachet_chain::tx::BatchId,
@@ -183,17 +207,7 @@ pub async fn anchor(
     let (tx, height) = signer.send(client, Action::Issue(issue)).await?;
     write_certificate(
         path,
-        &CertificateFile {
-            id,
-            kind,
-            issuer: signer.agency.clone(),
-            fingerprint: fp,
-            salt,
-            commitment,
-            batch: None,
-            height,
-            tx,
-        },
+        &CertificateFile::single(id, kind, signer, (fp, salt, commitment), height, tx),
     )?;
     if json_out {
         println!(
@@ -346,17 +360,7 @@ pub async fn supersede(
         .await?;
     write_certificate(
         path,
-        &CertificateFile {
-            id,
-            kind,
-            issuer: signer.agency.clone(),
-            fingerprint: fp,
-            salt,
-            commitment,
-            batch: None,
-            height,
-            tx,
-        },
+        &CertificateFile::single(id, kind, signer, (fp, salt, commitment), height, tx),
     )?;
     if json_out {
         println!(
