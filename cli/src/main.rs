@@ -6,6 +6,7 @@
 mod client;
 mod demo;
 mod devnet;
+mod genesis_build;
 mod issuer;
 mod keyfile;
 
@@ -191,6 +192,25 @@ enum GenesisCommand {
     Check {
         /// The genesis file.
         file: PathBuf,
+    },
+    /// Build a genesis from agency and validator key files; prints the JSON.
+    Build {
+        /// The chain id.
+        #[arg(long)]
+        chain_id: String,
+        /// An agency: `ID=KEYFILE[:KIND,KIND...]` (kinds it may issue from the start).
+        #[arg(long = "agency", required = true)]
+        agencies: Vec<String>,
+        /// A validator: `AGENCY=KEYFILE[:POWER]`.
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        /// JSON map of kind to policy; kinds not in it get a default policy (their
+        /// accredited agencies accredit; no approvals, no oracles).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Genesis time, ms since the Unix epoch (default: now).
+        #[arg(long)]
+        genesis_time: Option<u64>,
     },
 }
 
@@ -391,6 +411,23 @@ fn main() -> Result<()> {
         }
         Command::Pubkey { key } => {
             println!("{}", keyfile::read(&key)?.public());
+            Ok(())
+        }
+        Command::Genesis(GenesisCommand::Build {
+            chain_id,
+            agencies,
+            validators,
+            policies,
+            genesis_time,
+        }) => {
+            let doc = genesis_build::build(
+                &chain_id,
+                &agencies,
+                &validators,
+                policies.as_deref(),
+                genesis_time,
+            )?;
+            println!("{}", doc.to_json());
             Ok(())
         }
         Command::Genesis(GenesisCommand::Example) => {

@@ -92,3 +92,60 @@ fn the_example_genesis_checks_and_matches_the_committed_file() {
     assert!(summary.contains("cachet-example"), "{summary}");
     assert!(summary.contains("validators   4"), "{summary}");
 }
+
+#[test]
+fn genesis_build_makes_a_valid_genesis_from_key_files() {
+    let dir = std::env::temp_dir().join(format!("cachet-genesis-build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = |name: &str| {
+        let p = dir.join(format!("{name}.key"));
+        cachet(&["keygen", "--out", p.to_str().unwrap()]);
+        p.to_str().unwrap().to_string()
+    };
+    let (a, b, v1, v2) = (key("a"), key("b"), key("v1"), key("v2"));
+    let out = cachet(&[
+        "genesis",
+        "build",
+        "--chain-id",
+        "test-chain",
+        "--agency",
+        &format!("land-office={a}:land-title"),
+        "--agency",
+        &format!("personnel={b}:reward-order"),
+        "--validator",
+        &format!("land-office={v1}"),
+        "--validator",
+        &format!("personnel={v2}:2"),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let path = dir.join("genesis.json");
+    std::fs::write(&path, &text).unwrap();
+    let summary =
+        String::from_utf8(cachet(&["genesis", "check", path.to_str().unwrap()]).stdout).unwrap();
+    assert!(
+        summary.contains("test-chain") && summary.contains("validators   2"),
+        "{summary}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        doc["policies"]["land-title"]["accreditors"],
+        serde_json::json!(["land-office"])
+    );
+    // A validator naming an unknown agency is refused.
+    let bad = Command::new(env!("CARGO_BIN_EXE_cachet"))
+        .args([
+            "genesis",
+            "build",
+            "--chain-id",
+            "x",
+            "--agency",
+            &format!("a={a}"),
+            "--validator",
+            &format!("ghost={v1}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -129,6 +129,9 @@ fn kill_9_under_load_loses_nothing_and_nodes_agree() {
             assert!(c.committed_at(i, id).is_some(), "node {i} lost {id}");
         }
         c.assert_same_chain(0, i, h);
+        // The crashed validator never signed two different votes across its restarts.
+        let evidence = c.call(i, "cachet_evidence", json!([])).unwrap();
+        assert_eq!(evidence, json!([]), "node {i} recorded equivocation");
     }
 }
 
