@@ -9,6 +9,7 @@ mod devnet;
 mod genesis_build;
 mod issuer;
 mod keyfile;
+mod verifier;
 
 use anyhow::{Context, Result};
 use cachet_chain::crypto::SecretKey;
@@ -126,6 +127,49 @@ enum Command {
         /// Validity in days from now.
         #[arg(long)]
         valid_days: Option<u64>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch a receipt: a self-contained proof of a certificate's status, checkable offline.
+    Receipt {
+        /// The node's RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// The certificate id.
+        #[arg(long)]
+        id: Option<String>,
+        /// The holder's certificate file (`<document>.cachet.json`); needed for batch entries.
+        #[arg(long)]
+        certificate_file: Option<PathBuf>,
+        /// Where to write the receipt (binary).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify a certificate against a trusted genesis: from a receipt file (offline), or by id
+    /// or certificate file through a node. Exit 0 only when valid (see `docs/verify.md`).
+    Verify {
+        /// The receipt file.
+        #[arg(long)]
+        receipt: Option<PathBuf>,
+        /// The genesis file to trust (chain id, validator set, policies).
+        #[arg(long)]
+        trust: PathBuf,
+        /// Fetch the receipt from this node instead of a file.
+        #[arg(long)]
+        rpc: Option<String>,
+        /// The certificate id (with --rpc).
+        #[arg(long)]
+        id: Option<String>,
+        /// The holder's certificate file: names the certificate and holds the document's salt.
+        #[arg(long)]
+        certificate_file: Option<PathBuf>,
+        /// The document, to check it is the certified one.
+        #[arg(long)]
+        document: Option<PathBuf>,
+        /// The certificate's salt (64 hex), when there is no certificate file.
+        #[arg(long)]
+        salt: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -389,6 +433,61 @@ fn main() -> Result<()> {
             )
             .await
         }),
+        Command::Receipt {
+            rpc,
+            id,
+            certificate_file,
+            out,
+        } => runtime()?.block_on(async {
+            let file = certificate_file
+                .as_deref()
+                .map(verifier::CertificateFile::read)
+                .transpose()?;
+            let bytes =
+                verifier::fetch(&client::Client::new(&rpc)?, id.as_deref(), file.as_ref()).await?;
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "receipt of {} bytes written to {}",
+                bytes.len(),
+                out.display()
+            );
+            Ok(())
+        }),
+        Command::Verify {
+            receipt,
+            trust,
+            rpc,
+            id,
+            certificate_file,
+            document,
+            salt,
+            json,
+        } => {
+            let file = certificate_file
+                .as_deref()
+                .map(verifier::CertificateFile::read)
+                .transpose()?;
+            let bytes = match (receipt, rpc) {
+                (Some(path), _) => std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                (None, Some(rpc)) => runtime()?.block_on(async {
+                    verifier::fetch(&client::Client::new(&rpc)?, id.as_deref(), file.as_ref()).await
+                })?,
+                (None, None) => anyhow::bail!(
+                    "give --receipt FILE, or --rpc URL with --id or --certificate-file"
+                ),
+            };
+            let code = verifier::run(
+                &bytes,
+                &trust,
+                document.as_deref(),
+                file.as_ref(),
+                salt.as_deref(),
+                json,
+            )?;
+            std::process::exit(code);
+        }
         Command::Approve { issuer, id, json } => runtime()?.block_on(async {
             let client = client::Client::new(&issuer.rpc)?;
             let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;

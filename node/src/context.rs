@@ -123,7 +123,8 @@ pub(crate) struct VoteSignBytes<'a> {
 }
 
 impl Vote {
-    pub(crate) fn sign_bytes(&self) -> Vec<u8> {
+    /// The bytes a vote signature covers (see `cachet_chain::receipt::precommit_bytes`).
+    pub fn sign_bytes(&self) -> Vec<u8> {
         borsh::to_vec(&VoteSignBytes {
             height: self.height,
             round: self.round,

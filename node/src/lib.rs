@@ -16,6 +16,7 @@ pub mod context;
 pub mod gossip;
 pub mod mempool;
 pub mod node;
+pub mod receipts;
 pub mod signing;
 pub mod store;
 

@@ -267,6 +267,19 @@ impl NodeApi for Shared {
         }))
     }
 
+    fn receipt(&self, id: &cachet_chain::CertId) -> Result<Vec<u8>, Failure> {
+        crate::receipts::certificate(self, id).map(|r| r.encode())
+    }
+
+    fn batch_receipt(
+        &self,
+        batch: &cachet_chain::tx::BatchId,
+        commitment: cachet_chain::Commitment,
+        inclusion: cachet_chain::merkle::BatchProof,
+    ) -> Result<Vec<u8>, Failure> {
+        crate::receipts::batch_entry(self, batch, commitment, inclusion).map(|r| r.encode())
+    }
+
     fn node_info(&self) -> Result<serde_json::Value, Failure> {
         Ok(self.info.clone())
     }

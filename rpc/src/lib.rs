@@ -130,6 +130,15 @@ pub trait NodeApi: Send + Sync + 'static {
     fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure>;
     /// Recorded misbehaviour: `(height, description)`.
     fn evidence(&self) -> Result<Vec<(u64, String)>, Failure>;
+    /// A receipt for certificate `id` as of the latest committed block (encoded).
+    fn receipt(&self, id: &cachet_chain::CertId) -> Result<Vec<u8>, Failure>;
+    /// A receipt for the batch entry with `commitment` and `inclusion` proof (encoded).
+    fn batch_receipt(
+        &self,
+        batch: &cachet_chain::tx::BatchId,
+        commitment: cachet_chain::Commitment,
+        inclusion: cachet_chain::merkle::BatchProof,
+    ) -> Result<Vec<u8>, Failure>;
     /// This node's network identity: `{peer_id, p2p, gossip}` (full multiaddrs with `/p2p/`).
     fn node_info(&self) -> Result<serde_json::Value, Failure>;
     /// Operator: connect to a new consortium peer (consensus and gossip multiaddrs).
@@ -247,6 +256,35 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
     m.register_method(
         "cachet_evidence",
         |_, api, _| -> RpcResult<Vec<(u64, String)>> { Ok(api.evidence()?) },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_receipt",
+        |params, api, _| -> RpcResult<serde_json::Value> {
+            let id = cachet_chain::CertId(hash_param(&params)?);
+            let bytes = api.receipt(&id)?;
+            Ok(serde_json::json!({ "receipt": hex::encode(&bytes), "bytes": bytes.len() }))
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_batchReceipt",
+        |params, api, _| -> RpcResult<serde_json::Value> {
+            let (batch, commitment, inclusion): (String, String, String) = params
+                .parse()
+                .map_err(|e| Failure::invalid_params(e.to_string()))?;
+            let bad = |what: &str| Failure::invalid_params(format!("bad {what}"));
+            let batch = cachet_chain::tx::BatchId(batch.parse().map_err(|_| bad("batch id"))?);
+            let commitment =
+                cachet_chain::Commitment(commitment.parse().map_err(|_| bad("commitment"))?);
+            let inclusion: cachet_chain::merkle::BatchProof = cachet_chain::codec::decode(
+                &hex::decode(inclusion).map_err(|_| bad("inclusion proof"))?,
+                4096,
+            )
+            .map_err(|_| bad("inclusion proof"))?;
+            let bytes = api.batch_receipt(&batch, commitment, inclusion)?;
+            Ok(serde_json::json!({ "receipt": hex::encode(&bytes), "bytes": bytes.len() }))
+        },
     )
     .expect("unique method name");
     m.register_method(

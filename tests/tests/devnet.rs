@@ -209,7 +209,44 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     assert_eq!(blk["height"], h);
     assert_eq!(blk["hash"], st["hash"]);
 
-    // SIGTERM stops every node it started.
+    // Receipts, then verification with every node stopped.
+    let receipts = dir.join("receipts");
+    std::fs::create_dir_all(&receipts).unwrap();
+    let fetch = |name: &str, by: &[&str]| -> String {
+        let out = receipts.join(format!("{name}.receipt"));
+        let mut args = vec![
+            "receipt",
+            "--rpc",
+            url.as_str(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(by);
+        let o = Command::new(cachet_bin()).args(&args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "receipt {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out.to_str().unwrap().to_string()
+    };
+    let deed_file = docs.join("deed.txt.cachet.json");
+    let r_old = fetch(
+        "old-title",
+        &["--certificate-file", deed_file.to_str().unwrap()],
+    );
+    let r_new = fetch("new-title", &["--id", &new_title]);
+    let r_permit = fetch("permit", &["--id", &permit_id]);
+    let work_file = docs.join("work.txt.cachet.json");
+    let r_work = fetch("work", &["--certificate-file", work_file.to_str().unwrap()]);
+    let order_file = docs.join("orders/order-07.txt.cachet.json");
+    let r_order = fetch(
+        "order",
+        &["--certificate-file", order_file.to_str().unwrap()],
+    );
+    let r_none = fetch("none", &["--id", &"ab".repeat(32)]);
+    let genesis = m["genesis"].as_str().unwrap().to_string();
+
     let pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
     Command::new("kill")
         .args(["-TERM", &devnet.id().to_string()])
@@ -227,6 +264,67 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
             .iter()
             .all(|p| !pid_alive(*p))),
         "nodes still running"
+    );
+
+    let check = |receipt: &str, extra: &[&str], verdict: &str, code: i32| {
+        let mut args = vec![
+            "verify",
+            "--receipt",
+            receipt,
+            "--trust",
+            genesis.as_str(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = Command::new(cachet_bin()).args(&args).output().unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stdout)));
+        assert_eq!(v["verdict"], verdict, "{receipt}: {v}");
+        assert_eq!(o.status.code(), Some(code), "{receipt}: {v}");
+        v
+    };
+    let v = check(
+        &r_old,
+        &[
+            "--document",
+            &deed,
+            "--certificate-file",
+            deed_file.to_str().unwrap(),
+        ],
+        "superseded",
+        3,
+    );
+    assert_eq!(v["kind"], "land-title");
+    assert_eq!(v["issuer"], "moi-land");
+    assert!(v["height"].as_u64().unwrap() >= 1);
+    assert_eq!(v["document_matches"], true);
+    check(&r_new, &[], "revoked", 2);
+    check(&r_permit, &[], "valid", 0);
+    check(
+        &r_work,
+        &[
+            "--document",
+            &work,
+            "--certificate-file",
+            work_file.to_str().unwrap(),
+        ],
+        "valid",
+        0,
+    );
+    let v = check(&r_order, &[], "valid", 0);
+    assert_eq!(v["kind"], "reward-order");
+    check(&r_none, &[], "unknown", 6);
+    // The wrong document for a certificate is not valid.
+    check(
+        &r_work,
+        &[
+            "--document",
+            &deed,
+            "--certificate-file",
+            work_file.to_str().unwrap(),
+        ],
+        "invalid",
+        1,
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,510 @@
+//! Receipts: a self-contained proof of a certificate's status as of a committed height, that a
+//! verifier checks with this crate alone, trusting only the consortium's genesis (its chain id,
+//! validator set and kind policies).
+//!
+//! A receipt carries the block header of height `h`, at least two thirds of the voting power's
+//! precommit signatures for it, and state proofs against its state root: the certificate record
+//! (with its lineage and approvals) or the proof that no such certificate exists; for an entry
+//! of a Merkle batch, the batch record, the entry's inclusion proof and the proof that the entry
+//! has no revocation record; and the issuing agency's record, whose key history shows the signing
+//! key was the agency's at the issuance height. The byte format is in `docs/spec/receipt.md`.
+
+use crate::block::BlockHeader;
+use crate::codec::{self, DecodeError, bounded_vec, limits};
+use crate::crypto::{PublicKey, SignPurpose, Signature, signing_message};
+use crate::document::{CertId, Commitment, Fingerprint, Salt};
+use crate::genesis::GenesisDoc;
+use crate::hash::Hash32;
+use crate::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
+use crate::merkle::BatchProof;
+use crate::state::{
+    AgencyRecord, BatchRecord, CertificateRecord, KindPolicy, RevocationRecord, StateKey,
+    ValidatorSet, decode_value,
+};
+use crate::state_tree::{StateProof, value_hash};
+use crate::tx::{BatchId, batch_leaf};
+use crate::verdict::{Verdict, batch_entry_verdict, certificate_verdict};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The receipt format version this crate writes and reads.
+pub const RECEIPT_VERSION: u8 = 1;
+/// Largest encoded receipt accepted.
+pub const MAX_RECEIPT_BYTES: usize = 64 * 1024;
+
+/// The bytes a validator's precommit for block `block_hash` at `height`/`round` signs:
+/// `u64(height) ‖ 0x01 ‖ u32(round) ‖ 0x01 ‖ block_hash ‖ 0x01 ‖ 0x00 ‖ key(32)`
+/// (Borsh of the node's vote: height, `Round::Some`, `NilOrVal::Val`, `VoteType::Precommit`,
+/// the validator's tagged key), signed under [`SignPurpose::Vote`].
+pub fn precommit_bytes(
+    height: Height,
+    round: u32,
+    block_hash: &Hash32,
+    validator: &PublicKey,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(8 + 5 + 33 + 1 + 33);
+    b.extend_from_slice(&height.0.to_le_bytes());
+    b.push(1);
+    b.extend_from_slice(&round.to_le_bytes());
+    b.push(1);
+    b.extend_from_slice(block_hash.as_bytes());
+    b.push(1);
+    b.extend_from_slice(&codec::encode(validator));
+    b
+}
+
+/// The message a precommit signature covers.
+pub fn precommit_message(
+    chain_id: &ChainId,
+    height: Height,
+    round: u32,
+    block_hash: &Hash32,
+    validator: &PublicKey,
+) -> Hash32 {
+    signing_message(
+        SignPurpose::Vote,
+        chain_id,
+        &precommit_bytes(height, round, block_hash, validator),
+    )
+}
+
+bounded_vec!(
+    /// Commit signatures by position in the signing validator set.
+    CommitSignatures,
+    CommitSignature,
+    limits::MAX_SET_LEN
+);
+
+/// One validator's precommit signature.
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, serde::Deserialize,
+)]
+pub struct CommitSignature {
+    /// Position of the validator in the set (sorted by key).
+    pub validator: u16,
+    /// Its signature over [`precommit_message`].
+    pub signature: Signature,
+}
+
+/// The precommits that committed a block.
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, serde::Deserialize,
+)]
+pub struct CommitProof {
+    /// The round the block was decided in.
+    pub round: u32,
+    /// Signatures, in increasing validator position.
+    pub signatures: CommitSignatures,
+}
+
+/// What the receipt is about.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Subject {
+    /// A certificate: its record and the proof of it.
+    Certificate {
+        /// Encoded [`CertificateRecord`].
+        record: Vec<u8>,
+        /// Membership proof of `StateKey::Certificate(id)`.
+        proof: StateProof,
+    },
+    /// No certificate with this id exists.
+    Absent {
+        /// The id asked about.
+        id: CertId,
+        /// Non-membership proof of `StateKey::Certificate(id)`.
+        proof: StateProof,
+    },
+    /// One entry of a Merkle batch.
+    BatchEntry {
+        /// Encoded [`BatchRecord`].
+        batch: Vec<u8>,
+        /// Membership proof of `StateKey::Batch(id)`.
+        batch_proof: StateProof,
+        /// The entry's commitment.
+        commitment: Commitment,
+        /// Its inclusion proof in the batch root.
+        inclusion: BatchProof,
+        /// Encoded [`RevocationRecord`], if the entry was revoked.
+        revocation: Option<Vec<u8>>,
+        /// Proof of `StateKey::BatchRevocation(id, index)`: membership or absence.
+        revocation_proof: StateProof,
+    },
+}
+
+/// The issuing agency's record, proven.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct IssuerProof {
+    /// Encoded [`AgencyRecord`].
+    pub agency: Vec<u8>,
+    /// Membership proof of `StateKey::Agency(id)`.
+    pub proof: StateProof,
+}
+
+/// A receipt.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Receipt {
+    /// [`RECEIPT_VERSION`].
+    pub version: u8,
+    /// The committed header the proofs are against.
+    pub header: BlockHeader,
+    /// Its precommits.
+    pub commit: CommitProof,
+    /// What is proven.
+    pub subject: Subject,
+    /// The issuer's record (absent for [`Subject::Absent`]).
+    pub issuer: Option<IssuerProof>,
+}
+
+impl Receipt {
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decode a receipt from untrusted bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Receipt, DecodeError> {
+        codec::decode(bytes, MAX_RECEIPT_BYTES)
+    }
+}
+
+/// What a verifier trusts: the genesis' chain id, validator set and kind policies.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    /// The chain.
+    pub chain_id: ChainId,
+    /// The validator set whose signatures count.
+    pub validators: ValidatorSet,
+    /// Policies (for the maximum receipt age per kind).
+    pub policies: BTreeMap<CertKind, KindPolicy>,
+}
+
+impl Trust {
+    /// Trust a genesis document.
+    pub fn from_genesis(doc: &GenesisDoc) -> Result<Trust, crate::genesis::GenesisError> {
+        Ok(Trust {
+            chain_id: doc.chain_id.clone(),
+            validators: doc.validator_set()?,
+            policies: doc.policies.clone(),
+        })
+    }
+
+    fn max_age(&self, kind: Option<CertKind>) -> u64 {
+        match kind.and_then(|k| self.policies.get(&k)) {
+            Some(p) => p.max_receipt_age_ms,
+            // Unknown kind (an absent certificate): the strictest policy.
+            None => self
+                .policies
+                .values()
+                .map(|p| p.max_receipt_age_ms)
+                .min()
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Why a receipt proves nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Not a receipt.
+    #[error("malformed receipt: {0}")]
+    Malformed(String),
+    /// Another chain.
+    #[error("the receipt is for chain {got}, the trusted chain is {expected}")]
+    WrongChain {
+        /// Trusted.
+        expected: ChainId,
+        /// In the receipt.
+        got: ChainId,
+    },
+    /// Signed by a validator set that is not the trusted one.
+    #[error("the block was signed by a validator set that is not the trusted one")]
+    UntrustedValidators,
+    /// A commit signature is bad, repeated or from no validator.
+    #[error("bad commit: {0}")]
+    BadCommit(String),
+    /// Less than two thirds of the voting power signed.
+    #[error("only {signed} of {total} voting power signed the block")]
+    InsufficientPower {
+        /// Signed power.
+        signed: u64,
+        /// Total power.
+        total: u64,
+    },
+    /// A proof does not lead to the block's state root.
+    #[error("proof does not verify: {0}")]
+    BadProof(&'static str),
+    /// The issuing key was not the issuer's at the issuance height.
+    #[error("the issuing key was not authorized for {0} at the issuance height")]
+    IssuerKeyNotAuthorized(AgencyId),
+    /// Older than the kind's maximum receipt age.
+    #[error("the receipt is {age_ms} ms old; {kind} receipts are trusted for {max_ms} ms")]
+    TooOld {
+        /// Kind (or "unknown").
+        kind: String,
+        /// Age.
+        age_ms: u64,
+        /// Allowed.
+        max_ms: u64,
+    },
+}
+
+/// What a verified receipt says.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verified {
+    /// The verdict at the verifier's time.
+    pub verdict: Verdict,
+    /// The certificate id, or `batch#index` for a batch entry.
+    pub id: String,
+    /// Its kind (none for an unknown certificate).
+    pub kind: Option<CertKind>,
+    /// The issuing agency.
+    pub issuer: Option<AgencyId>,
+    /// The height the proof is as of.
+    pub height: Height,
+    /// The block time the proof is as of.
+    pub as_of: Timestamp,
+    /// The certificate record, when there is one.
+    pub record: Option<CertificateRecord>,
+    /// The batch record, for a batch entry.
+    pub batch: Option<BatchRecord>,
+    /// The revocation of a batch entry.
+    pub revocation: Option<RevocationRecord>,
+    /// Whether the given document opens the certificate's commitment (when one was given).
+    pub document_matches: Option<bool>,
+}
+
+fn decode_record<T: BorshDeserialize>(bytes: &[u8], what: &'static str) -> Result<T, ReceiptError> {
+    decode_value(bytes).map_err(|e| ReceiptError::Malformed(format!("{what}: {e}")))
+}
+
+fn check_member(
+    root: &Hash32,
+    key: StateKey,
+    value: &[u8],
+    proof: &StateProof,
+    what: &'static str,
+) -> Result<(), ReceiptError> {
+    if proof.verify_membership(root, &key.hash(), &value_hash(value)) {
+        Ok(())
+    } else {
+        Err(ReceiptError::BadProof(what))
+    }
+}
+
+/// Check the header's commit against the trusted validator set.
+fn check_commit(receipt: &Receipt, trust: &Trust) -> Result<(), ReceiptError> {
+    let h = &receipt.header;
+    if h.chain_id != trust.chain_id {
+        return Err(ReceiptError::WrongChain {
+            expected: trust.chain_id.clone(),
+            got: h.chain_id.clone(),
+        });
+    }
+    if h.validators_hash != trust.validators.hash() {
+        return Err(ReceiptError::UntrustedValidators);
+    }
+    let set = &trust.validators.validators;
+    let block_hash = h.hash();
+    let mut signed = 0u64;
+    let mut last: Option<u16> = None;
+    let mut items = Vec::with_capacity(receipt.commit.signatures.len());
+    for s in receipt.commit.signatures.iter() {
+        if last.is_some_and(|l| s.validator <= l) {
+            return Err(ReceiptError::BadCommit(
+                "signatures must be in increasing validator order".into(),
+            ));
+        }
+        last = Some(s.validator);
+        let v = set.get(s.validator as usize).ok_or_else(|| {
+            ReceiptError::BadCommit(format!("no validator at position {}", s.validator))
+        })?;
+        items.push((
+            v.key,
+            precommit_message(
+                &h.chain_id,
+                h.height,
+                receipt.commit.round,
+                &block_hash,
+                &v.key,
+            ),
+            s.signature,
+        ));
+        signed += v.power;
+    }
+    crate::crypto::verify_many(&items)
+        .map_err(|i| ReceiptError::BadCommit(format!("signature {i} does not verify")))?;
+    let total = trust.validators.total_power();
+    if signed.saturating_mul(3) <= total.saturating_mul(2) {
+        return Err(ReceiptError::InsufficientPower { signed, total });
+    }
+    Ok(())
+}
+
+fn check_issuer(
+    root: &Hash32,
+    issuer: &Option<IssuerProof>,
+    agency: &AgencyId,
+    key: &PublicKey,
+    at: Height,
+) -> Result<(), ReceiptError> {
+    let proof = issuer
+        .as_ref()
+        .ok_or(ReceiptError::Malformed("no issuer record".into()))?;
+    check_member(
+        root,
+        StateKey::Agency(agency.clone()),
+        &proof.agency,
+        &proof.proof,
+        "issuer record",
+    )?;
+    let record: AgencyRecord = decode_record(&proof.agency, "issuer record")?;
+    if record.id != *agency || !record.key_valid_at(key, at) {
+        return Err(ReceiptError::IssuerKeyNotAuthorized(agency.clone()));
+    }
+    Ok(())
+}
+
+/// Verify `receipt` against `trust` at the verifier's time `now`, optionally checking that a
+/// document (its fingerprint and the certificate's salt) opens the certificate's commitment.
+pub fn verify(
+    receipt: &Receipt,
+    trust: &Trust,
+    now: Timestamp,
+    document: Option<(&Fingerprint, &Salt)>,
+) -> Result<Verified, ReceiptError> {
+    if receipt.version != RECEIPT_VERSION {
+        return Err(ReceiptError::Malformed(format!(
+            "unknown receipt version {}",
+            receipt.version
+        )));
+    }
+    check_commit(receipt, trust)?;
+    let root = receipt.header.state_root;
+    let as_of = receipt.header.time;
+    let height = receipt.header.height;
+    let opens = |c: &Commitment| document.map(|(fp, salt)| c.opens_to(fp, salt));
+    let verified = match &receipt.subject {
+        Subject::Certificate { record, proof } => {
+            let r: CertificateRecord = decode_record(record, "certificate record")?;
+            check_member(
+                &root,
+                StateKey::Certificate(r.id),
+                record,
+                proof,
+                "certificate record",
+            )?;
+            if CertId::derive(r.kind, &r.commitment) != r.id {
+                return Err(ReceiptError::Malformed(
+                    "record id does not match its commitment".into(),
+                ));
+            }
+            check_issuer(
+                &root,
+                &receipt.issuer,
+                &r.issuer,
+                &r.issuer_key,
+                r.issued_at,
+            )?;
+            Verified {
+                verdict: certificate_verdict(&r, now),
+                id: r.id.to_string(),
+                kind: Some(r.kind),
+                issuer: Some(r.issuer.clone()),
+                height,
+                as_of,
+                document_matches: opens(&r.commitment),
+                record: Some(r),
+                batch: None,
+                revocation: None,
+            }
+        }
+        Subject::Absent { id, proof } => {
+            if !proof.verify_absence(&root, &StateKey::Certificate(*id).hash()) {
+                return Err(ReceiptError::BadProof("absence of the certificate"));
+            }
+            Verified {
+                verdict: Verdict::Unknown,
+                id: id.to_string(),
+                kind: None,
+                issuer: None,
+                height,
+                as_of,
+                record: None,
+                batch: None,
+                revocation: None,
+                document_matches: None,
+            }
+        }
+        Subject::BatchEntry {
+            batch,
+            batch_proof,
+            commitment,
+            inclusion,
+            revocation,
+            revocation_proof,
+        } => {
+            let b: BatchRecord = decode_record(batch, "batch record")?;
+            check_member(
+                &root,
+                StateKey::Batch(b.id),
+                batch,
+                batch_proof,
+                "batch record",
+            )?;
+            if BatchId::derive(b.kind, &b.root, b.leaf_count) != b.id {
+                return Err(ReceiptError::Malformed(
+                    "batch id does not match its root".into(),
+                ));
+            }
+            if !inclusion.verify(&b.root, b.leaf_count, &batch_leaf(commitment)) {
+                return Err(ReceiptError::BadProof("inclusion in the batch"));
+            }
+            let rkey = StateKey::BatchRevocation(b.id, inclusion.index);
+            let revoked: Option<RevocationRecord> = match revocation {
+                Some(bytes) => {
+                    check_member(&root, rkey, bytes, revocation_proof, "revocation record")?;
+                    Some(decode_record(bytes, "revocation record")?)
+                }
+                None => {
+                    if !revocation_proof.verify_absence(&root, &rkey.hash()) {
+                        return Err(ReceiptError::BadProof("absence of a revocation"));
+                    }
+                    None
+                }
+            };
+            check_issuer(
+                &root,
+                &receipt.issuer,
+                &b.issuer,
+                &b.issuer_key,
+                b.issued_at,
+            )?;
+            Verified {
+                verdict: batch_entry_verdict(&b, revoked.as_ref(), now),
+                id: format!("{}#{}", b.id, inclusion.index),
+                kind: Some(b.kind),
+                issuer: Some(b.issuer.clone()),
+                height,
+                as_of,
+                document_matches: opens(commitment),
+                record: None,
+                batch: Some(b),
+                revocation: revoked,
+            }
+        }
+    };
+    let max = trust.max_age(verified.kind);
+    let age = now.0.saturating_sub(as_of.0);
+    if age > max {
+        return Err(ReceiptError::TooOld {
+            kind: verified
+                .kind
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            age_ms: age,
+            max_ms: max,
+        });
+    }
+    Ok(verified)
+}

@@ -1,0 +1,274 @@
+//! Commands of verifiers: `cachet receipt` fetches a receipt; `cachet verify` checks one against
+//! a trusted genesis alone (no node needed), optionally with the document itself.
+//!
+//! Exit codes of `verify`: 0 valid, 1 invalid proof or error, 2 revoked, 3 superseded,
+//! 4 expired, 5 not yet valid, 6 unknown, 7 pending approval, 8 receipt too old.
+
+use crate::client::Client;
+use anyhow::{Context, Result, bail};
+use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
+use cachet_chain::genesis::GenesisDoc;
+use cachet_chain::ids::Timestamp;
+use cachet_chain::receipt::{Receipt, ReceiptError, Trust, verify};
+use cachet_chain::state::CertStatus;
+use cachet_chain::verdict::Verdict;
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// What the holder's certificate file says (written by `cachet anchor`).
+pub struct CertificateFile {
+    json: Value,
+}
+
+impl CertificateFile {
+    /// Read a `.cachet.json` file.
+    pub fn read(path: &Path) -> Result<CertificateFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(CertificateFile {
+            json: serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a certificate file", path.display()))?,
+        })
+    }
+
+    fn salt(&self) -> Result<(FingerprintAlg, Salt)> {
+        let alg: FingerprintAlg = serde_json::from_value(self.json["fingerprint"]["alg"].clone())?;
+        let salt: Salt = serde_json::from_value(self.json["salt"].clone())?;
+        Ok((alg, salt))
+    }
+}
+
+/// Fetch a receipt from a node: for a certificate id, or for what a certificate file names
+/// (a batch entry needs its file: the node does not know the batch's leaves).
+pub async fn fetch(
+    client: &Client,
+    id: Option<&str>,
+    file: Option<&CertificateFile>,
+) -> Result<Vec<u8>> {
+    let v = match (id, file) {
+        (_, Some(f)) if !f.json["batch"].is_null() => {
+            let b = &f.json["batch"];
+            let proof: cachet_chain::merkle::BatchProof =
+                serde_json::from_value(b["proof"].clone())?;
+            client
+                .call(
+                    "cachet_batchReceipt",
+                    vec![
+                        b["batch"].clone(),
+                        f.json["commitment"].clone(),
+                        json!(hex::encode(cachet_chain::encode(&proof))),
+                    ],
+                )
+                .await?
+        }
+        (_, Some(f)) => {
+            client
+                .call("cachet_receipt", vec![f.json["id"].clone()])
+                .await?
+        }
+        (Some(id), None) => client.call("cachet_receipt", vec![json!(id)]).await?,
+        (None, None) => bail!("name the certificate: --id or --certificate-file"),
+    };
+    Ok(hex::decode(
+        v["receipt"].as_str().context("node returned no receipt")?,
+    )?)
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+fn exit_code(v: Verdict) -> i32 {
+    match v {
+        Verdict::Valid => 0,
+        Verdict::Revoked => 2,
+        Verdict::Superseded => 3,
+        Verdict::Expired => 4,
+        Verdict::NotYetValid => 5,
+        Verdict::Unknown => 6,
+        Verdict::Pending => 7,
+    }
+}
+
+fn time_text(t: Timestamp) -> String {
+    let secs = (t.0 / 1000) as i64;
+    // UTC date and time without a calendar dependency (civil-from-days).
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Verify receipt bytes against a genesis; print the verdict; return the process exit code.
+pub fn run(
+    receipt: &[u8],
+    trust_path: &Path,
+    document: Option<&Path>,
+    file: Option<&CertificateFile>,
+    salt: Option<&str>,
+    json_out: bool,
+) -> Result<i32> {
+    let doc = GenesisDoc::from_json(
+        &std::fs::read_to_string(trust_path)
+            .with_context(|| format!("cannot read {}", trust_path.display()))?,
+    )?;
+    let trust = Trust::from_genesis(&doc)?;
+    let opening = match (document, file, salt) {
+        (Some(path), Some(f), _) => {
+            let (alg, salt) = f.salt()?;
+            Some((
+                Fingerprint::of_reader(alg, std::io::BufReader::new(std::fs::File::open(path)?))?,
+                salt,
+            ))
+        }
+        (Some(path), None, Some(s)) => Some((
+            Fingerprint::of_reader(
+                FingerprintAlg::Sha256,
+                std::io::BufReader::new(std::fs::File::open(path)?),
+            )?,
+            Salt(s.parse().context("salt must be 64 hex characters")?),
+        )),
+        (Some(_), None, None) => {
+            bail!("checking a document needs its salt: --certificate-file or --salt")
+        }
+        _ => None,
+    };
+    let result = Receipt::decode(receipt)
+        .map_err(|e| ReceiptError::Malformed(e.to_string()))
+        .and_then(|r| verify(&r, &trust, now(), opening.as_ref().map(|(f, s)| (f, s))));
+    let v = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let stale = matches!(e, ReceiptError::TooOld { .. });
+            if json_out {
+                println!(
+                    "{}",
+                    json!({ "verdict": if stale { "stale" } else { "invalid" }, "reason": e.to_string() })
+                );
+            } else {
+                println!(
+                    "{} — {e}",
+                    if stale {
+                        "STALE receipt / 收據過期"
+                    } else {
+                        "INVALID proof / 證明無效"
+                    }
+                );
+            }
+            return Ok(if stale { 8 } else { 1 });
+        }
+    };
+    let mut code = exit_code(v.verdict);
+    if v.document_matches == Some(false) {
+        code = 1;
+    }
+    if json_out {
+        let mut out = serde_json::to_value(&v)?;
+        out["reason"] = json!(reason(&v));
+        if v.document_matches == Some(false) {
+            out["verdict"] = json!("invalid");
+        }
+        println!("{out}");
+        return Ok(code);
+    }
+    let label = match v.verdict {
+        Verdict::Valid => "VALID / 有效",
+        Verdict::Revoked => "REVOKED / 已撤銷",
+        Verdict::Superseded => "SUPERSEDED / 已被取代",
+        Verdict::Expired => "EXPIRED / 已過期",
+        Verdict::NotYetValid => "NOT YET VALID / 尚未生效",
+        Verdict::Unknown => "UNKNOWN / 查無此證書",
+        Verdict::Pending => "PENDING APPROVAL / 待核准",
+    };
+    let label = if v.document_matches == Some(false) {
+        "DOCUMENT DOES NOT MATCH / 文件與證書不符"
+    } else {
+        label
+    };
+    println!("{label}");
+    println!("  certificate  {}", v.id);
+    if let Some(k) = v.kind {
+        println!("  kind         {k}");
+    }
+    if let Some(i) = &v.issuer {
+        println!("  issuer       {i}");
+    }
+    println!("  reason       {}", reason(&v));
+    match v.document_matches {
+        Some(true) => println!("  document     matches the certificate"),
+        Some(false) => println!("  document     DOES NOT match the certificate"),
+        None => {}
+    }
+    println!(
+        "  as of        height {} ({}), signed by the trusted validators",
+        v.height,
+        time_text(v.as_of)
+    );
+    Ok(code)
+}
+
+fn reason(v: &cachet_chain::receipt::Verified) -> String {
+    if let Some(r) = &v.record {
+        let mut s = match &r.status {
+            CertStatus::Active => format!(
+                "issued at height {} ({})",
+                r.issued_at,
+                time_text(r.issued_time)
+            ),
+            CertStatus::Pending => format!("waiting for approvals ({} so far)", r.approvals.len()),
+            CertStatus::Revoked {
+                at,
+                time,
+                by,
+                reason,
+            } => format!(
+                "revoked by {by} at height {at} ({}), reason {reason:?}",
+                time_text(*time)
+            ),
+            CertStatus::Superseded { by, at, time } => {
+                format!("superseded by {by} at height {at} ({})", time_text(*time))
+            }
+        };
+        if let Some(prev) = r.supersedes {
+            s.push_str(&format!("; supersedes {prev}"));
+        }
+        if let Some(u) = r.valid_until {
+            s.push_str(&format!("; valid until {}", time_text(u)));
+        }
+        if !r.mortgages.is_empty() {
+            s.push_str(&format!("; {} active mortgage(s)", r.mortgages.len()));
+        }
+        return s;
+    }
+    if let Some(b) = &v.batch {
+        return match &v.revocation {
+            Some(r) => format!(
+                "entry of batch {} revoked by {} at height {}",
+                b.id, r.by, r.at
+            ),
+            None => format!(
+                "entry of a batch of {} issued at height {}; not revoked",
+                b.leaf_count, b.issued_at
+            ),
+        };
+    }
+    "no certificate with this id exists (proven absent)".into()
+}

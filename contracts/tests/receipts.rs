@@ -1,0 +1,315 @@
+//! Receipts verify with the core alone; any flipped byte, an untrusted validator set, too few
+//! signatures, another chain or too old a receipt is refused.
+
+mod common;
+use cachet_chain::Commitment;
+use cachet_chain::crypto::SecretKey;
+use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
+use cachet_chain::hash::Hash32;
+use cachet_chain::ids::{CertKind, Timestamp};
+use cachet_chain::merkle::MerkleTree;
+use cachet_chain::receipt::{
+    CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt,
+    ReceiptError, Subject, Trust, precommit_message, verify,
+};
+use cachet_chain::state::{StateKey, ValidatorSet};
+use cachet_chain::tx::{Action, BatchEntry, BatchIssuance, RevocationReason, batch_leaf};
+use cachet_chain::verdict::Verdict;
+use cachet_contracts::example;
+use common::*;
+
+fn trust() -> Trust {
+    Trust::from_genesis(&example::genesis()).unwrap()
+}
+
+/// Sign the head of `w` with the validators at `positions` of the (sorted) set.
+fn commit(w: &World, positions: &[u16]) -> CommitProof {
+    let set: ValidatorSet = example::genesis().validator_set().unwrap();
+    let h = w.chain.head();
+    let signatures = positions
+        .iter()
+        .map(|&p| {
+            let v = &set.validators[p as usize];
+            let sk = example::AGENCIES
+                .iter()
+                .map(|a| example::validator_key(a.0))
+                .find(|k| k.public() == v.key)
+                .unwrap();
+            CommitSignature {
+                validator: p,
+                signature: sk.sign(&precommit_message(
+                    &h.chain_id,
+                    h.height,
+                    0,
+                    &h.hash(),
+                    &v.key,
+                )),
+            }
+        })
+        .collect();
+    CommitProof {
+        round: 0,
+        signatures: CommitSignatures::new(signatures).unwrap(),
+    }
+}
+
+fn issuer(w: &World, agency: &str) -> IssuerProof {
+    let (v, proof) = w.chain.prove(&StateKey::Agency(id(agency))).unwrap();
+    IssuerProof {
+        agency: v.unwrap(),
+        proof,
+    }
+}
+
+fn certificate_receipt(w: &World, cert: cachet_chain::CertId) -> Receipt {
+    let (value, proof) = w.chain.prove(&StateKey::Certificate(cert)).unwrap();
+    let (subject, issuer) = match value {
+        Some(record) => {
+            let r: cachet_chain::state::CertificateRecord =
+                cachet_chain::state::decode_value(&record).unwrap();
+            (
+                Subject::Certificate { record, proof },
+                Some(issuer(w, r.issuer.as_str())),
+            )
+        }
+        None => (Subject::Absent { id: cert, proof }, None),
+    };
+    Receipt {
+        version: RECEIPT_VERSION,
+        header: w.chain.head().clone(),
+        commit: commit(w, &[0, 1, 2]),
+        subject,
+        issuer,
+    }
+}
+
+fn soon(w: &World) -> Timestamp {
+    w.chain.head().time.plus_ms(1000)
+}
+
+#[test]
+fn a_title_receipt_verifies_offline_with_its_document() {
+    let mut w = World::new();
+    let salt = Salt(Hash32([9; 32]));
+    let fp = Fingerprint::of(FingerprintAlg::Sha256, b"deed-1");
+    let t = w.issue_title("moi-land", "deed-1", "lot-1");
+    let r = certificate_receipt(&w, t);
+    let decoded = Receipt::decode(&r.encode()).unwrap();
+    let v = verify(&decoded, &trust(), soon(&w), Some((&fp, &salt))).unwrap();
+    assert_eq!(v.verdict, Verdict::Valid);
+    assert_eq!(v.document_matches, Some(true));
+    assert_eq!(v.issuer.unwrap().as_str(), "moi-land");
+    let other = Fingerprint::of(FingerprintAlg::Sha256, b"deed-2");
+    assert_eq!(
+        verify(&decoded, &trust(), soon(&w), Some((&other, &salt)))
+            .unwrap()
+            .document_matches,
+        Some(false)
+    );
+    assert!(
+        r.encode().len() <= 1536,
+        "receipt is {} bytes",
+        r.encode().len()
+    );
+}
+
+#[test]
+fn verdicts_follow_the_lifecycle() {
+    let mut w = World::new();
+    let t = w.issue_title("moi-land", "deed-1", "lot-1");
+    w.submit(
+        "moi-land",
+        Action::Revoke {
+            id: t,
+            reason: RevocationReason::Fraud,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        verify(&certificate_receipt(&w, t), &trust(), soon(&w), None)
+            .unwrap()
+            .verdict,
+        Verdict::Revoked
+    );
+    let ghost = cachet_chain::CertId::derive(CertKind::LandTitle, &doc("ghost"));
+    let r = certificate_receipt(&w, ghost);
+    assert!(matches!(r.subject, Subject::Absent { .. }));
+    assert_eq!(
+        verify(&r, &trust(), soon(&w), None).unwrap().verdict,
+        Verdict::Unknown
+    );
+    let p = w.permit("permit-1");
+    let pid = p.cert_id();
+    let until = p.valid_until.unwrap();
+    w.submit("moea-investment", Action::Issue(p)).unwrap();
+    assert_eq!(
+        verify(&certificate_receipt(&w, pid), &trust(), soon(&w), None)
+            .unwrap()
+            .verdict,
+        Verdict::Pending
+    );
+    w.submit("nia-immigration", Action::Approve { id: pid })
+        .unwrap();
+    w.submit("mol-labor", Action::Approve { id: pid }).unwrap();
+    let r = certificate_receipt(&w, pid);
+    assert_eq!(
+        verify(&r, &trust(), soon(&w), None).unwrap().verdict,
+        Verdict::Valid
+    );
+    // Past its window it is expired, but only a fresh receipt can say so: an old one fails closed.
+    let late = until.plus_ms(1);
+    assert!(matches!(
+        verify(&r, &trust(), late, None),
+        Err(ReceiptError::TooOld { .. })
+    ));
+}
+
+#[test]
+fn a_batch_entry_receipt_proves_inclusion_and_non_revocation() {
+    let mut w = World::new();
+    let commitments: Vec<Commitment> = (0..1000).map(|i| doc(&format!("order-{i}"))).collect();
+    let tree = MerkleTree::new(&commitments.iter().map(batch_leaf).collect::<Vec<_>>());
+    let b = BatchIssuance {
+        kind: CertKind::RewardOrder,
+        root: tree.root(),
+        leaf_count: 1000,
+        valid_from: None,
+        valid_until: None,
+    };
+    w.submit("dgpa-personnel", Action::IssueBatch(b.clone()))
+        .unwrap();
+    let entry_receipt = |w: &World, i: usize| {
+        let (batch, batch_proof) = w.chain.prove(&StateKey::Batch(b.batch_id())).unwrap();
+        let (revocation, revocation_proof) = w
+            .chain
+            .prove(&StateKey::BatchRevocation(b.batch_id(), i as u32))
+            .unwrap();
+        Receipt {
+            version: RECEIPT_VERSION,
+            header: w.chain.head().clone(),
+            commit: commit(w, &[1, 2, 3]),
+            subject: Subject::BatchEntry {
+                batch: batch.unwrap(),
+                batch_proof,
+                commitment: commitments[i],
+                inclusion: tree.proof(i).unwrap(),
+                revocation,
+                revocation_proof,
+            },
+            issuer: Some(issuer(w, "dgpa-personnel")),
+        }
+    };
+    assert_eq!(
+        verify(&entry_receipt(&w, 417), &trust(), soon(&w), None)
+            .unwrap()
+            .verdict,
+        Verdict::Valid
+    );
+    let entry = BatchEntry {
+        batch: b.batch_id(),
+        commitment: commitments[417],
+        proof: tree.proof(417).unwrap(),
+    };
+    w.submit(
+        "dgpa-personnel",
+        Action::RevokeBatchEntry {
+            entry,
+            reason: RevocationReason::IssuedInError,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        verify(&entry_receipt(&w, 417), &trust(), soon(&w), None)
+            .unwrap()
+            .verdict,
+        Verdict::Revoked
+    );
+    assert_eq!(
+        verify(&entry_receipt(&w, 418), &trust(), soon(&w), None)
+            .unwrap()
+            .verdict,
+        Verdict::Valid
+    );
+    // The wrong commitment for a position is not in the batch.
+    let mut r = entry_receipt(&w, 10);
+    if let Subject::BatchEntry { commitment, .. } = &mut r.subject {
+        *commitment = commitments[11];
+    }
+    assert!(matches!(
+        verify(&r, &trust(), soon(&w), None),
+        Err(ReceiptError::BadProof(_))
+    ));
+}
+
+#[test]
+fn any_flipped_byte_is_rejected() {
+    let mut w = World::new();
+    let t = w.issue_title("moi-land", "deed-1", "lot-1");
+    let bytes = certificate_receipt(&w, t).encode();
+    let now = soon(&w);
+    let trust = trust();
+    for i in 0..bytes.len() {
+        for bit in [0u8, 3, 7] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1 << bit;
+            let accepted = Receipt::decode(&bad)
+                .ok()
+                .and_then(|r| verify(&r, &trust, now, None).ok());
+            assert!(
+                accepted.is_none(),
+                "flipping bit {bit} of byte {i} of {} was accepted",
+                bytes.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn untrusted_sets_too_few_signatures_and_other_chains_are_refused() {
+    let mut w = World::new();
+    let t = w.issue_title("moi-land", "deed-1", "lot-1");
+    let r = certificate_receipt(&w, t);
+    // A verifier that trusts another consortium.
+    let mut other = trust();
+    other.validators = ValidatorSet::new(vec![cachet_chain::state::Validator {
+        agency: id("moi-land"),
+        key: SecretKey::dev("somebody else").public(),
+        power: 1,
+    }])
+    .unwrap();
+    assert_eq!(
+        verify(&r, &other, soon(&w), None).unwrap_err(),
+        ReceiptError::UntrustedValidators
+    );
+    // Two of four validators are not two thirds.
+    let mut two = r.clone();
+    two.commit = commit(&w, &[0, 1]);
+    assert!(matches!(
+        verify(&two, &trust(), soon(&w), None),
+        Err(ReceiptError::InsufficientPower {
+            signed: 2,
+            total: 4
+        })
+    ));
+    // The same signature twice does not count twice.
+    let mut dup = r.clone();
+    let first = dup.commit.signatures[0].clone();
+    dup.commit.signatures =
+        CommitSignatures::new(vec![first.clone(), first.clone(), first]).unwrap();
+    assert!(matches!(
+        verify(&dup, &trust(), soon(&w), None),
+        Err(ReceiptError::BadCommit(_))
+    ));
+    let mut chain = trust();
+    chain.chain_id = cachet_chain::ChainId::new("other-chain").unwrap();
+    assert!(matches!(
+        verify(&r, &chain, soon(&w), None),
+        Err(ReceiptError::WrongChain { .. })
+    ));
+    // The example policy trusts land-title receipts for one day.
+    let later = w.chain.head().time.plus_ms(24 * 3600 * 1000 + 1);
+    assert!(matches!(
+        verify(&r, &trust(), later, None),
+        Err(ReceiptError::TooOld { .. })
+    ));
+}

@@ -1,0 +1,175 @@
+//! Building receipts from the committed state: the latest committed header, its precommits
+//! (re-indexed by position in the validator set that signed it) and state proofs against its
+//! state root.
+
+use crate::context::CachetContext;
+use crate::node::Shared;
+use cachet_chain::block::BlockHeader;
+use cachet_chain::document::{CertId, Commitment};
+use cachet_chain::merkle::BatchProof;
+use cachet_chain::receipt::{
+    CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt, Subject,
+};
+use cachet_chain::state::{
+    AgencyRecord, BatchRecord, CertificateRecord, StateKey, ValidatorSet, decode_value,
+};
+use cachet_chain::state_tree::{self, StoreError};
+use cachet_chain::tx::BatchId;
+use cachet_rpc::Failure;
+use malachite_app::types::core::CommitCertificate;
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::internal(e.to_string())
+}
+
+/// The latest committed header with its commit proof.
+fn committed_head(shared: &Shared) -> Result<(BlockHeader, CommitProof), Failure> {
+    let head = shared.head();
+    let h = head.height.0;
+    if h == 0 {
+        return Err(Failure::new(
+            3001,
+            "unknown_block",
+            "no block is committed yet",
+        ));
+    }
+    let cert_bytes = shared
+        .store
+        .certificate(h)
+        .map_err(internal)?
+        .ok_or_else(|| internal(format!("no certificate stored for height {h}")))?;
+    let cert: CommitCertificate<CachetContext> =
+        borsh::from_slice(&cert_bytes).map_err(internal)?;
+    // The set that signed height h is the one in the state after h - 1.
+    let parent_root = if h == 1 {
+        shared
+            .store
+            .genesis()
+            .map_err(internal)?
+            .ok_or_else(|| internal("no genesis"))?
+            .state_root
+    } else {
+        shared
+            .store
+            .block(h - 1)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("no block {}", h - 1)))?
+            .header
+            .state_root
+    };
+    let set: ValidatorSet = get(shared, &parent_root, &StateKey::Validators)?
+        .ok_or_else(|| internal("state has no validator set"))?;
+    let mut signatures: Vec<CommitSignature> = cert
+        .commit_signatures
+        .iter()
+        .filter_map(|s| {
+            let pos = set.validators.iter().position(|v| v.key == s.address.0)?;
+            Some(CommitSignature {
+                validator: pos as u16,
+                signature: s.signature.0,
+            })
+        })
+        .collect();
+    signatures.sort_by_key(|s| s.validator);
+    let round = cert
+        .round
+        .as_u32()
+        .ok_or_else(|| internal("certificate without a round"))?;
+    let commit = CommitProof {
+        round,
+        signatures: CommitSignatures::new(signatures).map_err(internal)?,
+    };
+    Ok((head, commit))
+}
+
+fn get<T: borsh::BorshDeserialize>(
+    shared: &Shared,
+    root: &cachet_chain::Hash32,
+    key: &StateKey,
+) -> Result<Option<T>, Failure> {
+    state_tree::get(&*shared.store, root, &key.hash())
+        .map_err(internal)?
+        .map(|b| decode_value(&b).map_err(|e| internal(StoreError::Corrupt(e.to_string()))))
+        .transpose()
+}
+
+fn raw_with_proof(
+    shared: &Shared,
+    root: &cachet_chain::Hash32,
+    key: &StateKey,
+) -> Result<(Option<Vec<u8>>, state_tree::StateProof), Failure> {
+    let value = state_tree::get(&*shared.store, root, &key.hash()).map_err(internal)?;
+    let proof = state_tree::prove(&*shared.store, root, &key.hash()).map_err(internal)?;
+    Ok((value, proof))
+}
+
+fn issuer(
+    shared: &Shared,
+    root: &cachet_chain::Hash32,
+    agency: &cachet_chain::AgencyId,
+) -> Result<IssuerProof, Failure> {
+    let (value, proof) = raw_with_proof(shared, root, &StateKey::Agency(agency.clone()))?;
+    let agency = value.ok_or_else(|| internal("issuer record missing"))?;
+    // Decoding here catches a corrupt store before a verifier does.
+    decode_value::<AgencyRecord>(&agency).map_err(internal)?;
+    Ok(IssuerProof { agency, proof })
+}
+
+/// A receipt for certificate `id`: its record, or the proof that it does not exist.
+pub fn certificate(shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
+    let (header, commit) = committed_head(shared)?;
+    let root = header.state_root;
+    let (value, proof) = raw_with_proof(shared, &root, &StateKey::Certificate(*id))?;
+    let (subject, issuer) = match value {
+        Some(record) => {
+            let r: CertificateRecord = decode_value(&record).map_err(internal)?;
+            (
+                Subject::Certificate { record, proof },
+                Some(issuer(shared, &root, &r.issuer)?),
+            )
+        }
+        None => (Subject::Absent { id: *id, proof }, None),
+    };
+    Ok(Receipt {
+        version: RECEIPT_VERSION,
+        header,
+        commit,
+        subject,
+        issuer,
+    })
+}
+
+/// A receipt for one entry of a batch.
+pub fn batch_entry(
+    shared: &Shared,
+    batch: &BatchId,
+    commitment: Commitment,
+    inclusion: BatchProof,
+) -> Result<Receipt, Failure> {
+    let (header, commit) = committed_head(shared)?;
+    let root = header.state_root;
+    let (value, batch_proof) = raw_with_proof(shared, &root, &StateKey::Batch(*batch))?;
+    let batch_bytes = value
+        .ok_or_else(|| Failure::new(1322, "unknown_batch", format!("unknown batch {batch}")))?;
+    let b: BatchRecord = decode_value(&batch_bytes).map_err(internal)?;
+    let (revocation, revocation_proof) = raw_with_proof(
+        shared,
+        &root,
+        &StateKey::BatchRevocation(*batch, inclusion.index),
+    )?;
+    let issuer = issuer(shared, &root, &b.issuer)?;
+    Ok(Receipt {
+        version: RECEIPT_VERSION,
+        header,
+        commit,
+        subject: Subject::BatchEntry {
+            batch: batch_bytes,
+            batch_proof,
+            commitment,
+            inclusion,
+            revocation,
+            revocation_proof,
+        },
+        issuer: Some(issuer),
+    })
+}
