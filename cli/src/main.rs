@@ -9,6 +9,7 @@ mod devnet;
 mod genesis_build;
 mod issuer;
 mod keyfile;
+mod qr;
 mod verifier;
 
 use anyhow::{Context, Result};
@@ -152,6 +153,9 @@ enum Command {
         /// The receipt file.
         #[arg(long)]
         receipt: Option<PathBuf>,
+        /// A receipt QR code image (PNG).
+        #[arg(long)]
+        qr: Option<PathBuf>,
         /// The genesis file to trust (chain id, validator set, policies).
         #[arg(long)]
         trust: PathBuf,
@@ -173,6 +177,21 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a QR code (PNG or SVG): a whole receipt for offline checks, or a short link.
+    Qr {
+        /// The receipt to put in the code.
+        #[arg(long, conflicts_with = "link")]
+        receipt: Option<PathBuf>,
+        /// A link instead, e.g. `https://node.example/v/<certificate id>`.
+        #[arg(long)]
+        link: Option<String>,
+        /// Output file, `.png` or `.svg`.
+        #[arg(long, required_unless_present = "read")]
+        out: Option<PathBuf>,
+        /// Instead, print the text of the QR code in this PNG image.
+        #[arg(long, conflicts_with_all = ["receipt", "link"])]
+        read: Option<PathBuf>,
     },
     /// Approve a pending certificate (M-of-N kinds); waits for finality.
     Approve {
@@ -454,8 +473,38 @@ fn main() -> Result<()> {
             );
             Ok(())
         }),
+        Command::Qr {
+            read: Some(image), ..
+        } => {
+            println!("{}", qr::read_png(&image)?);
+            Ok(())
+        }
+        Command::Qr {
+            receipt,
+            link,
+            out,
+            read: None,
+        } => {
+            let out = out.context("--out is required")?;
+            let text = match (receipt, link) {
+                (Some(path), None) => qr::receipt_text(
+                    &std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                (None, Some(link)) => link,
+                _ => anyhow::bail!("give --receipt FILE or --link URL"),
+            };
+            qr::write(&text, &out)?;
+            println!(
+                "QR code of {} characters written to {}",
+                text.len(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Verify {
             receipt,
+            qr: qr_image,
             trust,
             rpc,
             id,
@@ -468,14 +517,15 @@ fn main() -> Result<()> {
                 .as_deref()
                 .map(verifier::CertificateFile::read)
                 .transpose()?;
-            let bytes = match (receipt, rpc) {
-                (Some(path), _) => std::fs::read(&path)
+            let bytes = match (receipt, qr_image, rpc) {
+                (Some(path), _, _) => std::fs::read(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?,
-                (None, Some(rpc)) => runtime()?.block_on(async {
+                (None, Some(image), _) => qr::receipt_from_text(&qr::read_png(&image)?)?,
+                (None, None, Some(rpc)) => runtime()?.block_on(async {
                     verifier::fetch(&client::Client::new(&rpc)?, id.as_deref(), file.as_ref()).await
                 })?,
-                (None, None) => anyhow::bail!(
-                    "give --receipt FILE, or --rpc URL with --id or --certificate-file"
+                (None, None, None) => anyhow::bail!(
+                    "give --receipt FILE, --qr IMAGE, or --rpc URL with --id or --certificate-file"
                 ),
             };
             let code = verifier::run(

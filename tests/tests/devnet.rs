@@ -314,6 +314,54 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     let v = check(&r_order, &[], "valid", 0);
     assert_eq!(v["kind"], "reward-order");
     check(&r_none, &[], "unknown", 6);
+    // The receipt as a QR code (PNG and SVG), read back by an independent decoder (rqrr).
+    let png = receipts.join("permit.png");
+    let run = |args: &[&str]| {
+        let o = Command::new(cachet_bin()).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "cachet {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    run(&["qr", "--receipt", &r_permit, "--out", png.to_str().unwrap()]);
+    run(&[
+        "qr",
+        "--receipt",
+        &r_permit,
+        "--out",
+        receipts.join("permit.svg").to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read_to_string(receipts.join("permit.svg"))
+            .unwrap()
+            .contains("<svg")
+    );
+    let o = Command::new(cachet_bin())
+        .args([
+            "verify",
+            "--qr",
+            png.to_str().unwrap(),
+            "--trust",
+            &genesis,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["verdict"].as_str(), o.status.code()),
+        (Some("valid"), Some(0)),
+        "{v}"
+    );
+    let link = format!("{url}/v/{permit_id}");
+    let link_png = receipts.join("link.png");
+    run(&["qr", "--link", &link, "--out", link_png.to_str().unwrap()]);
+    assert_eq!(
+        run(&["qr", "--read", link_png.to_str().unwrap()]).trim(),
+        link
+    );
     // The wrong document for a certificate is not valid.
     check(
         &r_work,
