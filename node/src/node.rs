@@ -45,6 +45,8 @@ pub struct Shared {
     peers: std::sync::Mutex<Vec<Peer>>,
     net_requests: RwLock<Option<mpsc::Sender<NetworkRequest>>>,
     info: serde_json::Value,
+    trust: cachet_chain::receipt::Trust,
+    blocks: tokio::sync::broadcast::Sender<serde_json::Value>,
 }
 
 /// A consortium peer: its identity and its two endpoints.
@@ -82,7 +84,15 @@ impl Shared {
             .map(|(id, _)| id)
     }
 
-    pub(crate) fn after_commit(&self, _block: &Block, _executed: &Executed) {
+    pub(crate) fn after_commit(&self, block: &Block, _executed: &Executed) {
+        // Subscribers may lag or be absent; a send error only means nobody listens.
+        let _ = self.blocks.send(serde_json::json!({
+            "height": block.header.height.0,
+            "hash": block.hash(),
+            "time": block.header.time.0,
+            "txs": block.txs.iter().map(|t| t.id()).collect::<Vec<_>>(),
+            "state_root": block.header.state_root,
+        }));
         self.with_head(|head| {
             self.mempool
                 .prune(|agency| head.next_nonce(agency).unwrap_or(0));
@@ -280,6 +290,88 @@ impl NodeApi for Shared {
         crate::receipts::batch_entry(self, batch, commitment, inclusion).map(|r| r.encode())
     }
 
+    fn verify(&self, id: &cachet_chain::CertId) -> Result<serde_json::Value, Failure> {
+        let receipt = crate::receipts::certificate(self, id)?;
+        let now = cachet_chain::Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        );
+        // The node checks its own receipt as any verifier would; a failure here means the
+        // node's store or clock is broken, not the certificate.
+        let verified = cachet_chain::receipt::verify(
+            &receipt,
+            &self.trust,
+            now.max(receipt.header.time),
+            None,
+        )
+        .map_err(|e| Failure::internal(format!("own receipt does not verify: {e}")))?;
+        let mut out =
+            serde_json::to_value(&verified).map_err(|e| Failure::internal(e.to_string()))?;
+        out["receipt"] = serde_json::json!(hex::encode(receipt.encode()));
+        Ok(out)
+    }
+
+    fn verify_document(
+        &self,
+        fingerprint: &cachet_chain::Fingerprint,
+        salt: &cachet_chain::Salt,
+    ) -> Result<serde_json::Value, Failure> {
+        let commitment = cachet_chain::Commitment::new(fingerprint, salt);
+        for kind in cachet_chain::CertKind::ALL {
+            let id = cachet_chain::CertId::derive(kind, &commitment);
+            if self.state(&StateKey::Certificate(id))?.is_some() {
+                return self.verify(&id);
+            }
+        }
+        self.verify(&cachet_chain::CertId::derive(
+            cachet_chain::CertKind::LandTitle,
+            &commitment,
+        ))
+    }
+
+    fn history(&self, id: &cachet_chain::CertId) -> Result<Vec<serde_json::Value>, Failure> {
+        let record = |id: &cachet_chain::CertId| self.state(&StateKey::Certificate(*id));
+        let Some(start) = record(id)? else {
+            return Err(Failure::new(
+                1301,
+                "unknown_certificate",
+                format!("unknown certificate {id}"),
+            ));
+        };
+        let mut older = Vec::new();
+        let mut cursor = start.clone();
+        while let Some(prev) = cursor["supersedes"].as_str().and_then(|s| s.parse().ok()) {
+            let Some(r) = record(&prev)? else { break };
+            older.push(r.clone());
+            cursor = r;
+            if older.len() > 1000 {
+                break;
+            }
+        }
+        older.reverse();
+        older.push(start.clone());
+        let mut cursor = start;
+        while let Some(next) = cursor["status"]["by"]
+            .as_str()
+            .filter(|_| cursor["status"]["state"] == "superseded")
+            .and_then(|s| s.parse().ok())
+        {
+            let Some(r) = record(&next)? else { break };
+            older.push(r.clone());
+            cursor = r;
+            if older.len() > 2000 {
+                break;
+            }
+        }
+        Ok(older)
+    }
+
+    fn subscribe_blocks(&self) -> tokio::sync::broadcast::Receiver<serde_json::Value> {
+        self.blocks.subscribe()
+    }
+
     fn node_info(&self) -> Result<serde_json::Value, Failure> {
         Ok(self.info.clone())
     }
@@ -391,6 +483,8 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         gossip: RwLock::new(None),
         peers: std::sync::Mutex::new(configured_peers(&config)?),
         net_requests: RwLock::new(None),
+        trust: cachet_chain::receipt::Trust::from_genesis(&genesis)?,
+        blocks: tokio::sync::broadcast::channel(256).0,
         info: {
             let id = gossip::keypair_of(&key).public().to_peer_id();
             serde_json::json!({

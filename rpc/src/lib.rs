@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// The OpenRPC description of these methods (`docs/openrpc.json`).
+pub const OPENRPC: &str = include_str!("../../docs/openrpc.json");
+
 /// Largest request body (a transaction is at most 16 KiB; hex doubles it).
 pub const MAX_REQUEST_BYTES: u32 = 256 * 1024;
 
@@ -139,6 +142,20 @@ pub trait NodeApi: Send + Sync + 'static {
         commitment: cachet_chain::Commitment,
         inclusion: cachet_chain::merkle::BatchProof,
     ) -> Result<Vec<u8>, Failure>;
+    /// Verify certificate `id` with a fresh receipt against this node's genesis: the verdict,
+    /// the record and the receipt (hex) a client can re-check itself.
+    fn verify(&self, id: &cachet_chain::CertId) -> Result<serde_json::Value, Failure>;
+    /// Verify a document by its fingerprint and salt (the id follows from them).
+    fn verify_document(
+        &self,
+        fingerprint: &cachet_chain::Fingerprint,
+        salt: &cachet_chain::Salt,
+    ) -> Result<serde_json::Value, Failure>;
+    /// The lineage of certificate `id`: every record it supersedes or is superseded by,
+    /// oldest first.
+    fn history(&self, id: &cachet_chain::CertId) -> Result<Vec<serde_json::Value>, Failure>;
+    /// Committed blocks as they come (for subscriptions).
+    fn subscribe_blocks(&self) -> tokio::sync::broadcast::Receiver<serde_json::Value>;
     /// This node's network identity: `{peer_id, p2p, gossip}` (full multiaddrs with `/p2p/`).
     fn node_info(&self) -> Result<serde_json::Value, Failure>;
     /// Operator: connect to a new consortium peer (consensus and gossip multiaddrs).
@@ -288,6 +305,69 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
     )
     .expect("unique method name");
     m.register_method(
+        "cachet_verify",
+        |params, api, _| -> RpcResult<serde_json::Value> {
+            let id = cachet_chain::CertId(hash_param(&params)?);
+            Ok(api.verify(&id)?)
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_verifyDocument",
+        |params, api, _| -> RpcResult<serde_json::Value> {
+            let (alg, digest, salt): (String, String, String) = params
+                .parse()
+                .map_err(|e| Failure::invalid_params(e.to_string()))?;
+            let bad = |what: &str| Failure::invalid_params(format!("bad {what}"));
+            let alg = match alg.as_str() {
+                "sha256" => cachet_chain::FingerprintAlg::Sha256,
+                "blake3" => cachet_chain::FingerprintAlg::Blake3,
+                _ => return Err(bad("algorithm (sha256 or blake3)").into()),
+            };
+            let fingerprint = cachet_chain::Fingerprint {
+                alg,
+                digest: digest.parse().map_err(|_| bad("digest"))?,
+            };
+            let salt = cachet_chain::Salt(salt.parse().map_err(|_| bad("salt"))?);
+            Ok(api.verify_document(&fingerprint, &salt)?)
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_history",
+        |params, api, _| -> RpcResult<Vec<serde_json::Value>> {
+            let id = cachet_chain::CertId(hash_param(&params)?);
+            Ok(api.history(&id)?)
+        },
+    )
+    .expect("unique method name");
+    m.register_subscription(
+        "cachet_subscribeBlocks",
+        "cachet_newBlock",
+        "cachet_unsubscribeBlocks",
+        |_, pending, api, _| async move {
+            let mut rx = api.subscribe_blocks();
+            let sink = pending.accept().await?;
+            loop {
+                match rx.recv().await {
+                    Ok(block) => {
+                        let msg = serde_json::value::to_raw_value(&block)?;
+                        if sink.send(msg).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                }
+            }
+        },
+    )
+    .expect("unique method name");
+    m.register_method("rpc.discover", |_, _, _| -> RpcResult<serde_json::Value> {
+        serde_json::from_str(OPENRPC).map_err(|e| Failure::internal(e.to_string()).into())
+    })
+    .expect("unique method name");
+    m.register_method(
         "cachet_nodeInfo",
         |_, api, _| -> RpcResult<serde_json::Value> { Ok(api.node_info()?) },
     )
@@ -320,4 +400,97 @@ pub async fn serve(
     let bound = server.local_addr()?;
     let handle = server.start(module(api, addr.ip().is_loopback()));
     Ok((handle, bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers nothing: only here to build the method table.
+    struct Unavailable;
+
+    fn no<T>() -> Result<T, Failure> {
+        Err(Failure::internal("unavailable"))
+    }
+
+    #[async_trait]
+    impl NodeApi for Unavailable {
+        async fn submit(&self, _: Vec<u8>) -> Result<TxId, Failure> {
+            no()
+        }
+        fn status(&self) -> Result<Status, Failure> {
+            no()
+        }
+        fn block(&self, _: u64) -> Result<Option<BlockInfo>, Failure> {
+            no()
+        }
+        fn transaction(&self, _: &TxId) -> Result<TxStatus, Failure> {
+            no()
+        }
+        fn state(&self, _: &StateKey) -> Result<Option<serde_json::Value>, Failure> {
+            no()
+        }
+        fn evidence(&self) -> Result<Vec<(u64, String)>, Failure> {
+            no()
+        }
+        fn receipt(&self, _: &cachet_chain::CertId) -> Result<Vec<u8>, Failure> {
+            no()
+        }
+        fn batch_receipt(
+            &self,
+            _: &cachet_chain::tx::BatchId,
+            _: cachet_chain::Commitment,
+            _: cachet_chain::merkle::BatchProof,
+        ) -> Result<Vec<u8>, Failure> {
+            no()
+        }
+        fn verify(&self, _: &cachet_chain::CertId) -> Result<serde_json::Value, Failure> {
+            no()
+        }
+        fn verify_document(
+            &self,
+            _: &cachet_chain::Fingerprint,
+            _: &cachet_chain::Salt,
+        ) -> Result<serde_json::Value, Failure> {
+            no()
+        }
+        fn history(&self, _: &cachet_chain::CertId) -> Result<Vec<serde_json::Value>, Failure> {
+            no()
+        }
+        fn subscribe_blocks(&self) -> tokio::sync::broadcast::Receiver<serde_json::Value> {
+            tokio::sync::broadcast::channel(1).1
+        }
+        fn node_info(&self) -> Result<serde_json::Value, Failure> {
+            no()
+        }
+        async fn add_peer(&self, _: String, _: String) -> Result<(), Failure> {
+            no()
+        }
+    }
+
+    #[test]
+    fn the_openrpc_document_lists_exactly_the_served_methods() {
+        let module = module(Arc::new(Unavailable), true);
+        let mut served: Vec<&str> = module.method_names().collect();
+        served.sort();
+        let doc: serde_json::Value = serde_json::from_str(OPENRPC).unwrap();
+        let mut documented: Vec<&str> = doc["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        documented.sort();
+        assert_eq!(
+            served, documented,
+            "docs/openrpc.json and the method table differ"
+        );
+    }
+
+    #[test]
+    fn failures_carry_their_code_and_name() {
+        let e: ErrorObjectOwned = Failure::new(1301, "unknown_certificate", "unknown").into();
+        assert_eq!(e.code(), 1301);
+        assert!(e.data().unwrap().get().contains("unknown_certificate"));
+    }
 }

@@ -209,6 +209,60 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     assert_eq!(blk["height"], h);
     assert_eq!(blk["hash"], st["hash"]);
 
+    // Verification through the RPC: by id, by document fingerprint and salt, and lineage.
+    let v = rpc(&addr, "cachet_verify", json!([title_id])).unwrap();
+    assert_eq!(v["verdict"], "superseded");
+    assert!(v["receipt"].as_str().unwrap().len() > 100);
+    let cert_file: Value = serde_json::from_str(
+        &std::fs::read_to_string(docs.join("deed-after-sale.txt.cachet.json")).unwrap(),
+    )
+    .unwrap();
+    let v = rpc(
+        &addr,
+        "cachet_verifyDocument",
+        json!([
+            "sha256",
+            cert_file["fingerprint"]["digest"],
+            cert_file["salt"]
+        ]),
+    )
+    .unwrap();
+    assert_eq!(v["verdict"], "revoked");
+    assert_eq!(v["id"], json!(new_title));
+    let history = rpc(&addr, "cachet_history", json!([new_title])).unwrap();
+    let ids: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![title_id.as_str(), new_title.as_str()]);
+    // New blocks arrive over a WebSocket subscription.
+    let heights: Vec<u64> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use jsonrpsee::core::client::SubscriptionClientT;
+        let ws = jsonrpsee::ws_client::WsClientBuilder::default()
+            .build(format!("ws://{addr}"))
+            .await
+            .unwrap();
+        let mut sub: jsonrpsee::core::client::Subscription<Value> = ws
+            .subscribe(
+                "cachet_subscribeBlocks",
+                jsonrpsee::rpc_params![],
+                "cachet_unsubscribeBlocks",
+            )
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while out.len() < 2 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), sub.next()).await;
+            out.push(next.unwrap().unwrap().unwrap()["height"].as_u64().unwrap());
+        }
+        out
+    });
+    assert!(heights[1] > heights[0], "{heights:?}");
+    let discover = rpc(&addr, "rpc.discover", json!([])).unwrap();
+    assert_eq!(discover["openrpc"], "1.2.6");
+
     // Receipts, then verification with every node stopped.
     let receipts = dir.join("receipts");
     std::fs::create_dir_all(&receipts).unwrap();
