@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub mod web;
+
 /// The OpenRPC description of these methods (`docs/openrpc.json`).
 pub const OPENRPC: &str = include_str!("../../docs/openrpc.json");
 
@@ -396,7 +398,13 @@ pub async fn serve(
         .max_response_body_size(64 * 1024 * 1024)
         .max_connections(1024)
         .build();
-    let server = Server::builder().set_config(config).build(addr).await?;
+    let server = Server::builder()
+        .set_config(config)
+        .set_http_middleware(
+            tower::ServiceBuilder::new().layer_fn(|inner| web::VerifyPage { inner }),
+        )
+        .build(addr)
+        .await?;
     let bound = server.local_addr()?;
     let handle = server.start(module(api, addr.ip().is_loopback()));
     Ok((handle, bound))
