@@ -9,79 +9,13 @@ use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{CertKind, Timestamp};
 use cachet_chain::merkle::MerkleTree;
 use cachet_chain::receipt::{
-    CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt,
-    ReceiptError, Subject, Trust, precommit_message, verify,
+    CommitSignatures, RECEIPT_VERSION, Receipt, ReceiptError, Subject, verify,
 };
 use cachet_chain::state::{StateKey, ValidatorSet};
 use cachet_chain::tx::{Action, BatchEntry, BatchIssuance, RevocationReason, batch_leaf};
 use cachet_chain::verdict::Verdict;
-use cachet_contracts::example;
+use common::receipts::*;
 use common::*;
-
-fn trust() -> Trust {
-    Trust::from_genesis(&example::genesis()).unwrap()
-}
-
-/// Sign the head of `w` with the validators at `positions` of the (sorted) set.
-fn commit(w: &World, positions: &[u16]) -> CommitProof {
-    let set: ValidatorSet = example::genesis().validator_set().unwrap();
-    let h = w.chain.head();
-    let signatures = positions
-        .iter()
-        .map(|&p| {
-            let v = &set.validators[p as usize];
-            let sk = example::AGENCIES
-                .iter()
-                .map(|a| example::validator_key(a.0))
-                .find(|k| k.public() == v.key)
-                .unwrap();
-            CommitSignature {
-                validator: p,
-                signature: sk.sign(&precommit_message(
-                    &h.chain_id,
-                    h.height,
-                    0,
-                    &h.hash(),
-                    &v.key,
-                )),
-            }
-        })
-        .collect();
-    CommitProof {
-        round: 0,
-        signatures: CommitSignatures::new(signatures).unwrap(),
-    }
-}
-
-fn issuer(w: &World, agency: &str) -> IssuerProof {
-    let (v, proof) = w.chain.prove(&StateKey::Agency(id(agency))).unwrap();
-    IssuerProof {
-        agency: v.unwrap(),
-        proof,
-    }
-}
-
-fn certificate_receipt(w: &World, cert: cachet_chain::CertId) -> Receipt {
-    let (value, proof) = w.chain.prove(&StateKey::Certificate(cert)).unwrap();
-    let (subject, issuer) = match value {
-        Some(record) => {
-            let r: cachet_chain::state::CertificateRecord =
-                cachet_chain::state::decode_value(&record).unwrap();
-            (
-                Subject::Certificate { record, proof },
-                Some(issuer(w, r.issuer.as_str())),
-            )
-        }
-        None => (Subject::Absent { id: cert, proof }, None),
-    };
-    Receipt {
-        version: RECEIPT_VERSION,
-        header: w.chain.head().clone(),
-        commit: commit(w, &[0, 1, 2]),
-        subject,
-        issuer,
-    }
-}
 
 fn soon(w: &World) -> Timestamp {
     w.chain.head().time.plus_ms(1000)

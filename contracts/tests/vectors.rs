@@ -13,10 +13,16 @@ use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Sa
 use cachet_chain::hash::{Domain, Hash32};
 use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
 use cachet_chain::merkle::{MerkleTree, leaf_hash};
+use cachet_chain::receipt::{Receipt, verify};
 use cachet_chain::state::StateKey;
 use cachet_chain::state_tree::{self, EMPTY, MemoryTreeStore};
 use cachet_chain::tx::{Action, Issuance, Terms, TxBody, batch_leaf};
+use cachet_chain::verdict::Verdict;
 use cachet_contracts::{example, genesis_state};
+
+mod common;
+use common::World;
+use common::receipts::{certificate_receipt, trust};
 use std::collections::BTreeMap;
 
 fn vectors() -> BTreeMap<String, String> {
@@ -137,7 +143,32 @@ fn vectors() -> BTreeMap<String, String> {
     };
     put("block/header_h1/encoded", &encode(&header));
     put("block/header_h1/hash", header.hash().as_bytes());
+    put("receipt/land_title/encoded", &example_receipt().encode());
     v
+}
+
+/// A receipt of the example consortium: a land title issued at height 1, signed by validators
+/// at positions 0, 1 and 2 (deterministic ed25519 signatures).
+fn example_receipt() -> Receipt {
+    let mut w = World::new();
+    let t = w.issue_title("moi-land", "deed-1", "lot-1");
+    certificate_receipt(&w, t)
+}
+
+#[test]
+fn the_pinned_receipt_verifies_as_valid() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/spec/vectors/core.json"
+    );
+    let pinned: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("vectors file")).unwrap();
+    let bytes = hex::decode(&pinned["receipt/land_title/encoded"]).unwrap();
+    let receipt = Receipt::decode(&bytes).unwrap();
+    let now = receipt.header.time.plus_ms(1000);
+    let v = verify(&receipt, &trust(), now, None).unwrap();
+    assert_eq!(v.verdict, Verdict::Valid);
+    assert_eq!(v.issuer.unwrap().as_str(), "moi-land");
 }
 
 #[test]

@@ -397,6 +397,7 @@ pub async fn serve(
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_response_body_size(64 * 1024 * 1024)
         .max_connections(1024)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(32))
         .build();
     let server = Server::builder()
         .set_config(config)

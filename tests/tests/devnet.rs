@@ -163,9 +163,9 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         "--json",
     ]);
 
-    for i in 0..20 {
+    for i in 0..1000 {
         write(
-            &format!("orders/order-{i:02}.txt"),
+            &format!("orders/order-{i:04}.txt"),
             &format!("reward order {i}"),
         );
     }
@@ -181,7 +181,7 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         docs.join("orders").to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(b["count"], 20);
+    assert_eq!(b["count"], 1000);
     assert!(rpc(&addr, "cachet_batch", json!([b["id"]])).is_ok());
 
     let r = cachet(&[
@@ -293,7 +293,7 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     let r_permit = fetch("permit", &["--id", &permit_id]);
     let work_file = docs.join("work.txt.cachet.json");
     let r_work = fetch("work", &["--certificate-file", work_file.to_str().unwrap()]);
-    let order_file = docs.join("orders/order-07.txt.cachet.json");
+    let order_file = docs.join("orders/order-0777.txt.cachet.json");
     let r_order = fetch(
         "order",
         &["--certificate-file", order_file.to_str().unwrap()],

@@ -131,3 +131,79 @@ impl World {
         }
     }
 }
+
+/// Receipts built from the in-memory chain, signed by the example validators' dev keys.
+pub mod receipts {
+    use super::{World, id};
+    use cachet_chain::receipt::{
+        CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt,
+        Subject, Trust, precommit_message,
+    };
+    use cachet_chain::state::{StateKey, ValidatorSet};
+    use cachet_contracts::example;
+
+    pub fn trust() -> Trust {
+        Trust::from_genesis(&example::genesis()).unwrap()
+    }
+
+    /// Sign the head of `w` with the validators at `positions` of the (sorted) set.
+    pub fn commit(w: &World, positions: &[u16]) -> CommitProof {
+        let set: ValidatorSet = example::genesis().validator_set().unwrap();
+        let h = w.chain.head();
+        let signatures = positions
+            .iter()
+            .map(|&p| {
+                let v = &set.validators[p as usize];
+                let sk = example::AGENCIES
+                    .iter()
+                    .map(|a| example::validator_key(a.0))
+                    .find(|k| k.public() == v.key)
+                    .unwrap();
+                CommitSignature {
+                    validator: p,
+                    signature: sk.sign(&precommit_message(
+                        &h.chain_id,
+                        h.height,
+                        0,
+                        &h.hash(),
+                        &v.key,
+                    )),
+                }
+            })
+            .collect();
+        CommitProof {
+            round: 0,
+            signatures: CommitSignatures::new(signatures).unwrap(),
+        }
+    }
+
+    pub fn issuer(w: &World, agency: &str) -> IssuerProof {
+        let (v, proof) = w.chain.prove(&StateKey::Agency(id(agency))).unwrap();
+        IssuerProof {
+            agency: v.unwrap(),
+            proof,
+        }
+    }
+
+    pub fn certificate_receipt(w: &World, cert: cachet_chain::CertId) -> Receipt {
+        let (value, proof) = w.chain.prove(&StateKey::Certificate(cert)).unwrap();
+        let (subject, issuer) = match value {
+            Some(record) => {
+                let r: cachet_chain::state::CertificateRecord =
+                    cachet_chain::state::decode_value(&record).unwrap();
+                (
+                    Subject::Certificate { record, proof },
+                    Some(issuer(w, r.issuer.as_str())),
+                )
+            }
+            None => (Subject::Absent { id: cert, proof }, None),
+        };
+        Receipt {
+            version: RECEIPT_VERSION,
+            header: w.chain.head().clone(),
+            commit: commit(w, &[0, 1, 2]),
+            subject,
+            issuer,
+        }
+    }
+}
