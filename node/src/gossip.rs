@@ -18,6 +18,10 @@ use tracing::{debug, info, warn};
 
 /// The largest gossip message (a handful of transactions).
 const MAX_MESSAGE: usize = 1024 * 1024;
+/// Transactions kept for a retry while no peer is in the gossip mesh.
+const MAX_RETRY: usize = 10_000;
+/// How long such a transaction is retried.
+const RETRY_FOR: Duration = Duration::from_secs(60);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -125,6 +129,8 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut redial = tokio::time::interval(Duration::from_secs(1));
         let mut connected: HashSet<PeerId> = HashSet::new();
+        let mut retry: std::collections::VecDeque<(Vec<u8>, std::time::Instant)> =
+            Default::default();
         loop {
             tokio::select! {
                 _ = redial.tick() => {
@@ -133,14 +139,30 @@ pub fn spawn(
                             let _ = swarm.dial(addr.clone());
                         }
                     }
+                    let pending = std::mem::take(&mut retry);
+                    for (bytes, since) in pending {
+                        if since.elapsed() > RETRY_FOR {
+                            continue;
+                        }
+                        if swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes.clone()).is_err() {
+                            retry.push_back((bytes, since));
+                        }
+                    }
                 }
                 cmd = rx.recv() => match cmd {
                     None => break,
                     Some(Command::Publish(bytes)) => {
-                        if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes) {
-                            // No peer subscribed yet, or a duplicate: the transaction is in our
-                            // own mempool either way.
-                            debug!(error = %e, "gossip publish");
+                        match swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes.clone()) {
+                            Ok(_) => {}
+                            // No peer in the mesh yet (startup, a reconnect): keep it and retry,
+                            // or the other validators would only see it in our own proposals.
+                            Err(gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::AllQueuesFull(_)) => {
+                                if retry.len() >= MAX_RETRY {
+                                    retry.pop_front();
+                                }
+                                retry.push_back((bytes, std::time::Instant::now()));
+                            }
+                            Err(e) => debug!(error = %e, "gossip publish"),
                         }
                     }
                     Some(Command::AddPeer(peer, addr)) => {

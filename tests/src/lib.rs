@@ -250,6 +250,21 @@ impl Cluster {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Every node's height and log tail, for failure messages.
+    pub fn diagnose(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| {
+                format!(
+                    "== {} height {:?}\n{}",
+                    self.nodes[i].name,
+                    self.height(i),
+                    self.log_tail(i)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Call a method on node `i`.
     pub fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, RpcError> {
         rpc(&self.nodes[i].rpc, method, params)

@@ -19,7 +19,8 @@ fn four_validators_finalize_and_agree() {
     let id = c.submit(0, &txs::anchor(0, "deed-1")).expect("admitted");
     assert!(
         wait_until(T, || (0..4).all(|i| c.committed_at(i, &id).is_some())),
-        "anchor not committed everywhere"
+        "anchor not committed everywhere:\n{}",
+        c.diagnose()
     );
     let cert = txs::title("deed-1").cert_id().to_string();
     for i in 0..4 {
