@@ -3,6 +3,7 @@
 //! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`. Issuing agencies:
 //! `anchor`, `revoke`, `supersede`, `approve`. Everyone: `fingerprint`, `demo`.
 
+mod bench;
 mod client;
 mod demo;
 mod devnet;
@@ -47,6 +48,25 @@ enum Command {
         /// Also prepare this many spare nodes that can join by governance (with --no-start).
         #[arg(long, default_value_t = 0)]
         spares: usize,
+    },
+    /// Measure finality throughput and latency on a local 4-validator devnet (build with
+    /// --release for meaningful figures).
+    Bench {
+        /// Seconds to sustain the best rate.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Seconds per rising-rate step.
+        #[arg(long, default_value_t = 5)]
+        step_seconds: u64,
+        /// Issuing agencies to spread the load over.
+        #[arg(long, default_value_t = 32)]
+        agencies: usize,
+        /// Keep the devnet's data in this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Start a node from its configuration file.
     Start {
@@ -386,6 +406,21 @@ fn main() -> Result<()> {
             no_start,
             spares,
         } => runtime()?.block_on(devnet::run(&dir, validators, spares, !no_start)),
+        Command::Bench {
+            duration,
+            step_seconds,
+            agencies,
+            dir,
+            json,
+        } => runtime()?.block_on(bench::run(
+            bench::Options {
+                duration,
+                step_seconds,
+                agencies: agencies.max(1),
+                dir,
+            },
+            json,
+        )),
         Command::Start { config, log_json } => {
             init_logging(log_json);
             runtime()?.block_on(start(config))

@@ -24,8 +24,12 @@ pub mod web;
 /// The OpenRPC description of these methods (`docs/openrpc.json`).
 pub const OPENRPC: &str = include_str!("../../docs/openrpc.json");
 
-/// Largest request body (a transaction is at most 16 KiB; hex doubles it).
-pub const MAX_REQUEST_BYTES: u32 = 256 * 1024;
+/// Most transactions in one `cachet_submitMany` call.
+pub const MAX_SUBMIT_MANY: usize = 1000;
+
+/// Largest request body: `cachet_submitMany` of typical transactions (a transaction is at most
+/// 16 KiB; hex doubles it).
+pub const MAX_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
 
 /// A refusal with its stable code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +193,30 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
             .map_err(|_| Failure::new(1001, "malformed", "transaction is not hex"))?;
         let id = api.submit(bytes).await?;
         Ok::<_, ErrorObjectOwned>(serde_json::json!({ "id": id }))
+    })
+    .expect("unique method name");
+    m.register_async_method("cachet_submitMany", |params, api, _| async move {
+        let (list,): (Vec<String>,) = params
+            .parse()
+            .map_err(|e| Failure::invalid_params(e.to_string()))?;
+        if list.len() > MAX_SUBMIT_MANY {
+            return Err(Failure::invalid_params(format!(
+                "at most {MAX_SUBMIT_MANY} transactions per call"
+            ))
+            .into());
+        }
+        let mut out = Vec::with_capacity(list.len());
+        for hexed in list {
+            let result = match hex::decode(hexed.trim_start_matches("0x")) {
+                Err(_) => Err(Failure::new(1001, "malformed", "transaction is not hex")),
+                Ok(bytes) => api.submit(bytes).await,
+            };
+            out.push(match result {
+                Ok(id) => serde_json::json!({ "id": id }),
+                Err(f) => serde_json::json!({ "error": f }),
+            });
+        }
+        Ok::<_, ErrorObjectOwned>(serde_json::Value::Array(out))
     })
     .expect("unique method name");
     m.register_method("cachet_status", |_, api, _| -> RpcResult<Status> {
