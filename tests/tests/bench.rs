@@ -1,0 +1,47 @@
+//! `cachet bench` runs end to end and reports every figure scripts rely on. (It asserts no speed:
+//! figures live in docs/performance.md, measured with a release build.)
+
+use cachet_tests::cachet_bin;
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn bench_reports_throughput_latency_and_the_bound() {
+    let out = Command::new(cachet_bin())
+        .args([
+            "bench",
+            "--duration",
+            "2",
+            "--step-seconds",
+            "2",
+            "--agencies",
+            "4",
+            "--json",
+        ])
+        .output()
+        .expect("cachet bench runs");
+    assert!(
+        out.status.success(),
+        "bench failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for field in [
+        "finalized_tps",
+        "bound_tps",
+        "ratio",
+        "finality_p50_ms",
+        "finality_p99_ms",
+        "cpu_ms_per_tx_all_nodes",
+        "disk_bytes_per_certificate_per_node",
+    ] {
+        assert!(v[field].is_number(), "{field} missing: {v}");
+    }
+    assert!(v["finalized_tps"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(
+        v["finality_p99_ms"].as_f64().unwrap() >= v["finality_p50_ms"].as_f64().unwrap(),
+        "{v}"
+    );
+    assert_eq!(v["rss_mb_per_node"].as_array().unwrap().len(), 4);
+}
