@@ -120,23 +120,10 @@ impl Salt {
     }
 }
 
-/// What the chain stores about a document: `H_commitment(alg_tag || digest || salt)`.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Debug,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
-)]
-#[serde(transparent)]
-pub struct Commitment(pub Hash32);
+crate::hash::hash_newtype!(
+    /// What the chain stores about a document: `H_commitment(alg_tag || digest || salt)`.
+    Commitment
+);
 
 impl Commitment {
     /// Commit to `fingerprint` with `salt`.
@@ -152,42 +139,16 @@ impl Commitment {
     }
 }
 
-/// The identity of a certificate: `H_cert_id(kind_tag || commitment)`. Anyone holding the
-/// document and its salt can recompute it offline.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Debug,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
-)]
-#[serde(transparent)]
-pub struct CertId(pub Hash32);
+crate::hash::hash_newtype!(
+    /// The identity of a certificate: `H_cert_id(kind_tag || commitment)`. Anyone holding the
+    /// document and its salt can recompute it offline.
+    CertId
+);
 
 impl CertId {
     /// The id of a `kind` certificate with `commitment`.
     pub fn derive(kind: CertKind, commitment: &Commitment) -> CertId {
         CertId(Domain::CertId.hash_parts(&[&crate::codec::encode(&kind), commitment.0.as_bytes()]))
-    }
-}
-
-impl std::fmt::Display for CertId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl std::str::FromStr for CertId {
-    type Err = crate::hash::ParseHashError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(CertId(s.parse()?))
     }
 }
 

@@ -75,6 +75,34 @@ impl<'de> Deserialize<'de> for Hash32 {
     }
 }
 
+/// Declares a 32-byte id or commitment: a `Hash32` newtype with the same encodings (Borsh, JSON
+/// hex), ordering, `Display` and `FromStr`.
+macro_rules! hash_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug,
+            borsh::BorshSerialize, borsh::BorshDeserialize, serde::Serialize, serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub $crate::hash::Hash32);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::hash::ParseHashError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Ok($name(s.parse()?))
+            }
+        }
+    };
+}
+pub(crate) use hash_newtype;
+
 /// The hashing domains. The context string of each is part of the format: changing one changes
 /// every hash in that domain. Listed in `docs/spec/encoding.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

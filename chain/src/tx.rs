@@ -14,50 +14,18 @@ use crate::state::{KindPolicy, Name};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
-/// A transaction id: the hash of the canonical body (the signature is not part of it).
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Debug,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
-)]
-#[serde(transparent)]
-pub struct TxId(pub Hash32);
-
-impl std::fmt::Display for TxId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+crate::hash::hash_newtype!(
+    /// A transaction id: the hash of the canonical body (the signature is not part of it).
+    TxId
+);
 
 /// A governance proposal is named by the id of the transaction that made it.
 pub type ProposalId = TxId;
 
-/// Identity of a Merkle batch: `H_batch_id(kind_tag || root || u32(leaf_count))`.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Debug,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
-)]
-#[serde(transparent)]
-pub struct BatchId(pub Hash32);
+crate::hash::hash_newtype!(
+    /// Identity of a Merkle batch: `H_batch_id(kind_tag || root || u32(leaf_count))`.
+    BatchId
+);
 
 impl BatchId {
     /// The id of a `kind` batch with this root and size.
@@ -67,12 +35,6 @@ impl BatchId {
             root.as_bytes(),
             &leaf_count.to_le_bytes(),
         ]))
-    }
-}
-
-impl std::fmt::Display for BatchId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 

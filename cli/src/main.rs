@@ -311,6 +311,16 @@ struct IssuerArgs {
     agency: Option<cachet_chain::AgencyId>,
 }
 
+impl IssuerArgs {
+    /// The node's client and the agency's signer.
+    fn connect(&self) -> Result<(client::Client, issuer::Signer)> {
+        Ok((
+            client::Client::new(&self.rpc)?,
+            issuer::Signer::load(&self.key, self.agency.clone())?,
+        ))
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Reason {
     IssuedInError,
@@ -445,8 +455,7 @@ fn main() -> Result<()> {
             valid_days,
             json,
         } => runtime()?.block_on(async {
-            let client = client::Client::new(&issuer.rpc)?;
-            let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;
+            let (client, signer) = issuer.connect()?;
             issuer::anchor(
                 &client,
                 &signer,
@@ -463,8 +472,7 @@ fn main() -> Result<()> {
             reason,
             json,
         } => runtime()?.block_on(async {
-            let client = client::Client::new(&issuer.rpc)?;
-            let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;
+            let (client, signer) = issuer.connect()?;
             issuer::revoke(&client, &signer, id, reason.into(), json).await
         }),
         Command::Supersede {
@@ -475,8 +483,7 @@ fn main() -> Result<()> {
             valid_days,
             json,
         } => runtime()?.block_on(async {
-            let client = client::Client::new(&issuer.rpc)?;
-            let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;
+            let (client, signer) = issuer.connect()?;
             issuer::supersede(
                 &client,
                 &signer,
@@ -574,8 +581,7 @@ fn main() -> Result<()> {
             std::process::exit(code);
         }
         Command::Approve { issuer, id, json } => runtime()?.block_on(async {
-            let client = client::Client::new(&issuer.rpc)?;
-            let signer = issuer::Signer::load(&issuer.key, issuer.agency)?;
+            let (client, signer) = issuer.connect()?;
             issuer::approve(&client, &signer, id, json).await
         }),
         Command::Demo { json } => demo::run(json),
