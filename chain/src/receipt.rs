@@ -154,7 +154,30 @@ pub struct Receipt {
     pub subject: Subject,
     /// The issuer's record (absent for [`Subject::Absent`]).
     pub issuer: Option<IssuerProof>,
+    /// How the signing validator set follows from the genesis set: every block since genesis
+    /// that changed the set, in height order.
+    pub transitions: Transitions,
 }
+
+/// A block that changed the validator set: signed by the set before, naming the set after.
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, serde::Deserialize,
+)]
+pub struct Transition {
+    /// The block's header (`next_validators_hash` names the new set).
+    pub header: BlockHeader,
+    /// Its precommits, by the set before.
+    pub commit: CommitProof,
+    /// The new set.
+    pub next: ValidatorSet,
+}
+
+bounded_vec!(
+    /// Validator-set changes in a receipt.
+    Transitions,
+    Transition,
+    limits::MAX_SET_LEN
+);
 
 impl Receipt {
     /// The canonical encoding.
@@ -294,22 +317,46 @@ fn check_member(
 
 /// Check the header's commit against the trusted validator set.
 fn check_commit(receipt: &Receipt, trust: &Trust) -> Result<(), ReceiptError> {
-    let h = &receipt.header;
+    let mut current = trust.validators.clone();
+    let mut after = Height(0);
+    for t in receipt.transitions.iter() {
+        if t.header.height <= after || t.header.height >= receipt.header.height {
+            return Err(ReceiptError::BadCommit(
+                "validator-set changes out of order".into(),
+            ));
+        }
+        check_signed(&t.header, &t.commit, &current, trust)?;
+        if t.next.hash() != t.header.next_validators_hash {
+            return Err(ReceiptError::BadProof("validator-set change"));
+        }
+        current = t.next.clone();
+        after = t.header.height;
+    }
+    check_signed(&receipt.header, &receipt.commit, &current, trust)
+}
+
+/// Check that more than two thirds of `validators` signed `h`.
+fn check_signed(
+    h: &BlockHeader,
+    commit: &CommitProof,
+    validators: &ValidatorSet,
+    trust: &Trust,
+) -> Result<(), ReceiptError> {
     if h.chain_id != trust.chain_id {
         return Err(ReceiptError::WrongChain {
             expected: trust.chain_id.clone(),
             got: h.chain_id.clone(),
         });
     }
-    if h.validators_hash != trust.validators.hash() {
+    if h.validators_hash != validators.hash() {
         return Err(ReceiptError::UntrustedValidators);
     }
-    let set = &trust.validators.validators;
+    let set = &validators.validators;
     let block_hash = h.hash();
     let mut signed = 0u64;
     let mut last: Option<u16> = None;
-    let mut items = Vec::with_capacity(receipt.commit.signatures.len());
-    for s in receipt.commit.signatures.iter() {
+    let mut items = Vec::with_capacity(commit.signatures.len());
+    for s in commit.signatures.iter() {
         if last.is_some_and(|l| s.validator <= l) {
             return Err(ReceiptError::BadCommit(
                 "signatures must be in increasing validator order".into(),
@@ -321,20 +368,14 @@ fn check_commit(receipt: &Receipt, trust: &Trust) -> Result<(), ReceiptError> {
         })?;
         items.push((
             v.key,
-            precommit_message(
-                &h.chain_id,
-                h.height,
-                receipt.commit.round,
-                &block_hash,
-                &v.key,
-            ),
+            precommit_message(&h.chain_id, h.height, commit.round, &block_hash, &v.key),
             s.signature,
         ));
         signed += v.power;
     }
     crate::crypto::verify_many(&items)
         .map_err(|i| ReceiptError::BadCommit(format!("signature {i} does not verify")))?;
-    let total = trust.validators.total_power();
+    let total = validators.total_power();
     if signed.saturating_mul(3) <= total.saturating_mul(2) {
         return Err(ReceiptError::InsufficientPower { signed, total });
     }

@@ -14,6 +14,7 @@ use cachet_chain::receipt::{
 use cachet_chain::state::{StateKey, ValidatorSet};
 use cachet_chain::tx::{Action, BatchEntry, BatchIssuance, RevocationReason, batch_leaf};
 use cachet_chain::verdict::Verdict;
+use cachet_contracts::example;
 use common::receipts::*;
 use common::*;
 
@@ -120,6 +121,7 @@ fn a_batch_entry_receipt_proves_inclusion_and_non_revocation() {
             .unwrap();
         Receipt {
             version: RECEIPT_VERSION,
+            transitions: Default::default(),
             header: w.chain.head().clone(),
             commit: commit(w, &[1, 2, 3]),
             subject: Subject::BatchEntry {
@@ -246,4 +248,97 @@ fn untrusted_sets_too_few_signatures_and_other_chains_are_refused() {
         verify(&r, &trust(), later, None),
         Err(ReceiptError::TooOld { .. })
     ));
+}
+
+/// Sign `header` with every key in `keys` that is in `set`.
+fn sign_with(
+    header: &cachet_chain::BlockHeader,
+    set: &ValidatorSet,
+    keys: &[SecretKey],
+) -> cachet_chain::receipt::CommitProof {
+    let signatures = set
+        .validators
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let k = keys.iter().find(|k| k.public() == v.key)?;
+            let m = cachet_chain::receipt::precommit_message(
+                &header.chain_id,
+                header.height,
+                0,
+                &header.hash(),
+                &v.key,
+            );
+            Some(cachet_chain::receipt::CommitSignature {
+                validator: i as u16,
+                signature: k.sign(&m),
+            })
+        })
+        .collect();
+    cachet_chain::receipt::CommitProof {
+        round: 0,
+        signatures: CommitSignatures::new(signatures).unwrap(),
+    }
+}
+
+#[test]
+fn receipts_cross_validator_set_changes_with_transitions() {
+    use cachet_chain::receipt::{Transition, Transitions};
+    use cachet_chain::tx::GovernanceChange;
+    let mut w = World::new();
+    let old_keys: Vec<SecretKey> = example::AGENCIES
+        .iter()
+        .filter(|a| a.3)
+        .map(|a| example::validator_key(a.0))
+        .collect();
+    let v5 = SecretKey::dev("validator-5");
+    let change = GovernanceChange::AddValidator {
+        agency: id("nia-immigration"),
+        key: v5.public(),
+        power: 1,
+    };
+    let events = w.submit("moi-land", Action::Propose { change }).unwrap();
+    let proposal = events
+        .iter()
+        .find_map(|e| match e {
+            cachet_contracts::Event::Proposed { proposal } => Some(*proposal),
+            _ => None,
+        })
+        .unwrap();
+    w.submit("moea-investment", Action::Vote { proposal })
+        .unwrap();
+    w.submit("dgpa-personnel", Action::Vote { proposal })
+        .unwrap();
+    let changed = w.chain.head().clone();
+    let old_set = example::genesis().validator_set().unwrap();
+    let new_set: ValidatorSet = w.chain.get(&StateKey::Validators).unwrap().unwrap();
+    assert_eq!(new_set.validators.len(), 5);
+    assert_eq!(changed.next_validators_hash, new_set.hash());
+    let transition = Transition {
+        commit: sign_with(&changed, &old_set, &old_keys),
+        header: changed,
+        next: new_set.clone(),
+    };
+
+    // A title issued after the change is signed by the new set.
+    let t = w.issue_title("moi-land", "deed-after-change", "lot-9");
+    let mut r = certificate_receipt(&w, t);
+    let mut all_keys = old_keys.clone();
+    all_keys.push(v5.clone());
+    r.commit = sign_with(w.chain.head(), &new_set, &all_keys);
+    assert_eq!(
+        verify(&r, &trust(), soon(&w), None).unwrap_err(),
+        ReceiptError::UntrustedValidators
+    );
+    r.transitions = Transitions::new(vec![transition.clone()]).unwrap();
+    let decoded = Receipt::decode(&r.encode()).unwrap();
+    assert_eq!(
+        verify(&decoded, &trust(), soon(&w), None).unwrap().verdict,
+        Verdict::Valid
+    );
+    // A transition naming another set than its header does not count.
+    let mut forged = transition;
+    forged.next = old_set;
+    r.transitions = Transitions::new(vec![forged]).unwrap();
+    assert!(verify(&r, &trust(), soon(&w), None).is_err());
 }

@@ -9,6 +9,7 @@ use cachet_chain::document::{CertId, Commitment};
 use cachet_chain::merkle::BatchProof;
 use cachet_chain::receipt::{
     CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt, Subject,
+    Transition, Transitions,
 };
 use cachet_chain::state::{
     AgencyRecord, BatchRecord, CertificateRecord, StateKey, ValidatorSet, decode_value,
@@ -22,8 +23,8 @@ fn internal(e: impl std::fmt::Display) -> Failure {
     Failure::internal(e.to_string())
 }
 
-/// The latest committed header with its commit proof.
-fn committed_head(shared: &Shared) -> Result<(BlockHeader, CommitProof), Failure> {
+/// The latest committed header with its commit proof and the validator-set changes before it.
+fn committed_head(shared: &Shared) -> Result<(BlockHeader, CommitProof, Transitions), Failure> {
     let head = shared.head();
     let h = head.height.0;
     if h == 0 {
@@ -33,6 +34,31 @@ fn committed_head(shared: &Shared) -> Result<(BlockHeader, CommitProof), Failure
             "no block is committed yet",
         ));
     }
+    let mut transitions = Vec::new();
+    for c in shared.store.validator_set_changes().map_err(internal)? {
+        if c >= h {
+            break;
+        }
+        let header = shared
+            .store
+            .block(c)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("no block {c}")))?
+            .header;
+        let next: ValidatorSet = get(shared, &header.state_root, &StateKey::Validators)?
+            .ok_or_else(|| internal("state has no validator set"))?;
+        transitions.push(Transition {
+            commit: commit_proof(shared, c)?,
+            header,
+            next,
+        });
+    }
+    let transitions = Transitions::new(transitions).map_err(internal)?;
+    Ok((head, commit_proof(shared, h)?, transitions))
+}
+
+/// The precommits of height `h`, by position in the set that signed it.
+fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
     let cert_bytes = shared
         .store
         .certificate(h)
@@ -75,11 +101,10 @@ fn committed_head(shared: &Shared) -> Result<(BlockHeader, CommitProof), Failure
         .round
         .as_u32()
         .ok_or_else(|| internal("certificate without a round"))?;
-    let commit = CommitProof {
+    Ok(CommitProof {
         round,
         signatures: CommitSignatures::new(signatures).map_err(internal)?,
-    };
-    Ok((head, commit))
+    })
 }
 
 fn get<T: borsh::BorshDeserialize>(
@@ -117,7 +142,7 @@ fn issuer(
 
 /// A receipt for certificate `id`: its record, or the proof that it does not exist.
 pub fn certificate(shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
-    let (header, commit) = committed_head(shared)?;
+    let (header, commit, transitions) = committed_head(shared)?;
     let root = header.state_root;
     let (value, proof) = raw_with_proof(shared, &root, &StateKey::Certificate(*id))?;
     let (subject, issuer) = match value {
@@ -136,6 +161,7 @@ pub fn certificate(shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
         commit,
         subject,
         issuer,
+        transitions,
     })
 }
 
@@ -146,7 +172,7 @@ pub fn batch_entry(
     commitment: Commitment,
     inclusion: BatchProof,
 ) -> Result<Receipt, Failure> {
-    let (header, commit) = committed_head(shared)?;
+    let (header, commit, transitions) = committed_head(shared)?;
     let root = header.state_root;
     let (value, batch_proof) = raw_with_proof(shared, &root, &StateKey::Batch(*batch))?;
     let batch_bytes = value
@@ -171,5 +197,6 @@ pub fn batch_entry(
             revocation_proof,
         },
         issuer: Some(issuer),
+        transitions,
     })
 }

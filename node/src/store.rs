@@ -36,6 +36,7 @@ const FAMILIES: [&str; 8] = [
 
 const META_HEAD: &[u8] = b"head";
 const META_GENESIS: &[u8] = b"genesis";
+const META_VALSET: &[u8] = b"valset-change:";
 
 /// Where a committed transaction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -149,6 +150,11 @@ impl Store {
             batch.put_cf(self.cf(CF_TXS), tx.id().0.as_bytes(), codec::encode(&loc));
         }
         batch.put_cf(self.cf(CF_META), META_HEAD, codec::encode(&block.header));
+        if block.header.next_validators_hash != block.header.validators_hash {
+            let mut key = META_VALSET.to_vec();
+            key.extend_from_slice(&be(h));
+            batch.put_cf(self.cf(CF_META), key, []);
+        }
         // Proposals for this height are settled now.
         batch.delete_range_cf(self.cf(CF_UNDECIDED), be(h), be(h + 1));
         self.write(batch)
@@ -223,6 +229,26 @@ impl Store {
             let round = u32::from_be_bytes(k[8..12].try_into().expect("4 bytes"));
             let id = Hash32(k[12..44].try_into().expect("32 bytes"));
             out.push((round, id, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Heights whose block changed the validator set, ascending.
+    pub fn validator_set_changes(&self) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            rocksdb::IteratorMode::From(META_VALSET, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, _) = item.map_err(backend)?;
+            let Some(h) = k.strip_prefix(META_VALSET) else {
+                break;
+            };
+            let h: [u8; 8] = h
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("valset key".into()))?;
+            out.push(u64::from_be_bytes(h));
         }
         Ok(out)
     }

@@ -308,6 +308,38 @@ fn a_fifth_node_joins_by_governance_and_votes_and_a_removed_one_cannot_connect()
     let vals = c.call(0, "cachet_validators", json!([])).unwrap();
     assert_eq!(vals["validators"].as_array().unwrap().len(), 5);
 
+    // A receipt issued after the change still verifies against the original genesis: it carries
+    // the validator-set transition.
+    let anchor = txs::signed(
+        "moi-land",
+        nonces.get("moi-land").copied().unwrap_or(0),
+        cachet_chain::Action::Issue(txs::title("after-join")),
+    );
+    nonces.insert("moi-land", nonces.get("moi-land").copied().unwrap_or(0) + 1);
+    let aid = c.submit(0, &anchor).expect("admitted");
+    assert!(wait_until(T, || c.committed_at(0, &aid).is_some()));
+    let receipt = c
+        .call(
+            0,
+            "cachet_receipt",
+            json!([txs::title("after-join").cert_id().to_string()]),
+        )
+        .unwrap();
+    let receipt = cachet_chain::receipt::Receipt::decode(
+        &hex::decode(receipt["receipt"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(receipt.transitions.len(), 1);
+    let genesis = cachet_chain::genesis::GenesisDoc::from_json(
+        &std::fs::read_to_string(c.dir.join("genesis.json")).unwrap(),
+    )
+    .unwrap();
+    let trust = cachet_chain::receipt::Trust::from_genesis(&genesis).unwrap();
+    let v =
+        cachet_chain::receipt::verify(&receipt, &trust, receipt.header.time.plus_ms(1000), None)
+            .expect("verifies across the change");
+    assert_eq!(v.verdict, cachet_chain::verdict::Verdict::Valid);
+
     // With one original validator down, progress needs the new one's vote (4 of 5).
     let h = c.height(1).unwrap();
     c.kill(0);

@@ -200,6 +200,7 @@ pub mod receipts {
         };
         Receipt {
             version: RECEIPT_VERSION,
+            transitions: Default::default(),
             header: w.chain.head().clone(),
             commit: commit(w, &[0, 1, 2]),
             subject,
