@@ -562,7 +562,28 @@ impl App {
             );
             Validity::Invalid
         } else {
-            match execute_block(&*self.shared.store, &head, &block, Signatures::Verify) {
+            // Signatures this node already verified at admission are not verified again; the
+            // rest are batch-verified here, and a bad one makes the block invalid.
+            let (positions, unseen): (Vec<usize>, Vec<_>) = block
+                .txs
+                .iter()
+                .enumerate()
+                .filter(|(_, tx)| !self.shared.mempool.contains_verified(tx))
+                .map(|(i, tx)| (i, (tx.body.key, tx.signing_message(), tx.signature)))
+                .unzip();
+            let executed = match cachet_chain::crypto::verify_many(&unseen) {
+                Ok(()) => execute_block(
+                    &*self.shared.store,
+                    &head,
+                    &block,
+                    Signatures::AlreadyVerified,
+                ),
+                Err(i) => Err(cachet_contracts::BlockError::Tx {
+                    index: positions[i],
+                    error: cachet_contracts::TxError::BadSignature,
+                }),
+            };
+            match executed {
                 Ok(executed) => {
                     if let Err(e) = self.shared.store.put_undecided(
                         self.height,

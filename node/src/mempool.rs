@@ -156,6 +156,16 @@ impl Mempool {
         self.lock().by_id.contains_key(id)
     }
 
+    /// Is exactly this transaction, signature included, waiting (so its signature was verified
+    /// at admission)? The id alone does not cover the signature.
+    pub fn contains_verified(&self, tx: &Transaction) -> bool {
+        let pool = self.lock();
+        pool.by_id
+            .get(&tx.id())
+            .and_then(|(signer, nonce)| pool.by_signer.get(signer)?.get(nonce))
+            .is_some_and(|e| e.tx == *tx)
+    }
+
     /// Check `bytes` and admit the transaction. Returns it (decoded) and its id.
     pub fn admit<S: TreeStore>(
         &self,

@@ -62,6 +62,11 @@ fn admission_refuses_with_stable_codes() {
         "same nonce taken"
     );
     assert_eq!(pool.len(), 1);
+    // Only the exact admitted transaction counts as verified: same body, other signature does not.
+    assert!(pool.contains_verified(&good));
+    let mut forged = good.clone();
+    forged.signature = cachet_chain::SecretKey::dev("mallory").sign(&forged.signing_message());
+    assert!(!pool.contains_verified(&forged));
 }
 
 #[test]
