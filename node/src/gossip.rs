@@ -18,6 +18,25 @@ use tracing::{debug, info, warn};
 
 /// The largest gossip message (a handful of transactions).
 const MAX_MESSAGE: usize = 1024 * 1024;
+/// A batch is sent when it reaches this size …
+const FLUSH_BYTES: usize = 256 * 1024;
+/// … or this long after its first transaction.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
+
+/// One gossip message: Borsh `Vec<Vec<u8>>` of encoded transactions.
+fn encode_batch(pending: &mut Vec<Vec<u8>>) -> Vec<u8> {
+    let batch = std::mem::take(pending);
+    borsh::to_vec(&batch).expect("in-memory encoding cannot fail")
+}
+
+/// The transactions of a gossip message, or `None` if it is not a batch.
+fn decode_batch(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if bytes.len() > MAX_MESSAGE {
+        return None;
+    }
+    borsh::from_slice(bytes).ok()
+}
+
 /// Transactions kept for a retry while no peer is in the gossip mesh.
 const MAX_RETRY: usize = 10_000;
 /// How long such a transaction is retried.
@@ -131,8 +150,22 @@ pub fn spawn(
         let mut connected: HashSet<PeerId> = HashSet::new();
         let mut retry: std::collections::VecDeque<(Vec<u8>, std::time::Instant)> =
             Default::default();
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = flush.tick(), if !pending.is_empty() => {
+                    let bytes = encode_batch(&mut pending);
+                    pending_bytes = 0;
+                    if swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes.clone()).is_err() {
+                        if retry.len() >= MAX_RETRY {
+                            retry.pop_front();
+                        }
+                        retry.push_back((bytes, std::time::Instant::now()));
+                    }
+                }
                 _ = redial.tick() => {
                     for (peer, addr) in &known {
                         if !connected.contains(peer) && !swarm.is_connected(peer) {
@@ -151,7 +184,16 @@ pub fn spawn(
                 }
                 cmd = rx.recv() => match cmd {
                     None => break,
-                    Some(Command::Publish(bytes)) => {
+                    Some(Command::Publish(tx)) => {
+                        // Transactions go out in batches: one gossip message (one signature, one
+                        // round of relaying) for many transactions.
+                        pending_bytes += tx.len();
+                        pending.push(tx);
+                        if pending_bytes < FLUSH_BYTES {
+                            continue;
+                        }
+                        let bytes = encode_batch(&mut pending);
+                        pending_bytes = 0;
                         match swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes.clone()) {
                             Ok(_) => {}
                             // No peer in the mesh yet (startup, a reconnect): keep it and retry,
@@ -177,7 +219,14 @@ pub fn spawn(
                 },
                 event = swarm.select_next_some() => match event {
                     SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, propagation_source, .. })) => {
-                        let _ = received.try_send(Received { bytes: message.data, from: propagation_source });
+                        match decode_batch(&message.data) {
+                            Some(txs) => {
+                                for bytes in txs {
+                                    let _ = received.try_send(Received { bytes, from: propagation_source });
+                                }
+                            }
+                            None => debug!(peer = %propagation_source, "malformed gossip batch"),
+                        }
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                         connected.insert(peer_id);
@@ -193,4 +242,20 @@ pub fn spawn(
         }
     });
     Ok(Gossip { commands: tx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_junk_is_refused() {
+        let mut pending = vec![vec![1u8, 2, 3], vec![], vec![9u8; 1000]];
+        let expect = pending.clone();
+        let bytes = encode_batch(&mut pending);
+        assert!(pending.is_empty());
+        assert_eq!(decode_batch(&bytes), Some(expect));
+        assert_eq!(decode_batch(b"junk"), None);
+        assert_eq!(decode_batch(&vec![0u8; MAX_MESSAGE + 1]), None);
+    }
 }
