@@ -91,6 +91,78 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// A running `cachet devnet` (the embedded default), as a user starts it.
+pub struct Devnet {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// `devnet.json`.
+    pub manifest: serde_json::Value,
+    child: Child,
+}
+
+impl Devnet {
+    /// Start `cachet devnet` in a fresh directory named after `name` and wait for its manifest.
+    pub fn start(name: &str) -> Devnet {
+        let dir = std::env::temp_dir().join(format!("cachet-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let child = Command::new(cachet_bin())
+            .args(["devnet", "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("devnet starts");
+        let path = dir.join("devnet.json");
+        assert!(
+            wait_until(Duration::from_secs(90), || path.exists()),
+            "no devnet.json"
+        );
+        let manifest =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("manifest")).expect("JSON");
+        Devnet {
+            dir,
+            manifest,
+            child,
+        }
+    }
+
+    /// The RPC URL of node `i`.
+    pub fn rpc_url(&self, i: usize) -> String {
+        self.manifest["nodes"][i]["rpc"]
+            .as_str()
+            .expect("rpc url")
+            .to_string()
+    }
+
+    /// Stop it with SIGTERM, as Ctrl-C would, and wait until it has exited.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        assert!(
+            wait_until(Duration::from_secs(20), || matches!(
+                self.child.try_wait(),
+                Ok(Some(_))
+            )),
+            "devnet did not stop"
+        );
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
+        if std::env::var_os("CACHET_KEEP_TEST_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// A node of the cluster.
 pub struct NodeProc {
     /// Its name (the agency that runs it).

@@ -2,11 +2,10 @@
 //! `.ci/run` installs): a link QR's target shows the verdict in plain language. A screenshot is
 //! kept under `target/test-artifacts/` (or `$CACHET_ARTIFACTS`).
 
-use cachet_tests::{cachet_bin, wait_until};
+use cachet_tests::{Devnet, cachet_bin};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -52,19 +51,9 @@ fn the_verify_page_shows_verdicts_in_a_browser() {
         );
         return;
     };
-    let dir = std::env::temp_dir().join(format!("cachet-browser-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut devnet = Command::new(cachet_bin())
-        .args(["devnet", "--dir"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let manifest = dir.join("devnet.json");
-    assert!(wait_until(Duration::from_secs(90), || manifest.exists()));
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    let url = m["nodes"][1]["rpc"].as_str().unwrap().to_string();
+    let mut devnet = Devnet::start("browser-test");
+    let dir = devnet.dir.clone();
+    let url = devnet.rpc_url(1);
     let key = dir.join("keys/moi-land.key");
     let doc = dir.join("deed.txt");
     std::fs::write(&doc, "land title for the browser test").unwrap();
@@ -130,13 +119,5 @@ fn the_verify_page_shows_verdicts_in_a_browser() {
         "{unknown}"
     );
 
-    Command::new("kill")
-        .args(["-TERM", &devnet.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || matches!(
-        devnet.try_wait(),
-        Ok(Some(_))
-    )));
-    let _ = std::fs::remove_dir_all(&dir);
+    devnet.stop();
 }

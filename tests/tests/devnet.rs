@@ -1,6 +1,6 @@
 //! `cachet devnet` and the issuer commands, as scripts use them (README's first command).
 
-use cachet_tests::{cachet_bin, rpc, wait_until};
+use cachet_tests::{Devnet, cachet_bin, rpc, wait_until};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,21 +27,9 @@ fn pid_alive(pid: u64) -> bool {
 
 #[test]
 fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
-    let dir = std::env::temp_dir().join(format!("cachet-devnet-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut devnet = Command::new(cachet_bin())
-        .args(["devnet", "--dir"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("devnet starts");
-    let manifest = dir.join("devnet.json");
-    assert!(
-        wait_until(Duration::from_secs(90), || manifest.exists()),
-        "no devnet.json"
-    );
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let mut devnet = Devnet::start("devnet-test");
+    let dir = devnet.dir.clone();
+    let m: Value = devnet.manifest.clone();
     let nodes = m["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 4);
     let url = nodes[0]["rpc"].as_str().unwrap().to_string();
@@ -302,17 +290,7 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     let genesis = m["genesis"].as_str().unwrap().to_string();
 
     let pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
-    Command::new("kill")
-        .args(["-TERM", &devnet.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(20), || matches!(
-            devnet.try_wait(),
-            Ok(Some(_))
-        )),
-        "devnet did not stop"
-    );
+    devnet.stop();
     assert!(
         wait_until(Duration::from_secs(10), || pids
             .iter()
@@ -428,5 +406,4 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         "invalid",
         1,
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
