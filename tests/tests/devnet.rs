@@ -3,7 +3,7 @@
 use cachet_tests::{Devnet, cachet_bin, rpc, wait_until};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn cachet(args: &[&str]) -> Value {
