@@ -31,8 +31,12 @@ pub enum SignPurpose {
     OracleAttestation = 2,
     /// A consensus vote (used by the node).
     Vote = 3,
-    /// A consensus proposal (used by the node).
+    /// A consensus proposal or a proposal stream (used by the node).
     Proposal = 4,
+    /// A validator's proof that a libp2p peer id is its node (used by the node).
+    ValidatorProof = 5,
+    /// A vote extension (used by the node).
+    VoteExtension = 6,
 }
 
 /// The 32-byte message an ed25519 signature covers for `purpose` on `chain_id`.

@@ -6,23 +6,13 @@
 
 use crate::context::{CachetContext, OrdSignature, Proposal, Vote};
 use async_trait::async_trait;
-use cachet_chain::crypto::{PublicKey, SecretKey, SignPurpose};
+use cachet_chain::crypto::{PublicKey, SecretKey, SignPurpose, signing_message};
 use cachet_chain::ids::ChainId;
 use malachite_app::types::core::SigningScheme as _;
 use malachite_app::types::core::{SignedMessage, ValidatorProof, VoteExtensionScope};
 use malachite_signing::{Error, Signer, VerificationResult, Verifier};
 
 type SignResult<T> = Result<T, Error>;
-
-/// Purpose bytes beyond those of `cachet-chain`: the validator proof binds a consensus key to a
-/// libp2p peer id; vote extensions are signed separately from votes.
-const PURPOSE_VALIDATOR_PROOF: u8 = 5;
-const PURPOSE_VOTE_EXTENSION: u8 = 6;
-
-fn message(purpose: u8, chain_id: &ChainId, body: &[u8]) -> cachet_chain::Hash32 {
-    let id = chain_id.as_str().as_bytes();
-    cachet_chain::Domain::Signing.hash_parts(&[&[purpose], &[id.len() as u8], id, body])
-}
 
 fn proposal_bytes(p: &Proposal) -> Vec<u8> {
     borsh::to_vec(p).expect("in-memory encoding cannot fail")
@@ -105,8 +95,8 @@ impl Signer<CachetContext> for ConsensusSigner {
     ) -> SignResult<SignedMessage<CachetContext, Proposal>> {
         // Proposals and proposal parts share a purpose, but the bodies differ in length and
         // shape (a Borsh proposal versus a 32-byte parts hash), so they cannot collide.
-        let sig = self.key.sign(&message(
-            SignPurpose::Proposal as u8,
+        let sig = self.key.sign(&signing_message(
+            SignPurpose::Proposal,
             &self.chain_id,
             &proposal_bytes(&proposal),
         ));
@@ -118,8 +108,8 @@ impl Signer<CachetContext> for ConsensusSigner {
         scope: VoteExtensionScope<CachetContext>,
         extension: Vec<u8>,
     ) -> SignResult<SignedMessage<CachetContext, Vec<u8>>> {
-        let sig = self.key.sign(&message(
-            PURPOSE_VOTE_EXTENSION,
+        let sig = self.key.sign(&signing_message(
+            SignPurpose::VoteExtension,
             &self.chain_id,
             &extension_bytes(&scope, &extension),
         ));
@@ -132,9 +122,11 @@ impl Signer<CachetContext> for ConsensusSigner {
         peer_id: Vec<u8>,
     ) -> SignResult<ValidatorProof<CachetContext>> {
         let bytes = ValidatorProof::<CachetContext>::signing_bytes(&public_key, &peer_id);
-        let sig = self
-            .key
-            .sign(&message(PURPOSE_VALIDATOR_PROOF, &self.chain_id, &bytes));
+        let sig = self.key.sign(&signing_message(
+            SignPurpose::ValidatorProof,
+            &self.chain_id,
+            &bytes,
+        ));
         Ok(ValidatorProof::new(public_key, peer_id, OrdSignature(sig)))
     }
 }
@@ -169,8 +161,8 @@ impl Verifier<CachetContext> for ConsensusVerifier {
         signature: &OrdSignature,
         public_key: &PublicKey,
     ) -> SignResult<VerificationResult> {
-        let msg = message(
-            SignPurpose::Proposal as u8,
+        let msg = signing_message(
+            SignPurpose::Proposal,
             &self.chain_id,
             &proposal_bytes(proposal),
         );
@@ -184,8 +176,8 @@ impl Verifier<CachetContext> for ConsensusVerifier {
         signature: &OrdSignature,
         public_key: &PublicKey,
     ) -> SignResult<VerificationResult> {
-        let msg = message(
-            PURPOSE_VOTE_EXTENSION,
+        let msg = signing_message(
+            SignPurpose::VoteExtension,
             &self.chain_id,
             &extension_bytes(scope, extension),
         );
@@ -199,7 +191,11 @@ impl Verifier<CachetContext> for ConsensusVerifier {
         let Ok(key) = crate::context::Ed25519Scheme::decode_public_key(&proof.public_key) else {
             return Ok(result(false));
         };
-        let msg = message(PURPOSE_VALIDATOR_PROOF, &self.chain_id, &proof.preimage());
+        let msg = signing_message(
+            SignPurpose::ValidatorProof,
+            &self.chain_id,
+            &proof.preimage(),
+        );
         Ok(result(key.verify(&msg, &proof.signature.0).is_ok()))
     }
 }
