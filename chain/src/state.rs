@@ -269,6 +269,23 @@ pub struct KindPolicy {
 }
 
 impl KindPolicy {
+    /// The plainest policy: these accreditors, no approvals, no oracles, no validity
+    /// requirement, no batches, receipts trusted for a day. Genesis tools start from it.
+    pub fn open(accreditors: AgencyList) -> KindPolicy {
+        KindPolicy {
+            accreditors,
+            approvers: AgencyList::default(),
+            approvals_required: 0,
+            oracles: KeyList::default(),
+            oracle_threshold: 0,
+            max_attestation_window_ms: 0,
+            requires_validity: false,
+            max_validity_ms: 0,
+            max_batch_leaves: 0,
+            max_receipt_age_ms: 24 * 60 * 60 * 1000,
+        }
+    }
+
     /// Internal consistency: thresholds reachable, no member twice, oracle keys acceptable.
     /// (Whether the named agencies exist is checked against state by the caller.)
     pub fn check(&self) -> Result<(), String> {

@@ -4,7 +4,7 @@ use crate::keyfile;
 use anyhow::{Context, Result, bail};
 use cachet_chain::genesis::{GenesisAgency, GenesisDoc};
 use cachet_chain::ids::{AgencyId, CertKind, ChainId, Timestamp};
-use cachet_chain::state::{AgencyList, KeyList, KindPolicy, Name, Validator};
+use cachet_chain::state::{AgencyList, KindPolicy, Name, Validator};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -56,20 +56,12 @@ fn default_policy(kind: CertKind, agencies: &[GenesisAgency]) -> Result<KindPoli
         .map(|a| a.id.clone())
         .collect();
     Ok(KindPolicy {
-        accreditors: AgencyList::new(accreditors)?,
-        approvers: AgencyList::default(),
-        approvals_required: 0,
-        oracles: KeyList::default(),
-        oracle_threshold: 0,
-        max_attestation_window_ms: 0,
-        requires_validity: false,
-        max_validity_ms: 0,
         max_batch_leaves: if kind == CertKind::RewardOrder {
             1 << 20
         } else {
             0
         },
-        max_receipt_age_ms: 24 * 3600 * 1000,
+        ..KindPolicy::open(AgencyList::new(accreditors)?)
     })
 }
 

@@ -104,18 +104,7 @@ pub fn genesis() -> GenesisDoc {
             power: 1,
         })
         .collect();
-    let base = KindPolicy {
-        accreditors: AgencyList::default(),
-        approvers: AgencyList::default(),
-        approvals_required: 0,
-        oracles: KeyList::default(),
-        oracle_threshold: 0,
-        max_attestation_window_ms: 0,
-        requires_validity: false,
-        max_validity_ms: 0,
-        max_batch_leaves: 0,
-        max_receipt_age_ms: DAY_MS,
-    };
+    let base = KindPolicy::open(AgencyList::default());
     let mut policies = BTreeMap::new();
     policies.insert(
         CertKind::LandTitle,

@@ -147,15 +147,7 @@ impl App {
 
     /// The validator set that signs height `head + 1`.
     fn next_validators(&self) -> eyre::Result<ValidatorSet> {
-        let head = self.head();
-        let bytes = state_tree::get(
-            &*self.shared.store,
-            &head.state_root,
-            &StateKey::Validators.hash(),
-        )?
-        .ok_or_else(|| eyre::eyre!("state has no validator set"))?;
-        let set: ChainValidatorSet = decode_value(&bytes)?;
-        Ok(ValidatorSet::from(&set))
+        Ok(ValidatorSet::from(&self.validators_at(&self.head())?))
     }
 
     fn params(&self) -> eyre::Result<HeightParams<CachetContext>> {
@@ -549,8 +541,7 @@ impl App {
     ) -> Option<ProposedValue<CachetContext>> {
         let id = block.hash();
         let head = self.head();
-        let validity = if let Some(c) = self.candidates.get(&id) {
-            let _ = c;
+        let validity = if self.candidates.contains_key(&id) {
             Validity::Valid
         } else if block.header.proposer != Some(proposer.0) {
             warn!(%proposer, "block names another proposer");
