@@ -116,6 +116,16 @@ struct BatchEntryFile {
     proof: BatchProof,
 }
 
+/// A document's fingerprint, a fresh salt, and the commitment they make.
+type Opening = (Fingerprint, Salt, Commitment);
+
+/// Fingerprint `path` and commit to it with a fresh salt.
+fn commit_to(path: &Path) -> Result<Opening> {
+    let fp = fingerprint(path)?;
+    let salt = Salt::random();
+    Ok((fp, salt, Commitment::new(&fp, &salt)))
+}
+
 fn fingerprint(path: &Path) -> Result<Fingerprint> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Fingerprint::of_reader(
@@ -199,9 +209,7 @@ pub async fn anchor(
     if path.is_dir() {
         return anchor_batch(client, signer, kind, path, opts, json_out).await;
     }
-    let fp = fingerprint(path)?;
-    let salt = Salt::random();
-    let commitment = Commitment::new(&fp, &salt);
+    let (fp, salt, commitment) = commit_to(path)?;
     let issue = issuance(kind, commitment, path, opts);
     let id = issue.cert_id();
     let (tx, height) = signer.send(client, Action::Issue(issue)).await?;
@@ -245,9 +253,7 @@ async fn anchor_batch(
         }
     };
     for (i, doc) in docs.iter().enumerate() {
-        let fp = fingerprint(doc)?;
-        let salt = Salt::random();
-        entries.push((fp, salt, Commitment::new(&fp, &salt)));
+        entries.push(commit_to(doc)?);
         if i % 100 == 0 || i + 1 == docs.len() {
             progress(i + 1, docs.len(), "hashing");
         }
@@ -342,9 +348,7 @@ pub async fn supersede(
         .await?;
     let kind: CertKind =
         serde_json::from_value(record["kind"].clone()).context("certificate record has no kind")?;
-    let fp = fingerprint(path)?;
-    let salt = Salt::random();
-    let commitment = Commitment::new(&fp, &salt);
+    let (fp, salt, commitment) = commit_to(path)?;
     let mut next = issuance(kind, commitment, path, opts);
     // A successor keeps kind-specific terms the rules require to stay (the land parcel).
     if let (CertKind::LandTitle, None) = (kind, &opts.parcel)

@@ -383,29 +383,42 @@ async fn start(config: PathBuf) -> Result<()> {
     }
 }
 
-fn print_block(v: &serde_json::Value, json: bool) {
+const STATUS_FIELDS: &[&str] = &[
+    "chain_id",
+    "height",
+    "hash",
+    "time",
+    "state_root",
+    "mempool",
+];
+const BLOCK_FIELDS: &[&str] = &[
+    "height",
+    "hash",
+    "header.time",
+    "txs",
+    "signatures",
+    "header.state_root",
+];
+
+/// Print `v` as JSON, or one line of `fields` (JSON paths like `header.time`) for people.
+fn print_fields(v: &serde_json::Value, json: bool, fields: &[&str]) {
     if json {
         println!("{v}");
-    } else {
-        println!(
-            "height {} hash {} time {} txs {} state root {}",
-            v["height"],
-            v["hash"].as_str().unwrap_or("-"),
-            v["time"]
-                .as_u64()
-                .or(v["header"]["time"].as_u64())
-                .unwrap_or(0),
-            v["txs"]
-                .as_array()
-                .map(|t| t.len())
-                .or(v["mempool"].as_u64().map(|_| 0))
-                .unwrap_or(0),
-            v["state_root"]
-                .as_str()
-                .or(v["header"]["state_root"].as_str())
-                .unwrap_or("-")
-        );
+        return;
     }
+    let line: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            let value = f.split('.').fold(v, |at, key| &at[key]);
+            let shown = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(a) => a.len().to_string(),
+                other => other.to_string(),
+            };
+            format!("{} {shown}", f.rsplit('.').next().unwrap_or(f))
+        })
+        .collect();
+    println!("{}", line.join("  "));
 }
 
 fn main() -> Result<()> {
@@ -437,14 +450,14 @@ fn main() -> Result<()> {
         }
         Command::Status { rpc, json } => runtime()?.block_on(async {
             let v = client::Client::new(&rpc)?.status().await?;
-            print_block(&v, json);
+            print_fields(&v, json, STATUS_FIELDS);
             Ok(())
         }),
         Command::Block { rpc, height, json } => runtime()?.block_on(async {
             let v = client::Client::new(&rpc)?
                 .call("cachet_block", vec![serde_json::json!(height)])
                 .await?;
-            print_block(&v, json);
+            print_fields(&v, json, BLOCK_FIELDS);
             Ok(())
         }),
         Command::Anchor {
