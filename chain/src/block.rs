@@ -69,15 +69,17 @@ impl Block {
     /// Decode a block from untrusted bytes.
     pub fn decode(bytes: &[u8]) -> Result<Block, DecodeError> {
         let block: Block = codec::decode(bytes, limits::MAX_BLOCK_BYTES)?;
-        if let Some(tx) = block
-            .txs
-            .iter()
-            .find(|tx| codec::encode(*tx).len() > limits::MAX_TX_BYTES)
-        {
-            return Err(DecodeError::TooLarge {
-                len: codec::encode(tx).len(),
-                max: limits::MAX_TX_BYTES,
-            });
+        for tx in &block.txs {
+            // Counted, not encoded: a proposal of thousands of transactions is decoded by every
+            // validator.
+            let len =
+                borsh::object_length(tx).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+            if len > limits::MAX_TX_BYTES {
+                return Err(DecodeError::TooLarge {
+                    len,
+                    max: limits::MAX_TX_BYTES,
+                });
+            }
         }
         Ok(block)
     }

@@ -95,8 +95,7 @@ impl PublicKey {
     pub fn verify(&self, message: &Hash32, signature: &Signature) -> Result<(), CryptoError> {
         match (self, signature) {
             (PublicKey::Ed25519(key), Signature::Ed25519(sig)) => {
-                let vk = ed25519_dalek::VerifyingKey::from_bytes(key)
-                    .map_err(|_| CryptoError::BadSignature)?;
+                let vk = verifying_key(key).ok_or(CryptoError::BadSignature)?;
                 let sig = ed25519_dalek::Signature::from_bytes(sig);
                 vk.verify_strict(message.as_bytes(), &sig)
                     .map_err(|_| CryptoError::BadSignature)
@@ -141,9 +140,9 @@ pub fn verify_many(items: &[(PublicKey, Hash32, Signature)]) -> Result<(), usize
         let mut parsed = true;
         for (key, msg, sig) in items {
             let (PublicKey::Ed25519(k), Signature::Ed25519(s)) = (key, sig);
-            match ed25519_dalek::VerifyingKey::from_bytes(k) {
-                Ok(vk) => keys.push(vk),
-                Err(_) => {
+            match verifying_key(k) {
+                Some(vk) => keys.push(vk),
+                None => {
                     parsed = false;
                     break;
                 }
@@ -165,14 +164,84 @@ pub fn verify_many(items: &[(PublicKey, Hash32, Signature)]) -> Result<(), usize
     Ok(())
 }
 
+/// Most decoded keys kept by [`verifying_key`]; the consortium has a few thousand agencies.
+const MAX_CACHED_KEYS: usize = 16_384;
+
+/// The decoded (decompressed) ed25519 key. Decoding costs a field exponentiation, about a
+/// sixth of a verification, and the same few agency keys sign everything, so decoded keys are
+/// kept: a pure function's results, cleared when the table is full.
+fn verifying_key(bytes: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KEYS: OnceLock<Mutex<HashMap<[u8; 32], ed25519_dalek::VerifyingKey>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
+    if let Some(vk) = keys.lock().unwrap_or_else(|p| p.into_inner()).get(bytes) {
+        return Some(*vk);
+    }
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(bytes).ok()?;
+    let mut keys = keys.lock().unwrap_or_else(|p| p.into_inner());
+    if keys.len() >= MAX_CACHED_KEYS {
+        keys.clear();
+    }
+    keys.insert(*bytes, vk);
+    Some(vk)
+}
+
+/// Canonical encodings of the eight points of small order (the 8-torsion of edwards25519).
+const TORSION: [&str; 8] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+];
+
+/// Every 32-byte string that decodes to a point of small order: each torsion point's
+/// encoding with either sign bit, and with `y + p` where that still fits in 255 bits — kept
+/// only if ed25519-dalek decodes it to a small-order point, so the list can only agree with it.
+fn small_order_encodings() -> &'static [[u8; 32]] {
+    use std::sync::OnceLock;
+    static LIST: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        let mut out: Vec<[u8; 32]> = Vec::new();
+        for hex_point in TORSION {
+            let mut canonical = [0u8; 32];
+            hex::decode_to_slice(hex_point, &mut canonical).expect("valid constant");
+            let mut candidates = vec![canonical];
+            // y + p, where p = 2^255 - 19: possible when y < 19.
+            let y_is_small = canonical[1..31].iter().all(|b| *b == 0) && canonical[31] & 0x7f == 0;
+            if y_is_small && canonical[0] < 19 {
+                let mut plus_p = [0xffu8; 32];
+                plus_p[0] = canonical[0] + 0xed;
+                plus_p[31] = 0x7f | (canonical[31] & 0x80);
+                candidates.push(plus_p);
+            }
+            for c in candidates.clone() {
+                let mut flipped = c;
+                flipped[31] ^= 0x80;
+                candidates.push(flipped);
+            }
+            for c in candidates {
+                let weak = ed25519_dalek::VerifyingKey::from_bytes(&c).is_ok_and(|k| k.is_weak());
+                if weak && !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Strict verification refuses a small-order `R`; batch verification does not check it. The
+/// check compares bytes with the known small-order encodings instead of decoding `R` again.
 fn r_is_not_small_order(sig: &Signature) -> bool {
     let Signature::Ed25519(bytes) = sig;
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&bytes[..32]);
-    match ed25519_dalek::VerifyingKey::from_bytes(&r) {
-        Ok(point) => !point.is_weak(),
-        Err(_) => false,
-    }
+    !small_order_encodings()
+        .iter()
+        .any(|weak| weak[..] == bytes[..32])
 }
 
 impl fmt::Debug for PublicKey {
@@ -365,6 +434,68 @@ mod tests {
         .to_edwards();
         let mixed = PublicKey::Ed25519((a + torsion).compress().to_bytes());
         assert_eq!(mixed.check_acceptable(), Err(CryptoError::WeakKey));
+    }
+
+    #[test]
+    fn the_torsion_seeds_are_the_eight_small_order_points() {
+        let points: Vec<_> = TORSION
+            .iter()
+            .map(|h| {
+                let mut b = [0u8; 32];
+                hex::decode_to_slice(h, &mut b).unwrap();
+                let k = ed25519_dalek::VerifyingKey::from_bytes(&b).unwrap();
+                assert!(k.is_weak(), "{h}");
+                k.to_edwards()
+            })
+            .collect();
+        for i in 0..points.len() {
+            for j in 0..i {
+                assert_ne!(points[i], points[j], "seeds {i} and {j} are one point");
+            }
+        }
+        let list = small_order_encodings();
+        assert!(list.len() > 8, "non-canonical encodings are listed too");
+        for e in list {
+            let p = ed25519_dalek::VerifyingKey::from_bytes(e)
+                .unwrap()
+                .to_edwards();
+            assert!(points.contains(&p));
+        }
+    }
+
+    /// The byte comparison says "small order" exactly when decoding does: checked for every
+    /// string whose y is below 256 or within 256 of p (where the identity, the order-2 and
+    /// order-4 points and all their non-canonical forms live), either sign, and for the
+    /// order-8 points (whose y is far from both, so each has just its two sign forms).
+    #[test]
+    fn the_small_order_check_agrees_with_decoding() {
+        let oracle =
+            |b: &[u8; 32]| ed25519_dalek::VerifyingKey::from_bytes(b).is_ok_and(|k| k.is_weak());
+        let listed = |b: &[u8; 32]| {
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(b);
+            !r_is_not_small_order(&Signature::Ed25519(sig))
+        };
+        let mut weak = 0;
+        for fill in [0x00u8, 0xff] {
+            for low in 0..=255u8 {
+                for high in 0..=255u8 {
+                    let mut b = [fill; 32];
+                    b[0] = low;
+                    b[31] = high;
+                    assert_eq!(listed(&b), oracle(&b), "{}", hex::encode(b));
+                    weak += usize::from(oracle(&b));
+                }
+            }
+        }
+        // The order-8 points: both signs are among the seeds already.
+        for h in &TORSION[4..] {
+            let mut b = [0u8; 32];
+            hex::decode_to_slice(h, &mut b).unwrap();
+            assert!(listed(&b) && oracle(&b), "{h}");
+            weak += 1;
+        }
+        assert_eq!(weak, small_order_encodings().len());
     }
 
     #[test]
