@@ -175,6 +175,7 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
             },
             consensus: Default::default(),
             mempool: Default::default(),
+            storage: Default::default(),
             byzantine: None,
         };
         std::fs::write(p.dir.join("config.toml"), toml::to_string_pretty(&config)?)?;

@@ -30,6 +30,9 @@ pub struct NodeConfig {
     /// Mempool bounds.
     #[serde(default)]
     pub mempool: Mempool,
+    /// In-memory caches in front of the database.
+    #[serde(default)]
+    pub storage: Storage,
     /// Test-only misbehaviour; honoured only by binaries built with the `byzantine` feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byzantine: Option<Byzantine>,
@@ -116,6 +119,27 @@ impl Default for Mempool {
         Mempool {
             max_txs: 100_000,
             max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// In-memory caches in front of the database. Entries are immutable (keyed by their hash), so
+/// the sizes trade memory for speed and never affect results.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Decoded state-tree nodes to keep (100–200 bytes each; up to twice this many are held).
+    /// Every transaction walks about log2(state entries) of them; 0 turns the cache off.
+    pub cached_nodes: usize,
+    /// Small state values to keep (agency records, policies); 0 turns the cache off.
+    pub cached_values: usize,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            cached_nodes: crate::store::DEFAULT_CACHED_NODES,
+            cached_values: crate::store::DEFAULT_CACHED_VALUES,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! What it is not: the rules (`cachet-contracts`) or the data model (`cachet-chain`).
 
 pub mod app;
+pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod context;

@@ -6,14 +6,16 @@
 //! at any point leaves the store at the last committed height, with its state root.
 //! Write failures are fatal for the node: a store that may have diverged must not be used.
 
+use crate::cache::Cache;
 use borsh::{BorshDeserialize, BorshSerialize};
 use cachet_chain::block::{Block, BlockHeader};
 use cachet_chain::codec;
 use cachet_chain::hash::Hash32;
 use cachet_chain::state_tree::{Node, StoreError, TreeBatch, TreeStore};
 use cachet_chain::tx::TxId;
-use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 use std::path::Path;
+use std::sync::Arc;
 
 const CF_BLOCKS: &str = "blocks";
 const CF_COMMITS: &str = "commits";
@@ -47,9 +49,40 @@ pub struct TxLocation {
     pub index: u32,
 }
 
+/// Decoded state-tree nodes kept in memory by default (100–200 bytes each, up to twice this
+/// many): every transaction walks ~log2(entries) nodes, the upper ones shared by all.
+pub const DEFAULT_CACHED_NODES: usize = 300_000;
+/// State values kept in memory by default (agency records, policies: read by every
+/// transaction).
+pub const DEFAULT_CACHED_VALUES: usize = 20_000;
+/// Values larger than this are not cached.
+const MAX_CACHED_VALUE: usize = 4096;
+
+/// RocksDB's block cache, shared by the column families.
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// Memtables, all column families together.
+const DB_WRITE_BUFFER_BYTES: usize = 64 << 20;
+
+/// Every key is read by point lookup (heights, hashes): Bloom filters let a lookup skip the
+/// files that do not hold its key, and index and filter blocks live in the bounded block cache.
+fn family_options(block_cache: &rocksdb::Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(block_cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts
+}
+
 /// The node's database.
 pub struct Store {
     db: DB,
+    /// Tree nodes and values are immutable under their hash, so caching them is always safe.
+    nodes: Option<Cache<Node>>,
+    values: Option<Cache<Arc<[u8]>>>,
 }
 
 fn be(height: u64) -> [u8; 8] {
@@ -61,18 +94,30 @@ fn backend(e: rocksdb::Error) -> StoreError {
 }
 
 impl Store {
-    /// Open (or create) the database under `path`.
+    /// Open (or create) the database under `path`, with the default caches.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(path, DEFAULT_CACHED_NODES, DEFAULT_CACHED_VALUES)
+    }
+
+    /// Open (or create) the database under `path`, caching up to about `nodes` tree nodes and
+    /// `values` state values in memory (0: no cache).
+    pub fn open_with_cache(path: &Path, nodes: usize, values: usize) -> Result<Store, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
+        // All memtables together, so that memory stays bounded whatever the column families.
+        opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
+        let block_cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = FAMILIES
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(*name, family_options(&block_cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(backend)?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            nodes: (nodes > 0).then(|| Cache::new(nodes)),
+            values: (values > 0).then(|| Cache::new(values)),
+        })
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -97,6 +142,23 @@ impl Store {
         }
         for (hash, value) in &tree.values {
             batch.put_cf(self.cf(CF_VALUES), hash.as_bytes(), value);
+        }
+    }
+
+    /// After `tree` is durably written: its nodes are the newest paths, the ones the next
+    /// block reads first.
+    fn cache_tree(&self, tree: &TreeBatch) {
+        if let Some(cache) = &self.nodes {
+            for (hash, node) in &tree.nodes {
+                cache.insert(*hash, *node);
+            }
+        }
+        if let Some(cache) = &self.values {
+            for (hash, value) in &tree.values {
+                if value.len() <= MAX_CACHED_VALUE {
+                    cache.insert(*hash, Arc::from(value.as_slice()));
+                }
+            }
         }
     }
 
@@ -127,7 +189,9 @@ impl Store {
         let bytes = codec::encode(header);
         batch.put_cf(self.cf(CF_META), META_GENESIS, &bytes);
         batch.put_cf(self.cf(CF_META), META_HEAD, &bytes);
-        self.write(batch)
+        self.write(batch)?;
+        self.cache_tree(tree);
+        Ok(())
     }
 
     /// Commit a decided block: everything for its height in one synced batch.
@@ -157,7 +221,9 @@ impl Store {
         }
         // Proposals for this height are settled now.
         batch.delete_range_cf(self.cf(CF_UNDECIDED), be(h), be(h + 1));
-        self.write(batch)
+        self.write(batch)?;
+        self.cache_tree(tree);
+        Ok(())
     }
 
     /// Replace the certificate of a committed height (the finalized one may carry more
@@ -173,6 +239,17 @@ impl Store {
         self.get_cf(CF_BLOCKS, &be(height))?
             .map(|b| {
                 Block::decode(&b).map_err(|e| StoreError::Corrupt(format!("block {height}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The header of the committed block at `height`, without decoding its transactions (a
+    /// block's encoding starts with its header).
+    pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, StoreError> {
+        self.get_cf(CF_BLOCKS, &be(height))?
+            .map(|b| {
+                BlockHeader::deserialize(&mut b.as_slice())
+                    .map_err(|e| StoreError::Corrupt(format!("header {height}: {e}")))
             })
             .transpose()
     }
@@ -283,14 +360,31 @@ impl Store {
 
 impl TreeStore for Store {
     fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
-        self.get_cf(CF_NODES, hash.as_bytes())?
+        if let Some(node) = self.nodes.as_ref().and_then(|c| c.get(hash)) {
+            return Ok(Some(node));
+        }
+        let node: Option<Node> = self
+            .get_cf(CF_NODES, hash.as_bytes())?
             .map(|b| {
                 codec::decode(&b, 128).map_err(|e| StoreError::Corrupt(format!("node {hash}: {e}")))
             })
-            .transpose()
+            .transpose()?;
+        if let (Some(cache), Some(node)) = (&self.nodes, &node) {
+            cache.insert(*hash, *node);
+        }
+        Ok(node)
     }
 
     fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_cf(CF_VALUES, hash.as_bytes())
+        if let Some(value) = self.values.as_ref().and_then(|c| c.get(hash)) {
+            return Ok(Some(value.to_vec()));
+        }
+        let value = self.get_cf(CF_VALUES, hash.as_bytes())?;
+        if let (Some(cache), Some(value)) = (&self.values, &value)
+            && value.len() <= MAX_CACHED_VALUE
+        {
+            cache.insert(*hash, Arc::from(value.as_slice()));
+        }
+        Ok(value)
     }
 }
