@@ -51,8 +51,8 @@ struct Behaviour {
 /// A transaction received from a peer.
 #[derive(Debug)]
 pub struct Received {
-    /// Encoded transaction.
-    pub bytes: Vec<u8>,
+    /// Encoded transactions, as one peer published them together.
+    pub txs: Vec<Vec<u8>>,
     /// The peer that relayed it.
     pub from: PeerId,
 }
@@ -221,8 +221,9 @@ pub fn spawn(
                     SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, propagation_source, .. })) => {
                         match decode_batch(&message.data) {
                             Some(txs) => {
-                                for bytes in txs {
-                                    let _ = received.try_send(Received { bytes, from: propagation_source });
+                                // Kept together, so that admission batch-verifies their signatures.
+                                if received.try_send(Received { txs, from: propagation_source }).is_err() {
+                                    warn!(peer = %propagation_source, "admission is behind; gossip batch dropped");
                                 }
                             }
                             None => debug!(peer = %propagation_source, "malformed gossip batch"),

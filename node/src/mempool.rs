@@ -1,10 +1,11 @@
 //! The mempool: transactions admitted by this node and waiting for a block.
 //!
-//! Admission runs once per node and per transaction: size and decoding, chain id, strict
-//! signature, then the signer's state (registered, current key, nonce not used and not too far
-//! ahead), and, for a transaction that is next in line, a dry run of the rules against the
-//! committed state so that an unauthorized issuer or an unknown certificate is refused at the
-//! door with its error code. Admitted transactions are kept per signer in nonce order; a
+//! Admission runs once per node and per transaction: size and decoding, chain id, expiry, the
+//! signer's state (registered, current key, nonce not used and not too far ahead), the
+//! signature (batch-verified across the transactions that arrive together), and, for a
+//! transaction that is next in line, a dry run of the rules against the committed state so
+//! that an unauthorized issuer or an unknown certificate is refused at the door with its error
+//! code. Admitted transactions are kept per signer in nonce order; a
 //! proposer reaps consecutive nonces per signer. The pool is bounded in count and bytes.
 
 use cachet_chain::DecodeError;
@@ -111,6 +112,13 @@ struct Entry {
     len: usize,
 }
 
+/// A transaction past the stateless checks, with its signer's next nonce.
+struct Checked {
+    id: TxId,
+    tx: Transaction,
+    next_nonce: u64,
+}
+
 #[derive(Default)]
 struct Pool {
     by_id: HashMap<TxId, (AgencyId, u64)>,
@@ -172,6 +180,54 @@ impl Mempool {
         bytes: &[u8],
         head: &Head<'_, S>,
     ) -> Result<(TxId, Transaction), AdmitError> {
+        self.admit_many(&[bytes], head)
+            .pop()
+            .expect("one result per transaction")
+    }
+
+    /// Check and admit several transactions (an RPC batch, a gossip message), in order; one
+    /// result per transaction. Their signatures are checked together with one ed25519 batch
+    /// verification (one by one only if the batch fails), which costs about half as much per
+    /// signature as checking each alone.
+    pub fn admit_many<S: TreeStore>(
+        &self,
+        txs: &[&[u8]],
+        head: &Head<'_, S>,
+    ) -> Vec<Result<(TxId, Transaction), AdmitError>> {
+        let mut results: Vec<Result<Checked, AdmitError>> =
+            txs.iter().map(|bytes| self.precheck(bytes, head)).collect();
+        // Signatures last among the stateless checks, after the signer's key is known to be
+        // registered (batch verification relies on keys vetted at registration).
+        let pending: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+        let items: Vec<_> = pending
+            .iter()
+            .filter_map(|&i| results[i].as_ref().ok())
+            .map(|c| (c.tx.body.key, c.tx.signing_message(), c.tx.signature))
+            .collect();
+        if cachet_chain::crypto::verify_many(&items).is_err() {
+            // At least one is bad: find every bad one.
+            for &i in &pending {
+                if let Ok(c) = &results[i]
+                    && c.tx.verify_signature().is_err()
+                {
+                    results[i] = Err(TxError::BadSignature.into());
+                }
+            }
+        }
+        results
+            .into_iter()
+            .zip(txs)
+            .map(|(checked, bytes)| self.insert(checked?, bytes.len(), head))
+            .collect()
+    }
+
+    /// The checks that need no signature: size, encoding, duplicates, chain, expiry, and that
+    /// the signer is a registered agency signing with its current key within the nonce window.
+    fn precheck<S: TreeStore>(
+        &self,
+        bytes: &[u8],
+        head: &Head<'_, S>,
+    ) -> Result<Checked, AdmitError> {
         if bytes.len() > MAX_TX_BYTES {
             return Err(TxError::Oversized {
                 len: bytes.len(),
@@ -199,7 +255,6 @@ impl Mempool {
             }
             .into());
         }
-        tx.verify_signature().map_err(|_| TxError::BadSignature)?;
         let agency = head
             .agency(&body.signer)?
             .ok_or_else(|| TxError::UnknownAgency(body.signer.clone()))?;
@@ -223,7 +278,21 @@ impl Mempool {
             }
             .into());
         }
-        if body.nonce == agency.next_nonce {
+        let next_nonce = agency.next_nonce;
+        Ok(Checked { id, tx, next_nonce })
+    }
+
+    /// Admit a transaction whose signature and signer checked out: a dry run of the rules if it
+    /// is next in line, then into the pool if there is room.
+    fn insert<S: TreeStore>(
+        &self,
+        checked: Checked,
+        len: usize,
+        head: &Head<'_, S>,
+    ) -> Result<(TxId, Transaction), AdmitError> {
+        let Checked { id, tx, next_nonce } = checked;
+        let body = &tx.body;
+        if body.nonce == next_nonce {
             // Next in line: the rules can judge it now.
             let mut exec = Executor::new(
                 head.store,
@@ -238,7 +307,10 @@ impl Mempool {
             }
         }
         let mut pool = self.lock();
-        if pool.by_id.len() >= self.max_txs || pool.bytes + bytes.len() > self.max_bytes {
+        if pool.by_id.contains_key(&id) {
+            return Err(AdmitError::Duplicate(id));
+        }
+        if pool.by_id.len() >= self.max_txs || pool.bytes + len > self.max_bytes {
             return Err(AdmitError::Full(pool.by_id.len()));
         }
         let slot = pool.by_signer.entry(body.signer.clone()).or_default();
@@ -254,11 +326,11 @@ impl Mempool {
             body.nonce,
             Entry {
                 tx: tx.clone(),
-                len: bytes.len(),
+                len,
             },
         );
         pool.by_id.insert(id, (body.signer.clone(), body.nonce));
-        pool.bytes += bytes.len();
+        pool.bytes += len;
         Ok((id, tx))
     }
 

@@ -13,6 +13,19 @@ fn setup() -> (MemoryTreeStore, cachet_chain::BlockHeader) {
     (store, header)
 }
 
+fn head<'a>(
+    store: &'a MemoryTreeStore,
+    header: &'a cachet_chain::BlockHeader,
+) -> Head<'a, MemoryTreeStore> {
+    Head {
+        store,
+        state_root: header.state_root,
+        height: header.height,
+        time: header.time,
+        chain_id: &header.chain_id,
+    }
+}
+
 fn tx(agency: &str, nonce: u64, name: &str) -> Transaction {
     txs::signed_on(
         cachet_chain::ChainId::new(example::EXAMPLE_CHAIN_ID).unwrap(),
@@ -25,13 +38,7 @@ fn tx(agency: &str, nonce: u64, name: &str) -> Transaction {
 #[test]
 fn admission_refuses_with_stable_codes() {
     let (store, header) = setup();
-    let head = Head {
-        store: &store,
-        state_root: header.state_root,
-        height: header.height,
-        time: header.time,
-        chain_id: &header.chain_id,
-    };
+    let head = head(&store, &header);
     let pool = Mempool::new(10, 1 << 20);
     let code = |r: Result<_, AdmitError>| r.map(|_| ()).unwrap_err().code();
     assert_eq!(code(pool.admit(b"junk", &head)), 1001);
@@ -72,13 +79,7 @@ fn admission_refuses_with_stable_codes() {
 #[test]
 fn a_full_pool_says_so_and_reaping_follows_nonces_across_signers() {
     let (store, header) = setup();
-    let head = Head {
-        store: &store,
-        state_root: header.state_root,
-        height: header.height,
-        time: header.time,
-        chain_id: &header.chain_id,
-    };
+    let head = head(&store, &header);
     let pool = Mempool::new(4, 1 << 20);
     // Out of order: nonce 2 and 1 arrive before 0.
     for n in [2, 1, 0] {
@@ -113,4 +114,49 @@ fn a_full_pool_says_so_and_reaping_follows_nonces_across_signers() {
     );
     pool.prune(|a| if a.as_str() == "moi-land" { 2 } else { 1 });
     assert_eq!(pool.len(), 1);
+}
+
+#[test]
+fn admitting_together_finds_each_bad_signature_and_keeps_the_rest() {
+    let (store, header) = setup();
+    let head = head(&store, &header);
+    let pool = Mempool::new(100, 1 << 20);
+    let good: Vec<Vec<u8>> = (0..5)
+        .map(|n| tx("moi-land", n, &format!("t{n}")).encode())
+        .collect();
+    let mut forged = tx("moi-land", 2, "t2");
+    forged.signature = cachet_chain::SecretKey::dev("mallory").sign(&forged.signing_message());
+    let forged = forged.encode();
+    let stranger = txs::signed_on(
+        cachet_chain::ChainId::new(example::EXAMPLE_CHAIN_ID).unwrap(),
+        "nobody",
+        0,
+        Action::Issue(txs::title("x")),
+    )
+    .encode();
+    let batch: Vec<&[u8]> = vec![
+        &good[0], &good[1], &forged, &good[3], b"junk", &good[3], &stranger, &good[4],
+    ];
+    let codes: Vec<Option<u32>> = pool
+        .admit_many(&batch, &head)
+        .into_iter()
+        .map(|r| r.err().map(|e| e.code()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            None,
+            None,
+            Some(1102),
+            None,
+            Some(1001),
+            Some(2002),
+            Some(1103),
+            None
+        ]
+    );
+    assert_eq!(pool.len(), 4);
+    // The forged one took nothing: the genuine transaction with that nonce is still welcome.
+    pool.admit(&good[2], &head).unwrap();
+    assert_eq!(pool.len(), 5);
 }

@@ -129,6 +129,15 @@ pub struct BlockInfo {
 pub trait NodeApi: Send + Sync + 'static {
     /// Admit a transaction (encoded) and relay it. Returns its id.
     async fn submit(&self, tx: Vec<u8>) -> Result<TxId, Failure>;
+    /// Admit several transactions (encoded) and relay the admitted ones; one result per
+    /// transaction, in order. A node may check them together (batch signature verification).
+    async fn submit_many(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxId, Failure>> {
+        let mut out = Vec::with_capacity(txs.len());
+        for tx in txs {
+            out.push(self.submit(tx).await);
+        }
+        out
+    }
     /// The node's view of the chain head.
     fn status(&self) -> Result<Status, Failure>;
     /// A committed block.
@@ -205,17 +214,31 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
             ))
             .into());
         }
-        let mut out = Vec::with_capacity(list.len());
-        for hexed in list {
-            let result = match hex::decode(hexed.trim_start_matches("0x")) {
-                Err(_) => Err(Failure::new(1001, "malformed", "transaction is not hex")),
-                Ok(bytes) => api.submit(bytes).await,
-            };
-            out.push(match result {
-                Ok(id) => serde_json::json!({ "id": id }),
-                Err(f) => serde_json::json!({ "error": f }),
-            });
-        }
+        let decoded: Vec<Result<Vec<u8>, Failure>> = list
+            .iter()
+            .map(|hexed| {
+                hex::decode(hexed.trim_start_matches("0x"))
+                    .map_err(|_| Failure::new(1001, "malformed", "transaction is not hex"))
+            })
+            .collect();
+        let mut admitted = api
+            .submit_many(decoded.iter().flatten().cloned().collect())
+            .await
+            .into_iter();
+        let out = decoded
+            .into_iter()
+            .map(|d| {
+                let result = d.and_then(|_| {
+                    admitted
+                        .next()
+                        .unwrap_or_else(|| Err(Failure::internal("missing admission result")))
+                });
+                match result {
+                    Ok(id) => serde_json::json!({ "id": id }),
+                    Err(f) => serde_json::json!({ "error": f }),
+                }
+            })
+            .collect();
         Ok::<_, ErrorObjectOwned>(serde_json::Value::Array(out))
     })
     .expect("unique method name");
