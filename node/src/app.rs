@@ -286,6 +286,7 @@ impl App {
                 self.shared
                     .store
                     .update_certificate(h, &borsh::to_vec(&certificate)?)?;
+                self.shared.forget_receipt_head();
                 if !evidence.is_empty() {
                     warn!(height = h, ?evidence, "equivocation evidence");
                     for (address, doubles) in evidence.votes.iter() {

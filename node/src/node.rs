@@ -45,8 +45,10 @@ pub struct Shared {
     peers: std::sync::Mutex<Vec<Peer>>,
     net_requests: RwLock<Option<mpsc::Sender<NetworkRequest>>>,
     info: serde_json::Value,
-    trust: cachet_chain::receipt::Trust,
+    pub(crate) trust: cachet_chain::receipt::Trust,
     blocks: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// What every receipt at the committed height shares, once checked.
+    receipt_head: std::sync::Mutex<Option<Arc<crate::receipts::ReceiptHead>>>,
 }
 
 /// A consortium peer: its identity and its two endpoints.
@@ -67,6 +69,23 @@ impl Shared {
         *self.head.write().unwrap_or_else(|p| p.into_inner()) = header;
     }
 
+    pub(crate) fn cached_receipt_head(&self) -> Option<Arc<crate::receipts::ReceiptHead>> {
+        self.receipt_head
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn cache_receipt_head(&self, head: Arc<crate::receipts::ReceiptHead>) {
+        *self.receipt_head.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
+    }
+
+    /// The stored certificate of the committed height changed (the finalized one may carry
+    /// more precommits than the decided one): build receipts from it from now on.
+    pub(crate) fn forget_receipt_head(&self) {
+        *self.receipt_head.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn with_head<T>(&self, f: impl FnOnce(&Head<'_, Store>) -> T) -> T {
         let head = self.head();
         f(&Head {
@@ -82,6 +101,14 @@ impl Shared {
     pub fn admit(&self, bytes: &[u8]) -> Result<TxId, AdmitError> {
         self.with_head(|head| self.mempool.admit(bytes, head))
             .map(|(id, _)| id)
+    }
+
+    /// Admit encoded transactions that arrived together; one result each, in order.
+    pub fn admit_many(&self, txs: &[&[u8]]) -> Vec<Result<TxId, AdmitError>> {
+        self.with_head(|head| self.mempool.admit_many(txs, head))
+            .into_iter()
+            .map(|r| r.map(|(id, _)| id))
+            .collect()
     }
 
     pub(crate) fn after_commit(&self, block: &Block, _executed: &Executed) {
@@ -198,6 +225,20 @@ impl NodeApi for Shared {
         Ok(id)
     }
 
+    async fn submit_many(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxId, Failure>> {
+        let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
+        let results = self.admit_many(&refs);
+        let gossip = self.gossip();
+        let mut out = Vec::with_capacity(results.len());
+        for (result, tx) in results.into_iter().zip(txs) {
+            if let (Ok(_), Some(g)) = (&result, &gossip) {
+                g.publish(tx).await;
+            }
+            out.push(result.map_err(admit_failure));
+        }
+        out
+    }
+
     fn status(&self) -> Result<Status, Failure> {
         let head = self.head();
         Ok(Status {
@@ -298,9 +339,10 @@ impl NodeApi for Shared {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
         );
-        // The node checks its own receipt as any verifier would; a failure here means the
-        // node's store or clock is broken, not the certificate.
-        let verified = cachet_chain::receipt::verify(
+        // The node checks its own receipt as any verifier would (the shared header and commit
+        // once per height, when the receipt head was built); a failure here means the node's
+        // store or clock is broken, not the certificate.
+        let verified = cachet_chain::receipt::verify_claims(
             &receipt,
             &self.trust,
             now.max(receipt.header.time),
@@ -459,7 +501,11 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         .map_err(|e| eyre::eyre!("cannot read genesis {}: {e}", config.genesis.display()))?;
     let genesis = GenesisDoc::from_json(&genesis_text)?;
     std::fs::create_dir_all(&config.home)?;
-    let store = Arc::new(Store::open(&config.home.join("db"))?);
+    let store = Arc::new(Store::open_with_cache(
+        &config.home.join("db"),
+        config.storage.cached_nodes,
+        config.storage.cached_values,
+    )?);
     let (genesis_header, genesis_tree) = cachet_contracts::genesis_state(&genesis)?;
     match store.genesis()? {
         Some(h) if h != genesis_header => eyre::bail!(
@@ -485,6 +531,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         net_requests: RwLock::new(None),
         trust: cachet_chain::receipt::Trust::from_genesis(&genesis)?,
         blocks: tokio::sync::broadcast::channel(256).0,
+        receipt_head: Default::default(),
         info: {
             let id = gossip::keypair_of(&key).public().to_peer_id();
             serde_json::json!({
@@ -501,7 +548,8 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         .into_iter()
         .filter_map(|a| peer_of(&a).map(|p| (p, a)))
         .collect();
-    let (rx_tx, mut rx_rx) = mpsc::channel(65_536);
+    // Gossip batches waiting for admission (each up to the gossip flush size).
+    let (rx_tx, mut rx_rx) = mpsc::channel(4096);
     let g = gossip::spawn(
         gossip::keypair_of(&key),
         format!("cachet/{}/txs", genesis.chain_id),
@@ -512,13 +560,25 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     *shared.gossip.write().unwrap_or_else(|p| p.into_inner()) = Some(g);
     {
         let shared = shared.clone();
+        // Admission is CPU work (signatures, rules): batches are admitted on blocking threads,
+        // as many at once as there are cores.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = Arc::new(tokio::sync::Semaphore::new(cores));
         tokio::spawn(async move {
             while let Some(received) = rx_rx.recv().await {
-                if let Err(e) = shared.admit(&received.bytes)
-                    && !matches!(e, AdmitError::Duplicate(_))
-                {
-                    tracing::debug!(from = %received.from, error = %e, "gossiped transaction not admitted");
-                }
+                let Ok(permit) = workers.clone().acquire_owned().await else {
+                    break;
+                };
+                let shared = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    let refs: Vec<&[u8]> = received.txs.iter().map(Vec::as_slice).collect();
+                    for e in shared.admit_many(&refs).into_iter().filter_map(Result::err) {
+                        if !matches!(e, AdmitError::Duplicate(_)) {
+                            tracing::debug!(from = %received.from, error = %e, "gossiped transaction not admitted");
+                        }
+                    }
+                    drop(permit);
+                });
             }
         });
     }

@@ -9,7 +9,7 @@ use cachet_chain::document::{CertId, Commitment};
 use cachet_chain::merkle::BatchProof;
 use cachet_chain::receipt::{
     CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt, Subject,
-    Transition, Transitions,
+    Transition, Transitions, check_head,
 };
 use cachet_chain::state::{
     AgencyRecord, BatchRecord, CertificateRecord, StateKey, ValidatorSet, decode_value,
@@ -18,14 +18,55 @@ use cachet_chain::state_tree::{self, StoreError};
 use cachet_chain::tx::BatchId;
 use cachet_rpc::Failure;
 use malachite_app::types::core::CommitCertificate;
+use std::sync::Arc;
+
+impl ReceiptHead {
+    fn receipt(&self, subject: Subject, issuer: Option<IssuerProof>) -> Receipt {
+        Receipt {
+            version: RECEIPT_VERSION,
+            header: self.header.clone(),
+            commit: self.commit.clone(),
+            subject,
+            issuer,
+            transitions: self.transitions.clone(),
+        }
+    }
+}
 
 fn internal(e: impl std::fmt::Display) -> Failure {
     Failure::internal(e.to_string())
 }
 
-/// The latest committed header with its commit proof and the validator-set changes before it.
-fn committed_head(shared: &Shared) -> Result<(BlockHeader, CommitProof, Transitions), Failure> {
+/// What every receipt at one height shares: the committed header, its precommits and the
+/// validator-set changes before it — checked once, as a verifier would check it.
+pub struct ReceiptHead {
+    header: BlockHeader,
+    commit: CommitProof,
+    transitions: Transitions,
+}
+
+/// The receipt head of the latest committed height, built and checked on first use at each
+/// height and shared by every receipt served at that height.
+fn committed_head(shared: &Shared) -> Result<Arc<ReceiptHead>, Failure> {
     let head = shared.head();
+    if let Some(cached) = shared.cached_receipt_head()
+        && cached.header == head
+    {
+        return Ok(cached);
+    }
+    let built = Arc::new(build_head(shared, head)?);
+    check_head(
+        &built.header,
+        &built.commit,
+        &built.transitions,
+        &shared.trust,
+    )
+    .map_err(|e| Failure::internal(format!("own committed head does not verify: {e}")))?;
+    shared.cache_receipt_head(built.clone());
+    Ok(built)
+}
+
+fn build_head(shared: &Shared, head: BlockHeader) -> Result<ReceiptHead, Failure> {
     let h = head.height.0;
     if h == 0 {
         return Err(Failure::new(
@@ -41,10 +82,9 @@ fn committed_head(shared: &Shared) -> Result<(BlockHeader, CommitProof, Transiti
         }
         let header = shared
             .store
-            .block(c)
+            .header(c)
             .map_err(internal)?
-            .ok_or_else(|| internal(format!("no block {c}")))?
-            .header;
+            .ok_or_else(|| internal(format!("no block {c}")))?;
         let next: ValidatorSet = get(shared, &header.state_root, &StateKey::Validators)?
             .ok_or_else(|| internal("state has no validator set"))?;
         transitions.push(Transition {
@@ -54,7 +94,11 @@ fn committed_head(shared: &Shared) -> Result<(BlockHeader, CommitProof, Transiti
         });
     }
     let transitions = Transitions::new(transitions).map_err(internal)?;
-    Ok((head, commit_proof(shared, h)?, transitions))
+    Ok(ReceiptHead {
+        commit: commit_proof(shared, h)?,
+        header: head,
+        transitions,
+    })
 }
 
 /// The precommits of height `h`, by position in the set that signed it.
@@ -77,10 +121,9 @@ fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
     } else {
         shared
             .store
-            .block(h - 1)
+            .header(h - 1)
             .map_err(internal)?
             .ok_or_else(|| internal(format!("no block {}", h - 1)))?
-            .header
             .state_root
     };
     let set: ValidatorSet = get(shared, &parent_root, &StateKey::Validators)?
@@ -142,8 +185,8 @@ fn issuer(
 
 /// A receipt for certificate `id`: its record, or the proof that it does not exist.
 pub fn certificate(shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
-    let (header, commit, transitions) = committed_head(shared)?;
-    let root = header.state_root;
+    let head = committed_head(shared)?;
+    let root = head.header.state_root;
     let (value, proof) = raw_with_proof(shared, &root, &StateKey::Certificate(*id))?;
     let (subject, issuer) = match value {
         Some(record) => {
@@ -155,14 +198,7 @@ pub fn certificate(shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
         }
         None => (Subject::Absent { id: *id, proof }, None),
     };
-    Ok(Receipt {
-        version: RECEIPT_VERSION,
-        header,
-        commit,
-        subject,
-        issuer,
-        transitions,
-    })
+    Ok(head.receipt(subject, issuer))
 }
 
 /// A receipt for one entry of a batch.
@@ -172,8 +208,8 @@ pub fn batch_entry(
     commitment: Commitment,
     inclusion: BatchProof,
 ) -> Result<Receipt, Failure> {
-    let (header, commit, transitions) = committed_head(shared)?;
-    let root = header.state_root;
+    let head = committed_head(shared)?;
+    let root = head.header.state_root;
     let (value, batch_proof) = raw_with_proof(shared, &root, &StateKey::Batch(*batch))?;
     let batch_bytes = value
         .ok_or_else(|| Failure::new(1322, "unknown_batch", format!("unknown batch {batch}")))?;
@@ -184,11 +220,8 @@ pub fn batch_entry(
         &StateKey::BatchRevocation(*batch, inclusion.index),
     )?;
     let issuer = issuer(shared, &root, &b.issuer)?;
-    Ok(Receipt {
-        version: RECEIPT_VERSION,
-        header,
-        commit,
-        subject: Subject::BatchEntry {
+    Ok(head.receipt(
+        Subject::BatchEntry {
             batch: batch_bytes,
             batch_proof,
             commitment,
@@ -196,7 +229,6 @@ pub fn batch_entry(
             revocation,
             revocation_proof,
         },
-        issuer: Some(issuer),
-        transitions,
-    })
+        Some(issuer),
+    ))
 }
