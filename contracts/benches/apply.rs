@@ -1,42 +1,14 @@
 //! Apply throughput: blocks of signed anchors executed by the rules, signatures included, on one
 //! core. Run: `cargo bench -p cachet-contracts --bench apply`.
 
-use cachet_chain::document::{Commitment, Fingerprint, FingerprintAlg, Salt};
-use cachet_chain::hash::{Domain, Hash32};
-use cachet_chain::ids::{AgencyId, CertKind, Height};
-use cachet_chain::tx::{Action, Issuance, Terms, Transaction, TxBody};
+use cachet_chain::tx::Transaction;
 use cachet_contracts::{LocalChain, Signatures, build_block, example, execute_block};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const BLOCK: usize = 2_000;
 
 fn anchors(chain: &LocalChain, from: u64) -> Vec<Transaction> {
-    let key = example::agency_key("moi-land");
-    (0..BLOCK as u64)
-        .map(|i| {
-            let n = from + i;
-            TxBody {
-                chain_id: chain.head().chain_id.clone(),
-                signer: AgencyId::new("moi-land").expect("valid"),
-                key: key.public(),
-                nonce: n,
-                expires_at: Height(1_000),
-                action: Action::Issue(Issuance {
-                    kind: CertKind::LandTitle,
-                    commitment: Commitment::new(
-                        &Fingerprint::of(FingerprintAlg::Sha256, &n.to_le_bytes()),
-                        &Salt(Hash32([3; 32])),
-                    ),
-                    valid_from: None,
-                    valid_until: None,
-                    terms: Terms::LandTitle {
-                        parcel: Domain::Commitment.hash(&n.to_le_bytes()),
-                    },
-                }),
-            }
-            .sign(&key)
-        })
-        .collect()
+    example::land_title_anchors(&chain.head().chain_id, from, BLOCK)
 }
 
 fn apply(c: &mut Criterion) {

@@ -154,3 +154,41 @@ pub fn genesis() -> GenesisDoc {
         policies,
     }
 }
+
+/// `count` land titles anchored by `moi-land` with nonces from `first` (document and parcel `n`
+/// for nonce `n`), signed for `chain_id`: the load of the benchmarks.
+pub fn land_title_anchors(
+    chain_id: &ChainId,
+    first: u64,
+    count: usize,
+) -> Vec<cachet_chain::tx::Transaction> {
+    use cachet_chain::document::{Commitment, Fingerprint, FingerprintAlg, Salt};
+    use cachet_chain::hash::{Domain, Hash32};
+    use cachet_chain::ids::Height;
+    use cachet_chain::tx::{Action, Issuance, Terms, TxBody};
+    let key = agency_key("moi-land");
+    (first..first + count as u64)
+        .map(|n| {
+            TxBody {
+                chain_id: chain_id.clone(),
+                signer: AgencyId::new("moi-land").expect("valid id"),
+                key: key.public(),
+                nonce: n,
+                expires_at: Height(1_000),
+                action: Action::Issue(Issuance {
+                    kind: CertKind::LandTitle,
+                    commitment: Commitment::new(
+                        &Fingerprint::of(FingerprintAlg::Sha256, &n.to_le_bytes()),
+                        &Salt(Hash32([3; 32])),
+                    ),
+                    valid_from: None,
+                    valid_until: None,
+                    terms: Terms::LandTitle {
+                        parcel: Domain::Commitment.hash(&n.to_le_bytes()),
+                    },
+                }),
+            }
+            .sign(&key)
+        })
+        .collect()
+}
