@@ -49,10 +49,18 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         spares: usize,
     },
-    /// Measure finality throughput and latency on a local 4-validator devnet (build with
-    /// --release for meaningful figures).
+    /// Measure a local 4-validator devnet: anchor throughput and finality latency, batch
+    /// anchoring, and receipts served under load (build with --release for meaningful figures).
     Bench {
-        /// Seconds to sustain the best rate.
+        /// Phases to run, in order.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "anchors,batches,verification"
+        )]
+        phases: Vec<bench::Phase>,
+        /// Seconds to sustain the best rate (and to run the verification load).
         #[arg(long, default_value_t = 30)]
         duration: u64,
         /// Seconds per rising-rate step.
@@ -61,6 +69,12 @@ enum Command {
         /// Issuing agencies to spread the load over.
         #[arg(long, default_value_t = 32)]
         agencies: usize,
+        /// Certificates per Merkle batch in the batch phase.
+        #[arg(long, default_value_t = 1000)]
+        batch_leaves: u32,
+        /// Concurrent verifiers in the verification phase.
+        #[arg(long, default_value_t = 32)]
+        verifiers: usize,
         /// Keep the devnet's data in this directory.
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -430,16 +444,22 @@ fn main() -> Result<()> {
             spares,
         } => runtime()?.block_on(devnet::run(&dir, validators, spares, !no_start)),
         Command::Bench {
+            phases,
             duration,
             step_seconds,
             agencies,
+            batch_leaves,
+            verifiers,
             dir,
             json,
         } => runtime()?.block_on(bench::run(
             bench::Options {
+                phases,
                 duration,
                 step_seconds,
                 agencies: agencies.max(1),
+                batch_leaves: batch_leaves.clamp(1, cachet_chain::codec::limits::MAX_BATCH_LEAVES),
+                verifiers: verifiers.max(1),
                 dir,
             },
             json,

@@ -74,7 +74,8 @@ pub async fn fetch(
     )?)
 }
 
-fn now() -> Timestamp {
+/// The verifier's clock, as a chain timestamp.
+pub(crate) fn now() -> Timestamp {
     Timestamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -1,4 +1,5 @@
-//! `cachet bench` runs end to end and reports every figure scripts rely on. (It asserts no speed:
+//! `cachet bench` runs its three phases (anchors, batches, verification under load) end to end
+//! and reports every figure scripts rely on. (It asserts no speed:
 //! figures live in docs/performance.md, measured with a release build.)
 
 use cachet_tests::cachet_bin;
@@ -15,6 +16,10 @@ fn bench_reports_throughput_latency_and_the_bound() {
             "--step-seconds",
             "2",
             "--agencies",
+            "4",
+            "--batch-leaves",
+            "64",
+            "--verifiers",
             "4",
             "--json",
         ])
@@ -44,4 +49,21 @@ fn bench_reports_throughput_latency_and_the_bound() {
         "{v}"
     );
     assert_eq!(v["rss_mb_per_node"].as_array().unwrap().len(), 4);
+
+    // Batches: certificates per second, and sampled entries' receipts verified offline.
+    let b = &v["batches"];
+    assert_eq!(b["leaves_per_batch"], 64, "{b}");
+    assert!(b["certificates_per_s"].as_f64().unwrap() > 0.0, "{b}");
+    assert!(b["receipts_checked"].as_u64().unwrap() >= 1, "{b}");
+    assert!(b["disk_bytes_per_certificate_per_node"].is_number(), "{b}");
+
+    // Verification under load: receipts served, with latency, all of them good.
+    let r = &v["verification"];
+    assert!(r["receipts_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(r["receipts_verified_offline"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["all"]["p99_ms"].as_f64().unwrap() >= r["all"]["p50_ms"].as_f64().unwrap(),
+        "{r}"
+    );
 }

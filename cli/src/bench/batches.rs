@@ -1,0 +1,149 @@
+//! Phase 2: Merkle batches. Every transaction anchors the root of `leaves` reward orders, as
+//! an agency issuing a round of orders would; the generator hashes every document, commitment
+//! and leaf itself, on this machine, inside the measured run. Afterwards a sample of entries
+//! is fetched as batch receipts and verified offline against the genesis, to show that each
+//! certificate's receipt is still there.
+
+use super::load::{self, Plan};
+use super::net::{Net, lock};
+use super::probe::{self, milli};
+use anyhow::{Context, Result};
+use cachet_chain::document::{Commitment, Fingerprint, FingerprintAlg, Salt};
+use cachet_chain::hash::{Domain, Hash32};
+use cachet_chain::ids::CertKind;
+use cachet_chain::merkle::{MerkleTree, root_of};
+use cachet_chain::tx::{Action, BatchId, BatchIssuance, TxId, batch_leaf};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Batches whose entries are kept to fetch receipts for afterwards.
+const SAMPLES: usize = 16;
+
+/// One issued batch kept for the receipt check.
+struct Sample {
+    tx: TxId,
+    batch: BatchId,
+    commitments: Vec<Commitment>,
+}
+
+struct Generator {
+    leaves: u32,
+    counter: u64,
+    made: usize,
+    samples: Vec<Sample>,
+}
+
+impl Generator {
+    fn next(&mut self, net: &mut Net) -> cachet_chain::tx::Transaction {
+        let commitments: Vec<Commitment> = (0..self.leaves)
+            .map(|_| {
+                self.counter += 1;
+                let document = self.counter.to_le_bytes();
+                Commitment::new(
+                    &Fingerprint::of(FingerprintAlg::Sha256, &document),
+                    &Salt(Domain::TxId.hash(&document)),
+                )
+            })
+            .collect();
+        let leaves: Vec<Hash32> = commitments.iter().map(batch_leaf).collect();
+        let batch = BatchIssuance {
+            kind: CertKind::RewardOrder,
+            root: root_of(&leaves),
+            leaf_count: self.leaves,
+            valid_from: None,
+            valid_until: None,
+        };
+        let id = batch.batch_id();
+        let tx = net.signed(Action::IssueBatch(batch));
+        // Spread the samples over the run: every 50th batch until there are enough.
+        if self.made.is_multiple_of(50) && self.samples.len() < SAMPLES {
+            self.samples.push(Sample {
+                tx: tx.id(),
+                batch: id,
+                commitments,
+            });
+        }
+        self.made += 1;
+        tx
+    }
+}
+
+/// Run the phase with batches of `leaves` certificates; `first` numbers the documents.
+pub async fn run(
+    net: &mut Net,
+    leaves: u32,
+    first: u64,
+    step: Duration,
+    sustain: Duration,
+    quiet: bool,
+) -> Result<Value> {
+    let disk0 = net.disk_bytes();
+    let generator0 = probe::own_cpu_ticks();
+    let committed0 = net.committed_count();
+    let mut generator = Generator {
+        leaves,
+        counter: first,
+        made: 0,
+        samples: Vec::new(),
+    };
+    let plan = Plan {
+        label: "batches",
+        start_rate: 20.0,
+        max_rate: 10_000.0,
+        step,
+        sustain,
+    };
+    let outcome = load::rising(net, &plan, quiet, &mut |net| generator.next(net)).await?;
+    let certificates = ((net.committed_count() - committed0) as f64 * leaves as f64).max(1.0);
+    let disk = net.disk_bytes().saturating_sub(disk0) as f64;
+    let checked = check_receipts(net, &generator.samples).await?;
+    let (p50, p99) = outcome.p50_p99();
+    Ok(json!({
+        "leaves_per_batch": leaves,
+        "certificates_per_s": (outcome.sustained_tps * leaves as f64).round(),
+        "peak_step_certificates_per_s": (outcome.best_tps * leaves as f64).round(),
+        "batches_per_s": milli(outcome.sustained_tps),
+        "finality_p50_ms": p50,
+        "finality_p99_ms": p99,
+        "disk_bytes_per_certificate_per_node": milli(disk / certificates / net.nodes.len() as f64),
+        "receipts_checked": checked,
+        "load_generator_cpu_s": milli((probe::own_cpu_ticks() - generator0) as f64 / probe::TICKS_PER_SECOND),
+        "steps": outcome.steps,
+    }))
+}
+
+/// Fetch one entry's receipt from each sampled batch and verify it offline against the
+/// genesis; every one whose batch committed must say `valid`. Returns how many were checked.
+async fn check_receipts(net: &Net, samples: &[Sample]) -> Result<usize> {
+    let trust = net.trust()?;
+    let mut checked = 0;
+    let committed: Vec<&Sample> = {
+        let seen = lock(&net.committed);
+        samples
+            .iter()
+            .filter(|s| seen.contains_key(&s.tx))
+            .collect()
+    };
+    for (n, sample) in committed.into_iter().enumerate() {
+        let index = (n * 7919) % sample.commitments.len();
+        let leaves: Vec<Hash32> = sample.commitments.iter().map(batch_leaf).collect();
+        let proof = MerkleTree::new(&leaves)
+            .proof(index)
+            .context("index is in range")?;
+        let commitment = sample.commitments[index];
+        let reply = net.clients[n % net.clients.len()]
+            .call(
+                "cachet_batchReceipt",
+                vec![
+                    json!(sample.batch.0.to_string()),
+                    json!(commitment.0.to_string()),
+                    json!(hex::encode(cachet_chain::encode(&proof))),
+                ],
+            )
+            .await?;
+        let bytes = hex::decode(reply["receipt"].as_str().context("receipt")?)?;
+        Net::check_valid(&trust, &bytes)?;
+        checked += 1;
+    }
+    Ok(checked)
+}

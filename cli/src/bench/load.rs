@@ -1,0 +1,184 @@
+//! The open-loop load driver the anchor and batch phases share: offer signed transactions in
+//! 100 ms ticks at a rising rate until finalized throughput stops following the offered rate,
+//! let the backlog drain, then hold 90% of the best finalized rate (15% less each time the chain
+//! does not keep up with it, up to four times) and measure it, with the latency of every
+//! transaction offered in that window (submitted → seen in a committed block).
+
+use super::net::{Net, lock};
+use super::probe::percentile;
+use anyhow::Result;
+use cachet_chain::tx::{Transaction, TxId};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const TICK: Duration = Duration::from_millis(100);
+/// Held rates tried before reporting the last one.
+const MAX_HOLDS: usize = 4;
+
+/// Makes the next transaction to offer.
+pub type Maker<'a> = dyn FnMut(&mut Net) -> Transaction + 'a;
+
+/// How a phase rises and how long it holds.
+pub struct Plan {
+    /// What the phase offers (for progress lines).
+    pub label: &'static str,
+    /// Offered transactions per second of the first step.
+    pub start_rate: f64,
+    /// Never offer more than this.
+    pub max_rate: f64,
+    /// Length of a rising step.
+    pub step: Duration,
+    /// Length of the sustained window.
+    pub sustain: Duration,
+}
+
+/// What a phase measured.
+pub struct Outcome {
+    /// Every step: offered and finalized tx/s.
+    pub steps: Vec<Value>,
+    /// The best finalized tx/s of a rising step.
+    pub best_tps: f64,
+    /// Finalized tx/s over the sustained window.
+    pub sustained_tps: f64,
+    /// Offered tx/s over the sustained window.
+    pub sustained_offered: f64,
+    /// Latencies (ms, ascending) of the transactions offered in the sustained window that
+    /// committed.
+    pub latencies_ms: Vec<f64>,
+    /// Transactions offered in the sustained window.
+    pub offered_in_window: usize,
+}
+
+/// Offer transactions at `rate` per second to `targets` until `until`; returns every offered
+/// transaction's id with the time it was submitted.
+pub async fn offer(
+    net: &mut Net,
+    rate: f64,
+    until: Instant,
+    targets: &[usize],
+    make: &mut Maker<'_>,
+) -> Result<Vec<(TxId, Instant)>> {
+    let mut offered = Vec::new();
+    // Fractional transactions carry over, so low rates are offered exactly.
+    let mut owed = 0.0f64;
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        owed += rate * TICK.as_secs_f64();
+        let n = owed.floor() as usize;
+        owed -= n as f64;
+        let txs: Vec<Transaction> = (0..n).map(|_| make(net)).collect();
+        let at = Instant::now();
+        net.submit(&txs, targets).await?;
+        offered.extend(txs.iter().map(|t| (t.id(), at)));
+        let spent = t0.elapsed();
+        if spent < TICK {
+            tokio::time::sleep(TICK - spent).await;
+        }
+    }
+    Ok(offered)
+}
+
+/// Finalized transactions per second over `window` that began when `before` were committed.
+fn finalized_since(net: &Net, before: usize, window: Duration) -> f64 {
+    (net.committed_count() - before) as f64 / window.as_secs_f64()
+}
+
+/// Rise, drain, sustain: see the module documentation.
+pub async fn rising(
+    net: &mut Net,
+    plan: &Plan,
+    quiet: bool,
+    make: &mut Maker<'_>,
+) -> Result<Outcome> {
+    let targets = net.all_nodes();
+    let mut steps = Vec::new();
+    let mut rate = plan.start_rate;
+    let mut best = (0.0f64, 0.0f64); // (finalized, offered)
+    loop {
+        let before = net.committed_count();
+        let start = Instant::now();
+        offer(net, rate, start + plan.step, &targets, make).await?;
+        let finalized = finalized_since(net, before, start.elapsed());
+        steps.push(json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round() }));
+        if !quiet {
+            eprintln!(
+                "{}: offered {rate:.0} tx/s -> finalized {finalized:.0} tx/s",
+                plan.label
+            );
+        }
+        if finalized > best.0 {
+            best = (finalized, rate);
+        }
+        if finalized < 0.85 * rate || rate >= plan.max_rate {
+            break;
+        }
+        rate = (rate * 1.5).min(plan.max_rate);
+    }
+    // Saturated: let the overload's backlog drain, then hold just below the best rate. A step's
+    // figure can include backlog from the step before, so if the chain does not keep up with the
+    // held rate, drain again and hold a lower one.
+    let mut rate = (0.9 * best.0).max(plan.start_rate.min(100.0));
+    let (offered, finalized) = loop {
+        net.drain(100).await?;
+        let before = net.committed_count();
+        let start = Instant::now();
+        let offered = offer(net, rate, start + plan.sustain, &targets, make).await?;
+        let finalized = finalized_since(net, before, start.elapsed());
+        steps.push(json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round(), "sustained": true }));
+        if !quiet {
+            eprintln!(
+                "{}: held {rate:.0} tx/s -> finalized {finalized:.0} tx/s",
+                plan.label
+            );
+        }
+        let kept_up = finalized >= 0.95 * rate;
+        let attempts = steps.iter().filter(|s| s["sustained"] == true).count();
+        if kept_up || attempts >= MAX_HOLDS || rate <= plan.start_rate {
+            break (offered, finalized);
+        }
+        rate = (rate * 0.85).max(plan.start_rate);
+    };
+    // Let the last of them land before reading latencies.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(10) {
+        if net.retry_len() > 0 {
+            net.submit(&[], &targets).await?;
+        }
+        let landed = {
+            let committed = lock(&net.committed);
+            offered.iter().all(|(id, _)| committed.contains_key(id))
+        };
+        if landed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let committed = lock(&net.committed);
+    let mut latencies_ms: Vec<f64> = offered
+        .iter()
+        .filter_map(|(id, at)| {
+            committed
+                .get(id)
+                .map(|t| t.duration_since(*at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies_ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(Outcome {
+        steps,
+        best_tps: best.0,
+        sustained_tps: finalized,
+        sustained_offered: rate,
+        offered_in_window: offered.len(),
+        latencies_ms,
+    })
+}
+
+impl Outcome {
+    /// Finality latency p50 and p99, in ms.
+    pub fn p50_p99(&self) -> (f64, f64) {
+        (
+            percentile(&self.latencies_ms, 0.50).round(),
+            percentile(&self.latencies_ms, 0.99).round(),
+        )
+    }
+}

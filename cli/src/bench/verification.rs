@@ -1,0 +1,182 @@
+//! Phase 3: verification under anchoring load. Concurrent verifiers (closed loop, one request
+//! in flight each) ask one node for receipts (`cachet_receipt`) and verdicts with receipts
+//! (`cachet_verify`) of certificates anchored earlier, while issuers keep anchoring through the
+//! other nodes. A sample of the receipts served is verified offline against the genesis.
+
+use super::anchors::Anchors;
+use super::load;
+use super::net::Net;
+use super::probe::{milli, percentile};
+use crate::client::Client;
+use anyhow::{Context, Result, bail};
+use cachet_chain::CertId;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Certificates to draw verification requests from.
+const MIN_CERTIFICATES: usize = 1000;
+
+/// What one verifier measured.
+#[derive(Default)]
+struct Tally {
+    receipt_ms: Vec<f64>,
+    verify_ms: Vec<f64>,
+    errors: usize,
+    first_error: Option<String>,
+    /// The first receipt it was served, for the offline check.
+    sample: Option<Vec<u8>>,
+}
+
+async fn verifier(
+    url: String,
+    ids: Arc<Vec<CertId>>,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) -> Result<Tally> {
+    let client = Client::new(&url)?;
+    let mut tally = Tally::default();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        // xorshift: a spread of certificates, the same for the same seed.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let id = ids[(x % ids.len() as u64) as usize];
+        let method = if n.is_multiple_of(2) {
+            "cachet_receipt"
+        } else {
+            "cachet_verify"
+        };
+        n += 1;
+        let start = Instant::now();
+        let reply = client.call(method, vec![json!(id.0.to_string())]).await;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        match reply
+            .ok()
+            .and_then(|v| v["receipt"].as_str().map(str::to_string))
+        {
+            Some(receipt) => {
+                if method == "cachet_receipt" {
+                    tally.receipt_ms.push(ms);
+                } else {
+                    tally.verify_ms.push(ms);
+                }
+                if tally.sample.is_none() {
+                    tally.sample = Some(hex::decode(receipt)?);
+                }
+            }
+            None => {
+                tally.errors += 1;
+                if tally.first_error.is_none() {
+                    tally.first_error = Some(format!("{method} {id:?} gave no receipt"));
+                }
+            }
+        }
+    }
+    Ok(tally)
+}
+
+fn latency(mut ms: Vec<f64>) -> Value {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    json!({
+        "requests": ms.len(),
+        "p50_ms": milli(percentile(&ms, 0.50)),
+        "p99_ms": milli(percentile(&ms, 0.99)),
+    })
+}
+
+/// Run the phase: `clients` verifiers on node 0 for `duration`, with anchors offered at
+/// `anchor_rate` tx/s through the other nodes meanwhile.
+pub async fn run(
+    net: &mut Net,
+    anchors: &mut Anchors,
+    clients: usize,
+    anchor_rate: f64,
+    duration: Duration,
+    quiet: bool,
+) -> Result<Value> {
+    let others: Vec<usize> = (1..net.nodes.len()).collect();
+    let mut ids = anchors.committed(net);
+    if ids.len() < MIN_CERTIFICATES {
+        // Nothing anchored yet (the anchor phase did not run): anchor some to verify.
+        let mut make = |net: &mut Net| anchors.next(net);
+        let until = Instant::now() + Duration::from_secs(4);
+        load::offer(net, 500.0, until, &others, &mut make).await?;
+        net.drain(1).await?;
+        ids = anchors.committed(net);
+    }
+    if ids.is_empty() {
+        bail!("no certificate was anchored to verify");
+    }
+    let ids = Arc::new(ids);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            tokio::spawn(verifier(
+                net.nodes[0].rpc.clone(),
+                ids.clone(),
+                i as u64 + 1,
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let committed0 = net.committed_count();
+    let start = Instant::now();
+    let mut make = |net: &mut Net| anchors.next(net);
+    let anchoring = load::offer(net, anchor_rate, start + duration, &others, &mut make).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let anchored = (net.committed_count() - committed0) as f64 / elapsed;
+    let mut all = Tally::default();
+    let mut samples = Vec::new();
+    for task in tasks {
+        let t = task.await.context("verifier task")??;
+        all.receipt_ms.extend(t.receipt_ms);
+        all.verify_ms.extend(t.verify_ms);
+        all.errors += t.errors;
+        all.first_error = all.first_error.or(t.first_error);
+        samples.extend(t.sample);
+    }
+    anchoring?;
+    let checked = check_offline(net, &samples)?;
+    let served = all.receipt_ms.len() + all.verify_ms.len();
+    let both: Vec<f64> = all
+        .receipt_ms
+        .iter()
+        .chain(&all.verify_ms)
+        .copied()
+        .collect();
+    let report = json!({
+        "receipts_per_s": (served as f64 / elapsed).round(),
+        "all": latency(both),
+        "receipt": latency(all.receipt_ms),
+        "verify": latency(all.verify_ms),
+        "errors": all.errors,
+        "first_error": all.first_error,
+        "clients": clients,
+        "certificates": ids.len(),
+        "anchors_offered_tps": anchor_rate.round(),
+        "anchors_finalized_tps": anchored.round(),
+        "receipts_verified_offline": checked,
+        "seconds": milli(elapsed),
+    });
+    if !quiet {
+        eprintln!(
+            "verification: {} receipts/s with anchors at {anchored:.0} tx/s",
+            report["receipts_per_s"]
+        );
+    }
+    Ok(report)
+}
+
+/// Verify receipts served during the run against the genesis; each must say `valid`.
+fn check_offline(net: &Net, receipts: &[Vec<u8>]) -> Result<usize> {
+    let trust = net.trust()?;
+    for bytes in receipts {
+        Net::check_valid(&trust, bytes)?;
+    }
+    Ok(receipts.len())
+}
