@@ -1,5 +1,6 @@
 //! The node's hot paths against a real RocksDB store holding 20,000 anchors: admission of one
-//! transaction (decode, strict signature, agency lookup, dry run of the rules), execution of a
+//! transaction (decode, strict signature, agency lookup, dry run of the rules), of 1,000 one by
+//! one and together (one batch signature verification), execution of a
 //! 2,000-anchor block against the store (what every validator does with a proposal), and the
 //! synced commit of that block. Execution is measured with and without the node's in-memory
 //! cache of tree nodes and values. Run: `cargo bench -p cachet-node --bench node`.
@@ -89,6 +90,18 @@ fn node(c: &mut Criterion) {
             |pool| {
                 for tx in &queued {
                     pool.admit(tx, &state).expect("admitted");
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("admit_many_1000_queued", |b| {
+        let refs: Vec<&[u8]> = queued.iter().map(Vec::as_slice).collect();
+        b.iter_batched(
+            || Mempool::new(10_000, 64 << 20),
+            |pool| {
+                for r in pool.admit_many(&refs, &state) {
+                    r.expect("admitted");
                 }
             },
             BatchSize::SmallInput,
