@@ -97,12 +97,6 @@ impl Shared {
         })
     }
 
-    /// Admit an encoded transaction.
-    pub fn admit(&self, bytes: &[u8]) -> Result<TxId, AdmitError> {
-        self.with_head(|head| self.mempool.admit(bytes, head))
-            .map(|(id, _)| id)
-    }
-
     /// Admit encoded transactions that arrived together; one result each, in order.
     pub fn admit_many(&self, txs: &[&[u8]]) -> Vec<Result<TxId, AdmitError>> {
         self.with_head(|head| self.mempool.admit_many(txs, head))
@@ -218,11 +212,10 @@ fn admit_failure(e: AdmitError) -> Failure {
 #[async_trait]
 impl NodeApi for Shared {
     async fn submit(&self, tx: Vec<u8>) -> Result<TxId, Failure> {
-        let id = self.admit(&tx).map_err(admit_failure)?;
-        if let Some(g) = self.gossip() {
-            g.publish(tx).await;
-        }
-        Ok(id)
+        self.submit_many(vec![tx])
+            .await
+            .pop()
+            .expect("one result per transaction")
     }
 
     async fn submit_many(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxId, Failure>> {
