@@ -28,7 +28,7 @@ struct NodePlan {
 
 impl NodePlan {
     /// A node with its development key file written and fresh loopback ports.
-    fn new(name: String, dir: PathBuf, key: SecretKey) -> Result<NodePlan> {
+    fn new(name: String, dir: PathBuf, key: SecretKey, ports: &mut Ports) -> Result<NodePlan> {
         let key_path = dir.join("validator.key");
         if !key_path.exists() {
             keyfile::write(
@@ -42,17 +42,36 @@ impl NodePlan {
             name,
             dir,
             key,
-            p2p: free_port()?,
-            gossip: free_port()?,
-            rpc: free_port()?,
+            p2p: ports.take()?,
+            gossip: ports.take()?,
+            rpc: ports.take()?,
         })
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// Free loopback ports, all distinct: each stays bound until every node has its ports, so the
+/// system cannot hand the same one out twice. (Another program may still take one before the
+/// node binds it; a node that cannot bind exits, and the devnet reports its log.)
+#[derive(Default)]
+struct Ports(Vec<std::net::TcpListener>);
+
+impl Ports {
+    fn take(&mut self) -> Result<u16> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        self.0.push(listener);
+        Ok(port)
+    }
+}
+
+/// Lines of a node's log quoted when the devnet cannot start.
+const LOG_LINES: usize = 15;
+
+/// The last `lines` lines of a log file, for error messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn peer_addr(key: &SecretKey, port: u16) -> Result<String> {
@@ -117,6 +136,7 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
         doc
     };
     let mut plans = Vec::new();
+    let mut ports = Ports::default();
     for v in &doc.validators {
         let name = v.agency.to_string();
         let node_dir = dir.join("nodes").join(&name);
@@ -128,7 +148,7 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
                 genesis_path.display()
             );
         }
-        plans.push(NodePlan::new(name, node_dir, key)?);
+        plans.push(NodePlan::new(name, node_dir, key, &mut ports)?);
     }
     let validators = plans.len();
     if spares > SPARE_AGENCIES.len() {
@@ -142,6 +162,7 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
             name.to_string(),
             node_dir,
             example::validator_key(name),
+            &mut ports,
         )?);
     }
     for (i, p) in plans.iter().enumerate() {
@@ -294,17 +315,21 @@ pub async fn run(dir: &Path, validators: usize, spares: usize, start: bool) -> R
             {
                 let name = name.clone();
                 terminate(&mut children);
+                let log = p.dir.join("node.log");
                 bail!(
-                    "node {name} exited ({status}); see {}",
-                    p.dir.join("node.log").display()
+                    "node {name} exited ({status}); the end of {}:\n{}",
+                    log.display(),
+                    log_tail(&log, LOG_LINES)
                 );
             }
             if Instant::now() > deadline {
                 terminate(&mut children);
+                let log = p.dir.join("node.log");
                 bail!(
-                    "node {} did not serve RPC in time; see {}",
+                    "node {} did not serve RPC in time; the end of {}:\n{}",
                     p.name,
-                    p.dir.join("node.log").display()
+                    log.display(),
+                    log_tail(&log, LOG_LINES)
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -312,7 +337,18 @@ pub async fn run(dir: &Path, validators: usize, spares: usize, start: bool) -> R
     }
     if let Err(e) = smoke_check(&dir, &plans).await {
         terminate(&mut children);
-        return Err(e);
+        let logs: Vec<String> = plans
+            .iter()
+            .map(|p| {
+                let log = p.dir.join("node.log");
+                format!(
+                    "the end of {}:\n{}",
+                    log.display(),
+                    log_tail(&log, LOG_LINES)
+                )
+            })
+            .collect();
+        bail!("{e:#}\n{}", logs.join("\n"));
     }
     let doc = GenesisDoc::from_json(&std::fs::read_to_string(&genesis_path)?)?;
     let manifest = json!({

@@ -105,17 +105,25 @@ impl Devnet {
     pub fn start(name: &str) -> Devnet {
         let dir = std::env::temp_dir().join(format!("cachet-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let child = Command::new(cachet_bin())
+        std::fs::create_dir_all(&dir).expect("devnet directory");
+        let log = dir.join("devnet.log");
+        let out = std::fs::File::create(&log).expect("devnet log");
+        let mut child = Command::new(cachet_bin())
             .args(["devnet", "--dir"])
             .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out)
             .spawn()
             .expect("devnet starts");
         let path = dir.join("devnet.json");
+        // The devnet bounds its own start and exits with the reason if it cannot.
+        let up = wait_until(Duration::from_secs(600), || {
+            path.exists() || matches!(child.try_wait(), Ok(Some(_)))
+        });
         assert!(
-            wait_until(Duration::from_secs(90), || path.exists()),
-            "no devnet.json"
+            up && path.exists(),
+            "the devnet did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         let manifest =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("manifest")).expect("JSON");

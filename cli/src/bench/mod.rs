@@ -22,8 +22,8 @@ use anyhow::{Result, bail};
 use net::Net;
 use probe::milli;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// Which phases to run.
@@ -75,20 +75,29 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         None => std::env::temp_dir().join(format!("cachet-bench-{}", std::process::id())),
     };
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("devnet.log");
+    let out = std::fs::File::create(&log)?;
     let mut devnet: Child = Command::new(std::env::current_exe()?)
         .args(["devnet", "--dir"])
         .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
         .spawn()?;
-    let result = phases(&opts, &dir, json_out).await;
+    let result = match Net::connect(&dir, opts.agencies, &mut devnet).await {
+        Ok(net) => phases(net, &opts, json_out).await,
+        Err(e) => Err(e),
+    };
     let _ = Command::new("kill")
         .args(["-TERM", &devnet.id().to_string()])
         .status();
     let _ = devnet.wait();
     let (mut report, ok) = match result {
         Ok(r) => (r, true),
-        Err(e) => (json!({ "error": format!("{e:#}") }), false),
+        Err(e) => (
+            json!({ "error": format!("{e:#}"), "devnet_dir": dir }),
+            false,
+        ),
     };
     report["ed25519_verify_per_core"] = json!(single.round());
     report["ed25519_batch64_verify_per_core"] = json!(batch.round());
@@ -103,17 +112,17 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     } else {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
+    if !ok {
+        // The devnet's directory holds its logs: keep it for whoever reads the error.
+        bail!("benchmark failed; logs in {}", dir.display());
+    }
     if opts.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
-    }
-    if !ok {
-        bail!("benchmark failed");
     }
     Ok(())
 }
 
-async fn phases(opts: &Options, dir: &Path, quiet: bool) -> Result<Value> {
-    let mut net = Net::connect(dir, opts.agencies).await?;
+async fn phases(mut net: Net, opts: &Options, quiet: bool) -> Result<Value> {
     let step = Duration::from_secs(opts.step_seconds);
     let sustain = Duration::from_secs(opts.duration);
     let mut report = json!({

@@ -17,6 +17,7 @@ use cachet_contracts::example;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,9 @@ pub struct Net {
 /// Refusals that pass: the mempool is full (2001), the nonce is too far ahead (1107).
 const RETRY_CODES: [u64; 2] = [2001, 1107];
 
+/// The longest the bench waits for the devnet it started.
+const DEVNET_START: Duration = Duration::from_secs(600);
+
 /// How often the bench samples the nodes' resident memory.
 const RSS_EVERY: Duration = Duration::from_secs(10);
 
@@ -87,14 +91,25 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Net {
-    /// Wait for the devnet in `dir` to be up, then register `agencies` issuing agencies
-    /// (accredited by the DGPA for reward orders) and subscribe to committed blocks.
-    pub async fn connect(dir: &Path, agencies: usize) -> Result<Net> {
+    /// Wait for the devnet `devnet` started in `dir` to be up, then register `agencies`
+    /// issuing agencies (accredited by the DGPA for reward orders) and subscribe to committed
+    /// blocks. A devnet that exits instead is reported with the end of its output.
+    pub async fn connect(dir: &Path, agencies: usize, devnet: &mut Child) -> Result<Net> {
         let manifest = dir.join("devnet.json");
         let start = Instant::now();
         while !manifest.exists() {
-            if start.elapsed() > Duration::from_secs(120) {
-                bail!("devnet did not start");
+            if let Some(status) = devnet.try_wait()? {
+                let log = dir.join("devnet.log");
+                bail!(
+                    "the devnet exited ({status}) before it was up; the end of {}:\n{}",
+                    log.display(),
+                    crate::devnet::log_tail(&log, 80)
+                );
+            }
+            // The devnet bounds its own start (nodes serving, then a check anchor on each);
+            // this only guards against a devnet that hangs.
+            if start.elapsed() > DEVNET_START {
+                bail!("the devnet did not start within {DEVNET_START:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
