@@ -94,10 +94,12 @@ pub async fn rising(
     let mut steps = Vec::new();
     let mut rate = plan.start_rate;
     let mut best = (0.0f64, 0.0f64); // (finalized, offered)
+    // What each step offered, for its latencies once everything has landed.
+    let mut step_offers = Vec::new();
     loop {
         let before = net.committed_count();
         let start = Instant::now();
-        offer(net, rate, start + plan.step, &targets, make).await?;
+        step_offers.push(offer(net, rate, start + plan.step, &targets, make).await?);
         let finalized = finalized_since(net, before, start.elapsed());
         steps.push(json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round() }));
         if !quiet {
@@ -123,6 +125,7 @@ pub async fn rising(
         let before = net.committed_count();
         let start = Instant::now();
         let offered = offer(net, rate, start + plan.sustain, &targets, make).await?;
+        step_offers.push(offered.clone());
         let finalized = finalized_since(net, before, start.elapsed());
         steps.push(json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round(), "sustained": true }));
         if !quiet {
@@ -154,15 +157,26 @@ pub async fn rising(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let committed = lock(&net.committed);
-    let mut latencies_ms: Vec<f64> = offered
-        .iter()
-        .filter_map(|(id, at)| {
-            committed
-                .get(id)
-                .map(|t| t.duration_since(*at).as_secs_f64() * 1000.0)
-        })
-        .collect();
-    latencies_ms.sort_by(|a, b| a.total_cmp(b));
+    let latencies = |offered: &[(TxId, Instant)]| {
+        let mut ms: Vec<f64> = offered
+            .iter()
+            .filter_map(|(id, at)| {
+                committed
+                    .get(id)
+                    .map(|t| t.duration_since(*at).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        ms
+    };
+    // Finality latency at every offered rate, not only the held one.
+    for (step, offered) in steps.iter_mut().zip(&step_offers) {
+        let ms = latencies(offered);
+        step["finality_p50_ms"] = json!(percentile(&ms, 0.50).round());
+        step["finality_p99_ms"] = json!(percentile(&ms, 0.99).round());
+    }
+    let latencies_ms = latencies(&offered);
+    drop(committed);
     Ok(Outcome {
         steps,
         best_tps: best.0,
