@@ -74,6 +74,26 @@ pub struct App {
     streams: HashMap<(PeerId, StreamId), PartStream>,
     /// Complete proposals for heights we have not reached yet.
     future: BTreeMap<u64, Vec<(Round, Address, Round, Block)>>,
+    /// How long a proposer with an empty mempool waits for a transaction.
+    idle_block: Duration,
+    /// Our proposal, asked for while the mempool was empty: made when a transaction arrives
+    /// or its deadline passes.
+    waiting: Option<WaitingProposal>,
+}
+
+/// What the application loop woke up for.
+enum Wake {
+    Message(Option<Box<AppMsg<CachetContext>>>),
+    /// A transaction arrived for the proposal we wait to make, or its deadline passed.
+    Propose,
+}
+
+/// A `GetValue` not answered yet.
+struct WaitingProposal {
+    height: u64,
+    round: Round,
+    deadline: tokio::time::Instant,
+    reply: malachite_app_channel::Reply<LocallyProposedValue<CachetContext>>,
 }
 
 fn now_ms() -> u64 {
@@ -127,6 +147,8 @@ impl App {
             candidate_rounds: Vec::new(),
             streams: HashMap::new(),
             future: BTreeMap::new(),
+            idle_block: ms(config.idle_block_ms),
+            waiting: None,
         }
     }
 
@@ -160,14 +182,49 @@ impl App {
 
     /// Run until consensus stops.
     pub async fn run(mut self, channels: &mut Channels<CachetContext>) -> eyre::Result<()> {
-        while let Some(msg) = channels.consensus.recv().await {
-            if let Err(e) = self.handle(msg, channels).await {
+        loop {
+            let wake = match self.waiting.as_ref().map(|w| w.deadline) {
+                None => Wake::Message(channels.consensus.recv().await.map(Box::new)),
+                Some(deadline) => {
+                    let shared = self.shared.clone();
+                    tokio::select! {
+                        msg = channels.consensus.recv() => Wake::Message(msg.map(Box::new)),
+                        () = shared.mempool.wait_for_transactions(deadline) => Wake::Propose,
+                    }
+                }
+            };
+            let result = match wake {
+                Wake::Message(None) => break,
+                Wake::Message(Some(msg)) => self.handle(*msg, channels).await,
+                Wake::Propose => match self.waiting.take() {
+                    Some(w) => self.answer(w, channels).await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = result {
                 // Storage failures are fatal: a node that may have diverged must stop.
                 error!(error = %e, "application failed; stopping");
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Propose for a `GetValue`, unless consensus has moved past its height or round.
+    async fn answer(
+        &mut self,
+        w: WaitingProposal,
+        channels: &mut Channels<CachetContext>,
+    ) -> eyre::Result<()> {
+        if w.height != self.head().height.0 + 1 || w.reply.is_closed() {
+            return Ok(());
+        }
+        let value = self.propose(w.height, w.round)?;
+        let _ = w
+            .reply
+            .send(LocallyProposedValue::new(Height(w.height), w.round, value));
+        self.stream(w.height, w.round, Round::Nil, &value.0.0, channels)
+            .await
     }
 
     async fn handle(
@@ -190,6 +247,14 @@ impl App {
                 reply_value,
             } => {
                 debug!(%height, %round, %proposer, ?role, "started round");
+                // A proposal we were still waiting to make belongs to a round that is over.
+                if self
+                    .waiting
+                    .as_ref()
+                    .is_some_and(|w| (w.height, w.round) != (height.0, round))
+                {
+                    self.waiting = None;
+                }
                 if height.0 != self.height {
                     self.start_height(height.0);
                 }
@@ -224,13 +289,28 @@ impl App {
             AppMsg::GetValue {
                 height,
                 round,
-                timeout: _,
+                timeout,
                 reply,
             } => {
-                let value = self.propose(height.0, round)?;
-                let _ = reply.send(LocallyProposedValue::new(height, round, value));
-                self.stream(height.0, round, Round::Nil, &value.0.0, channels)
-                    .await?;
+                // With nothing to propose, wait a while for a transaction rather than make an
+                // empty block: an idle chain grows slowly, and the first transaction after a
+                // lull is proposed at once. Never past half the time consensus allows us.
+                let already_proposed = self
+                    .candidate_rounds
+                    .iter()
+                    .any(|(r, p, _, _)| *r == round && *p == self.address);
+                let wait = self.idle_block.min(timeout / 2);
+                let w = WaitingProposal {
+                    height: height.0,
+                    round,
+                    deadline: tokio::time::Instant::now() + wait,
+                    reply,
+                };
+                if wait.is_zero() || already_proposed || !self.shared.mempool.is_empty() {
+                    self.answer(w, channels).await?;
+                } else {
+                    self.waiting = Some(w);
+                }
             }
             AppMsg::RestreamProposal {
                 height,
@@ -644,7 +724,7 @@ impl App {
         self.shared.store.commit(
             &candidate.block,
             &borsh::to_vec(certificate)?,
-            &candidate.executed.tree_batch,
+            &candidate.executed,
         )?;
         self.shared.set_head(candidate.block.header.clone());
         self.shared

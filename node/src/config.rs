@@ -89,6 +89,11 @@ pub struct Consensus {
     pub timeout_delta_ms: u64,
     /// Most transactions per block.
     pub max_block_txs: usize,
+    /// A proposer whose mempool is empty waits up to this long for a transaction before it
+    /// proposes an empty block (never past half the propose timeout; 0: never waits). An idle
+    /// chain then makes about one block per this interval, and a transaction arriving during
+    /// the wait is proposed at once.
+    pub idle_block_ms: u64,
 }
 
 impl Default for Consensus {
@@ -100,6 +105,7 @@ impl Default for Consensus {
             timeout_precommit_ms: 1000,
             timeout_delta_ms: 500,
             max_block_txs: 10_000,
+            idle_block_ms: 1000,
         }
     }
 }

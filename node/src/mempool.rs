@@ -131,6 +131,8 @@ pub struct Mempool {
     pool: Mutex<Pool>,
     max_txs: usize,
     max_bytes: usize,
+    /// Woken when a transaction that could go into the next block arrives.
+    next_in_line: tokio::sync::Notify,
 }
 
 impl Mempool {
@@ -140,7 +142,20 @@ impl Mempool {
             pool: Mutex::new(Pool::default()),
             max_txs,
             max_bytes,
+            next_in_line: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Wait until the pool holds a transaction or `deadline` passes, whichever is first.
+    /// (A proposer with nothing to propose waits here rather than making empty blocks.)
+    pub async fn wait_for_transactions(&self, deadline: tokio::time::Instant) {
+        let mut arrived = std::pin::pin!(self.next_in_line.notified());
+        // Registered before the check, so an arrival between the two still wakes us.
+        arrived.as_mut().enable();
+        if !self.is_empty() {
+            return;
+        }
+        let _ = tokio::time::timeout_at(deadline, arrived).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -331,6 +346,10 @@ impl Mempool {
         );
         pool.by_id.insert(id, (body.signer.clone(), body.nonce));
         pool.bytes += len;
+        drop(pool);
+        if body.nonce == next_nonce {
+            self.next_in_line.notify_waiters();
+        }
         Ok((id, tx))
     }
 

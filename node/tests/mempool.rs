@@ -160,3 +160,51 @@ fn admitting_together_finds_each_bad_signature_and_keeps_the_rest() {
     pool.admit(&good[2], &head).unwrap();
     assert_eq!(pool.len(), 5);
 }
+
+#[tokio::test]
+async fn an_idle_proposer_wakes_for_a_transaction_it_can_propose() {
+    use std::sync::Arc;
+    use tokio::time::{Duration, Instant, sleep, timeout};
+    let (store, header) = setup();
+    let head = head(&store, &header);
+    let pool = Arc::new(Mempool::new(10, 1 << 20));
+
+    // Nothing arrives: the wait ends at its deadline.
+    let start = Instant::now();
+    pool.wait_for_transactions(start + Duration::from_millis(300))
+        .await;
+    assert!(start.elapsed() >= Duration::from_millis(300));
+
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let start = Instant::now();
+            pool.wait_for_transactions(start + Duration::from_secs(60))
+                .await;
+            start.elapsed()
+        }
+    });
+    sleep(Duration::from_millis(100)).await;
+    // Behind a nonce gap, a transaction cannot go into the next block: no reason to wake.
+    pool.admit(&tx("moi-land", 1, "second").encode(), &head)
+        .unwrap();
+    sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "woken by a transaction it cannot propose"
+    );
+    // The one that fills the gap can.
+    pool.admit(&tx("moi-land", 0, "first").encode(), &head)
+        .unwrap();
+    let waited = timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("woken by the next-in-line transaction")
+        .unwrap();
+    assert!(waited < Duration::from_secs(60));
+
+    // A pool that already holds something does not wait at all.
+    let start = Instant::now();
+    pool.wait_for_transactions(start + Duration::from_secs(60))
+        .await;
+    assert!(start.elapsed() < Duration::from_secs(10));
+}

@@ -33,6 +33,12 @@ fn four_validators_finalize_and_agree() {
     for i in 1..4 {
         c.assert_same_chain(0, i, h);
     }
+    // Idle, a proposer waits for transactions (up to `idle_block_ms`, 1 s) instead of making
+    // an empty block every `block_time_ms`: at most about one height per second.
+    let before = c.height(0).unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    let idle = c.height(0).unwrap() - before;
+    assert!(idle <= 10, "{idle} heights in 8 s of idleness");
 }
 
 #[test]
