@@ -13,10 +13,12 @@
 //! A path bit at depth `d` is bit `d` of the key hash, most significant bit of byte 0 first.
 //! No internal node has two empty children, or one empty child and one leaf child.
 //!
-//! Nodes and values are content-addressed (by node hash and value hash), so every root ever
-//! committed stays readable and provable while its nodes are kept. Storage is behind
-//! [`TreeStore`]; an update returns a [`TreeBatch`] of new nodes and values that the owner
-//! writes atomically (the node writes it in the same RocksDB batch as the block).
+//! Nodes are content-addressed by their hash, and a value by the hash of its leaf (so a value is
+//! stored once per entry and goes with it), so every root ever committed stays readable and
+//! provable while its nodes are kept. Storage is behind [`TreeStore`]; an update returns a
+//! [`TreeBatch`] of new nodes and values that the owner writes atomically (the node writes it
+//! in the same RocksDB batch as the block), and the nodes the new root no longer uses, which
+//! an owner that keeps only recent roots may delete once no reader needs the old ones.
 
 use crate::hash::{Domain, Hash32};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -99,33 +101,37 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// Read access to tree nodes and values by hash.
+/// Read access to tree nodes by hash, and to values by the hash of their leaf.
 pub trait TreeStore {
     /// The node with this hash, if stored.
     fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError>;
-    /// The value with this hash, if stored.
-    fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The value of the leaf with this hash, if stored.
+    fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 impl<T: TreeStore + ?Sized> TreeStore for &T {
     fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
         (**self).node(hash)
     }
-    fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-        (**self).value(hash)
+    fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).value(leaf)
     }
 }
 
-/// New nodes and values produced by an update, to be written together.
+/// What an update changes in storage, to be written together.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TreeBatch {
     /// New nodes by hash.
     pub nodes: Vec<(Hash32, Node)>,
-    /// New values by value hash.
+    /// New values by the hash of their leaf.
     pub values: Vec<(Hash32, Vec<u8>)>,
+    /// Nodes of the old root that the new root does not use (sorted). A leaf's value goes with
+    /// it. A stale node may come back later (an entry set back to an earlier value), so an
+    /// owner that deletes stale nodes must not delete one written again since it went stale.
+    pub stale: Vec<Hash32>,
 }
 
-/// An in-memory [`TreeStore`], for tests, tools and light clients.
+/// An in-memory [`TreeStore`] that keeps every version, for tests, tools and light clients.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryTreeStore {
     nodes: HashMap<Hash32, Node>,
@@ -154,8 +160,8 @@ impl TreeStore for MemoryTreeStore {
     fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
         Ok(self.nodes.get(hash).copied())
     }
-    fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.values.get(hash).cloned())
+    fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.values.get(leaf).cloned())
     }
 }
 
@@ -246,13 +252,22 @@ pub fn get_value_hash<S: TreeStore>(
     root: &Hash32,
     key: &Hash32,
 ) -> Result<Option<Hash32>, StoreError> {
+    Ok(find_leaf(store, root, key)?.map(|(_, value)| value))
+}
+
+/// The hash of `key`'s leaf under `root` and its value hash, if the key is present.
+fn find_leaf<S: TreeStore>(
+    store: &S,
+    root: &Hash32,
+    key: &Hash32,
+) -> Result<Option<(Hash32, Hash32)>, StoreError> {
     let mut at = *root;
     for depth in 0..=KEY_BITS {
         if at == EMPTY {
             return Ok(None);
         }
         match load(store, &at)? {
-            Node::Leaf { key: k, value } => return Ok((k == *key).then_some(value)),
+            Node::Leaf { key: k, value } => return Ok((k == *key).then_some((at, value))),
             Node::Internal { left, right } => {
                 if depth == KEY_BITS {
                     break;
@@ -270,12 +285,12 @@ pub fn get<S: TreeStore>(
     root: &Hash32,
     key: &Hash32,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    let Some(vh) = get_value_hash(store, root, key)? else {
+    let Some((leaf, vh)) = find_leaf(store, root, key)? else {
         return Ok(None);
     };
-    let value = store.value(&vh)?.ok_or(StoreError::Missing {
+    let value = store.value(&leaf)?.ok_or(StoreError::Missing {
         what: "value",
-        hash: vh,
+        hash: leaf,
     })?;
     if value_hash(&value) != vh {
         return Err(StoreError::Corrupt(format!(
@@ -325,8 +340,8 @@ pub fn prove<S: TreeStore>(
 }
 
 /// Apply `changes` (key hash → new value, `None` deletes) to the tree at `root`. Returns the new
-/// root and the nodes and values to store. `changes` must be sorted by key hash with no
-/// duplicates (a `BTreeMap`'s iteration order).
+/// root and the nodes and values to store, with the nodes gone stale. `changes` must be sorted
+/// by key hash with no duplicates (a `BTreeMap`'s iteration order).
 pub fn update<S: TreeStore>(
     store: &S,
     root: &Hash32,
@@ -341,7 +356,7 @@ pub fn update<S: TreeStore>(
     for (key, value) in changes {
         let vh = value.as_ref().map(|v| {
             let vh = value_hash(v);
-            batch.values.push((vh, v.clone()));
+            batch.values.push((leaf_hash(key, &vh), v.clone()));
             vh
         });
         hashed.push((*key, vh));
@@ -349,9 +364,21 @@ pub fn update<S: TreeStore>(
     let mut updater = Updater {
         store,
         created: HashMap::new(),
+        replaced: Vec::new(),
     };
     let new_root = updater.update(*root, 0, &hashed)?;
-    batch.nodes = updater.created.into_iter().collect();
+    let Updater {
+        created, replaced, ..
+    } = updater;
+    // A node can be replaced on one path and rebuilt identically (an entry set to the value it
+    // had, a leaf moved up): it is still in use.
+    batch.stale = replaced
+        .into_iter()
+        .filter(|h| !created.contains_key(h))
+        .collect();
+    batch.stale.sort();
+    batch.stale.dedup();
+    batch.nodes = created.into_iter().collect();
     batch.nodes.sort_by_key(|(h, _)| *h);
     Ok((new_root, batch))
 }
@@ -359,6 +386,8 @@ pub fn update<S: TreeStore>(
 struct Updater<'a, S> {
     store: &'a S,
     created: HashMap<Hash32, Node>,
+    /// Stored nodes on the changed paths, which the new root may no longer use.
+    replaced: Vec<Hash32>,
 }
 
 impl<S: TreeStore> Updater<'_, S> {
@@ -394,6 +423,9 @@ impl<S: TreeStore> Updater<'_, S> {
                 .collect();
             return Ok(self.build(depth, &entries));
         }
+        // Every stored node on a changed path is rebuilt or dropped; the new root keeps it
+        // only if it comes out the same (checked against what was created).
+        self.replaced.push(at);
         match self.node(&at)? {
             Node::Leaf { key, value } => {
                 let mut entries: Vec<(Hash32, Hash32)> = changes
@@ -500,8 +532,114 @@ mod tests {
         assert_eq!(r1, leaf_hash(&key(0), &value_hash(&[0])));
     }
 
+    /// A store that deletes stale nodes `keep` versions after they went stale, unless written
+    /// again since: what a pruning node does.
+    #[derive(Default)]
+    struct PruningStore {
+        nodes: HashMap<Hash32, (Node, u64)>,
+        values: HashMap<Hash32, Vec<u8>>,
+        stale: std::collections::BTreeSet<(u64, Hash32)>,
+    }
+
+    impl TreeStore for PruningStore {
+        fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
+            Ok(self.nodes.get(hash).map(|(n, _)| *n))
+        }
+        fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.values.get(leaf).cloned())
+        }
+    }
+
+    impl PruningStore {
+        fn commit(&mut self, version: u64, batch: TreeBatch) {
+            for (h, n) in batch.nodes {
+                self.nodes.insert(h, (n, version));
+            }
+            self.values.extend(batch.values);
+            self.stale
+                .extend(batch.stale.into_iter().map(|h| (version, h)));
+        }
+
+        fn prune(&mut self, upto: u64) {
+            while let Some(&(version, hash)) = self.stale.first() {
+                if version > upto {
+                    break;
+                }
+                self.stale.pop_first();
+                if self
+                    .nodes
+                    .get(&hash)
+                    .is_some_and(|(_, born)| *born <= version)
+                {
+                    self.nodes.remove(&hash);
+                    self.values.remove(&hash);
+                }
+            }
+        }
+
+        /// Nodes reachable from `root`.
+        fn reachable(&self, root: Hash32, out: &mut Vec<Hash32>) {
+            if root == EMPTY {
+                return;
+            }
+            out.push(root);
+            if let Some((Node::Internal { left, right }, _)) = self.nodes.get(&root) {
+                self.reachable(*left, out);
+                self.reachable(*right, out);
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Deleting the stale nodes of versions older than the last `keep` leaves those versions
+        /// whole, and once every stale node is gone, exactly the latest root's nodes and values
+        /// remain. Few keys and values, so that entries often return to earlier values.
+        #[test]
+        fn pruning_stale_nodes_keeps_recent_roots_whole_and_nothing_else(
+            ops in prop::collection::vec((0u32..12, prop::option::of(0u8..3)), 1..150),
+            chunk in 1usize..8,
+            keep in 0u64..4,
+        ) {
+            let mut store = PruningStore::default();
+            let mut roots = vec![EMPTY];
+            let mut models = vec![BTreeMap::<Hash32, Vec<u8>>::new()];
+            for (i, part) in ops.chunks(chunk).enumerate() {
+                let version = i as u64 + 1;
+                let mut model = models.last().unwrap().clone();
+                let mut c = BTreeMap::new();
+                for (k, v) in part {
+                    let v = v.map(|b| vec![b; 3]);
+                    c.insert(key(*k), v.clone());
+                    match v { Some(v) => { model.insert(key(*k), v); } None => { model.remove(&key(*k)); } }
+                }
+                let list: Vec<_> = c.into_iter().collect();
+                let (root, batch) = update(&store, roots.last().unwrap(), &list).unwrap();
+                store.commit(version, batch);
+                store.prune(version.saturating_sub(keep));
+                roots.push(root);
+                models.push(model);
+                // The last `keep` versions and the newest read in full.
+                for back in 0..=(keep as usize).min(roots.len() - 1) {
+                    let at = roots.len() - 1 - back;
+                    for k in 0..12 {
+                        prop_assert_eq!(
+                            get(&store, &roots[at], &key(k)).unwrap(),
+                            models[at].get(&key(k)).cloned()
+                        );
+                    }
+                }
+            }
+            store.prune(u64::MAX);
+            let mut live = Vec::new();
+            store.reachable(*roots.last().unwrap(), &mut live);
+            live.sort();
+            let mut stored: Vec<Hash32> = store.nodes.keys().copied().collect();
+            stored.sort();
+            prop_assert_eq!(stored, live, "stored nodes are exactly the latest root's");
+            prop_assert_eq!(store.values.len(), models.last().unwrap().len());
+        }
 
         /// The root depends only on the final set of entries, not on how it was written.
         #[test]

@@ -39,7 +39,7 @@ fn store_with_history(dir: &std::path::Path, cached: usize) -> (Store, BlockHead
         .expect("store");
         assert!(built.refused.is_empty());
         store
-            .commit(&built.block, &[], &built.executed.tree_batch)
+            .commit(&built.block, &[], &built.executed)
             .expect("commit");
         head = built.block.header;
     }
@@ -122,7 +122,7 @@ fn node(c: &mut Criterion) {
     g.bench_function("commit_block_2000_anchors", |b| {
         b.iter(|| {
             store
-                .commit(&built.block, &[], &built.executed.tree_batch)
+                .commit(&built.block, &[], &built.executed)
                 .expect("commit")
         })
     });

@@ -139,6 +139,11 @@ pub struct Storage {
     pub cached_nodes: usize,
     /// Small state values to keep (agency records, policies); 0 turns the cache off.
     pub cached_values: usize,
+    /// Heights of state history to keep: older tree nodes that later heights replaced are
+    /// deleted. The node reads state only at its head, so a few heights would do; the margin
+    /// is for readers still working on a recent head. 0 keeps every version (an archive).
+    /// Blocks, certificates and validator sets are always kept.
+    pub state_history_heights: u64,
 }
 
 impl Default for Storage {
@@ -146,6 +151,7 @@ impl Default for Storage {
         Storage {
             cached_nodes: crate::store::DEFAULT_CACHED_NODES,
             cached_values: crate::store::DEFAULT_CACHED_VALUES,
+            state_history_heights: 100,
         }
     }
 }

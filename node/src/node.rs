@@ -28,7 +28,7 @@ use malachite_app_channel::{
 };
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 /// What the application loop, the RPC and the gossip share.
 pub struct Shared {
@@ -665,6 +665,13 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         cachet_rpc::serve(config.rpc.listen, shared.clone() as Arc<dyn NodeApi>).await?;
     info!(%rpc_addr, "rpc listening");
 
+    if config.storage.state_history_heights > 0 {
+        tokio::spawn(prune_state(
+            store.clone(),
+            config.storage.state_history_heights,
+        ));
+    }
+
     let app = App::new(shared.clone(), key, &config.consensus);
     let app = tokio::spawn(async move {
         let result = app.run(&mut channels).await;
@@ -679,6 +686,34 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         app,
         _rpc: rpc,
     })
+}
+
+/// Delete state older than the last `keep` heights, in bounded steps off the consensus path.
+async fn prune_state(store: Arc<Store>, keep: u64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        loop {
+            let step = {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.prune(keep)).await
+            };
+            match step {
+                Ok(Ok(p)) if p.nodes > 0 => {
+                    debug!(nodes = p.nodes, upto = p.upto, "pruned stale state");
+                }
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    error!(error = %e, "pruning stopped");
+                    return;
+                }
+                Err(e) => {
+                    error!(error = %e, "pruning task failed");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Malachite's node configuration, filled from ours.

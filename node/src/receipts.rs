@@ -11,10 +11,8 @@ use cachet_chain::receipt::{
     CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt, Subject,
     Transition, Transitions, check_head,
 };
-use cachet_chain::state::{
-    AgencyRecord, BatchRecord, CertificateRecord, StateKey, ValidatorSet, decode_value,
-};
-use cachet_chain::state_tree::{self, StoreError};
+use cachet_chain::state::{AgencyRecord, BatchRecord, CertificateRecord, StateKey, decode_value};
+use cachet_chain::state_tree;
 use cachet_chain::tx::BatchId;
 use cachet_rpc::Failure;
 use malachite_app::types::core::CommitCertificate;
@@ -85,8 +83,7 @@ fn build_head(shared: &Shared, head: BlockHeader) -> Result<ReceiptHead, Failure
             .header(c)
             .map_err(internal)?
             .ok_or_else(|| internal(format!("no block {c}")))?;
-        let next: ValidatorSet = get(shared, &header.state_root, &StateKey::Validators)?
-            .ok_or_else(|| internal("state has no validator set"))?;
+        let next = shared.store.validators_after(c).map_err(internal)?;
         transitions.push(Transition {
             commit: commit_proof(shared, c)?,
             header,
@@ -111,23 +108,7 @@ fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
     let cert: CommitCertificate<CachetContext> =
         borsh::from_slice(&cert_bytes).map_err(internal)?;
     // The set that signed height h is the one in the state after h - 1.
-    let parent_root = if h == 1 {
-        shared
-            .store
-            .genesis()
-            .map_err(internal)?
-            .ok_or_else(|| internal("no genesis"))?
-            .state_root
-    } else {
-        shared
-            .store
-            .header(h - 1)
-            .map_err(internal)?
-            .ok_or_else(|| internal(format!("no block {}", h - 1)))?
-            .state_root
-    };
-    let set: ValidatorSet = get(shared, &parent_root, &StateKey::Validators)?
-        .ok_or_else(|| internal("state has no validator set"))?;
+    let set = shared.store.validators_after(h - 1).map_err(internal)?;
     let mut signatures: Vec<CommitSignature> = cert
         .commit_signatures
         .iter()
@@ -148,17 +129,6 @@ fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
         round,
         signatures: CommitSignatures::new(signatures).map_err(internal)?,
     })
-}
-
-fn get<T: borsh::BorshDeserialize>(
-    shared: &Shared,
-    root: &cachet_chain::Hash32,
-    key: &StateKey,
-) -> Result<Option<T>, Failure> {
-    state_tree::get(&*shared.store, root, &key.hash())
-        .map_err(internal)?
-        .map(|b| decode_value(&b).map_err(|e| internal(StoreError::Corrupt(e.to_string()))))
-        .transpose()
 }
 
 fn raw_with_proof(

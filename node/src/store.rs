@@ -2,17 +2,26 @@
 //! not yet decided, and misbehaviour evidence.
 //!
 //! Each committed height is written with one atomic, synced `WriteBatch` (the block, its
-//! certificate, the new tree nodes and values, the index entries and the new head), so a crash
-//! at any point leaves the store at the last committed height, with its state root.
-//! Write failures are fatal for the node: a store that may have diverged must not be used.
+//! certificate, the new tree nodes and values, the nodes gone stale, the index entries and the
+//! new head), so a crash at any point leaves the store at the last committed height, with its
+//! state root. Write failures are fatal for the node: a store that may have diverged must not
+//! be used.
+//!
+//! State older than the last `keep` heights can be pruned ([`Store::prune`]): each height
+//! records the tree nodes it made stale, and pruning deletes them unless they were written
+//! again since (a node carries the height it was last written at). Blocks, certificates and
+//! validator sets are kept for good: peers sync from them, and receipts carry every
+//! validator-set change since genesis.
 
 use crate::cache::Cache;
 use borsh::{BorshDeserialize, BorshSerialize};
 use cachet_chain::block::{Block, BlockHeader};
 use cachet_chain::codec;
 use cachet_chain::hash::Hash32;
-use cachet_chain::state_tree::{Node, StoreError, TreeBatch, TreeStore};
+use cachet_chain::state::{StateKey, ValidatorSet, decode_value};
+use cachet_chain::state_tree::{self, Node, StoreError, TreeBatch, TreeStore};
 use cachet_chain::tx::TxId;
+use cachet_contracts::Executed;
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +34,9 @@ const CF_TXS: &str = "txs";
 const CF_UNDECIDED: &str = "undecided";
 const CF_EVIDENCE: &str = "evidence";
 const CF_META: &str = "meta";
-const FAMILIES: [&str; 8] = [
+/// Tree nodes gone stale, by the height that replaced them: `height || node hash`.
+const CF_STALE: &str = "stale";
+const FAMILIES: [&str; 9] = [
     CF_BLOCKS,
     CF_COMMITS,
     CF_NODES,
@@ -34,11 +45,22 @@ const FAMILIES: [&str; 8] = [
     CF_UNDECIDED,
     CF_EVIDENCE,
     CF_META,
+    CF_STALE,
 ];
 
 const META_HEAD: &[u8] = b"head";
 const META_GENESIS: &[u8] = b"genesis";
 const META_VALSET: &[u8] = b"valset-change:";
+/// The validator set in the state after a height (genesis, and every height that changed it).
+const META_VALIDATORS: &[u8] = b"validators:";
+/// The last height whose stale nodes are deleted.
+const META_PRUNED: &[u8] = b"pruned";
+const META_FORMAT: &[u8] = b"format";
+/// Version 2: values keyed by their leaf, nodes with the height they were written at, stale
+/// nodes and validator sets recorded per height.
+const FORMAT: u8 = 2;
+/// Stale nodes deleted per pruning step (the step holds the write lock).
+const PRUNE_STEP: usize = 20_000;
 
 /// Where a committed transaction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -83,10 +105,65 @@ pub struct Store {
     /// Tree nodes and values are immutable under their hash, so caching them is always safe.
     nodes: Option<Cache<Node>>,
     values: Option<Cache<Arc<[u8]>>>,
+    /// Held by commits and pruning steps: a step must not delete a node that a commit is
+    /// writing again.
+    writing: std::sync::Mutex<()>,
+}
+
+/// What one [`Store::prune`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Stale nodes deleted (with their values, for leaves).
+    pub nodes: usize,
+    /// The last height whose stale nodes are all deleted.
+    pub upto: u64,
+}
+
+/// A stored node: its encoding, then the height it was last written at.
+fn node_record(node: &Node, height: u64) -> Vec<u8> {
+    let mut bytes = codec::encode(node);
+    bytes.extend_from_slice(&be(height));
+    bytes
+}
+
+fn split_node_record(hash: &Hash32, bytes: &[u8]) -> Result<(Node, u64), StoreError> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("node {hash}: {e}"));
+    let at = bytes
+        .len()
+        .checked_sub(8)
+        .ok_or_else(|| corrupt("too short".into()))?;
+    let node = codec::decode(&bytes[..at], 128).map_err(|e| corrupt(e.to_string()))?;
+    let height = u64::from_be_bytes(bytes[at..].try_into().expect("8 bytes"));
+    Ok((node, height))
+}
+
+/// Reads a tree through a batch not written yet.
+struct Pending<'a> {
+    store: &'a Store,
+    tree: &'a TreeBatch,
+}
+
+impl TreeStore for Pending<'_> {
+    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
+        match self.tree.nodes.binary_search_by_key(hash, |(h, _)| *h) {
+            Ok(i) => Ok(Some(self.tree.nodes[i].1)),
+            Err(_) => self.store.node(hash),
+        }
+    }
+    fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.tree.values.iter().find(|(h, _)| h == leaf) {
+            Some((_, v)) => Ok(Some(v.clone())),
+            None => self.store.value(leaf),
+        }
+    }
 }
 
 fn be(height: u64) -> [u8; 8] {
     height.to_be_bytes()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn backend(e: rocksdb::Error) -> StoreError {
@@ -113,11 +190,28 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, family_options(&block_cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(backend)?;
-        Ok(Store {
+        let store = Store {
             db,
             nodes: (nodes > 0).then(|| Cache::new(nodes)),
             values: (values > 0).then(|| Cache::new(values)),
-        })
+            writing: std::sync::Mutex::new(()),
+        };
+        if store.get_cf(CF_META, META_GENESIS)?.is_some() {
+            let format = store.get_cf(CF_META, META_FORMAT)?;
+            if format.as_deref() != Some(&[FORMAT]) {
+                return Err(StoreError::Corrupt(format!(
+                    "the database under {} is in an older format ({}); this node reads format \
+                     {FORMAT}: move it away and let the node sync from its peers",
+                    path.display(),
+                    format.map_or(1, |f| f.first().copied().unwrap_or(0)),
+                )));
+            }
+        }
+        Ok(store)
+    }
+
+    fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -136,13 +230,30 @@ impl Store {
         self.db.write_opt(batch, &opts).map_err(backend)
     }
 
-    fn put_tree(&self, batch: &mut WriteBatch, tree: &TreeBatch) {
+    /// The tree changes of `height`: new nodes marked with it, their values, and the nodes it
+    /// made stale.
+    fn put_tree(&self, batch: &mut WriteBatch, height: u64, tree: &TreeBatch) {
         for (hash, node) in &tree.nodes {
-            batch.put_cf(self.cf(CF_NODES), hash.as_bytes(), codec::encode(node));
+            batch.put_cf(
+                self.cf(CF_NODES),
+                hash.as_bytes(),
+                node_record(node, height),
+            );
         }
-        for (hash, value) in &tree.values {
-            batch.put_cf(self.cf(CF_VALUES), hash.as_bytes(), value);
+        for (leaf, value) in &tree.values {
+            batch.put_cf(self.cf(CF_VALUES), leaf.as_bytes(), value);
         }
+        for hash in &tree.stale {
+            let mut key = be(height).to_vec();
+            key.extend_from_slice(hash.as_bytes());
+            batch.put_cf(self.cf(CF_STALE), key, []);
+        }
+    }
+
+    fn put_validators(&self, batch: &mut WriteBatch, height: u64, set: &ValidatorSet) {
+        let mut key = META_VALIDATORS.to_vec();
+        key.extend_from_slice(&be(height));
+        batch.put_cf(self.cf(CF_META), key, codec::encode(set));
     }
 
     /// After `tree` is durably written: its nodes are the newest paths, the ones the next
@@ -184,9 +295,20 @@ impl Store {
 
     /// Write the genesis state and header (first start only).
     pub fn init_genesis(&self, header: &BlockHeader, tree: &TreeBatch) -> Result<(), StoreError> {
+        let validators: ValidatorSet = state_tree::get(
+            &Pending { store: self, tree },
+            &header.state_root,
+            &StateKey::Validators.hash(),
+        )?
+        .map(|b| decode_value(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()?
+        .ok_or_else(|| StoreError::Corrupt("genesis state has no validator set".into()))?;
+        let _writing = self.lock_writes();
         let mut batch = WriteBatch::default();
-        self.put_tree(&mut batch, tree);
+        self.put_tree(&mut batch, 0, tree);
+        self.put_validators(&mut batch, 0, &validators);
         let bytes = codec::encode(header);
+        batch.put_cf(self.cf(CF_META), META_FORMAT, [FORMAT]);
         batch.put_cf(self.cf(CF_META), META_GENESIS, &bytes);
         batch.put_cf(self.cf(CF_META), META_HEAD, &bytes);
         self.write(batch)?;
@@ -194,16 +316,19 @@ impl Store {
         Ok(())
     }
 
-    /// Commit a decided block: everything for its height in one synced batch.
+    /// Commit a decided block and the state it produced: everything for its height in one
+    /// synced batch.
     pub fn commit(
         &self,
         block: &Block,
         certificate: &[u8],
-        tree: &TreeBatch,
+        executed: &Executed,
     ) -> Result<(), StoreError> {
         let h = block.header.height.0;
+        let tree = &executed.tree_batch;
+        let _writing = self.lock_writes();
         let mut batch = WriteBatch::default();
-        self.put_tree(&mut batch, tree);
+        self.put_tree(&mut batch, h, tree);
         batch.put_cf(self.cf(CF_BLOCKS), be(h), block.encode());
         batch.put_cf(self.cf(CF_COMMITS), be(h), certificate);
         for (i, tx) in block.txs.iter().enumerate() {
@@ -218,6 +343,7 @@ impl Store {
             let mut key = META_VALSET.to_vec();
             key.extend_from_slice(&be(h));
             batch.put_cf(self.cf(CF_META), key, []);
+            self.put_validators(&mut batch, h, &executed.next_validators);
         }
         // Proposals for this height are settled now.
         batch.delete_range_cf(self.cf(CF_UNDECIDED), be(h), be(h + 1));
@@ -330,6 +456,93 @@ impl Store {
         Ok(out)
     }
 
+    /// The validator set in the state after `height`: the one that signs `height + 1`. Read
+    /// from the sets recorded at genesis and at every change, so it survives pruning.
+    pub fn validators_after(&self, height: u64) -> Result<ValidatorSet, StoreError> {
+        let mut key = META_VALIDATORS.to_vec();
+        key.extend_from_slice(&be(height));
+        let mut iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            rocksdb::IteratorMode::From(&key, rocksdb::Direction::Reverse),
+        );
+        let (k, v) = iter
+            .next()
+            .transpose()
+            .map_err(backend)?
+            .filter(|(k, _)| k.starts_with(META_VALIDATORS))
+            .ok_or_else(|| StoreError::Corrupt("no validator set recorded".into()))?;
+        decode_value(&v).map_err(|e| StoreError::Corrupt(format!("validator set {}: {e}", hex(&k))))
+    }
+
+    /// The last height whose stale state is deleted (0: none yet).
+    pub fn pruned_upto(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .get_cf(CF_META, META_PRUNED)?
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Delete the tree nodes (and leaf values) that went stale at heights up to
+    /// `head - keep`, so that the state of the last `keep` heights stays readable. Does at most
+    /// one bounded step (call again while it deletes something). Idempotent: a crash
+    /// mid-step repeats it. A node written again after it went stale is kept.
+    pub fn prune(&self, keep: u64) -> Result<Pruned, StoreError> {
+        let done = self.pruned_upto()?;
+        let head = self.head()?.map_or(0, |h| h.height.0);
+        let target = head.saturating_sub(keep);
+        if target <= done {
+            return Ok(Pruned {
+                nodes: 0,
+                upto: done,
+            });
+        }
+        let _writing = self.lock_writes();
+        let mut batch = WriteBatch::default();
+        let mut deleted = 0;
+        let mut last = done;
+        let mut upto = target;
+        let start = be(done + 1);
+        let iter = self.db.iterator_cf(
+            self.cf(CF_STALE),
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for (seen, item) in iter.enumerate() {
+            let (k, _) = item.map_err(backend)?;
+            if k.len() != 40 {
+                return Err(StoreError::Corrupt("stale key".into()));
+            }
+            let stale_at = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+            if stale_at > target {
+                break;
+            }
+            if seen >= PRUNE_STEP && stale_at > last {
+                // Stop between heights, so that `upto` covers whole heights only.
+                upto = last;
+                break;
+            }
+            last = stale_at;
+            let hash = Hash32(k[8..].try_into().expect("32 bytes"));
+            if let Some(bytes) = self.get_cf(CF_NODES, hash.as_bytes())? {
+                let (node, written_at) = split_node_record(&hash, &bytes)?;
+                if written_at <= stale_at {
+                    batch.delete_cf(self.cf(CF_NODES), hash.as_bytes());
+                    if matches!(node, Node::Leaf { .. }) {
+                        batch.delete_cf(self.cf(CF_VALUES), hash.as_bytes());
+                    }
+                    deleted += 1;
+                }
+            }
+            batch.delete_cf(self.cf(CF_STALE), &k);
+        }
+        batch.put_cf(self.cf(CF_META), META_PRUNED, be(upto));
+        // Not synced: after a crash the step is simply done again.
+        self.db.write(batch).map_err(backend)?;
+        Ok(Pruned {
+            nodes: deleted,
+            upto,
+        })
+    }
+
     /// Record misbehaviour evidence observed at `height` (idempotent per distinct evidence).
     pub fn put_evidence(&self, height: u64, evidence: &[u8]) -> Result<(), StoreError> {
         let mut key = be(height).to_vec();
@@ -365,9 +578,7 @@ impl TreeStore for Store {
         }
         let node: Option<Node> = self
             .get_cf(CF_NODES, hash.as_bytes())?
-            .map(|b| {
-                codec::decode(&b, 128).map_err(|e| StoreError::Corrupt(format!("node {hash}: {e}")))
-            })
+            .map(|b| split_node_record(hash, &b).map(|(node, _)| node))
             .transpose()?;
         if let (Some(cache), Some(node)) = (&self.nodes, &node) {
             cache.insert(*hash, *node);
@@ -375,15 +586,15 @@ impl TreeStore for Store {
         Ok(node)
     }
 
-    fn value(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(value) = self.values.as_ref().and_then(|c| c.get(hash)) {
+    fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(value) = self.values.as_ref().and_then(|c| c.get(leaf)) {
             return Ok(Some(value.to_vec()));
         }
-        let value = self.get_cf(CF_VALUES, hash.as_bytes())?;
+        let value = self.get_cf(CF_VALUES, leaf.as_bytes())?;
         if let (Some(cache), Some(value)) = (&self.values, &value)
             && value.len() <= MAX_CACHED_VALUE
         {
-            cache.insert(*hash, Arc::from(value.as_slice()));
+            cache.insert(*leaf, Arc::from(value.as_slice()));
         }
         Ok(value)
     }

@@ -41,7 +41,7 @@ fn committed_heights_survive_reopening() {
         .unwrap();
         assert!(built.refused.is_empty());
         store
-            .commit(&built.block, b"certificate", &built.executed.tree_batch)
+            .commit(&built.block, b"certificate", &built.executed)
             .unwrap();
         // The same block through the in-memory chain gives the same header.
         chain.apply(&built.block).unwrap();
@@ -59,4 +59,80 @@ fn committed_heights_survive_reopening() {
     assert_eq!(store.certificate(1).unwrap().unwrap(), b"certificate");
     assert_eq!(store.tx_location(&tx.id()).unwrap().unwrap().height, 1);
     assert_eq!(store.block(1).unwrap().unwrap().hash(), head.hash());
+}
+
+#[test]
+fn pruning_deletes_replaced_state_keeps_recent_heights_and_what_came_back() {
+    use cachet_chain::block::Block;
+    use cachet_chain::hash::{Domain, Hash32};
+    use cachet_chain::state_tree::StoreError;
+    use cachet_contracts::Executed;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let key = |i: u64| Domain::StateKey.hash(&i.to_le_bytes());
+    const KEEP: u64 = 2;
+    let mut roots = vec![genesis.state_root];
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.init_genesis(&genesis, &tree).unwrap();
+        let validators = store.validators_after(0).unwrap();
+        let mut header = genesis.clone();
+        for h in 1..=12u64 {
+            // Key 0 alternates between two values, so its leaf goes stale and comes back every
+            // other height; key 1000 + h is new at height h.
+            let mut changes: Vec<(Hash32, Option<Vec<u8>>)> = vec![
+                (key(0), Some(vec![(h % 2) as u8])),
+                (key(1000 + h), Some(b"entry".to_vec())),
+            ];
+            changes.sort_by_key(|(k, _)| *k);
+            let (root, batch) = state_tree::update(&store, &header.state_root, &changes).unwrap();
+            assert!(h == 1 || !batch.stale.is_empty());
+            header.parent = header.hash();
+            header.height = cachet_chain::ids::Height(h);
+            header.state_root = root;
+            let executed = Executed {
+                state_root: root,
+                tree_batch: batch,
+                next_validators: validators.clone(),
+                events: vec![],
+            };
+            let block = Block {
+                header: header.clone(),
+                txs: vec![],
+            };
+            store.commit(&block, b"certificate", &executed).unwrap();
+            while store.prune(KEEP).unwrap().nodes > 0 {}
+            roots.push(root);
+        }
+        assert_eq!(store.pruned_upto().unwrap(), 12 - KEEP);
+    }
+    // Reopened (as after a crash): the head and the last KEEP heights read whole.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.pruned_upto().unwrap(), 12 - KEEP);
+    for h in 12 - KEEP..=12 {
+        let root = &roots[h as usize];
+        assert_eq!(
+            state_tree::get(&store, root, &key(0)).unwrap(),
+            Some(vec![(h % 2) as u8]),
+            "key 0 at height {h}: its leaf came back after going stale and must survive"
+        );
+        for i in 1..=h {
+            assert!(
+                state_tree::get(&store, root, &key(1000 + i))
+                    .unwrap()
+                    .is_some()
+            );
+        }
+    }
+    // Older versions are gone.
+    assert!(matches!(
+        state_tree::get(&store, &roots[3], &key(1003)),
+        Err(StoreError::Missing { .. })
+    ));
+    // The validator set stays readable for any height.
+    assert_eq!(
+        store.validators_after(7).unwrap(),
+        store.validators_after(0).unwrap()
+    );
 }
