@@ -87,7 +87,10 @@ pub struct Consensus {
     pub timeout_precommit_ms: u64,
     /// Increase of every timeout per round.
     pub timeout_delta_ms: u64,
-    /// Most transactions per block.
+    /// Most transactions per block. Every validator must receive, check and execute a
+    /// proposal before its propose timeout; on a loaded 2-core machine 10,000 anchors took
+    /// longer than that, so the round failed and the next proposer reaped an even larger
+    /// backlog (5–6 s heights under overload).
     pub max_block_txs: usize,
     /// A proposer whose mempool is empty waits up to this long for a transaction before it
     /// proposes an empty block (never past half the propose timeout; 0: never waits). An idle
@@ -104,7 +107,7 @@ impl Default for Consensus {
             timeout_prevote_ms: 1000,
             timeout_precommit_ms: 1000,
             timeout_delta_ms: 500,
-            max_block_txs: 10_000,
+            max_block_txs: 5_000,
             idle_block_ms: 1000,
         }
     }
