@@ -366,6 +366,16 @@ fn a_fifth_node_joins_by_governance_and_votes_and_a_removed_one_cannot_connect()
         cachet_chain::tx::GovernanceChange::RemoveValidator { key: removed_key },
         &["moea-investment", "dgpa-personnel", "nia-immigration"],
     );
+    // Every remaining node has committed the removal (and so dropped the peer, right after the
+    // commit) before the removed node tries to come back.
+    assert!(
+        wait_until(T, || [0, 1, 2, 4].iter().all(|&i| {
+            c.call(i, "cachet_validators", json!([]))
+                .is_ok_and(|v| v["validators"].as_array().map(Vec::len) == Some(4))
+        })),
+        "the removal did not reach every node:\n{}",
+        c.diagnose()
+    );
     std::thread::sleep(Duration::from_secs(2));
     c.kill(3);
     c.start(3);
