@@ -693,16 +693,23 @@ async fn prune_state(store: Arc<Store>, keep: u64) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
+        // Step until a step makes no progress (caught up).
+        let mut upto = None;
         loop {
             let step = {
                 let store = store.clone();
                 tokio::task::spawn_blocking(move || store.prune(keep)).await
             };
             match step {
-                Ok(Ok(p)) if p.nodes > 0 => {
-                    debug!(nodes = p.nodes, upto = p.upto, "pruned stale state");
+                Ok(Ok(p)) => {
+                    if p.nodes > 0 {
+                        debug!(nodes = p.nodes, upto = p.upto, "pruned stale state");
+                    }
+                    if upto == Some(p.upto) {
+                        break;
+                    }
+                    upto = Some(p.upto);
                 }
-                Ok(Ok(_)) => break,
                 Ok(Err(e)) => {
                     error!(error = %e, "pruning stopped");
                     return;

@@ -59,8 +59,9 @@ const META_FORMAT: &[u8] = b"format";
 /// Version 2: values keyed by their leaf, nodes with the height they were written at, stale
 /// nodes and validator sets recorded per height.
 const FORMAT: u8 = 2;
-/// Stale nodes deleted per pruning step (the step holds the write lock).
-const PRUNE_STEP: usize = 20_000;
+/// Stale nodes looked at per pruning step. A step holds the write lock while it reads each
+/// node's height, so a commit waits for at most one step (a few milliseconds at this size).
+const PRUNE_STEP: usize = 2_000;
 
 /// Where a committed transaction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
