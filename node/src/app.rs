@@ -295,10 +295,7 @@ impl App {
                 // With nothing to propose, wait a while for a transaction rather than make an
                 // empty block: an idle chain grows slowly, and the first transaction after a
                 // lull is proposed at once. Never past half the time consensus allows us.
-                let already_proposed = self
-                    .candidate_rounds
-                    .iter()
-                    .any(|(r, p, _, _)| *r == round && *p == self.address);
+                let already_proposed = self.own_proposal(round).is_some();
                 let wait = self.idle_block.min(timeout / 2);
                 let w = WaitingProposal {
                     height: height.0,
@@ -440,13 +437,17 @@ impl App {
     }
 
     /// Build our proposal for (height, round), or return the one we built before.
-    fn propose(&mut self, height: u64, round: Round) -> eyre::Result<BlockValue> {
-        if let Some((_, _, _, id)) = self
-            .candidate_rounds
+    /// The block we already proposed in `round` of this height (kept across a restart).
+    fn own_proposal(&self, round: Round) -> Option<Hash32> {
+        self.candidate_rounds
             .iter()
             .find(|(r, p, _, _)| *r == round && *p == self.address)
-        {
-            return Ok(BlockValue(BlockId(*id)));
+            .map(|(_, _, _, id)| *id)
+    }
+
+    fn propose(&mut self, height: u64, round: Round) -> eyre::Result<BlockValue> {
+        if let Some(id) = self.own_proposal(round) {
+            return Ok(BlockValue(BlockId(id)));
         }
         let head = self.head();
         if head.height.0 + 1 != height {
