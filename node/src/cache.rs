@@ -81,6 +81,14 @@ impl<V: Clone> Cache<V> {
         Some(v)
     }
 
+    /// Drop the entry under `key`, if cached.
+    pub fn remove(&self, key: &Hash32) {
+        let mut g = self.shard(key);
+        if g.young.remove(key).is_none() {
+            g.old.remove(key);
+        }
+    }
+
     /// Cache `value` under `key`.
     pub fn insert(&self, key: Hash32, value: V) {
         let mut g = self.shard(&key);
@@ -131,5 +139,18 @@ mod tests {
         // Recent entries are there; the oldest ones are gone.
         assert_eq!(cache.get(&key(9_999)), Some(9_999));
         assert_eq!(cache.get(&key(1)), None);
+    }
+
+    #[test]
+    fn removed_entries_are_gone_from_either_generation() {
+        let cache = Cache::new(SHARDS * 10);
+        for i in 0..400 {
+            cache.insert(key(i), i);
+        }
+        // Some of these are in the old generation by now, some in the young one.
+        for i in 0..400 {
+            cache.remove(&key(i));
+        }
+        assert!(cache.is_empty(), "{} left", cache.len());
     }
 }

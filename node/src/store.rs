@@ -211,6 +211,14 @@ impl Store {
         Ok(store)
     }
 
+    /// Tree nodes and state values held in memory now.
+    pub fn cached_entries(&self) -> (usize, usize) {
+        (
+            self.nodes.as_ref().map_or(0, Cache::len),
+            self.values.as_ref().map_or(0, Cache::len),
+        )
+    }
+
     fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
         self.writing.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -258,14 +266,25 @@ impl Store {
     }
 
     /// After `tree` is durably written: its nodes are the newest paths, the ones the next
-    /// block reads first.
+    /// block reads first. What it made stale leaves the caches: the head's state is what
+    /// blocks and receipts read, so the space goes to it (an older root within the kept
+    /// history still reads from disk). Without this, the nodes each block replaces (a dozen
+    /// per transaction) push the head's deep nodes out, and every new certificate's
+    /// existence check walks to disk.
     fn cache_tree(&self, tree: &TreeBatch) {
         if let Some(cache) = &self.nodes {
+            for hash in &tree.stale {
+                cache.remove(hash);
+            }
             for (hash, node) in &tree.nodes {
                 cache.insert(*hash, *node);
             }
         }
         if let Some(cache) = &self.values {
+            // A leaf's value is keyed by the leaf's hash: it goes stale with the leaf.
+            for hash in &tree.stale {
+                cache.remove(hash);
+            }
             for (hash, value) in &tree.values {
                 if value.len() <= MAX_CACHED_VALUE {
                     cache.insert(*hash, Arc::from(value.as_slice()));

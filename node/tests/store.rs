@@ -136,3 +136,73 @@ fn pruning_deletes_replaced_state_keeps_recent_heights_and_what_came_back() {
         store.validators_after(0).unwrap()
     );
 }
+
+#[test]
+fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
+    use cachet_chain::block::Block;
+    use cachet_chain::hash::{Domain, Hash32};
+    use cachet_chain::state_tree::{EMPTY, Node, TreeStore};
+    use cachet_contracts::Executed;
+
+    fn reachable(store: &Store, hash: Hash32, count: &mut usize) {
+        if hash == EMPTY {
+            return;
+        }
+        *count += 1;
+        if let Some(Node::Internal { left, right }) = store.node(&hash).unwrap() {
+            reachable(store, left, count);
+            reachable(store, right, count);
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    // Room for everything ever written, so that only eviction can make the counts agree.
+    let store = Store::open_with_cache(dir.path(), 1 << 20, 1 << 16).unwrap();
+    store.init_genesis(&genesis, &tree).unwrap();
+    let validators = store.validators_after(0).unwrap();
+    let key = |i: u64| Domain::StateKey.hash(&i.to_le_bytes());
+    let mut header = genesis.clone();
+    let mut roots = vec![genesis.state_root];
+    for h in 1..=20u64 {
+        // Forty new entries and ten rewritten ones per height: every block replaces paths.
+        let mut changes: Vec<(Hash32, Option<Vec<u8>>)> = (0..40)
+            .map(|i| (key(h * 100 + i), Some(b"new".to_vec())))
+            .chain((0..10).map(|i| (key(i * 7 + 100), Some(h.to_le_bytes().to_vec()))))
+            .collect();
+        changes.sort_by_key(|(k, _)| *k);
+        changes.dedup_by_key(|(k, _)| *k);
+        let (root, batch) = state_tree::update(&store, &header.state_root, &changes).unwrap();
+        header.parent = header.hash();
+        header.height = cachet_chain::ids::Height(h);
+        header.state_root = root;
+        let executed = Executed {
+            state_root: root,
+            tree_batch: batch,
+            next_validators: validators.clone(),
+            events: vec![],
+        };
+        let block = Block {
+            header: header.clone(),
+            txs: vec![],
+        };
+        store.commit(&block, b"certificate", &executed).unwrap();
+        roots.push(root);
+    }
+    let mut live = 0;
+    reachable(&store, header.state_root, &mut live);
+    assert_eq!(
+        store.cached_entries().0,
+        live,
+        "the cache holds exactly the head's nodes"
+    );
+    // An older root within the kept history still reads whole, from disk.
+    assert_eq!(
+        state_tree::get(&store, &roots[15], &key(1500)).unwrap(),
+        Some(b"new".to_vec())
+    );
+    assert_eq!(
+        state_tree::get(&store, &roots[15], &key(107)).unwrap(),
+        Some(15u64.to_le_bytes().to_vec())
+    );
+}
