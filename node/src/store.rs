@@ -88,7 +88,9 @@ const DB_WRITE_BUFFER_BYTES: usize = 64 << 20;
 
 /// Every key is read by point lookup (heights, hashes): Bloom filters let a lookup skip the
 /// files that do not hold its key, and index and filter blocks live in the bounded block cache.
-fn family_options(block_cache: &rocksdb::Cache) -> Options {
+/// Families of hashes are not compressed: LZ4 gains nothing on them and costs a compression at
+/// every flush and compaction and a decompression at every block read.
+fn family_options(name: &str, block_cache: &rocksdb::Cache) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(block_cache);
     table.set_bloom_filter(10.0, false);
@@ -96,7 +98,12 @@ fn family_options(block_cache: &rocksdb::Cache) -> Options {
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let hashes = matches!(name, CF_NODES | CF_VALUES | CF_STALE | CF_TXS | CF_COMMITS);
+    opts.set_compression_type(if hashes {
+        rocksdb::DBCompressionType::None
+    } else {
+        rocksdb::DBCompressionType::Lz4
+    });
     opts
 }
 
@@ -189,7 +196,7 @@ impl Store {
         let block_cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = FAMILIES
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, family_options(&block_cache)));
+            .map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &block_cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(backend)?;
         let store = Store {
             db,
