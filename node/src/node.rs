@@ -49,6 +49,12 @@ pub struct Shared {
     blocks: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// What every receipt at the committed height shares, once checked.
     receipt_head: std::sync::Mutex<Option<Arc<crate::receipts::ReceiptHead>>>,
+    /// Admission (signatures, a dry run of the rules) is CPU work: RPC and gossip batches are
+    /// admitted on blocking threads, at most as many at once as there are cores, so that a
+    /// flood of submissions queues here instead of starving consensus and networking tasks.
+    admission: Arc<tokio::sync::Semaphore>,
+    /// This node's own handle, to move admission work onto a blocking thread.
+    me: std::sync::Weak<Shared>,
 }
 
 /// A consortium peer: its identity and its two endpoints.
@@ -95,6 +101,29 @@ impl Shared {
             time: head.time,
             chain_id: &self.chain_id,
         })
+    }
+
+    /// Admit encoded transactions on a blocking thread once an admission slot is free.
+    async fn admit_owned(&self, txs: Arc<Vec<Vec<u8>>>) -> Vec<Result<TxId, AdmitError>> {
+        let (Some(me), Ok(_slot)) = (self.me.upgrade(), self.admission.acquire().await) else {
+            // Shutting down: nothing is admitted any more.
+            return txs
+                .iter()
+                .map(|_| Err(AdmitError::Full(self.mempool.len())))
+                .collect();
+        };
+        let work = txs.clone();
+        match tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = work.iter().map(Vec::as_slice).collect();
+            me.admit_many(&refs)
+        })
+        .await
+        {
+            Ok(results) => results,
+            // A panic in admission is a bug (its decoders and rules are fuzzed): it surfaces
+            // here as it would have inline.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// Admit encoded transactions that arrived together; one result each, in order.
@@ -219,13 +248,13 @@ impl NodeApi for Shared {
     }
 
     async fn submit_many(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxId, Failure>> {
-        let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
-        let results = self.admit_many(&refs);
+        let txs = Arc::new(txs);
+        let results = self.admit_owned(txs.clone()).await;
         let gossip = self.gossip();
         let mut out = Vec::with_capacity(results.len());
-        for (result, tx) in results.into_iter().zip(txs) {
+        for (result, tx) in results.into_iter().zip(txs.iter()) {
             if let (Ok(_), Some(g)) = (&result, &gossip) {
-                g.publish(tx).await;
+                g.publish(tx.clone()).await;
             }
             out.push(result.map_err(admit_failure));
         }
@@ -513,16 +542,21 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         .ok_or_else(|| eyre::eyre!("store has no head"))?;
     info!(moniker = %config.moniker, height = head.height.0, state_root = %head.state_root, "store opened");
 
-    let shared = Arc::new(Shared {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let peers = configured_peers(&config)?;
+    let trust = cachet_chain::receipt::Trust::from_genesis(&genesis)?;
+    let shared = Arc::new_cyclic(|me| Shared {
+        me: me.clone(),
+        admission: Arc::new(tokio::sync::Semaphore::new(cores)),
         store: store.clone(),
         mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
         chain_id: genesis.chain_id.clone(),
         moniker: config.moniker.clone(),
         head: RwLock::new(head),
         gossip: RwLock::new(None),
-        peers: std::sync::Mutex::new(configured_peers(&config)?),
+        peers: std::sync::Mutex::new(peers),
         net_requests: RwLock::new(None),
-        trust: cachet_chain::receipt::Trust::from_genesis(&genesis)?,
+        trust,
         blocks: tokio::sync::broadcast::channel(256).0,
         receipt_head: Default::default(),
         info: {
@@ -553,13 +587,11 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     *shared.gossip.write().unwrap_or_else(|p| p.into_inner()) = Some(g);
     {
         let shared = shared.clone();
-        // Admission is CPU work (signatures, rules): batches are admitted on blocking threads,
-        // as many at once as there are cores.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = Arc::new(tokio::sync::Semaphore::new(cores));
+        // Gossip batches share the admission slots with RPC submissions; waiting for one here
+        // holds the next batches back in the channel.
         tokio::spawn(async move {
             while let Some(received) = rx_rx.recv().await {
-                let Ok(permit) = workers.clone().acquire_owned().await else {
+                let Ok(permit) = shared.admission.clone().acquire_owned().await else {
                     break;
                 };
                 let shared = shared.clone();
