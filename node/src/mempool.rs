@@ -255,6 +255,12 @@ impl Mempool {
         if self.contains(&id) {
             return Err(AdmitError::Duplicate(id));
         }
+        // A full pool refuses before the costly checks: under a flood, the refusal is cheap
+        // and the cores go to the blocks. (Insertion checks again: others may fill it.)
+        let held = self.len();
+        if held >= self.max_txs {
+            return Err(AdmitError::Full(held));
+        }
         let body = &tx.body;
         if body.chain_id != *head.chain_id {
             return Err(TxError::WrongChain {

@@ -92,6 +92,14 @@ fn a_full_pool_says_so_and_reaping_follows_nonces_across_signers() {
         .admit(&tx("guting-land-office", 1, "g1").encode(), &head)
         .unwrap_err();
     assert_eq!(full.code(), 2001);
+    // A full pool refuses before it spends a signature check: a forged transaction gets the
+    // same cheap refusal, not 1102.
+    let mut forged = tx("guting-land-office", 1, "g1");
+    forged.signature = cachet_chain::SecretKey::dev("mallory").sign(&forged.signing_message());
+    assert_eq!(
+        pool.admit(&forged.encode(), &head).unwrap_err().code(),
+        2001
+    );
     let reaped = pool.reap(10, |_| 0);
     let order: Vec<(String, u64)> = reaped
         .iter()
