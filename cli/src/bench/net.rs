@@ -69,6 +69,8 @@ pub struct Net {
     /// Every transaction committed since the bench subscribed.
     pub committed: Committed,
     retry: Vec<Transaction>,
+    /// How many transactions were committed when the waiting ones were last resubmitted.
+    retried_at: usize,
     retried: usize,
     refused: usize,
     first_refusal: Option<String>,
@@ -146,6 +148,7 @@ impl Net {
         }
         let mut net = Net {
             retry: Vec::new(),
+            retried_at: 0,
             retried: 0,
             refused: 0,
             first_refusal: None,
@@ -219,8 +222,19 @@ impl Net {
     /// mempool is full, or its nonce is too far ahead of the committed one) is kept and
     /// resubmitted as it was, as an issuer would: skipping it would leave a nonce gap that
     /// holds back everything its agency signs after it. Returns how many were accepted.
+    ///
+    /// Like an issuer, the bench backs off: what waits is resubmitted only once something was
+    /// committed since the last try, since only a commit frees mempool room or moves a nonce
+    /// window. (Resubmitting every tick made a backlog cost each node a decode and a state
+    /// lookup per waiting transaction ten times a second.)
     pub async fn submit(&mut self, txs: &[Transaction], targets: &[usize]) -> Result<usize> {
-        let mut all = std::mem::take(&mut self.retry);
+        let committed = self.committed_count();
+        let mut all = if committed != self.retried_at {
+            self.retried_at = committed;
+            std::mem::take(&mut self.retry)
+        } else {
+            Vec::new()
+        };
         all.extend_from_slice(txs);
         let mut accepted = 0;
         for chunk in all.chunks(1000) {
