@@ -132,7 +132,12 @@ async fn phases(mut net: Net, opts: &Options, quiet: bool) -> Result<Value> {
     // Documents are numbered apart so that no two phases anchor the same certificate.
     let mut anchors = anchors::Anchors::new(0);
     let mut anchored_tps = None;
-    for phase in &opts.phases {
+    for (i, phase) in opts.phases.iter().enumerate() {
+        if i > 0 {
+            // A phase counts what commits while it runs: let the last one's backlog land
+            // first, or its transactions would be counted as this phase's.
+            net.drain(100).await?;
+        }
         match phase {
             Phase::Anchors => {
                 let r = anchors::run(&mut net, &mut anchors, step, sustain, quiet).await?;
