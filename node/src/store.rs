@@ -533,6 +533,8 @@ impl Store {
             self.cf(CF_STALE),
             rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
         );
+        // The step's stale records: (height it went stale at, node, record key).
+        let mut entries: Vec<(u64, Hash32, Box<[u8]>)> = Vec::new();
         for (seen, item) in iter.enumerate() {
             let (k, _) = item.map_err(backend)?;
             if k.len() != 40 {
@@ -548,10 +550,27 @@ impl Store {
                 break;
             }
             last = stale_at;
-            let hash = Hash32(k[8..].try_into().expect("32 bytes"));
-            if let Some(bytes) = self.get_cf(CF_NODES, hash.as_bytes())? {
-                let (node, written_at) = split_node_record(&hash, &bytes)?;
-                if written_at <= stale_at {
+            entries.push((stale_at, Hash32(k[8..].try_into().expect("32 bytes")), k));
+        }
+        // Each node's record says when it was last written. The records are read in one
+        // batch, in key order, without filling the block cache: one point read each, into
+        // the block cache the head's nodes need, was most of a validator's CPU once the state
+        // had grown past the caches.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by_key(|&i| entries[i].1);
+        let mut read = rocksdb::ReadOptions::default();
+        read.fill_cache(false);
+        let records = self.db.batched_multi_get_cf_opt(
+            self.cf(CF_NODES),
+            order.iter().map(|&i| entries[i].1.as_bytes()),
+            true,
+            &read,
+        );
+        for (&i, record) in order.iter().zip(records) {
+            let (stale_at, hash, key) = &entries[i];
+            if let Some(bytes) = record.map_err(backend)? {
+                let (node, written_at) = split_node_record(hash, &bytes)?;
+                if written_at <= *stale_at {
                     batch.delete_cf(self.cf(CF_NODES), hash.as_bytes());
                     if matches!(node, Node::Leaf { .. }) {
                         batch.delete_cf(self.cf(CF_VALUES), hash.as_bytes());
@@ -559,7 +578,7 @@ impl Store {
                     deleted += 1;
                 }
             }
-            batch.delete_cf(self.cf(CF_STALE), &k);
+            batch.delete_cf(self.cf(CF_STALE), key);
         }
         batch.put_cf(self.cf(CF_META), META_PRUNED, be(upto));
         // Not synced: after a crash the step is simply done again.
