@@ -61,12 +61,37 @@ fn committed_heights_survive_reopening() {
     assert_eq!(store.block(1).unwrap().unwrap().hash(), head.hash());
 }
 
+/// Commit an empty block at the height after `header` whose state is `changes` applied to
+/// `header`'s; `header` becomes the new one. Returns how many nodes went stale.
+fn commit_changes(
+    store: &Store,
+    header: &mut cachet_chain::block::BlockHeader,
+    validators: &cachet_chain::state::ValidatorSet,
+    changes: &[(cachet_chain::hash::Hash32, Option<Vec<u8>>)],
+) -> usize {
+    let (root, batch) = state_tree::update(store, &header.state_root, changes).unwrap();
+    let stale = batch.stale.len();
+    header.parent = header.hash();
+    header.height = cachet_chain::ids::Height(header.height.0 + 1);
+    header.state_root = root;
+    let executed = cachet_contracts::Executed {
+        state_root: root,
+        tree_batch: batch,
+        next_validators: validators.clone(),
+        events: vec![],
+    };
+    let block = cachet_chain::block::Block {
+        header: header.clone(),
+        txs: vec![],
+    };
+    store.commit(&block, b"certificate", &executed).unwrap();
+    stale
+}
+
 #[test]
 fn pruning_deletes_replaced_state_keeps_recent_heights_and_what_came_back() {
-    use cachet_chain::block::Block;
     use cachet_chain::hash::{Domain, Hash32};
     use cachet_chain::state_tree::StoreError;
-    use cachet_contracts::Executed;
 
     let dir = tempfile::tempdir().unwrap();
     let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
@@ -86,22 +111,9 @@ fn pruning_deletes_replaced_state_keeps_recent_heights_and_what_came_back() {
                 (key(1000 + h), Some(b"entry".to_vec())),
             ];
             changes.sort_by_key(|(k, _)| *k);
-            let (root, batch) = state_tree::update(&store, &header.state_root, &changes).unwrap();
-            assert!(h == 1 || !batch.stale.is_empty());
-            header.parent = header.hash();
-            header.height = cachet_chain::ids::Height(h);
-            header.state_root = root;
-            let executed = Executed {
-                state_root: root,
-                tree_batch: batch,
-                next_validators: validators.clone(),
-                events: vec![],
-            };
-            let block = Block {
-                header: header.clone(),
-                txs: vec![],
-            };
-            store.commit(&block, b"certificate", &executed).unwrap();
+            let stale = commit_changes(&store, &mut header, &validators, &changes);
+            assert!(h == 1 || stale > 0);
+            let root = header.state_root;
             while store.prune(KEEP).unwrap().nodes > 0 {}
             roots.push(root);
         }
@@ -139,10 +151,8 @@ fn pruning_deletes_replaced_state_keeps_recent_heights_and_what_came_back() {
 
 #[test]
 fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
-    use cachet_chain::block::Block;
     use cachet_chain::hash::{Domain, Hash32};
     use cachet_chain::state_tree::{EMPTY, Node, TreeStore};
-    use cachet_contracts::Executed;
 
     fn reachable(store: &Store, hash: Hash32, count: &mut usize) {
         if hash == EMPTY {
@@ -172,22 +182,8 @@ fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
             .collect();
         changes.sort_by_key(|(k, _)| *k);
         changes.dedup_by_key(|(k, _)| *k);
-        let (root, batch) = state_tree::update(&store, &header.state_root, &changes).unwrap();
-        header.parent = header.hash();
-        header.height = cachet_chain::ids::Height(h);
-        header.state_root = root;
-        let executed = Executed {
-            state_root: root,
-            tree_batch: batch,
-            next_validators: validators.clone(),
-            events: vec![],
-        };
-        let block = Block {
-            header: header.clone(),
-            txs: vec![],
-        };
-        store.commit(&block, b"certificate", &executed).unwrap();
-        roots.push(root);
+        commit_changes(&store, &mut header, &validators, &changes);
+        roots.push(header.state_root);
     }
     let mut live = 0;
     reachable(&store, header.state_root, &mut live);
