@@ -556,18 +556,16 @@ impl Store {
         // batch, in key order, without filling the block cache: one point read each, into
         // the block cache the head's nodes need, was most of a validator's CPU once the state
         // had grown past the caches.
-        let mut order: Vec<usize> = (0..entries.len()).collect();
-        order.sort_by_key(|&i| entries[i].1);
+        entries.sort_by_key(|(_, hash, _)| *hash);
         let mut read = rocksdb::ReadOptions::default();
         read.fill_cache(false);
         let records = self.db.batched_multi_get_cf_opt(
             self.cf(CF_NODES),
-            order.iter().map(|&i| entries[i].1.as_bytes()),
+            entries.iter().map(|(_, hash, _)| hash.as_bytes()),
             true,
             &read,
         );
-        for (&i, record) in order.iter().zip(records) {
-            let (stale_at, hash, key) = &entries[i];
+        for ((stale_at, hash, key), record) in entries.iter().zip(records) {
             if let Some(bytes) = record.map_err(backend)? {
                 let (node, written_at) = split_node_record(hash, &bytes)?;
                 if written_at <= *stale_at {
