@@ -105,13 +105,13 @@ impl Shared {
 
     /// Admit encoded transactions on a blocking thread once an admission slot is free.
     async fn admit_owned(&self, txs: Arc<Vec<Vec<u8>>>) -> Vec<Result<TxId, AdmitError>> {
-        let (Some(me), Ok(_slot)) = (self.me.upgrade(), self.admission.acquire().await) else {
-            // Shutting down: nothing is admitted any more.
-            return txs
-                .iter()
-                .map(|_| Err(AdmitError::Full(self.mempool.len())))
-                .collect();
-        };
+        // `self` is borrowed from the Arc that `start` built, and the slots are never closed.
+        let me = self.me.upgrade().expect("Shared lives in an Arc");
+        let _slot = self
+            .admission
+            .acquire()
+            .await
+            .expect("admission slots are never closed");
         let work = txs.clone();
         match tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = work.iter().map(Vec::as_slice).collect();
