@@ -252,14 +252,17 @@ impl Mempool {
         }
         let tx = Transaction::decode(bytes)?;
         let id = tx.id();
-        if self.contains(&id) {
-            return Err(AdmitError::Duplicate(id));
-        }
-        // A full pool refuses before the costly checks: under a flood, the refusal is cheap
-        // and the cores go to the blocks. (Insertion checks again: others may fill it.)
-        let held = self.len();
-        if held >= self.max_txs {
-            return Err(AdmitError::Full(held));
+        {
+            let pool = self.lock();
+            if pool.by_id.contains_key(&id) {
+                return Err(AdmitError::Duplicate(id));
+            }
+            // A full pool refuses before the costly checks: under a flood, the refusal is
+            // cheap and the cores go to the blocks. (Insertion checks again: others may fill
+            // it meanwhile.)
+            if pool.by_id.len() >= self.max_txs {
+                return Err(AdmitError::Full(pool.by_id.len()));
+            }
         }
         let body = &tx.body;
         if body.chain_id != *head.chain_id {
