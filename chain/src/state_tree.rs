@@ -107,6 +107,12 @@ pub trait TreeStore {
     fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError>;
     /// The value of the leaf with this hash, if stored.
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The value hash of `key` in the tree at `root`, answered from an index of that root's
+    /// entries by key when the store keeps one (`Some(None)`: absent), so that a read is one
+    /// lookup instead of a walk from the root. `None` (the default): no index for `root`, walk.
+    fn indexed(&self, _root: &Hash32, _key: &Hash32) -> Result<Option<Option<Hash32>>, StoreError> {
+        Ok(None)
+    }
 }
 
 impl<T: TreeStore + ?Sized> TreeStore for &T {
@@ -115,6 +121,9 @@ impl<T: TreeStore + ?Sized> TreeStore for &T {
     }
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).value(leaf)
+    }
+    fn indexed(&self, root: &Hash32, key: &Hash32) -> Result<Option<Option<Hash32>>, StoreError> {
+        (**self).indexed(root, key)
     }
 }
 
@@ -129,6 +138,9 @@ pub struct TreeBatch {
     /// it. A stale node may come back later (an entry set back to an earlier value), so an
     /// owner that deletes stale nodes must not delete one written again since it went stale.
     pub stale: Vec<Hash32>,
+    /// The changed entries, sorted by key hash: key hash → new value hash (`None`: deleted),
+    /// for an owner that indexes the new root's entries by key.
+    pub entries: Vec<(Hash32, Option<Hash32>)>,
 }
 
 /// An in-memory [`TreeStore`] that keeps every version, for tests, tools and light clients.
@@ -261,6 +273,9 @@ fn find_leaf<S: TreeStore>(
     root: &Hash32,
     key: &Hash32,
 ) -> Result<Option<(Hash32, Hash32)>, StoreError> {
+    if let Some(found) = store.indexed(root, key)? {
+        return Ok(found.map(|value| (leaf_hash(key, &value), value)));
+    }
     let mut at = *root;
     for depth in 0..=KEY_BITS {
         if at == EMPTY {
@@ -380,6 +395,7 @@ pub fn update<S: TreeStore>(
     batch.stale.dedup();
     batch.nodes = created.into_iter().collect();
     batch.nodes.sort_by_key(|(h, _)| *h);
+    batch.entries = hashed;
     Ok((new_root, batch))
 }
 
@@ -532,6 +548,43 @@ mod tests {
         assert_eq!(r1, leaf_hash(&key(0), &value_hash(&[0])));
     }
 
+    /// Every version's nodes, and the latest root's entries by key.
+    #[derive(Default)]
+    struct IndexedStore {
+        tree: MemoryTreeStore,
+        latest: Hash32,
+        index: HashMap<Hash32, Hash32>,
+    }
+
+    impl TreeStore for IndexedStore {
+        fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
+            self.tree.node(hash)
+        }
+        fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+            self.tree.value(leaf)
+        }
+        fn indexed(
+            &self,
+            root: &Hash32,
+            key: &Hash32,
+        ) -> Result<Option<Option<Hash32>>, StoreError> {
+            Ok((*root == self.latest).then(|| self.index.get(key).copied()))
+        }
+    }
+
+    impl IndexedStore {
+        fn commit(&mut self, root: Hash32, batch: TreeBatch) {
+            for (key, value) in &batch.entries {
+                match value {
+                    Some(v) => self.index.insert(*key, *v),
+                    None => self.index.remove(key),
+                };
+            }
+            self.tree.write(batch);
+            self.latest = root;
+        }
+    }
+
     /// A store that deletes stale nodes `keep` versions after they went stale, unless written
     /// again since: what a pruning node does.
     #[derive(Default)]
@@ -639,6 +692,39 @@ mod tests {
             stored.sort();
             prop_assert_eq!(stored, live, "stored nodes are exactly the latest root's");
             prop_assert_eq!(store.values.len(), models.last().unwrap().len());
+        }
+
+        /// A store that indexes the latest root's entries by key, from each batch's `entries`,
+        /// reads every root as the walk does: the latest through the index, older ones by
+        /// walking.
+        #[test]
+        fn an_index_of_the_latest_entries_reads_like_the_walk(
+            ops in prop::collection::vec((0u32..20, prop::option::of(0u8..3)), 1..100),
+            chunk in 1usize..10,
+        ) {
+            let mut store = IndexedStore::default();
+            let mut roots = vec![EMPTY];
+            let mut models = vec![BTreeMap::<Hash32, Vec<u8>>::new()];
+            for part in ops.chunks(chunk) {
+                let mut model = models.last().unwrap().clone();
+                let mut c = BTreeMap::new();
+                for (k, v) in part {
+                    let v = v.map(|b| vec![b; 3]);
+                    c.insert(key(*k), v.clone());
+                    match v { Some(v) => { model.insert(key(*k), v); } None => { model.remove(&key(*k)); } }
+                }
+                let list: Vec<_> = c.into_iter().collect();
+                let (root, batch) = update(&store, roots.last().unwrap(), &list).unwrap();
+                store.commit(root, batch);
+                roots.push(root);
+                models.push(model);
+                for (at, model) in roots.iter().zip(&models) {
+                    for k in 0..20 {
+                        prop_assert_eq!(get(&store, at, &key(k)).unwrap(), model.get(&key(k)).cloned());
+                    }
+                }
+            }
+            prop_assert_eq!(store.index.len(), models.last().unwrap().len());
         }
 
         /// The root depends only on the final set of entries, not on how it was written.
