@@ -202,3 +202,109 @@ fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
         Some(15u64.to_le_bytes().to_vec())
     );
 }
+
+#[test]
+fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_get_the_index() {
+    use cachet_chain::hash::{Domain, Hash32};
+    use cachet_chain::state_tree::TreeStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let key = |i: u64| Domain::StateKey.hash(&i.to_le_bytes());
+    let value = |h: u64| h.to_le_bytes().to_vec();
+    let mut header = genesis.clone();
+    let mut roots = vec![genesis.state_root];
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.init_genesis(&genesis, &tree).unwrap();
+        let validators = store.validators_after(0).unwrap();
+        for h in 1..=6u64 {
+            // Each height adds two entries, rewrites entry 1 and deletes the entry two
+            // heights old.
+            let mut changes = vec![
+                (key(h * 10), Some(value(h))),
+                (key(h * 10 + 1), Some(value(h))),
+                (key(1), Some(value(h))),
+            ];
+            if h > 2 {
+                changes.push((key((h - 2) * 10), None));
+            }
+            changes.sort_by_key(|(k, _)| *k);
+            commit_changes(&store, &mut header, &validators, &changes);
+            roots.push(header.state_root);
+        }
+    }
+    // Reference answers from walking each root, with the index bypassed.
+    struct Walk<'a>(&'a Store);
+    impl TreeStore for Walk<'_> {
+        fn node(&self, h: &Hash32) -> Result<Option<state_tree::Node>, state_tree::StoreError> {
+            self.0.node(h)
+        }
+        fn value(&self, l: &Hash32) -> Result<Option<Vec<u8>>, state_tree::StoreError> {
+            self.0.value(l)
+        }
+    }
+    let keys: Vec<Hash32> = (0..80).map(key).collect();
+    let check = |store: &Store| {
+        let head = *roots.last().unwrap();
+        for k in &keys {
+            let walked = state_tree::get_value_hash(&Walk(store), &head, k).unwrap();
+            assert_eq!(
+                store.indexed(&head, k).unwrap(),
+                Some(walked),
+                "index at the head"
+            );
+            for root in &roots[..roots.len() - 1] {
+                assert_eq!(
+                    store.indexed(root, k).unwrap(),
+                    None,
+                    "no index for older roots"
+                );
+                assert_eq!(
+                    state_tree::get(store, root, k).unwrap(),
+                    state_tree::get(&Walk(store), root, k).unwrap()
+                );
+            }
+        }
+        assert_eq!(
+            state_tree::get(store, &head, &key(1)).unwrap(),
+            Some(value(6))
+        );
+        assert_eq!(state_tree::get(store, &head, &key(30)).unwrap(), None);
+        assert_eq!(
+            state_tree::get(store, &head, &key(50)).unwrap(),
+            Some(value(5))
+        );
+    };
+    check(&Store::open(dir.path()).unwrap());
+
+    // A database of the previous format (no index) gets its index built when opened.
+    {
+        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &cfs).unwrap();
+        let index = db.cf_handle("keys").unwrap();
+        let all: Vec<Box<[u8]>> = db
+            .iterator_cf(index, rocksdb::IteratorMode::Start)
+            .map(|item| item.unwrap().0)
+            .collect();
+        assert!(
+            all.len() > 12,
+            "genesis and the heights' entries are indexed"
+        );
+        for k in all {
+            db.delete_cf(index, k).unwrap();
+        }
+        db.put_cf(db.cf_handle("meta").unwrap(), b"format", [2u8])
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    check(&store);
+    let genesis_key = StateKey::Validators.hash();
+    assert!(
+        matches!(
+            store.indexed(roots.last().unwrap(), &genesis_key).unwrap(),
+            Some(Some(_))
+        ),
+        "genesis entries are indexed too"
+    );
+}
