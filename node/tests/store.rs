@@ -204,7 +204,7 @@ fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
 }
 
 #[test]
-fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_get_the_index() {
+fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_read() {
     use cachet_chain::hash::{Domain, Hash32};
     use cachet_chain::state_tree::TreeStore;
 
@@ -296,9 +296,50 @@ fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_get_t
         }
         db.put_cf(db.cf_handle("meta").unwrap(), b"format", [2u8])
             .unwrap();
+        // Format 2 also kept one stale record per node: `height || hash`.
+        let stale = db.cf_handle("stale").unwrap();
+        let packed: Vec<_> = db
+            .iterator_cf(stale, rocksdb::IteratorMode::Start)
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            packed.len() >= 5,
+            "one record per height that replaced nodes"
+        );
+        for (height, hashes) in packed {
+            db.delete_cf(stale, &height).unwrap();
+            for hash in hashes.chunks(32) {
+                db.put_cf(stale, [&height[..], hash].concat(), []).unwrap();
+            }
+        }
     }
     let store = Store::open(dir.path()).unwrap();
     check(&store);
+    // Pruning reads those records: every replaced node goes, the head stays whole.
+    let mut pruned = 0;
+    let mut upto = None;
+    loop {
+        let step = store.prune(0).unwrap();
+        pruned += step.nodes;
+        if upto == Some(step.upto) {
+            break;
+        }
+        upto = Some(step.upto);
+    }
+    assert_eq!(upto, Some(6));
+    assert!(pruned > 10, "replaced nodes are deleted ({pruned})");
+    // Read from disk only (what was read above is in the node cache).
+    drop(store);
+    let store = Store::open_with_cache(dir.path(), 0, 0).unwrap();
+    let head = *roots.last().unwrap();
+    for k in &keys {
+        state_tree::get(&Walk(&store), &head, k).unwrap();
+    }
+    assert!(
+        keys.iter()
+            .any(|k| state_tree::get(&store, &roots[1], k).is_err()),
+        "an old root's replaced nodes are gone"
+    );
     let genesis_key = StateKey::Validators.hash();
     assert!(
         matches!(
