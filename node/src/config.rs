@@ -79,7 +79,10 @@ impl Default for Rpc {
 pub struct Consensus {
     /// Minimum time between blocks (the engine's target time per height).
     pub block_time_ms: u64,
-    /// Propose timeout of round 0; grows by `timeout_delta_ms` per round.
+    /// Propose timeout of round 0; grows by `timeout_delta_ms` per round. It must cover the
+    /// proposer building its block plus every validator receiving and executing it: at 2 s,
+    /// full blocks on a loaded 2-core devnet with a large state lost round 0 (a 2 s build), and
+    /// each lost round cost another build (5–7 s heights).
     pub timeout_propose_ms: u64,
     /// Prevote timeout of round 0.
     pub timeout_prevote_ms: u64,
@@ -103,7 +106,7 @@ impl Default for Consensus {
     fn default() -> Self {
         Consensus {
             block_time_ms: 500,
-            timeout_propose_ms: 2000,
+            timeout_propose_ms: 3000,
             timeout_prevote_ms: 1000,
             timeout_precommit_ms: 1000,
             timeout_delta_ms: 500,
