@@ -548,6 +548,24 @@ mod tests {
         assert_eq!(r1, leaf_hash(&key(0), &value_hash(&[0])));
     }
 
+    /// The sorted changes that `ops` (key index, value byte or delete) make, applied to `model`
+    /// too.
+    fn changes_of(
+        ops: &[(u32, Option<u8>)],
+        model: &mut BTreeMap<Hash32, Vec<u8>>,
+    ) -> Vec<(Hash32, Option<Vec<u8>>)> {
+        let mut changes = BTreeMap::new();
+        for (k, v) in ops {
+            let v = v.map(|b| vec![b; 3]);
+            changes.insert(key(*k), v.clone());
+            match v {
+                Some(v) => model.insert(key(*k), v),
+                None => model.remove(&key(*k)),
+            };
+        }
+        changes.into_iter().collect()
+    }
+
     /// Every version's nodes, and the latest root's entries by key.
     #[derive(Default)]
     struct IndexedStore {
@@ -661,13 +679,7 @@ mod tests {
             for (i, part) in ops.chunks(chunk).enumerate() {
                 let version = i as u64 + 1;
                 let mut model = models.last().unwrap().clone();
-                let mut c = BTreeMap::new();
-                for (k, v) in part {
-                    let v = v.map(|b| vec![b; 3]);
-                    c.insert(key(*k), v.clone());
-                    match v { Some(v) => { model.insert(key(*k), v); } None => { model.remove(&key(*k)); } }
-                }
-                let list: Vec<_> = c.into_iter().collect();
+                let list = changes_of(part, &mut model);
                 let (root, batch) = update(&store, roots.last().unwrap(), &list).unwrap();
                 store.commit(version, batch);
                 store.prune(version.saturating_sub(keep));
@@ -707,13 +719,7 @@ mod tests {
             let mut models = vec![BTreeMap::<Hash32, Vec<u8>>::new()];
             for part in ops.chunks(chunk) {
                 let mut model = models.last().unwrap().clone();
-                let mut c = BTreeMap::new();
-                for (k, v) in part {
-                    let v = v.map(|b| vec![b; 3]);
-                    c.insert(key(*k), v.clone());
-                    match v { Some(v) => { model.insert(key(*k), v); } None => { model.remove(&key(*k)); } }
-                }
-                let list: Vec<_> = c.into_iter().collect();
+                let list = changes_of(part, &mut model);
                 let (root, batch) = update(&store, roots.last().unwrap(), &list).unwrap();
                 store.commit(root, batch);
                 roots.push(root);
