@@ -643,14 +643,11 @@ impl Store {
             records.push(k);
         }
         // No stale record up to the target: every height up to it is done.
-        let (upto, stale_at) = match height {
-            Some(h) => (h, h),
-            None => (target, target),
-        };
+        let upto = height.unwrap_or(target);
         stale.sort();
         let mut deleted = 0;
         for chunk in stale.chunks(PRUNE_CHUNK) {
-            deleted += self.delete_stale(chunk, stale_at)?;
+            deleted += self.delete_stale(chunk, upto)?;
         }
         let mut batch = WriteBatch::default();
         for k in records {
