@@ -65,6 +65,10 @@ pub struct App {
     timeouts: LinearTimeouts,
     block_time: Duration,
     max_block_txs: usize,
+    /// How long our proposer may spend building a block.
+    build_budget: Duration,
+    /// The build's cost per transaction after the last candidate, measured in our last build.
+    build_after_per_tx: Duration,
     /// The height consensus is working on.
     height: u64,
     /// Executed proposals of the current height, by block id.
@@ -86,6 +90,63 @@ enum Wake {
     Message(Option<Box<AppMsg<CachetContext>>>),
     /// A transaction arrived for the proposal we wait to make, or its deadline passed.
     Propose,
+}
+
+/// Candidates for a block, handed out while the build is expected to end within its budget.
+///
+/// A block sized only by a count outgrows the propose timeout as the state and the load grow:
+/// executing a transaction costs more on a large state and a busy machine, validators need
+/// about as long again, and a round that misses the timeout costs a whole new build. The work
+/// after the last candidate (the state root: walks to deep tree nodes, about half of a build on
+/// a large state) grows with the candidates taken, so it is counted at `after_per_tx` each, as
+/// measured in the previous build. The first candidate is always handed out, so a proposer on a
+/// slow machine still makes progress.
+struct WithinBudget<I, C> {
+    candidates: I,
+    elapsed: C,
+    budget: Duration,
+    after_per_tx: Duration,
+    handed_out: u32,
+    /// When the last candidate had been taken: the rest of the build starts here.
+    done_at: Option<Duration>,
+}
+
+impl<I, C: FnMut() -> Duration> WithinBudget<I, C> {
+    fn new(candidates: I, elapsed: C, budget: Duration, after_per_tx: Duration) -> Self {
+        WithinBudget {
+            candidates,
+            elapsed,
+            budget,
+            after_per_tx,
+            handed_out: 0,
+            done_at: None,
+        }
+    }
+
+    /// The cost per transaction of the work after the candidates, measured when the build
+    /// that took `txs` of them ended at `now`.
+    fn after_per_tx(&mut self, now: Duration, txs: usize) -> Option<Duration> {
+        let done_at = self.done_at?;
+        (txs > 0).then(|| now.saturating_sub(done_at) / txs as u32)
+    }
+}
+
+impl<I: Iterator, C: FnMut() -> Duration> Iterator for WithinBudget<I, C> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let now = (self.elapsed)();
+        if self.handed_out > 0 && now + self.after_per_tx * self.handed_out >= self.budget {
+            self.done_at = Some(now);
+            return None;
+        }
+        let Some(next) = self.candidates.next() else {
+            self.done_at = Some(now);
+            return None;
+        };
+        self.handed_out += 1;
+        Some(next)
+    }
 }
 
 /// A `GetValue` not answered yet.
@@ -142,6 +203,8 @@ impl App {
             timeouts,
             block_time: ms(config.block_time_ms),
             max_block_txs: config.max_block_txs,
+            build_budget: ms(config.build_budget_ms),
+            build_after_per_tx: Duration::ZERO,
             height: 0,
             candidates: HashMap::new(),
             candidate_rounds: Vec::new(),
@@ -453,6 +516,7 @@ impl App {
         if head.height.0 + 1 != height {
             eyre::bail!("asked to propose height {height} with head {}", head.height);
         }
+        let started = std::time::Instant::now();
         let time = Timestamp(now_ms().max(head.time.0 + 1));
         let store = &*self.shared.store;
         let state_head = crate::mempool::Head {
@@ -465,26 +529,51 @@ impl App {
         let candidates = self.shared.mempool.reap(self.max_block_txs, |a| {
             state_head.next_nonce(a).unwrap_or(u64::MAX)
         });
+        let reaped = candidates.len();
+        let mut candidates = WithinBudget::new(
+            candidates.into_iter(),
+            || started.elapsed(),
+            self.build_budget,
+            self.build_after_per_tx,
+        );
         // Admission verified every signature in the pool.
         let built = build_block(
             store,
             &head,
             time,
             self.key.public(),
-            candidates,
+            candidates.by_ref(),
             Signatures::AlreadyVerified,
         )?;
+        let left_for_later = reaped - built.block.txs.len() - built.refused.len();
         for (id, e) in &built.refused {
             debug!(tx = %id, error = %e, "left out of the block");
         }
         let id = built.block.hash();
-        info!(height, %round, txs = built.block.txs.len(), block = %BlockId(id), "proposing");
         store.put_undecided(
             height,
             round.as_u32().unwrap_or(0),
             &id,
             &built.block.encode(),
         )?;
+        let build_time = started.elapsed();
+        if let Some(sample) = candidates.after_per_tx(build_time, built.block.txs.len()) {
+            // Smoothed, so that one build on a briefly idle or busy machine does not decide.
+            self.build_after_per_tx = if self.build_after_per_tx.is_zero() {
+                sample
+            } else {
+                (self.build_after_per_tx + sample) / 2
+            };
+        }
+        info!(
+            height,
+            %round,
+            txs = built.block.txs.len(),
+            left_for_later,
+            build_ms = build_time.as_millis() as u64,
+            block = %BlockId(id),
+            "proposing"
+        );
         self.candidate_rounds
             .push((round, self.address, Round::Nil, id));
         self.candidates.insert(
@@ -749,5 +838,59 @@ impl App {
             "committed"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WithinBudget;
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    /// A clock that moves `step` every time it is read.
+    fn ticking(step: Duration) -> impl FnMut() -> Duration {
+        let now = Cell::new(Duration::ZERO);
+        move || {
+            now.set(now.get() + step);
+            now.get()
+        }
+    }
+
+    #[test]
+    fn candidates_stop_when_the_budget_is_spent() {
+        let ms = Duration::from_millis;
+        // Read before each candidate: 1 ms, 2 ms, ... at 10 ms the budget is spent.
+        let taken: Vec<u32> =
+            WithinBudget::new(0..1_000, ticking(ms(1)), ms(10), Duration::ZERO).collect();
+        assert_eq!(taken, (0..9).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_work_after_the_candidates_is_counted_and_measured() {
+        let ms = Duration::from_millis;
+        // Each candidate taken adds 1 ms after the loop: at 5 ms with 4 taken the build would
+        // end at 9 ms, so a fifth is taken; at 6 ms it would end at 11 ms, so the loop stops.
+        let mut budgeted = WithinBudget::new(0..1_000, ticking(ms(1)), ms(10), ms(1));
+        let taken: Vec<u32> = budgeted.by_ref().collect();
+        assert_eq!(taken, (0..5).collect::<Vec<_>>());
+        // The loop ended at 6 ms: a build that ends at 16 ms spent 2 ms per transaction after.
+        assert_eq!(budgeted.after_per_tx(ms(16), 5), Some(ms(2)));
+        assert_eq!(budgeted.after_per_tx(ms(16), 0), None);
+        // An exhausted pool also marks the end of the loop.
+        let mut exhausted = WithinBudget::new(0..3, ticking(ms(1)), ms(100), ms(1));
+        assert_eq!(exhausted.by_ref().count(), 3);
+        assert_eq!(exhausted.after_per_tx(ms(10), 3), Some(ms(2)));
+    }
+
+    #[test]
+    fn a_spent_budget_still_takes_one_candidate_and_a_roomy_one_takes_all() {
+        let ms = Duration::from_millis;
+        let none_after = Duration::ZERO;
+        let one: Vec<u32> = WithinBudget::new(0..100, || ms(5_000), ms(750), none_after).collect();
+        assert_eq!(one, vec![0]);
+        let all: Vec<u32> = WithinBudget::new(0..100, || ms(1), ms(750), ms(1)).collect();
+        assert_eq!(all.len(), 100);
+        let none: Vec<u32> = WithinBudget::new(0..0, || ms(5_000), ms(750), none_after).collect();
+        assert!(none.is_empty());
     }
 }

@@ -95,6 +95,13 @@ pub struct Consensus {
     /// longer than that, so the round failed and the next proposer reaped an even larger
     /// backlog (5–6 s heights under overload).
     pub max_block_txs: usize,
+    /// How long a proposer may spend building its block: it stops taking candidates when the
+    /// build (counting the state root still to compute, as measured in its last build) would
+    /// end later; always at least one. Validators execute the same block in about the same
+    /// time, so this stays well inside the propose timeout: a block sized by a count alone
+    /// outgrew it once the state and the load grew (a 5,000-anchor build took 1.5–2 s on a
+    /// loaded 2-core devnet, and the round was lost).
+    pub build_budget_ms: u64,
     /// A proposer whose mempool is empty waits up to this long for a transaction before it
     /// proposes an empty block (never past half the propose timeout; 0: never waits). An idle
     /// chain then makes about one block per this interval, and a transaction arriving during
@@ -111,6 +118,7 @@ impl Default for Consensus {
             timeout_precommit_ms: 1000,
             timeout_delta_ms: 500,
             max_block_txs: 5_000,
+            build_budget_ms: 1000,
             idle_block_ms: 1000,
         }
     }
@@ -184,6 +192,9 @@ impl NodeConfig {
                 "max_block_txs must be between 1 and {}",
                 cachet_chain::codec::limits::MAX_BLOCK_TXS
             );
+        }
+        if c.build_budget_ms == 0 || c.build_budget_ms >= c.timeout_propose_ms {
+            eyre::bail!("build_budget_ms must be positive and below timeout_propose_ms");
         }
         if self.byzantine.is_some() && !cfg!(feature = "byzantine") {
             eyre::bail!(
