@@ -349,3 +349,40 @@ fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_r
         "genesis entries are indexed too"
     );
 }
+
+/// The options RocksDB wrote for column family `name` (its `OPTIONS-*` file, newest first).
+fn family_options_text(dir: &std::path::Path, name: &str) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("OPTIONS-"))
+        })
+        .collect();
+    files.sort();
+    let text = std::fs::read_to_string(files.last().expect("an OPTIONS file")).unwrap();
+    let header = format!("[CFOptions \"{name}\"]");
+    let section = text.split(&header).nth(1).expect("the family's section");
+    section.split("\n[").next().unwrap().to_string()
+}
+
+#[test]
+fn families_read_by_missing_keys_keep_a_bloom_filter_over_their_memtables() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    for name in ["nodes", "values", "keys", "txs"] {
+        let options = family_options_text(dir.path(), name);
+        assert!(
+            options.contains("memtable_whole_key_filtering=true"),
+            "{name}: {options}"
+        );
+        assert!(
+            !options.contains("memtable_prefix_bloom_size_ratio=0.000000"),
+            "{name}: {options}"
+        );
+    }
+    // Blocks are read by height, always present: no filter to keep.
+    let blocks = family_options_text(dir.path(), "blocks");
+    assert!(blocks.contains("memtable_whole_key_filtering=false"));
+}
