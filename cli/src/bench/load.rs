@@ -1,6 +1,6 @@
 //! The open-loop load driver the anchor and batch phases share: offer signed transactions in
-//! 100 ms ticks at a rising rate until finalized throughput stops following the offered rate,
-//! let the backlog drain, then hold 90% of the best finalized rate (15% less each time the chain
+//! 100 ms ticks at a rising rate until finalized throughput stops following the offered rate
+//! (two steps in a row below 85% of it), let the backlog drain, then hold 90% of the best finalized rate (15% less each time the chain
 //! does not keep up with it, up to four times) and measure it, with the latency of every
 //! transaction offered in that window (submitted → seen in a committed block).
 
@@ -83,6 +83,24 @@ fn finalized_since(net: &Net, before: usize, window: Duration) -> f64 {
     (net.committed_count() - before) as f64 / window.as_secs_f64()
 }
 
+/// Rising steps in a row that may finalize less than 85% of their offer before the search
+/// ends. A step lasts a few seconds, so one slow height can pull it below the line while the
+/// chain still keeps up: such a step is repeated once (its backlog carries into the repeat)
+/// instead of ending the search early.
+const SHORTFALLS_TO_STOP: usize = 2;
+
+/// The rate of the next rising step, after one offered `rate` and `shortfalls` steps in a row
+/// fell short; `None` when the search is over.
+fn next_rising_step(rate: f64, shortfalls: usize, max_rate: f64) -> Option<f64> {
+    if shortfalls >= SHORTFALLS_TO_STOP || rate >= max_rate {
+        None
+    } else if shortfalls > 0 {
+        Some(rate)
+    } else {
+        Some((rate * 1.5).min(max_rate))
+    }
+}
+
 /// Rise, drain, sustain: see the module documentation.
 pub async fn rising(
     net: &mut Net,
@@ -94,6 +112,7 @@ pub async fn rising(
     let mut steps = Vec::new();
     let mut rate = plan.start_rate;
     let mut best = (0.0f64, 0.0f64); // (finalized, offered)
+    let mut shortfalls = 0;
     // What each step offered, for its latencies once everything has landed.
     let mut step_offers = Vec::new();
     loop {
@@ -111,10 +130,15 @@ pub async fn rising(
         if finalized > best.0 {
             best = (finalized, rate);
         }
-        if finalized < 0.85 * rate || rate >= plan.max_rate {
-            break;
+        shortfalls = if finalized < 0.85 * rate {
+            shortfalls + 1
+        } else {
+            0
+        };
+        match next_rising_step(rate, shortfalls, plan.max_rate) {
+            Some(next) => rate = next,
+            None => break,
         }
-        rate = (rate * 1.5).min(plan.max_rate);
     }
     // Saturated: let the overload's backlog drain, then hold just below the best rate. A step's
     // figure can include backlog from the step before, so if the chain does not keep up with the
@@ -194,5 +218,19 @@ impl Outcome {
             percentile(&self.latencies_ms, 0.50).round(),
             percentile(&self.latencies_ms, 0.99).round(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_rising_step;
+
+    #[test]
+    fn one_short_step_is_repeated_two_in_a_row_end_the_search() {
+        assert_eq!(next_rising_step(1_000.0, 0, 50_000.0), Some(1_500.0));
+        assert_eq!(next_rising_step(1_000.0, 1, 50_000.0), Some(1_000.0));
+        assert_eq!(next_rising_step(1_000.0, 2, 50_000.0), None);
+        assert_eq!(next_rising_step(40_000.0, 0, 50_000.0), Some(50_000.0));
+        assert_eq!(next_rising_step(50_000.0, 0, 50_000.0), None);
     }
 }
