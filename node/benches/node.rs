@@ -9,7 +9,7 @@ use cachet_chain::block::BlockHeader;
 use cachet_chain::tx::Transaction;
 use cachet_contracts::{Signatures, build_block, example, execute_block, genesis_state};
 use cachet_node::mempool::{Head, Mempool};
-use cachet_node::store::{DEFAULT_CACHED_NODES, Store};
+use cachet_node::store::{CacheSizes, DEFAULT_CACHED_NODES, Store};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const BLOCK: usize = 2_000;
@@ -21,7 +21,12 @@ fn anchors(head: &BlockHeader, from: u64, count: usize) -> Vec<Transaction> {
 /// A store with the example genesis and ten committed blocks of anchors, caching up to
 /// `cached` tree nodes and values (0: none).
 fn store_with_history(dir: &std::path::Path, cached: usize) -> (Store, BlockHeader) {
-    let store = Store::open_with_cache(dir, cached, cached).expect("open");
+    let sizes = CacheSizes {
+        nodes: cached,
+        values: cached,
+        ..CacheSizes::default()
+    };
+    let store = Store::open_with_cache(dir, sizes).expect("open");
     let (genesis, tree) = genesis_state(&example::genesis()).expect("example genesis");
     store.init_genesis(&genesis, &tree).expect("init");
     let proposer = example::validator_key("moi-land").public();

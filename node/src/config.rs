@@ -153,6 +153,9 @@ pub struct Storage {
     pub cached_nodes: usize,
     /// Small state values to keep (agency records, policies); 0 turns the cache off.
     pub cached_values: usize,
+    /// RocksDB's block cache, in MiB: table blocks read from disk, with the index and filter
+    /// blocks that every lookup uses.
+    pub block_cache_mb: usize,
     /// Heights of state history to keep: older tree nodes that later heights replaced are
     /// deleted. The node reads state only at its head, so a few heights would do; the margin
     /// is for readers still working on a recent head. 0 keeps every version (an archive).
@@ -165,6 +168,7 @@ impl Default for Storage {
         Storage {
             cached_nodes: crate::store::DEFAULT_CACHED_NODES,
             cached_values: crate::store::DEFAULT_CACHED_VALUES,
+            block_cache_mb: crate::store::DEFAULT_BLOCK_CACHE_BYTES >> 20,
             state_history_heights: 100,
         }
     }
@@ -215,5 +219,45 @@ impl NodeConfig {
                 .map_err(|e| eyre::eyre!("bad multiaddr {addr}: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeConfig;
+
+    /// A node's file as an operator writes it before the build budget and the block cache
+    /// size existed: only the required parts.
+    const MINIMAL: &str = r#"
+        moniker = "moi-land"
+        home = "/var/lib/cachet"
+        genesis = "genesis.json"
+        validator_key = "validator.key"
+        [p2p]
+        listen = "/ip4/127.0.0.1/tcp/27000"
+        [gossip]
+        listen = "/ip4/127.0.0.1/tcp/28000"
+        [consensus]
+        timeout_propose_ms = 3000
+    "#;
+
+    #[test]
+    fn a_file_without_the_newer_knobs_gets_their_defaults_and_validates() {
+        let config: NodeConfig = toml::from_str(MINIMAL).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.consensus.build_budget_ms, 1000);
+        assert_eq!(config.storage.block_cache_mb, 64);
+    }
+
+    #[test]
+    fn a_build_budget_must_fit_inside_the_propose_timeout() {
+        let mut config: NodeConfig = toml::from_str(MINIMAL).unwrap();
+        for refused in [0, 3000, 5000] {
+            config.consensus.build_budget_ms = refused;
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("build_budget_ms"), "{refused}: {error}");
+        }
+        config.consensus.build_budget_ms = 2999;
+        config.validate().unwrap();
     }
 }

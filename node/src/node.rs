@@ -525,8 +525,11 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     std::fs::create_dir_all(&config.home)?;
     let store = Arc::new(Store::open_with_cache(
         &config.home.join("db"),
-        config.storage.cached_nodes,
-        config.storage.cached_values,
+        crate::store::CacheSizes {
+            nodes: config.storage.cached_nodes,
+            values: config.storage.cached_values,
+            block_cache_bytes: config.storage.block_cache_mb << 20,
+        },
     )?);
     let (genesis_header, genesis_tree) = cachet_contracts::genesis_state(&genesis)?;
     match store.genesis()? {

@@ -91,8 +91,41 @@ pub const DEFAULT_CACHED_VALUES: usize = 20_000;
 /// Values larger than this are not cached.
 const MAX_CACHED_VALUE: usize = 4096;
 
-/// RocksDB's block cache, shared by the column families.
-const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// RocksDB's block cache by default, shared by the column families.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
+
+/// Memory the store may use for its caches. Everything cached is immutable under its key, so
+/// the sizes trade memory for speed and never change a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSizes {
+    /// Decoded state-tree nodes (up to about twice this many are held; 0: no cache).
+    pub nodes: usize,
+    /// Small state values (0: no cache).
+    pub values: usize,
+    /// RocksDB's block cache: raw table blocks, with their index and filter blocks.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for CacheSizes {
+    fn default() -> Self {
+        CacheSizes {
+            nodes: DEFAULT_CACHED_NODES,
+            values: DEFAULT_CACHED_VALUES,
+            block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
+        }
+    }
+}
+
+impl CacheSizes {
+    /// No node or value cache (the block cache keeps its default size).
+    pub fn uncached() -> Self {
+        CacheSizes {
+            nodes: 0,
+            values: 0,
+            ..CacheSizes::default()
+        }
+    }
+}
 /// Memtables, all column families together.
 const DB_WRITE_BUFFER_BYTES: usize = 64 << 20;
 
@@ -220,19 +253,23 @@ fn backend(e: rocksdb::Error) -> StoreError {
 impl Store {
     /// Open (or create) the database under `path`, with the default caches.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with_cache(path, DEFAULT_CACHED_NODES, DEFAULT_CACHED_VALUES)
+        Store::open_with_cache(path, CacheSizes::default())
     }
 
-    /// Open (or create) the database under `path`, caching up to about `nodes` tree nodes and
-    /// `values` state values in memory (0: no cache).
-    pub fn open_with_cache(path: &Path, nodes: usize, values: usize) -> Result<Store, StoreError> {
+    /// Open (or create) the database under `path`, with caches of `sizes`.
+    pub fn open_with_cache(path: &Path, sizes: CacheSizes) -> Result<Store, StoreError> {
+        let CacheSizes {
+            nodes,
+            values,
+            block_cache_bytes,
+        } = sizes;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
         // All memtables together, so that memory stays bounded whatever the column families.
         opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
-        let block_cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let block_cache = rocksdb::Cache::new_lru_cache(block_cache_bytes);
         let cfs = FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &block_cache)));

@@ -4,7 +4,7 @@
 use cachet_chain::state::{CertificateRecord, StateKey, decode_value};
 use cachet_chain::state_tree;
 use cachet_contracts::{LocalChain, Signatures, build_block, example, genesis_state};
-use cachet_node::store::Store;
+use cachet_node::store::{CacheSizes, Store};
 use cachet_tests::txs;
 
 fn example_chain() -> cachet_chain::ChainId {
@@ -168,7 +168,15 @@ fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
     // Room for everything ever written, so that only eviction can make the counts agree.
-    let store = Store::open_with_cache(dir.path(), 1 << 20, 1 << 16).unwrap();
+    let store = Store::open_with_cache(
+        dir.path(),
+        CacheSizes {
+            nodes: 1 << 20,
+            values: 1 << 16,
+            ..CacheSizes::default()
+        },
+    )
+    .unwrap();
     store.init_genesis(&genesis, &tree).unwrap();
     let validators = store.validators_after(0).unwrap();
     let key = |i: u64| Domain::StateKey.hash(&i.to_le_bytes());
@@ -330,7 +338,7 @@ fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_r
     assert!(pruned > 10, "replaced nodes are deleted ({pruned})");
     // Read from disk only (what was read above is in the node cache).
     drop(store);
-    let store = Store::open_with_cache(dir.path(), 0, 0).unwrap();
+    let store = Store::open_with_cache(dir.path(), CacheSizes::uncached()).unwrap();
     let head = *roots.last().unwrap();
     for k in &keys {
         state_tree::get(&Walk(&store), &head, k).unwrap();
