@@ -96,8 +96,8 @@ pub struct Consensus {
     /// backlog (5–6 s heights under overload).
     pub max_block_txs: usize,
     /// How long a proposer may spend building its block: it stops taking candidates when the
-    /// build (counting the state root still to compute, as measured in its last build) would
-    /// end later; always at least one. Validators execute the same block in about the same
+    /// build (counting the state root still to compute, at the cost per transaction measured
+    /// in its last build of a few hundred or more) would end later; always at least one. Validators execute the same block in about the same
     /// time, so this stays well inside the propose timeout: a block sized by a count alone
     /// outgrew it once the state and the load grew (a 5,000-anchor build took 1.5–2 s on a
     /// loaded 2-core devnet, and the round was lost).
@@ -161,8 +161,8 @@ pub struct Storage {
     /// behind at most), so a few heights would do; the margin is for readers still working on
     /// a recent head. Under load most written nodes are stale within a few heights: deleted
     /// early, they die in the next compaction instead of being rewritten by it (with 100
-    /// heights a bench run wrote twice the nodes and kept 1,660 B per certificate, 1,018 B with
-    /// 10). 0 keeps every version (an archive). Blocks, certificates and validator sets are
+    /// heights compaction wrote twice the nodes in a bench run, and the node kept 1,660 B per
+    /// certificate; 1,018 B with 10). 0 keeps every version (an archive). Blocks, certificates and validator sets are
     /// always kept.
     pub state_history_heights: u64,
 }

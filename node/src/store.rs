@@ -126,6 +126,7 @@ impl CacheSizes {
         }
     }
 }
+
 /// Memtables, all column families together.
 const DB_WRITE_BUFFER_BYTES: usize = 64 << 20;
 

@@ -1,8 +1,9 @@
 //! The open-loop load driver the anchor and batch phases share: offer signed transactions in
 //! 100 ms ticks at a rising rate until finalized throughput stops following the offered rate
-//! (two steps in a row below 85% of it), let the backlog drain, then hold 90% of the best finalized rate (15% less each time the chain
-//! does not keep up with it, up to four times) and measure it, with the latency of every
-//! transaction offered in that window (submitted → seen in a committed block).
+//! (two steps in a row below 85% of it), let the backlog drain, then hold 90% of the best
+//! finalized rate (15% less each time the chain does not keep up with it, up to four times) and
+//! measure it, with the latency of every transaction offered in that window (submitted → seen
+//! in a committed block).
 
 use super::net::{Net, lock};
 use super::probe::percentile;
