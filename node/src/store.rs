@@ -337,24 +337,25 @@ impl Store {
     /// The tree changes of `height`: new nodes marked with it, their values, and the nodes it
     /// made stale.
     fn put_tree(&self, batch: &mut WriteBatch, height: u64, tree: &TreeBatch) {
+        // Handles looked up once, not once per key: a lookup is a search of a map by name, and
+        // a block of anchors writes ~50k keys here.
+        let nodes = self.cf(CF_NODES);
         for (hash, node) in &tree.nodes {
-            batch.put_cf(
-                self.cf(CF_NODES),
-                hash.as_bytes(),
-                node_record(node, height),
-            );
+            batch.put_cf(nodes, hash.as_bytes(), node_record(node, height));
         }
+        let values = self.cf(CF_VALUES);
         for (leaf, value) in &tree.values {
-            batch.put_cf(self.cf(CF_VALUES), leaf.as_bytes(), value);
+            batch.put_cf(values, leaf.as_bytes(), value);
         }
         if !tree.stale.is_empty() {
             let hashes: Vec<u8> = tree.stale.iter().flat_map(|h| h.0).collect();
             batch.put_cf(self.cf(CF_STALE), be(height), hashes);
         }
+        let keys = self.cf(CF_KEYS);
         for (key, value) in &tree.entries {
             match value {
-                Some(value) => batch.put_cf(self.cf(CF_KEYS), key.as_bytes(), value.as_bytes()),
-                None => batch.delete_cf(self.cf(CF_KEYS), key.as_bytes()),
+                Some(value) => batch.put_cf(keys, key.as_bytes(), value.as_bytes()),
+                None => batch.delete_cf(keys, key.as_bytes()),
             }
         }
     }
@@ -495,12 +496,13 @@ impl Store {
         self.put_tree(&mut batch, h, tree);
         batch.put_cf(self.cf(CF_BLOCKS), be(h), block.encode());
         batch.put_cf(self.cf(CF_COMMITS), be(h), certificate);
+        let txs = self.cf(CF_TXS);
         for (i, tx) in block.txs.iter().enumerate() {
             let loc = TxLocation {
                 height: h,
                 index: i as u32,
             };
-            batch.put_cf(self.cf(CF_TXS), tx.id().0.as_bytes(), codec::encode(&loc));
+            batch.put_cf(txs, tx.id().0.as_bytes(), codec::encode(&loc));
         }
         batch.put_cf(self.cf(CF_META), META_HEAD, codec::encode(&block.header));
         if block.header.next_validators_hash != block.header.validators_hash {
@@ -720,10 +722,11 @@ impl Store {
     /// grown past the caches). Holds the write lock, so no commit writes one of them meanwhile.
     fn delete_stale(&self, stale: &[Hash32], stale_at: u64) -> Result<usize, StoreError> {
         let _writing = self.lock_writes();
+        let (nodes, values) = (self.cf(CF_NODES), self.cf(CF_VALUES));
         let mut read = rocksdb::ReadOptions::default();
         read.fill_cache(false);
         let records = self.db.batched_multi_get_cf_opt(
-            self.cf(CF_NODES),
+            nodes,
             stale.iter().map(|hash| hash.as_bytes()),
             true,
             &read,
@@ -734,9 +737,9 @@ impl Store {
             if let Some(bytes) = record.map_err(backend)? {
                 let (node, written_at) = split_node_record(hash, &bytes)?;
                 if written_at <= stale_at {
-                    batch.delete_cf(self.cf(CF_NODES), hash.as_bytes());
+                    batch.delete_cf(nodes, hash.as_bytes());
                     if matches!(node, Node::Leaf { .. }) {
-                        batch.delete_cf(self.cf(CF_VALUES), hash.as_bytes());
+                        batch.delete_cf(values, hash.as_bytes());
                     }
                     deleted += 1;
                 }

@@ -358,7 +358,7 @@ fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_r
     );
 }
 
-/// The options RocksDB wrote for column family `name` (its `OPTIONS-*` file, newest first).
+/// The options RocksDB wrote for column family `name`, from its newest `OPTIONS-*` file.
 fn family_options_text(dir: &std::path::Path, name: &str) -> String {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
