@@ -354,6 +354,34 @@ pub fn prove<S: TreeStore>(
     Err(StoreError::Corrupt("tree deeper than 256 levels".into()))
 }
 
+/// The value stored for `key` under `root` together with the proof of it, from one walk: what
+/// [`get`] and [`prove`] return, for a reader that needs both (a receipt) and would otherwise
+/// walk the same path twice.
+pub fn get_with_proof<S: TreeStore>(
+    store: &S,
+    root: &Hash32,
+    key: &Hash32,
+) -> Result<(Option<Vec<u8>>, StateProof), StoreError> {
+    let proof = prove(store, root, key)?;
+    let ProofTerminal::Leaf { key: k, value: vh } = &proof.terminal else {
+        return Ok((None, proof));
+    };
+    if k != key {
+        return Ok((None, proof));
+    }
+    let leaf = leaf_hash(k, vh);
+    let value = store.value(&leaf)?.ok_or(StoreError::Missing {
+        what: "value",
+        hash: leaf,
+    })?;
+    if value_hash(&value) != *vh {
+        return Err(StoreError::Corrupt(format!(
+            "value {vh} does not match its hash"
+        )));
+    }
+    Ok((Some(value), proof))
+}
+
 /// Apply `changes` (key hash → new value, `None` deletes) to the tree at `root`. Returns the new
 /// root and the nodes and values to store, with the nodes gone stale. `changes` must be sorted
 /// by key hash with no duplicates (a `BTreeMap`'s iteration order).
@@ -758,6 +786,31 @@ mod tests {
             prop_assert_eq!(root, direct);
             for i in 0..60 {
                 prop_assert_eq!(get(&store, &root, &key(i)).unwrap(), model.get(&key(i)).cloned());
+            }
+        }
+
+        /// One walk gives what `get` and `prove` give apart, at every root of a history, for
+        /// present and absent keys alike.
+        #[test]
+        fn get_with_proof_is_get_and_prove(
+            ops in prop::collection::vec((0u32..30, prop::option::of(0u8..4)), 1..100),
+            chunk in 1usize..12,
+        ) {
+            let mut store = MemoryTreeStore::new();
+            let mut roots = vec![EMPTY];
+            let mut model = BTreeMap::new();
+            for part in ops.chunks(chunk) {
+                let list = changes_of(part, &mut model);
+                let (root, batch) = update(&store, roots.last().unwrap(), &list).unwrap();
+                store.write(batch);
+                roots.push(root);
+            }
+            for root in &roots {
+                for k in 0..40 {
+                    let (value, proof) = get_with_proof(&store, root, &key(k)).unwrap();
+                    prop_assert_eq!(value, get(&store, root, &key(k)).unwrap());
+                    prop_assert_eq!(proof, prove(&store, root, &key(k)).unwrap());
+                }
             }
         }
 

@@ -4,6 +4,7 @@
 
 use crate::context::CachetContext;
 use crate::node::Shared;
+use cachet_chain::AgencyId;
 use cachet_chain::block::BlockHeader;
 use cachet_chain::document::{CertId, Commitment};
 use cachet_chain::merkle::BatchProof;
@@ -16,7 +17,8 @@ use cachet_chain::state_tree;
 use cachet_chain::tx::BatchId;
 use cachet_rpc::Failure;
 use malachite_app::types::core::CommitCertificate;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 impl ReceiptHead {
     fn receipt(&self, subject: Subject, issuer: Option<IssuerProof>) -> Receipt {
@@ -41,7 +43,14 @@ pub struct ReceiptHead {
     header: BlockHeader,
     commit: CommitProof,
     transitions: Transitions,
+    /// Issuer proofs already built against this head's state root. Many certificates share
+    /// an issuer, and its proof is half of a receipt's tree walks.
+    issuers: Mutex<HashMap<AgencyId, IssuerProof>>,
 }
+
+/// Issuer proofs a receipt head keeps at most. Agencies exist only in state, so the map is
+/// bounded by the consortium's size anyway; this bounds it against a state with very many.
+const ISSUERS_CACHED: usize = 16_384;
 
 /// The receipt head of the latest committed height, built and checked on first use at each
 /// height and shared by every receipt served at that height.
@@ -95,6 +104,7 @@ fn build_head(shared: &Shared, head: BlockHeader) -> Result<ReceiptHead, Failure
         commit: commit_proof(shared, h)?,
         header: head,
         transitions,
+        issuers: Mutex::default(),
     })
 }
 
@@ -136,21 +146,29 @@ fn raw_with_proof(
     root: &cachet_chain::Hash32,
     key: &StateKey,
 ) -> Result<(Option<Vec<u8>>, state_tree::StateProof), Failure> {
-    let value = state_tree::get(&*shared.store, root, &key.hash()).map_err(internal)?;
-    let proof = state_tree::prove(&*shared.store, root, &key.hash()).map_err(internal)?;
-    Ok((value, proof))
+    state_tree::get_with_proof(&*shared.store, root, &key.hash()).map_err(internal)
 }
 
-fn issuer(
-    shared: &Shared,
-    root: &cachet_chain::Hash32,
-    agency: &cachet_chain::AgencyId,
-) -> Result<IssuerProof, Failure> {
-    let (value, proof) = raw_with_proof(shared, root, &StateKey::Agency(agency.clone()))?;
-    let agency = value.ok_or_else(|| internal("issuer record missing"))?;
+/// The proof of `agency`'s record at `head`'s state root, built once per head.
+fn issuer(shared: &Shared, head: &ReceiptHead, agency: &AgencyId) -> Result<IssuerProof, Failure> {
+    let cached = || head.issuers.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(proof) = cached().get(agency) {
+        return Ok(proof.clone());
+    }
+    let root = head.header.state_root;
+    let (value, proof) = raw_with_proof(shared, &root, &StateKey::Agency(agency.clone()))?;
+    let record = value.ok_or_else(|| internal("issuer record missing"))?;
     // Decoding here catches a corrupt store before a verifier does.
-    decode_value::<AgencyRecord>(&agency).map_err(internal)?;
-    Ok(IssuerProof { agency, proof })
+    decode_value::<AgencyRecord>(&record).map_err(internal)?;
+    let built = IssuerProof {
+        agency: record,
+        proof,
+    };
+    let mut issuers = cached();
+    if issuers.len() < ISSUERS_CACHED {
+        issuers.insert(agency.clone(), built.clone());
+    }
+    Ok(built)
 }
 
 /// A receipt for certificate `id`: its record, or the proof that it does not exist.
@@ -163,7 +181,7 @@ pub fn certificate(shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
             let r: CertificateRecord = decode_value(&record).map_err(internal)?;
             (
                 Subject::Certificate { record, proof },
-                Some(issuer(shared, &root, &r.issuer)?),
+                Some(issuer(shared, &head, &r.issuer)?),
             )
         }
         None => (Subject::Absent { id: *id, proof }, None),
@@ -189,7 +207,7 @@ pub fn batch_entry(
         &root,
         &StateKey::BatchRevocation(*batch, inclusion.index),
     )?;
-    let issuer = issuer(shared, &root, &b.issuer)?;
+    let issuer = issuer(shared, &head, &b.issuer)?;
     Ok(head.receipt(
         Subject::BatchEntry {
             batch: batch_bytes,
