@@ -63,6 +63,10 @@ enum Command {
         /// Seconds to sustain the best rate (and to run the verification load).
         #[arg(long, default_value_t = 30)]
         duration: u64,
+        /// Seconds to run the verification load, when it should differ from --duration (a long
+        /// run on the state the anchor phase left).
+        #[arg(long)]
+        verification_seconds: Option<u64>,
         /// Seconds per rising-rate step.
         #[arg(long, default_value_t = 5)]
         step_seconds: u64,
@@ -446,6 +450,7 @@ fn main() -> Result<()> {
         Command::Bench {
             phases,
             duration,
+            verification_seconds,
             step_seconds,
             agencies,
             batch_leaves,
@@ -456,6 +461,7 @@ fn main() -> Result<()> {
             bench::Options {
                 phases,
                 duration,
+                verification_seconds: verification_seconds.unwrap_or(duration),
                 step_seconds,
                 agencies: agencies.max(1),
                 batch_leaves: batch_leaves.clamp(1, cachet_chain::codec::limits::MAX_BATCH_LEAVES),

@@ -41,8 +41,10 @@ pub enum Phase {
 pub struct Options {
     /// The phases, in order.
     pub phases: Vec<Phase>,
-    /// Seconds to sustain the best rate (and to run the verification load).
+    /// Seconds to sustain the best rate.
     pub duration: u64,
+    /// Seconds to run the verification load.
+    pub verification_seconds: u64,
     /// Seconds per rising step.
     pub step_seconds: u64,
     /// Issuing agencies to spread the load over.
@@ -154,8 +156,9 @@ async fn phases(mut net: Net, opts: &Options, quiet: bool) -> Result<Value> {
             Phase::Verification => {
                 // Anchoring at half the rate the chain sustains, so that finality holds.
                 let rate = anchored_tps.map(|t| t / 2.0).unwrap_or(200.0).max(50.0);
+                let seconds = Duration::from_secs(opts.verification_seconds);
                 report["verification"] =
-                    verification::run(&mut net, &mut anchors, opts.verifiers, rate, sustain, quiet)
+                    verification::run(&mut net, &mut anchors, opts.verifiers, rate, seconds, quiet)
                         .await?;
             }
         }

@@ -5,7 +5,7 @@
 
 use super::anchors::Anchors;
 use super::load;
-use super::net::Net;
+use super::net::{Net, lock};
 use super::probe::{milli, percentile};
 use crate::client::Client;
 use anyhow::{Context, Result, bail};
@@ -124,6 +124,7 @@ pub async fn run(
         })
         .collect();
     let committed0 = net.committed_count();
+    let rss_from = lock(&net.rss_timeline).len();
     let start = Instant::now();
     let mut make = |net: &mut Net| anchors.next(net);
     let anchoring = load::offer(net, anchor_rate, start + duration, &others, &mut make).await;
@@ -161,6 +162,7 @@ pub async fn run(
         "anchors_offered_tps": anchor_rate.round(),
         "anchors_finalized_tps": anchored.round(),
         "receipts_verified_offline": checked,
+        "rss_mb_max_per_minute": max_per_minute(&lock(&net.rss_timeline)[rss_from..]),
         "seconds": milli(elapsed),
     });
     if !quiet {
@@ -172,6 +174,23 @@ pub async fn run(
     Ok(report)
 }
 
+/// The highest RSS of any node in each minute of `samples` (`(seconds, MiB per node)`, in
+/// time order), counted from the first sample: whether memory is flat over the run.
+fn max_per_minute(samples: &[(u64, Vec<u64>)]) -> Vec<u64> {
+    let Some((first, _)) = samples.first() else {
+        return Vec::new();
+    };
+    let mut out: Vec<u64> = Vec::new();
+    for (at, per_node) in samples {
+        let minute = ((at - first) / 60) as usize;
+        if out.len() <= minute {
+            out.resize(minute + 1, 0);
+        }
+        out[minute] = out[minute].max(per_node.iter().copied().max().unwrap_or(0));
+    }
+    out
+}
+
 /// Verify receipts served during the run against the genesis; each must say `valid`.
 fn check_offline(net: &Net, receipts: &[Vec<u8>]) -> Result<usize> {
     let trust = net.trust()?;
@@ -179,4 +198,21 @@ fn check_offline(net: &Net, receipts: &[Vec<u8>]) -> Result<usize> {
         Net::check_valid(&trust, bytes)?;
     }
     Ok(receipts.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_per_minute;
+
+    #[test]
+    fn rss_is_the_highest_node_in_each_minute_from_the_first_sample() {
+        let samples = vec![
+            (100, vec![10, 30]),
+            (150, vec![40, 20]),
+            (160, vec![5, 5]),
+            (230, vec![7, 9]),
+        ];
+        assert_eq!(max_per_minute(&samples), vec![40, 5, 9]);
+        assert!(max_per_minute(&[]).is_empty());
+    }
 }
