@@ -336,7 +336,7 @@ impl NodeApi for Shared {
             StateKey::Validators => json(serde_json::to_value(
                 state::decode_value::<state::ValidatorSet>(&bytes).map_err(corrupt)?,
             ))?,
-            _ => serde_json::Value::String(hex::encode(&bytes)),
+            _ => serde_json::Value::String(cachet_chain::hash::encode_hex(&bytes)),
         }))
     }
 
@@ -373,7 +373,7 @@ impl NodeApi for Shared {
         .map_err(|e| Failure::internal(format!("own receipt does not verify: {e}")))?;
         let mut out =
             serde_json::to_value(&verified).map_err(|e| Failure::internal(e.to_string()))?;
-        out["receipt"] = serde_json::json!(hex::encode(receipt.encode()));
+        out["receipt"] = serde_json::json!(cachet_chain::hash::encode_hex(&receipt.encode()));
         Ok(out)
     }
 
@@ -456,7 +456,7 @@ impl NodeApi for Shared {
             .evidence()
             .map_err(|e| Failure::internal(e.to_string()))?
             .into_iter()
-            .map(|(h, bytes)| (h, hex::encode(bytes)))
+            .map(|(h, bytes)| (h, cachet_chain::hash::encode_hex(&bytes)))
             .collect())
     }
 }

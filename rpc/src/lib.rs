@@ -333,7 +333,7 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
         |params, api, _| -> RpcResult<serde_json::Value> {
             let id = cachet_chain::CertId(hash_param(&params)?);
             let bytes = api.receipt(&id)?;
-            Ok(serde_json::json!({ "receipt": hex::encode(&bytes), "bytes": bytes.len() }))
+            Ok(serde_json::json!({ "receipt": cachet_chain::hash::encode_hex(&bytes), "bytes": bytes.len() }))
         },
     )
     .expect("unique method name");
@@ -353,7 +353,7 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
             )
             .map_err(|_| bad("inclusion proof"))?;
             let bytes = api.batch_receipt(&batch, commitment, inclusion)?;
-            Ok(serde_json::json!({ "receipt": hex::encode(&bytes), "bytes": bytes.len() }))
+            Ok(serde_json::json!({ "receipt": cachet_chain::hash::encode_hex(&bytes), "bytes": bytes.len() }))
         },
     )
     .expect("unique method name");
