@@ -1,9 +1,10 @@
 //! Phase 2: Merkle batches. Every transaction anchors the root of `leaves` reward orders, as
 //! an agency issuing a round of orders would. The generator builds each batch's Merkle tree on
-//! this machine, inside the measured run. Each certificate's commitment is drawn from a BLAKE3
-//! output stream rather than hashed from a made-up document: a salted commitment is 32
-//! pseudo-random bytes either way, and fingerprinting documents is the agency's work, done on its
-//! own machines, not the chain's (hashing them here took about a core at 1 M certificates/s).
+//! this machine, before the window that offers it (as every phase makes its transactions), and
+//! reports the CPU it used. Each certificate's commitment is drawn from a BLAKE3 output stream
+//! rather than hashed from a made-up document: a salted commitment is 32 pseudo-random bytes
+//! either way, and fingerprinting documents is the agency's work, done on its own machines, not
+//! the chain's (hashing them here took about a core at 1 M certificates/s).
 //! Afterwards a sample of entries is fetched as batch receipts and verified offline against the
 //! genesis, to show that each certificate's receipt is still there.
 

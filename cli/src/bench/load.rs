@@ -3,7 +3,7 @@
 //! (two steps in a row below 85% of it), let the backlog drain, then hold 90% of the best
 //! finalized rate (15% less each time the chain does not keep up with it, up to four times) and
 //! measure it, with the latency of every transaction offered in that window (submitted → seen
-//! in a committed block).
+//! in a committed block). Each window's transactions are made before it starts.
 
 use super::net::{Net, lock};
 use super::probe::percentile;
@@ -50,32 +50,55 @@ pub struct Outcome {
     pub offered_in_window: usize,
 }
 
-/// Offer transactions at `rate` per second to `targets` until `until`; returns every offered
+/// A window's transactions, signed before it starts, one list per tick.
+pub struct Prepared(Vec<Vec<Transaction>>);
+
+/// Make the transactions of `duration` at `rate` per second, before the window they are
+/// offered in: issuers sign (and hash their batches) on their own machines, so the two cores
+/// the validators share should measure the chain, not the load generator. Fractional
+/// transactions carry over from tick to tick, so low rates are offered exactly.
+pub fn prepare(net: &mut Net, rate: f64, duration: Duration, make: &mut Maker<'_>) -> Prepared {
+    Prepared(
+        per_tick(rate, duration)
+            .into_iter()
+            .map(|n| (0..n).map(|_| make(net)).collect())
+            .collect(),
+    )
+}
+
+/// How many transactions each tick of `duration` offers at `rate` per second.
+fn per_tick(rate: f64, duration: Duration) -> Vec<usize> {
+    let ticks = duration.as_millis().div_ceil(TICK.as_millis()) as usize;
+    let mut owed = 0.0f64;
+    (0..ticks)
+        .map(|_| {
+            owed += rate * TICK.as_secs_f64();
+            let n = owed.floor() as usize;
+            owed -= n as f64;
+            n
+        })
+        .collect()
+}
+
+/// Offer `prepared` to `targets`, one tick's list every 100 ms from now (a late tick is caught
+/// up at once, so the offered rate holds while submitting keeps up); returns every offered
 /// transaction's id with the time it was submitted.
 pub async fn offer(
     net: &mut Net,
-    rate: f64,
-    until: Instant,
+    prepared: Prepared,
     targets: &[usize],
-    make: &mut Maker<'_>,
 ) -> Result<Vec<(TxId, Instant)>> {
     let mut offered = Vec::new();
-    // Fractional transactions carry over, so low rates are offered exactly.
-    let mut owed = 0.0f64;
-    while Instant::now() < until {
-        let t0 = Instant::now();
-        owed += rate * TICK.as_secs_f64();
-        let n = owed.floor() as usize;
-        owed -= n as f64;
-        let txs: Vec<Transaction> = (0..n).map(|_| make(net)).collect();
+    let ticks = prepared.0.len() as u32;
+    let start = tokio::time::Instant::now();
+    for (i, txs) in prepared.0.into_iter().enumerate() {
+        tokio::time::sleep_until(start + TICK * i as u32).await;
         let at = Instant::now();
         net.submit(&txs, targets).await?;
         offered.extend(txs.iter().map(|t| (t.id(), at)));
-        let spent = t0.elapsed();
-        if spent < TICK {
-            tokio::time::sleep(TICK - spent).await;
-        }
     }
+    // The window lasts its last tick too.
+    tokio::time::sleep_until(start + TICK * ticks).await;
     Ok(offered)
 }
 
@@ -117,9 +140,10 @@ pub async fn rising(
     // What each step offered, for its latencies once everything has landed.
     let mut step_offers = Vec::new();
     loop {
+        let prepared = prepare(net, rate, plan.step, make);
         let before = net.committed_count();
         let start = Instant::now();
-        step_offers.push(offer(net, rate, start + plan.step, &targets, make).await?);
+        step_offers.push(offer(net, prepared, &targets).await?);
         let finalized = finalized_since(net, before, start.elapsed());
         steps.push(json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round() }));
         if !quiet {
@@ -147,9 +171,10 @@ pub async fn rising(
     let mut rate = (0.9 * best.0).max(plan.start_rate.min(100.0));
     let (offered, finalized) = loop {
         net.drain(100).await?;
+        let prepared = prepare(net, rate, plan.sustain, make);
         let before = net.committed_count();
         let start = Instant::now();
-        let offered = offer(net, rate, start + plan.sustain, &targets, make).await?;
+        let offered = offer(net, prepared, &targets).await?;
         step_offers.push(offered.clone());
         let finalized = finalized_since(net, before, start.elapsed());
         steps.push(json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round(), "sustained": true }));
@@ -224,7 +249,20 @@ impl Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::next_rising_step;
+    use super::{next_rising_step, per_tick};
+    use std::time::Duration;
+
+    #[test]
+    fn ticks_carry_fractions_so_low_rates_are_offered_exactly() {
+        let ticks = per_tick(15.0, Duration::from_secs(2));
+        assert_eq!(ticks.len(), 20);
+        assert_eq!(ticks.iter().sum::<usize>(), 30);
+        assert!(ticks.iter().all(|&n| n <= 2));
+        assert_eq!(
+            per_tick(1_000.0, Duration::from_millis(250)),
+            vec![100, 100, 100]
+        );
+    }
 
     #[test]
     fn one_short_step_is_repeated_two_in_a_row_end_the_search() {

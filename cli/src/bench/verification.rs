@@ -103,14 +103,16 @@ pub async fn run(
     if ids.len() < MIN_CERTIFICATES {
         // Nothing anchored yet (the anchor phase did not run): anchor some to verify.
         let mut make = |net: &mut Net| anchors.next(net);
-        let until = Instant::now() + Duration::from_secs(4);
-        load::offer(net, 500.0, until, &others, &mut make).await?;
+        let prepared = load::prepare(net, 500.0, Duration::from_secs(4), &mut make);
+        load::offer(net, prepared, &others).await?;
         net.drain(1).await?;
         ids = anchors.committed(net);
     }
     if ids.is_empty() {
         bail!("no certificate was anchored to verify");
     }
+    let mut make = |net: &mut Net| anchors.next(net);
+    let anchoring = load::prepare(net, anchor_rate, duration, &mut make);
     let ids = Arc::new(ids);
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..clients)
@@ -126,8 +128,7 @@ pub async fn run(
     let committed0 = net.committed_count();
     let rss_from = lock(&net.rss_timeline).len();
     let start = Instant::now();
-    let mut make = |net: &mut Net| anchors.next(net);
-    let anchoring = load::offer(net, anchor_rate, start + duration, &others, &mut make).await;
+    let anchoring = load::offer(net, anchoring, &others).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let anchored = (net.committed_count() - committed0) as f64 / elapsed;
