@@ -31,18 +31,8 @@ fn vectors() -> BTreeMap<String, String> {
         v.insert(k.to_string(), hex::encode(bytes));
     };
 
-    for d in [
-        Domain::TxId,
-        Domain::BlockHeader,
-        Domain::ValidatorSet,
-        Domain::StateKey,
-        Domain::StateValue,
-        Domain::Commitment,
-        Domain::CertId,
-        Domain::BatchId,
-        Domain::LicenseStatement,
-        Domain::Signing,
-    ] {
+    // Every domain of the format; development keys are not part of it.
+    for d in Domain::ALL.into_iter().filter(|d| *d != Domain::DevKey) {
         put(
             &format!("domain/{}", d.context()),
             Domain::hash(d, b"cachet").as_bytes(),
