@@ -303,16 +303,21 @@ pub fn get<S: TreeStore>(
     let Some((leaf, vh)) = find_leaf(store, root, key)? else {
         return Ok(None);
     };
-    let value = store.value(&leaf)?.ok_or(StoreError::Missing {
+    leaf_value(store, &leaf, &vh).map(Some)
+}
+
+/// The stored value of `leaf`, checked against the value hash `vh` the leaf holds.
+fn leaf_value<S: TreeStore>(store: &S, leaf: &Hash32, vh: &Hash32) -> Result<Vec<u8>, StoreError> {
+    let value = store.value(leaf)?.ok_or(StoreError::Missing {
         what: "value",
-        hash: leaf,
+        hash: *leaf,
     })?;
-    if value_hash(&value) != vh {
+    if value_hash(&value) != *vh {
         return Err(StoreError::Corrupt(format!(
             "value {vh} does not match its hash"
         )));
     }
-    Ok(Some(value))
+    Ok(value)
 }
 
 /// A proof of what `root` holds for `key`.
@@ -369,16 +374,7 @@ pub fn get_with_proof<S: TreeStore>(
     if k != key {
         return Ok((None, proof));
     }
-    let leaf = leaf_hash(k, vh);
-    let value = store.value(&leaf)?.ok_or(StoreError::Missing {
-        what: "value",
-        hash: leaf,
-    })?;
-    if value_hash(&value) != *vh {
-        return Err(StoreError::Corrupt(format!(
-            "value {vh} does not match its hash"
-        )));
-    }
+    let value = leaf_value(store, &leaf_hash(k, vh), vh)?;
     Ok((Some(value), proof))
 }
 
