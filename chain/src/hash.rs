@@ -14,12 +14,19 @@ use std::str::FromStr;
 /// a time through an iterator, which was a sixth of a node's CPU while it served receipts (each
 /// a few kilobytes of hex); this writes the digits from a table.
 pub fn encode_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Append the lowercase hex of `bytes` to `out` (for replies that write hex straight into a
+/// larger buffer).
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
     for &b in bytes {
         out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]);
     }
-    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// A 32-byte digest. Shown and parsed as 64 lowercase hex characters.

@@ -353,7 +353,7 @@ impl NodeApi for Shared {
         crate::receipts::batch_entry(self, batch, commitment, inclusion).map(|r| r.encode())
     }
 
-    fn verify(&self, id: &cachet_chain::CertId) -> Result<serde_json::Value, Failure> {
+    fn verify(&self, id: &cachet_chain::CertId) -> Result<cachet_rpc::Verification, Failure> {
         let receipt = crate::receipts::certificate(self, id)?;
         let now = cachet_chain::Timestamp(
             std::time::SystemTime::now()
@@ -371,17 +371,26 @@ impl NodeApi for Shared {
             None,
         )
         .map_err(|e| Failure::internal(format!("own receipt does not verify: {e}")))?;
-        let mut out =
-            serde_json::to_value(&verified).map_err(|e| Failure::internal(e.to_string()))?;
-        out["receipt"] = serde_json::json!(cachet_chain::hash::encode_hex(&receipt.encode()));
-        Ok(out)
+        let fields = match serde_json::to_value(&verified) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            Ok(other) => {
+                return Err(Failure::internal(format!(
+                    "verdict is not an object: {other}"
+                )));
+            }
+            Err(e) => return Err(Failure::internal(e.to_string())),
+        };
+        Ok(cachet_rpc::Verification {
+            fields,
+            receipt: receipt.encode(),
+        })
     }
 
     fn verify_document(
         &self,
         fingerprint: &cachet_chain::Fingerprint,
         salt: &cachet_chain::Salt,
-    ) -> Result<serde_json::Value, Failure> {
+    ) -> Result<cachet_rpc::Verification, Failure> {
         let commitment = cachet_chain::Commitment::new(fingerprint, salt);
         for kind in cachet_chain::CertKind::ALL {
             let id = cachet_chain::CertId::derive(kind, &commitment);
