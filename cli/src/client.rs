@@ -66,6 +66,16 @@ impl Client {
 
     /// Call `method` with positional `params`.
     pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value> {
+        self.call_as(method, params).await
+    }
+
+    /// Call `method` with positional `params`, reading the result as `T` (only the fields a
+    /// caller needs, without building a `Value` of the whole reply).
+    pub async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<T> {
         let mut p = jsonrpsee::core::params::ArrayParams::new();
         for v in params {
             p.insert(v).expect("JSON values serialize");
