@@ -55,13 +55,25 @@ fn bench_reports_throughput_latency_and_the_bound() {
     assert_eq!(b["leaves_per_batch"], 64, "{b}");
     assert!(b["certificates_per_s"].as_f64().unwrap() > 0.0, "{b}");
     assert!(b["receipts_checked"].as_u64().unwrap() >= 1, "{b}");
-    assert!(b["disk_bytes_per_certificate_per_node"].is_number(), "{b}");
+    // A number, or null when compaction of the anchor phase's garbage shrank the directories
+    // more than the batches grew them.
+    let disk = &b["disk_bytes_per_certificate_per_node"];
+    assert!(disk.is_number() || disk.is_null(), "{b}");
+    assert!(
+        b.as_object()
+            .unwrap()
+            .contains_key("disk_bytes_per_certificate_per_node")
+    );
 
     // Verification under load: receipts served, with latency, all of them good.
     let r = &v["verification"];
     assert!(r["receipts_per_s"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert!(r["receipts_verified_offline"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["serving_node_cpu_us_per_receipt"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
     assert!(
         r["all"]["p99_ms"].as_f64().unwrap() >= r["all"]["p50_ms"].as_f64().unwrap(),
         "{r}"

@@ -87,7 +87,7 @@ pub async fn run(
     let outcome = load::rising(net, &plan, quiet, &mut |net| anchors.next(net)).await?;
     let committed = (net.committed_count() - committed0).max(1) as f64;
     let cpu_ms = (net.cpu_ticks() - cpu0) as f64 / TICKS_PER_SECOND * 1000.0;
-    let disk = net.disk_bytes().saturating_sub(disk0) as f64;
+    let disk = probe::disk_per_certificate(disk0, net.disk_bytes(), committed, net.nodes.len());
     let (p50, p99) = outcome.p50_p99();
     Ok(json!({
         "finalized_tps": outcome.sustained_tps.round(),
@@ -99,7 +99,7 @@ pub async fn run(
         "offered_in_sustained_window": outcome.offered_in_window,
         "cpu_ms_per_tx_all_nodes": milli(cpu_ms / committed),
         "load_generator_cpu_s": milli((probe::own_cpu_ticks() - generator0) as f64 / probe::TICKS_PER_SECOND),
-        "disk_bytes_per_certificate_per_node": (disk / committed / net.nodes.len() as f64).round(),
+        "disk_bytes_per_certificate_per_node": disk.map(f64::round),
         "steps": outcome.steps,
     }))
 }

@@ -106,7 +106,7 @@ pub async fn run(
     };
     let outcome = load::rising(net, &plan, quiet, &mut |net| generator.next(net)).await?;
     let certificates = ((net.committed_count() - committed0) as f64 * leaves as f64).max(1.0);
-    let disk = net.disk_bytes().saturating_sub(disk0) as f64;
+    let disk = probe::disk_per_certificate(disk0, net.disk_bytes(), certificates, net.nodes.len());
     let checked = check_receipts(net, &generator.samples).await?;
     let (p50, p99) = outcome.p50_p99();
     Ok(json!({
@@ -116,7 +116,7 @@ pub async fn run(
         "batches_per_s": milli(outcome.sustained_tps),
         "finality_p50_ms": p50,
         "finality_p99_ms": p99,
-        "disk_bytes_per_certificate_per_node": milli(disk / certificates / net.nodes.len() as f64),
+        "disk_bytes_per_certificate_per_node": disk.map(milli),
         "receipts_checked": checked,
         "load_generator_cpu_s": milli((probe::own_cpu_ticks() - generator0) as f64 / probe::TICKS_PER_SECOND),
         "steps": outcome.steps,

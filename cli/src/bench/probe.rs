@@ -92,6 +92,31 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Round to three decimals (for ratios and per-transaction figures in the report).
+/// Disk growth per certificate per node over a phase, or `None` when the data directories
+/// shrank: compaction of an earlier phase's garbage then outweighed what this phase wrote, and
+/// the difference says nothing about this phase (it used to be reported as 0).
+pub fn disk_per_certificate(
+    before: u64,
+    after: u64,
+    certificates: f64,
+    nodes: usize,
+) -> Option<f64> {
+    let grown = after.checked_sub(before)? as f64;
+    Some(grown / certificates.max(1.0) / nodes.max(1) as f64)
+}
+
 pub fn milli(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod disk_tests {
+    use super::disk_per_certificate;
+
+    #[test]
+    fn disk_per_certificate_is_growth_per_node_or_none_when_it_shrank() {
+        assert_eq!(disk_per_certificate(1_000, 9_000, 2.0, 4), Some(1_000.0));
+        assert_eq!(disk_per_certificate(5_000, 5_000, 10.0, 4), Some(0.0));
+        assert_eq!(disk_per_certificate(9_000, 1_000, 2.0, 4), None);
+    }
 }
