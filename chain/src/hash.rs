@@ -14,13 +14,13 @@ use std::str::FromStr;
 /// a time through an iterator, which was a sixth of a node's CPU while it served receipts (each
 /// a few kilobytes of hex); this writes the digits from a table.
 pub fn encode_hex(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len() * 2);
+    let mut out = Vec::new();
     push_hex(&mut out, bytes);
     String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// Append the lowercase hex of `bytes` to `out` (for replies that write hex straight into a
-/// larger buffer).
+/// larger buffer); reserves the room itself.
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2);
