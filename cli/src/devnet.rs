@@ -1,7 +1,8 @@
 //! `cachet devnet`: the embedded default. A consortium of the example agencies on 127.0.0.1,
 //! one `cachet start` process per validator, with a generated genesis, development keys and
 //! configs under a directory it prints; it runs until SIGINT or SIGTERM and then stops every
-//! node it started. Run it again on the same directory to restart the same chain.
+//! node it started. Run it again on the same directory to restart the same chain; each node
+//! keeps the tuning sections of its `config.toml` (consensus, mempool, storage).
 
 use crate::client::Client;
 use crate::keyfile;
@@ -172,6 +173,15 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
             .filter(|(j, o)| o.name != p.name && (i >= validators || *j < validators))
             .map(|(_, o)| o)
             .collect();
+        // A devnet started again on its directory keeps each node's tuning (consensus,
+        // mempool, storage) as the operator left it; only the addresses are new.
+        let config_path = p.dir.join("config.toml");
+        let (consensus, mempool, storage) = if config_path.exists() {
+            let old = NodeConfig::load(&config_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            (old.consensus, old.mempool, old.storage)
+        } else {
+            Default::default()
+        };
         let config = NodeConfig {
             moniker: p.name.clone(),
             home: p.dir.clone(),
@@ -194,12 +204,12 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
             rpc: Rpc {
                 listen: format!("127.0.0.1:{}", p.rpc).parse()?,
             },
-            consensus: Default::default(),
-            mempool: Default::default(),
-            storage: Default::default(),
+            consensus,
+            mempool,
+            storage,
             byzantine: None,
         };
-        std::fs::write(p.dir.join("config.toml"), toml::to_string_pretty(&config)?)?;
+        std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;
     }
     Ok((genesis_path, plans))
 }
@@ -411,4 +421,39 @@ pub async fn run(dir: &Path, validators: usize, spares: usize, start: bool) -> R
     println!("stopping {} nodes", children.len());
     terminate(&mut children);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_devnet_prepared_again_keeps_each_nodes_tuning_and_takes_new_ports() {
+        let dir = std::env::temp_dir().join(format!("cachet-devnet-tuning-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (_, plans) = prepare(&dir, 4, 0).unwrap();
+        let path = plans[0].dir.join("config.toml");
+        let mut config = NodeConfig::load(&path).unwrap();
+        config.storage.cached_nodes = 1_234_567;
+        config.consensus.timeout_propose_ms += 1;
+        std::fs::write(&path, toml::to_string_pretty(&config).unwrap()).unwrap();
+
+        let (_, plans) = prepare(&dir, 4, 0).unwrap();
+        let again = NodeConfig::load(&plans[0].dir.join("config.toml")).unwrap();
+        assert_eq!(again.storage.cached_nodes, 1_234_567);
+        assert_eq!(
+            again.consensus.timeout_propose_ms,
+            config.consensus.timeout_propose_ms
+        );
+        // Another node, untouched, keeps the defaults.
+        let other = NodeConfig::load(&plans[1].dir.join("config.toml")).unwrap();
+        assert_eq!(
+            other.storage.cached_nodes,
+            cachet_node::store::DEFAULT_CACHED_NODES
+        );
+        // Addresses are the new run's own.
+        assert_eq!(again.rpc.listen.port(), plans[0].rpc);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
