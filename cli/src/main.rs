@@ -79,9 +79,16 @@ enum Command {
         /// Concurrent verifiers in the verification phase.
         #[arg(long, default_value_t = 32)]
         verifiers: usize,
-        /// Keep the devnet's data in this directory.
+        /// Certificates the fill phase anchors (unmeasured) before the phases after it.
+        #[arg(long, default_value_t = 500_000)]
+        fill_certificates: usize,
+        /// Keep the devnet's data in this directory: a later run can start from it.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Start from a copy of the devnet directory an earlier run left with --dir (its
+        /// state, and the certificates anchored there to verify).
+        #[arg(long)]
+        from: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -455,7 +462,9 @@ fn main() -> Result<()> {
             agencies,
             batch_leaves,
             verifiers,
+            fill_certificates,
             dir,
+            from,
             json,
         } => runtime()?.block_on(bench::run(
             bench::Options {
@@ -466,7 +475,9 @@ fn main() -> Result<()> {
                 agencies: agencies.max(1),
                 batch_leaves: batch_leaves.clamp(1, cachet_chain::codec::limits::MAX_BATCH_LEAVES),
                 verifiers: verifiers.max(1),
+                fill_certificates,
                 dir,
+                from,
             },
             json,
         )),

@@ -1,37 +1,39 @@
 //! `cachet bench` runs its three phases (anchors, batches, verification under load) end to end
-//! and reports every figure scripts rely on. (It asserts no speed:
+//! and reports every figure scripts rely on, and a run starts from the state an earlier one
+//! left. (It asserts no speed:
 //! figures live in docs/performance.md, measured with a release build.)
 
 use cachet_tests::cachet_bin;
 use serde_json::Value;
 use std::process::Command;
 
-#[test]
-fn bench_reports_throughput_latency_and_the_bound() {
+/// Run `cachet bench` with `args` (and few agencies and verifiers); its JSON report.
+fn bench(args: &[&str]) -> Value {
     let out = Command::new(cachet_bin())
-        .args([
-            "bench",
-            "--duration",
-            "2",
-            "--step-seconds",
-            "2",
-            "--agencies",
-            "4",
-            "--batch-leaves",
-            "64",
-            "--verifiers",
-            "4",
-            "--json",
-        ])
+        .arg("bench")
+        .args(args)
+        .args(["--agencies", "4", "--verifiers", "4", "--json"])
         .output()
         .expect("cachet bench runs");
     assert!(
         out.status.success(),
-        "bench failed: {}{}",
+        "bench {args:?} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn bench_reports_throughput_latency_and_the_bound() {
+    let v = bench(&[
+        "--duration",
+        "2",
+        "--step-seconds",
+        "2",
+        "--batch-leaves",
+        "64",
+    ]);
     for field in [
         "finalized_tps",
         "bound_tps",
@@ -78,4 +80,51 @@ fn bench_reports_throughput_latency_and_the_bound() {
         r["all"]["p99_ms"].as_f64().unwrap() >= r["all"]["p50_ms"].as_f64().unwrap(),
         "{r}"
     );
+}
+
+/// A run can fill a chain and leave it in a directory; a later run starts from a copy of it,
+/// verifies the certificates anchored there, and anchors more without repeating a document,
+/// a nonce or an agency registration. The saved directory is left as it was.
+#[test]
+fn bench_starts_from_the_state_an_earlier_run_left() {
+    let root = std::env::temp_dir().join(format!("cachet-bench-saved-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (saved, later) = (root.join("saved"), root.join("later"));
+    let dir = |d: &std::path::Path| d.to_str().unwrap().to_string();
+
+    let first = bench(&[
+        "--phases",
+        "fill",
+        "--fill-certificates",
+        "300",
+        "--dir",
+        &dir(&saved),
+    ]);
+    assert_eq!(first["fill"]["certificates"], 300, "{first}");
+    let state_before = std::fs::read(saved.join("bench-state.json")).unwrap();
+
+    let second = bench(&[
+        "--from",
+        &dir(&saved),
+        "--phases",
+        "fill,verification",
+        "--fill-certificates",
+        "100",
+        "--duration",
+        "2",
+        "--dir",
+        &dir(&later),
+    ]);
+    assert_eq!(second["started_from_certificates"], 300, "{second}");
+    assert_eq!(second["fill"]["certificates"], 100, "{second}");
+    assert_eq!(second["refusals"]["refused"], 0, "{second}");
+    let r = &second["verification"];
+    assert!(r["certificates"].as_u64().unwrap() >= 400, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(r["receipts_verified_offline"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(
+        std::fs::read(saved.join("bench-state.json")).unwrap(),
+        state_before
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }

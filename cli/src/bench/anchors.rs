@@ -4,6 +4,7 @@
 use super::load::{self, Plan};
 use super::net::{Net, lock};
 use super::probe::{self, TICKS_PER_SECOND, milli};
+use super::saved::Saved;
 use anyhow::Result;
 use cachet_chain::CertId;
 use cachet_chain::document::{Commitment, Fingerprint, FingerprintAlg, Salt};
@@ -32,17 +33,26 @@ fn reward_order(n: u64) -> (CertId, Action) {
 /// Makes reward-order anchors and remembers the certificate ids it anchored.
 pub struct Anchors {
     counter: u64,
+    /// Certificates a saved state already holds.
+    preloaded: Vec<CertId>,
     /// Every certificate offered, with the transaction that anchors it.
     pub offered: Vec<(TxId, CertId)>,
 }
 
 impl Anchors {
-    /// Numbering documents from `first` (distinct runs on one chain use distinct ranges).
-    pub fn new(first: u64) -> Anchors {
+    /// Numbering documents after `saved.last_document`, so that nothing repeats on the chain
+    /// it was saved from, and knowing the certificates it holds.
+    pub fn new(saved: &Saved) -> Anchors {
         Anchors {
-            counter: first,
+            counter: saved.last_document,
+            preloaded: saved.certificates.clone(),
             offered: Vec::new(),
         }
+    }
+
+    /// The last document number used.
+    pub fn last_document(&self) -> u64 {
+        self.counter
     }
 
     /// The next anchor, signed by the next bench agency.
@@ -54,14 +64,18 @@ impl Anchors {
         tx
     }
 
-    /// The certificates offered so far whose transactions have committed.
+    /// The certificates of the saved state, then those offered since whose transactions
+    /// have committed.
     pub fn committed(&self, net: &Net) -> Vec<CertId> {
         let seen = lock(&net.committed);
-        self.offered
-            .iter()
-            .filter(|(tx, _)| seen.contains_key(tx))
-            .map(|(_, id)| *id)
-            .collect()
+        let mut ids = self.preloaded.clone();
+        ids.extend(
+            self.offered
+                .iter()
+                .filter(|(tx, _)| seen.contains_key(tx))
+                .map(|(_, id)| *id),
+        );
+        ids
     }
 }
 
@@ -101,5 +115,63 @@ pub async fn run(
         "load_generator_cpu_s": milli((probe::own_cpu_ticks() - generator0) as f64 / probe::TICKS_PER_SECOND),
         "disk_bytes_per_certificate_per_node": disk.map(f64::round),
         "steps": outcome.steps,
+    }))
+}
+
+/// Anchors a fill offers per window (4,000/s): more than the chain takes, so that it sets
+/// the pace (see [`fill`]).
+const FILL_PER_WINDOW: usize = 20_000;
+/// Each window of a fill.
+const FILL_WINDOW: Duration = Duration::from_secs(5);
+/// The longest a fill waits for the chain to catch up with one window.
+const FILL_CATCH_UP: Duration = Duration::from_secs(120);
+
+/// Anchor `count` more certificates, unmeasured: the state later phases (or later runs, from
+/// the saved directory) start from. Windows of [`FILL_PER_WINDOW`] anchors are offered; after
+/// each, the fill waits until at most one window's worth is uncommitted, so the chain sets the
+/// pace and no backlog builds up; at the end it waits for all of them.
+pub async fn fill(
+    net: &mut Net,
+    anchors: &mut Anchors,
+    count: usize,
+    quiet: bool,
+) -> Result<Value> {
+    let start = std::time::Instant::now();
+    let targets = net.all_nodes();
+    let committed0 = net.committed_count();
+    let committed = |net: &Net| net.committed_count() - committed0;
+    let mut offered = 0;
+    while offered < count || committed(net) < offered {
+        if offered < count {
+            let n = FILL_PER_WINDOW.min(count - offered);
+            let prepared = load::prepare_count(net, n, FILL_WINDOW, &mut |net| anchors.next(net));
+            offered += load::offer(net, prepared, &targets).await?.len();
+        }
+        let backlog = if offered < count { FILL_PER_WINDOW } else { 0 };
+        let waited = std::time::Instant::now();
+        while committed(net) + backlog < offered {
+            if waited.elapsed() > FILL_CATCH_UP {
+                anyhow::bail!(
+                    "the fill stalled: {} of {offered} anchors committed after {FILL_CATCH_UP:?}",
+                    committed(net)
+                );
+            }
+            // Resubmit what a full mempool turned away, once something committed.
+            net.drain(u64::MAX).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !quiet {
+            eprintln!(
+                "fill: {} of {count} anchors committed, {:.0} s",
+                committed(net),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(json!({
+        "certificates": committed(net),
+        "seconds": milli(seconds),
+        "tps": (committed(net) as f64 / seconds).round(),
     }))
 }

@@ -79,11 +79,12 @@ impl Generator {
     }
 }
 
-/// Run the phase with batches of `leaves` certificates; `first` numbers the first batch.
+/// Run the phase with batches of `leaves` certificates; `next_batch` numbers the first batch,
+/// and is left at the number after the last.
 pub async fn run(
     net: &mut Net,
     leaves: u32,
-    first: u64,
+    next_batch: &mut u64,
     step: Duration,
     sustain: Duration,
     quiet: bool,
@@ -93,7 +94,7 @@ pub async fn run(
     let committed0 = net.committed_count();
     let mut generator = Generator {
         leaves,
-        next_batch: first,
+        next_batch: *next_batch,
         made: 0,
         samples: Vec::new(),
     };
@@ -105,6 +106,7 @@ pub async fn run(
         sustain,
     };
     let outcome = load::rising(net, &plan, quiet, &mut |net| generator.next(net)).await?;
+    *next_batch = generator.next_batch;
     let certificates = ((net.committed_count() - committed0) as f64 * leaves as f64).max(1.0);
     let disk = probe::disk_per_certificate(disk0, net.disk_bytes(), certificates, net.nodes.len());
     let checked = check_receipts(net, &generator.samples).await?;

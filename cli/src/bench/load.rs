@@ -66,6 +66,29 @@ pub fn prepare(net: &mut Net, rate: f64, duration: Duration, make: &mut Maker<'_
     )
 }
 
+/// Make exactly `count` transactions spread evenly over the ticks of `duration`.
+pub fn prepare_count(
+    net: &mut Net,
+    count: usize,
+    duration: Duration,
+    make: &mut Maker<'_>,
+) -> Prepared {
+    Prepared(
+        spread(count, duration)
+            .into_iter()
+            .map(|n| (0..n).map(|_| make(net)).collect())
+            .collect(),
+    )
+}
+
+/// `count` split over the ticks of `duration`, as evenly as whole numbers allow.
+fn spread(count: usize, duration: Duration) -> Vec<usize> {
+    let ticks = (duration.as_millis().div_ceil(TICK.as_millis()) as usize).max(1);
+    (0..ticks)
+        .map(|i| count * (i + 1) / ticks - count * i / ticks)
+        .collect()
+}
+
 /// How many transactions each tick of `duration` offers at `rate` per second.
 fn per_tick(rate: f64, duration: Duration) -> Vec<usize> {
     let ticks = duration.as_millis().div_ceil(TICK.as_millis()) as usize;
@@ -249,7 +272,7 @@ impl Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::{next_rising_step, per_tick};
+    use super::{next_rising_step, per_tick, spread};
     use std::time::Duration;
 
     #[test]
@@ -262,6 +285,18 @@ mod tests {
             per_tick(1_000.0, Duration::from_millis(250)),
             vec![100, 100, 100]
         );
+    }
+
+    #[test]
+    fn a_count_is_spread_exactly_over_the_ticks() {
+        for count in [0, 1, 7, 49, 50, 51, 20_000, 20_001] {
+            let ticks = spread(count, Duration::from_secs(5));
+            assert_eq!(ticks.len(), 50);
+            assert_eq!(ticks.iter().sum::<usize>(), count, "{count}");
+            let (lo, hi) = (ticks.iter().min().unwrap(), ticks.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{count}: {ticks:?}");
+        }
+        assert_eq!(spread(3, Duration::ZERO), vec![3]);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! 3. **verification** — receipts/s one node serves to concurrent verifiers, with latency,
 //!    while anchoring goes on through the other nodes.
 //!
+//! Before them, a **fill** phase can anchor a given number of certificates, unmeasured, and a
+//! run can start **from** a devnet directory an earlier run left (see [`saved`]): runs that
+//! start from one saved state measure the same tree.
+//!
 //! Next to them: this machine's ed25519 verification rates and the bound they put on
 //! throughput (every validator verifies every signature), the ratio to it, and each node's RSS.
 
@@ -16,6 +20,7 @@ mod batches;
 mod load;
 mod net;
 mod probe;
+mod saved;
 mod verification;
 
 use anyhow::{Result, bail};
@@ -29,6 +34,8 @@ use std::time::Duration;
 /// Which phases to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Phase {
+    /// Anchor `--fill-certificates` certificates, unmeasured (the state later phases start from).
+    Fill,
     /// Single anchors at a rising rate.
     Anchors,
     /// Merkle batches of reward orders.
@@ -53,8 +60,13 @@ pub struct Options {
     pub batch_leaves: u32,
     /// Concurrent verifiers.
     pub verifiers: usize,
+    /// Certificates the fill phase anchors.
+    pub fill_certificates: usize,
     /// Working directory for the devnet (a fresh temporary one by default).
     pub dir: Option<PathBuf>,
+    /// A devnet directory an earlier run left, copied into the working directory to start
+    /// from.
+    pub from: Option<PathBuf>,
 }
 
 /// Run the benchmark and print its report.
@@ -76,8 +88,18 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("cachet-bench-{}", std::process::id())),
     };
+    if let Some(from) = &opts.from {
+        saved::check_apart(from, &dir)?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
+    let saved = match &opts.from {
+        Some(from) => {
+            saved::copy_devnet(from, &dir)?;
+            saved::Saved::read(&dir)?
+        }
+        None => saved::Saved::fresh(),
+    };
     let log = dir.join("devnet.log");
     let out = std::fs::File::create(&log)?;
     let mut devnet: Child = Command::new(std::env::current_exe()?)
@@ -87,7 +109,7 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         .stderr(out)
         .spawn()?;
     let result = match Net::connect(&dir, opts.agencies, &mut devnet).await {
-        Ok(net) => phases(net, &opts, json_out).await,
+        Ok(net) => phases(net, &opts, saved, opts.dir.as_deref(), json_out).await,
         Err(e) => Err(e),
     };
     let _ = Command::new("kill")
@@ -124,15 +146,25 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     Ok(())
 }
 
-async fn phases(mut net: Net, opts: &Options, quiet: bool) -> Result<Value> {
+async fn phases(
+    mut net: Net,
+    opts: &Options,
+    saved: saved::Saved,
+    keep: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<Value> {
     let step = Duration::from_secs(opts.step_seconds);
     let sustain = Duration::from_secs(opts.duration);
     let mut report = json!({
         "agencies": opts.agencies,
         "validators": net.nodes.len(),
     });
-    // Documents are numbered apart so that no two phases anchor the same certificate.
-    let mut anchors = anchors::Anchors::new(0);
+    if !saved.certificates.is_empty() {
+        report["started_from_certificates"] = json!(saved.certificates.len());
+    }
+    // Documents and batches are numbered on from the saved state, so that nothing repeats.
+    let mut anchors = anchors::Anchors::new(&saved);
+    let mut next_batch = saved.next_batch;
     let mut anchored_tps = None;
     for (i, phase) in opts.phases.iter().enumerate() {
         if i > 0 {
@@ -141,6 +173,10 @@ async fn phases(mut net: Net, opts: &Options, quiet: bool) -> Result<Value> {
             net.drain(100).await?;
         }
         match phase {
+            Phase::Fill => {
+                report["fill"] =
+                    anchors::fill(&mut net, &mut anchors, opts.fill_certificates, quiet).await?;
+            }
             Phase::Anchors => {
                 let r = anchors::run(&mut net, &mut anchors, step, sustain, quiet).await?;
                 anchored_tps = r["finalized_tps"].as_f64();
@@ -149,9 +185,15 @@ async fn phases(mut net: Net, opts: &Options, quiet: bool) -> Result<Value> {
                 }
             }
             Phase::Batches => {
-                report["batches"] =
-                    batches::run(&mut net, opts.batch_leaves, 1 << 40, step, sustain, quiet)
-                        .await?;
+                report["batches"] = batches::run(
+                    &mut net,
+                    opts.batch_leaves,
+                    &mut next_batch,
+                    step,
+                    sustain,
+                    quiet,
+                )
+                .await?;
             }
             Phase::Verification => {
                 // Anchoring at half the rate the chain sustains, so that finality holds.
@@ -162,6 +204,16 @@ async fn phases(mut net: Net, opts: &Options, quiet: bool) -> Result<Value> {
                         .await?;
             }
         }
+    }
+    if let Some(dir) = keep {
+        // What a later run needs to start from this directory. Anchors still in flight are
+        // left out (their document numbers are not used again).
+        saved::Saved {
+            last_document: anchors.last_document(),
+            next_batch,
+            certificates: anchors.committed(&net),
+        }
+        .write(dir)?;
     }
     report["refusals"] = net.refusals();
     report["rss_mb_per_node"] = json!(net.rss_mb());

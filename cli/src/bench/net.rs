@@ -3,7 +3,7 @@
 //! reports, with the time each was seen.
 
 use super::probe;
-use crate::client::Client;
+use crate::client::{Client, Refused};
 use anyhow::{Context, Result, bail};
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::genesis::GenesisDoc;
@@ -80,6 +80,9 @@ pub struct Net {
 
 /// Refusals that pass: the mempool is full (2001), the nonce is too far ahead (1107).
 const RETRY_CODES: [u64; 2] = [2001, 1107];
+
+/// The RPC's code for an agency the chain does not know.
+const UNKNOWN_AGENCY: i32 = 1103;
 
 /// The longest the bench waits for the devnet it started.
 const DEVNET_START: Duration = Duration::from_secs(600);
@@ -180,6 +183,12 @@ impl Net {
         let mut setup = Vec::new();
         for i in 0..count {
             let id = format!("bench-agency-{i}");
+            // On a saved chain the agency may be registered already: go on from its nonce.
+            if let Some(nonce) = self.agency_nonce(&id).await? {
+                self.agencies
+                    .push(Agency::new(&id, SecretKey::dev(&id), nonce)?);
+                continue;
+            }
             let agency = Agency::new(&id, SecretKey::dev(&id), 0)?;
             let action = Action::Accredit {
                 kind: CertKind::RewardOrder,
@@ -191,6 +200,9 @@ impl Net {
             };
             setup.push(sign(&self.chain, &mut dgpa, action));
             self.agencies.push(agency);
+        }
+        if setup.is_empty() {
+            return Ok(());
         }
         let accepted = submit(&self.clients[0], &setup)
             .await?
@@ -208,6 +220,22 @@ impl Net {
             .wait_committed(&last, Duration::from_secs(60))
             .await?;
         Ok(())
+    }
+
+    /// The next nonce of agency `id`, or `None` if the chain does not know it.
+    async fn agency_nonce(&self, id: &str) -> Result<Option<u64>> {
+        match self.clients[0].call("cachet_agency", vec![json!(id)]).await {
+            Ok(record) => Ok(Some(
+                record["next_nonce"].as_u64().context("agency next_nonce")?,
+            )),
+            Err(e)
+                if e.downcast_ref::<Refused>()
+                    .is_some_and(|r| r.code == UNKNOWN_AGENCY) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `action`, signed by the next bench agency in turn.
