@@ -148,7 +148,7 @@ impl Default for Mempool {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// Decoded state-tree nodes to keep (100–200 bytes each; up to twice this many are held).
+    /// Decoded state-tree nodes to keep (140–170 bytes each with their index; never more).
     /// Every transaction walks about log2(state entries) of them; 0 turns the cache off.
     pub cached_nodes: usize,
     /// Small state values to keep (agency records, policies); 0 turns the cache off.

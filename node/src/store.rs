@@ -82,9 +82,10 @@ pub struct TxLocation {
     pub index: u32,
 }
 
-/// Decoded state-tree nodes kept in memory by default (100–200 bytes each, up to twice this
-/// many): every transaction walks ~log2(entries) nodes, the upper ones shared by all.
-pub const DEFAULT_CACHED_NODES: usize = 300_000;
+/// Decoded state-tree nodes kept in memory by default (~150 bytes each with their index, about
+/// 90 MB when full): every transaction walks ~log2(entries) nodes, the upper ones shared by all,
+/// and a receipt's walk on a state of 300k certificates stays in memory.
+pub const DEFAULT_CACHED_NODES: usize = 600_000;
 /// State values kept in memory by default (agency records, policies: read by every
 /// transaction).
 pub const DEFAULT_CACHED_VALUES: usize = 20_000;
@@ -98,7 +99,7 @@ pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// the sizes trade memory for speed and never change a result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheSizes {
-    /// Decoded state-tree nodes (up to about twice this many are held; 0: no cache).
+    /// Decoded state-tree nodes (at most this many are held; 0: no cache).
     pub nodes: usize,
     /// Small state values (0: no cache).
     pub values: usize,
