@@ -563,6 +563,7 @@ impl App {
             &built.block.encode(),
         )?;
         let build_time = started.elapsed();
+        self.shared.metrics.build_seconds.observe(build_time);
         if let Some(sample) = candidates.after_per_tx(build_time, built.block.txs.len()) {
             // Smoothed, so that one build on a briefly idle or busy machine does not decide.
             self.build_after_per_tx = if self.build_after_per_tx.is_zero() {
@@ -730,6 +731,7 @@ impl App {
             );
             Validity::Invalid
         } else {
+            let started = std::time::Instant::now();
             // Signatures this node already verified at admission are not verified again; the
             // rest are batch-verified here, and a bad one makes the block invalid.
             let (positions, unseen): (Vec<usize>, Vec<_>) = block
@@ -751,6 +753,10 @@ impl App {
                     error: cachet_contracts::TxError::BadSignature,
                 }),
             };
+            self.shared
+                .metrics
+                .execute_seconds
+                .observe(started.elapsed());
             match executed {
                 Ok(executed) => {
                     if let Err(e) = self.shared.store.put_undecided(
@@ -817,11 +823,17 @@ impl App {
                 Candidate { block, executed }
             }
         };
+        let writing = std::time::Instant::now();
         self.shared.store.commit(
             &candidate.block,
             &borsh::to_vec(certificate)?,
             &candidate.executed,
         )?;
+        self.shared.metrics.committed(
+            certificate.round.as_u32().unwrap_or(0),
+            candidate.block.txs.len(),
+            writing.elapsed(),
+        );
         self.shared.set_head(candidate.block.header.clone());
         self.shared
             .after_commit(&candidate.block, &candidate.executed);

@@ -6,12 +6,15 @@
 //! the other nodes admit it again (each node checks once for itself) and keep it until a
 //! proposer includes it.
 
+use crate::metrics::Metrics;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, allow_block_list, noise, tcp, yamux};
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -108,6 +111,7 @@ pub fn spawn(
     listen: Multiaddr,
     peers: Vec<(PeerId, Multiaddr)>,
     received: mpsc::Sender<Received>,
+    metrics: Arc<Metrics>,
 ) -> eyre::Result<Gossip> {
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Strict)
@@ -223,6 +227,7 @@ pub fn spawn(
                             Some(txs) => {
                                 // Kept together, so that admission batch-verifies their signatures.
                                 if received.try_send(Received { txs, from: propagation_source }).is_err() {
+                                    metrics.gossip_batches_dropped.fetch_add(1, Relaxed);
                                     warn!(peer = %propagation_source, "admission is behind; gossip batch dropped");
                                 }
                             }
@@ -231,10 +236,12 @@ pub fn spawn(
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                         connected.insert(peer_id);
+                        metrics.gossip_peers.store(connected.len() as u64, Relaxed);
                         debug!(%peer_id, "gossip peer connected");
                     }
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                         connected.remove(&peer_id);
+                        metrics.gossip_peers.store(connected.len() as u64, Relaxed);
                     }
                     SwarmEvent::NewListenAddr { address, .. } => info!(%address, "gossip listening"),
                     _ => {}

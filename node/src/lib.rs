@@ -4,8 +4,8 @@
 //! codecs ([`context`], [`codec`], [`signing`]), the loop that proposes blocks from the
 //! mempool, re-executes proposals with `cachet-contracts` before voting, and commits decided
 //! blocks ([`app`]); the [`mempool`] and its libp2p transaction [`gossip`]; RocksDB [`store`]
-//! of blocks, commit certificates and the state tree; and [`node::start`], which wires them with
-//! the JSON-RPC.
+//! of blocks, commit certificates and the state tree; the operator's [`metrics`]; and
+//! [`node::start`], which wires them with the JSON-RPC.
 //!
 //! What it is not: the rules (`cachet-contracts`) or the data model (`cachet-chain`).
 
@@ -16,6 +16,7 @@ pub mod config;
 pub mod context;
 pub mod gossip;
 pub mod mempool;
+pub mod metrics;
 pub mod node;
 pub mod receipts;
 pub mod signing;

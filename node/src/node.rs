@@ -7,6 +7,7 @@ use crate::config::NodeConfig;
 use crate::context::{Address, CachetContext};
 use crate::gossip::{self, Gossip};
 use crate::mempool::{AdmitError, Head, Mempool};
+use crate::metrics::{Metrics, Source};
 use crate::signing::{ConsensusSigner, ConsensusVerifier};
 use crate::store::Store;
 use async_trait::async_trait;
@@ -55,6 +56,8 @@ pub struct Shared {
     admission: Arc<tokio::sync::Semaphore>,
     /// This node's own handle, to move admission work onto a blocking thread.
     me: std::sync::Weak<Shared>,
+    /// What an operator watches (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// A consortium peer: its identity and its two endpoints.
@@ -104,7 +107,11 @@ impl Shared {
     }
 
     /// Admit encoded transactions on a blocking thread once an admission slot is free.
-    async fn admit_owned(&self, txs: Arc<Vec<Vec<u8>>>) -> Vec<Result<TxId, AdmitError>> {
+    async fn admit_owned(
+        &self,
+        txs: Arc<Vec<Vec<u8>>>,
+        source: Source,
+    ) -> Vec<Result<TxId, AdmitError>> {
         // `self` is borrowed from the Arc that `start` built, and the slots are never closed.
         let me = self.me.upgrade().expect("Shared lives in an Arc");
         let _slot = self
@@ -115,7 +122,7 @@ impl Shared {
         let work = txs.clone();
         match tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = work.iter().map(Vec::as_slice).collect();
-            me.admit_many(&refs)
+            me.admit_many(&refs, source)
         })
         .await
         {
@@ -126,12 +133,41 @@ impl Shared {
         }
     }
 
-    /// Admit encoded transactions that arrived together; one result each, in order.
-    pub fn admit_many(&self, txs: &[&[u8]]) -> Vec<Result<TxId, AdmitError>> {
-        self.with_head(|head| self.mempool.admit_many(txs, head))
+    /// Admit encoded transactions that arrived together from `source`; one result each, in
+    /// order.
+    pub fn admit_many(&self, txs: &[&[u8]], source: Source) -> Vec<Result<TxId, AdmitError>> {
+        let results: Vec<_> = self
+            .with_head(|head| self.mempool.admit_many(txs, head))
             .into_iter()
             .map(|r| r.map(|(id, _)| id))
-            .collect()
+            .collect();
+        self.metrics.admission(
+            source,
+            results
+                .iter()
+                .map(|r| r.as_ref().err().map(AdmitError::name)),
+        );
+        results
+    }
+
+    /// The operator's metrics as OpenMetrics text: this node's, then Malachite's.
+    pub fn metrics_text(&self) -> String {
+        let head = self.head();
+        let (node_cache, value_cache) = self.store.cache_fill();
+        let me = std::process::id();
+        let gauges = crate::metrics::Gauges {
+            height: head.height.0,
+            head_time_ms: head.time.0,
+            mempool_transactions: self.mempool.len(),
+            pruned_height: self.store.pruned_upto().unwrap_or(0),
+            families: self.store.family_sizes(),
+            pending_compaction_bytes: self.store.pending_compaction_bytes(),
+            node_cache,
+            value_cache,
+            resident_bytes: crate::metrics::resident_bytes(me),
+            cpu_seconds: crate::metrics::cpu_ticks(me) as f64 / crate::metrics::TICKS_PER_SECOND,
+        };
+        crate::metrics::render(&self.metrics, &gauges, &crate::metrics::consensus_text())
     }
 
     pub(crate) fn after_commit(&self, block: &Block, _executed: &Executed) {
@@ -249,7 +285,7 @@ impl NodeApi for Shared {
 
     async fn submit_many(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxId, Failure>> {
         let txs = Arc::new(txs);
-        let results = self.admit_owned(txs.clone()).await;
+        let results = self.admit_owned(txs.clone(), Source::Rpc).await;
         let gossip = self.gossip();
         let mut out = Vec::with_capacity(results.len());
         for (result, tx) in results.into_iter().zip(txs.iter()) {
@@ -445,6 +481,10 @@ impl NodeApi for Shared {
         self.blocks.subscribe()
     }
 
+    fn metrics(&self) -> String {
+        self.metrics_text()
+    }
+
     fn node_info(&self) -> Result<serde_json::Value, Failure> {
         Ok(self.info.clone())
     }
@@ -571,6 +611,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         trust,
         blocks: tokio::sync::broadcast::channel(256).0,
         receipt_head: Default::default(),
+        metrics: Arc::default(),
         info: {
             let id = gossip::keypair_of(&key).public().to_peer_id();
             serde_json::json!({
@@ -595,6 +636,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         config.gossip.listen.parse()?,
         gossip_peers,
         rx_tx,
+        shared.metrics.clone(),
     )?;
     *shared.gossip.write().unwrap_or_else(|p| p.into_inner()) = Some(g);
     {
@@ -609,7 +651,11 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
                 let shared = shared.clone();
                 tokio::task::spawn_blocking(move || {
                     let refs: Vec<&[u8]> = received.txs.iter().map(Vec::as_slice).collect();
-                    for e in shared.admit_many(&refs).into_iter().filter_map(Result::err) {
+                    for e in shared
+                        .admit_many(&refs, Source::Gossip)
+                        .into_iter()
+                        .filter_map(Result::err)
+                    {
                         if !matches!(e, AdmitError::Duplicate(_)) {
                             tracing::debug!(from = %received.from, error = %e, "gossiped transaction not admitted");
                         }

@@ -14,6 +14,7 @@
 //! validator-set change since genesis.
 
 use crate::cache::Cache;
+use crate::metrics::{CacheFill, FamilySize};
 use borsh::{BorshDeserialize, BorshSerialize};
 use cachet_chain::block::{Block, BlockHeader};
 use cachet_chain::codec;
@@ -313,6 +314,57 @@ impl Store {
             self.nodes.as_ref().map_or(0, Cache::len),
             self.values.as_ref().map_or(0, Cache::len),
         )
+    }
+
+    /// The fill of the tree-node and state-value caches (`None`: no such cache).
+    pub fn cache_fill(&self) -> (Option<CacheFill>, Option<CacheFill>) {
+        fn fill<V: Clone>(c: &Option<Cache<V>>) -> Option<CacheFill> {
+            c.as_ref().map(|c| CacheFill {
+                entries: c.len(),
+                capacity: c.capacity(),
+            })
+        }
+        (fill(&self.nodes), fill(&self.values))
+    }
+
+    /// Each column family's table, live-data and memtable bytes, from RocksDB's properties
+    /// (a property RocksDB cannot give reads as 0).
+    pub fn family_sizes(&self) -> Vec<FamilySize> {
+        let int = |cf: &rocksdb::ColumnFamily, name: &str| {
+            self.db
+                .property_int_value_cf(cf, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        FAMILIES
+            .iter()
+            .map(|name| {
+                let cf = self.cf(name);
+                FamilySize {
+                    name,
+                    sst_bytes: int(cf, "rocksdb.total-sst-files-size"),
+                    live_bytes: int(cf, "rocksdb.estimate-live-data-size"),
+                    memtable_bytes: int(cf, "rocksdb.cur-size-all-mem-tables"),
+                }
+            })
+            .collect()
+    }
+
+    /// Compaction RocksDB estimates it still has to do, all families together.
+    pub fn pending_compaction_bytes(&self) -> u64 {
+        FAMILIES
+            .iter()
+            .filter_map(|name| {
+                self.db
+                    .property_int_value_cf(
+                        self.cf(name),
+                        "rocksdb.estimate-pending-compaction-bytes",
+                    )
+                    .ok()
+                    .flatten()
+            })
+            .sum()
     }
 
     fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {

@@ -171,6 +171,8 @@ pub trait NodeApi: Send + Sync + 'static {
     fn history(&self, id: &cachet_chain::CertId) -> Result<Vec<serde_json::Value>, Failure>;
     /// Committed blocks as they come (for subscriptions).
     fn subscribe_blocks(&self) -> tokio::sync::broadcast::Receiver<serde_json::Value>;
+    /// The operator's metrics, as OpenMetrics text (served at `GET /metrics`).
+    fn metrics(&self) -> String;
     /// This node's network identity: `{peer_id, p2p, gossip}` (full multiaddrs with `/p2p/`).
     fn node_info(&self) -> Result<serde_json::Value, Failure>;
     /// Operator: connect to a new consortium peer (consensus and gossip multiaddrs).
@@ -494,10 +496,14 @@ pub async fn serve(
         .max_connections(1024)
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(32))
         .build();
+    let pages_api = api.clone();
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(
-            tower::ServiceBuilder::new().layer_fn(|inner| web::VerifyPage { inner }),
+            tower::ServiceBuilder::new().layer_fn(move |inner| web::Pages {
+                inner,
+                api: pages_api.clone(),
+            }),
         )
         .build(addr)
         .await?;
@@ -563,6 +569,9 @@ mod tests {
         }
         fn subscribe_blocks(&self) -> tokio::sync::broadcast::Receiver<serde_json::Value> {
             tokio::sync::broadcast::channel(1).1
+        }
+        fn metrics(&self) -> String {
+            String::new()
         }
         fn node_info(&self) -> Result<serde_json::Value, Failure> {
             no()

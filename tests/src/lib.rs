@@ -79,6 +79,46 @@ pub fn rpc(addr: &str, method: &str, params: Value) -> Result<Value, RpcError> {
     Ok(v["result"].clone())
 }
 
+/// One HTTP/1.1 GET of `path` from `addr` (`127.0.0.1:port`), with a 10 s timeout: the status,
+/// the content type and the body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Ok((status, content_type, body.to_string()))
+}
+
+/// The samples of an OpenMetrics text, by series (`name{labels}`); comments left out.
+pub fn metric_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Poll `f` every 100 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -348,6 +388,19 @@ impl Cluster {
     /// Call a method on node `i`.
     pub fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, RpcError> {
         rpc(&self.nodes[i].rpc, method, params)
+    }
+
+    /// Node `i`'s metrics (`GET /metrics`), by series; panics if it does not serve them.
+    pub fn metrics(&self, i: usize) -> std::collections::BTreeMap<String, f64> {
+        let (status, content_type, body) =
+            http_get(&self.nodes[i].rpc, "/metrics").expect("metrics answered");
+        assert_eq!(status, 200, "metrics of node {i}: {body}");
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        assert!(body.ends_with("# EOF\n"), "metrics end with # EOF");
+        metric_samples(&body)
     }
 
     /// Node `i`'s status, if it answers.

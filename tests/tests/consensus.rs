@@ -210,6 +210,40 @@ fn bad_inputs_get_their_codes_and_change_nothing() {
             "node {i} state changed"
         );
     }
+
+    // The operator sees each refusal counted under its stable name, and the chain moving.
+    let m = c.metrics(0);
+    let refused = |reason: &str| {
+        m.get(&format!(
+            "cachet_transactions_refused_total{{source=\"rpc\",reason=\"{reason}\"}}"
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    for reason in [
+        "malformed",
+        "oversized",
+        "bad_signature",
+        "wrong_chain",
+        "nonce_replayed",
+        "unknown_agency",
+        "not_accredited",
+    ] {
+        assert_eq!(refused(reason), 1.0, "{reason} refusals: {m:?}");
+    }
+    assert_eq!(m["cachet_transactions_admitted_total{source=\"rpc\"}"], 1.0);
+    assert!(m["cachet_height"] >= h as f64);
+    assert!(m["cachet_transactions_committed_total"] >= 1.0);
+    assert!(m["cachet_commit_seconds_count"] >= h as f64 - 1.0);
+    assert!(m["cachet_gossip_peers"] >= 1.0);
+    assert!(m["process_resident_memory_bytes"] > 0.0);
+    assert!(m["cachet_store_memtable_bytes{family=\"blocks\"}"] > 0.0);
+    // Malachite's consensus metrics follow the node's own.
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("malachitebft_core_consensus_height")),
+        "no consensus metrics"
+    );
 }
 
 #[test]
