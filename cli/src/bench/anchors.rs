@@ -89,6 +89,7 @@ pub async fn run(
 ) -> Result<Value> {
     let cpu0 = net.cpu_ticks();
     let disk0 = net.disk_bytes();
+    let store0 = net.store_bytes().await;
     let generator0 = probe::own_cpu_ticks();
     let committed0 = net.committed_count();
     let plan = Plan {
@@ -102,6 +103,12 @@ pub async fn run(
     let committed = (net.committed_count() - committed0).max(1) as f64;
     let cpu_ms = (net.cpu_ticks() - cpu0) as f64 / TICKS_PER_SECOND * 1000.0;
     let disk = probe::disk_per_certificate(disk0, net.disk_bytes(), committed, net.nodes.len());
+    let store = probe::store_bytes_per_certificate(
+        &store0,
+        &net.store_bytes().await,
+        committed,
+        net.nodes.len(),
+    );
     let (p50, p99) = outcome.p50_p99();
     Ok(json!({
         "finalized_tps": outcome.sustained_tps.round(),
@@ -114,6 +121,7 @@ pub async fn run(
         "cpu_ms_per_tx_all_nodes": milli(cpu_ms / committed),
         "load_generator_cpu_s": milli((probe::own_cpu_ticks() - generator0) as f64 / probe::TICKS_PER_SECOND),
         "disk_bytes_per_certificate_per_node": disk.map(f64::round),
+        "store_bytes_per_certificate_per_node": store,
         "steps": outcome.steps,
     }))
 }
@@ -137,6 +145,7 @@ pub async fn fill(
     quiet: bool,
 ) -> Result<Value> {
     let start = std::time::Instant::now();
+    let store0 = net.store_bytes().await;
     let targets = net.all_nodes();
     let committed0 = net.committed_count();
     let committed = |net: &Net| net.committed_count() - committed0;
@@ -169,9 +178,16 @@ pub async fn fill(
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let store = probe::store_bytes_per_certificate(
+        &store0,
+        &net.store_bytes().await,
+        committed(net) as f64,
+        net.nodes.len(),
+    );
     Ok(json!({
         "certificates": committed(net),
         "seconds": milli(seconds),
         "tps": (committed(net) as f64 / seconds).round(),
+        "store_bytes_per_certificate_per_node": store,
     }))
 }

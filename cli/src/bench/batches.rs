@@ -90,6 +90,7 @@ pub async fn run(
     quiet: bool,
 ) -> Result<Value> {
     let disk0 = net.disk_bytes();
+    let store0 = net.store_bytes().await;
     let generator0 = probe::own_cpu_ticks();
     let committed0 = net.committed_count();
     let mut generator = Generator {
@@ -109,6 +110,12 @@ pub async fn run(
     *next_batch = generator.next_batch;
     let certificates = ((net.committed_count() - committed0) as f64 * leaves as f64).max(1.0);
     let disk = probe::disk_per_certificate(disk0, net.disk_bytes(), certificates, net.nodes.len());
+    let store = probe::store_bytes_per_certificate(
+        &store0,
+        &net.store_bytes().await,
+        certificates,
+        net.nodes.len(),
+    );
     let checked = check_receipts(net, &generator.samples).await?;
     let (p50, p99) = outcome.p50_p99();
     Ok(json!({
@@ -119,6 +126,7 @@ pub async fn run(
         "finality_p50_ms": p50,
         "finality_p99_ms": p99,
         "disk_bytes_per_certificate_per_node": disk.map(milli),
+        "store_bytes_per_certificate_per_node": store,
         "receipts_checked": checked,
         "load_generator_cpu_s": milli((probe::own_cpu_ticks() - generator0) as f64 / probe::TICKS_PER_SECOND),
         "steps": outcome.steps,

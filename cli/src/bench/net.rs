@@ -15,7 +15,7 @@ use cachet_chain::tx::{Action, AgencyRegistration, Transaction, TxBody, TxId};
 use cachet_chain::verdict::Verdict;
 use cachet_contracts::example;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
@@ -370,6 +370,23 @@ impl Net {
     /// Bytes on disk under all node data directories.
     pub fn disk_bytes(&self) -> u64 {
         self.nodes.iter().map(|n| probe::dir_bytes(&n.home)).sum()
+    }
+
+    /// Table and memtable bytes per column family, summed over the nodes (see
+    /// [`probe::store_bytes`]); empty when a node does not answer.
+    pub async fn store_bytes(&self) -> BTreeMap<String, u64> {
+        let mut sum = BTreeMap::new();
+        for node in &self.nodes {
+            match probe::store_bytes(&node.rpc).await {
+                Ok(families) => {
+                    for (family, bytes) in families {
+                        *sum.entry(family).or_default() += bytes;
+                    }
+                }
+                Err(_) => return BTreeMap::new(),
+            }
+        }
+        sum
     }
 
     /// Resident memory of each node, in MiB.
