@@ -150,26 +150,6 @@ impl Shared {
         results
     }
 
-    /// The operator's metrics as OpenMetrics text: this node's, then Malachite's.
-    pub fn metrics_text(&self) -> String {
-        let head = self.head();
-        let (node_cache, value_cache) = self.store.cache_fill();
-        let me = std::process::id();
-        let gauges = crate::metrics::Gauges {
-            height: head.height.0,
-            head_time_ms: head.time.0,
-            mempool_transactions: self.mempool.len(),
-            pruned_height: self.store.pruned_upto().unwrap_or(0),
-            families: self.store.family_sizes(),
-            pending_compaction_bytes: self.store.pending_compaction_bytes(),
-            node_cache,
-            value_cache,
-            resident_bytes: crate::metrics::resident_bytes(me),
-            cpu_seconds: crate::metrics::cpu_ticks(me) as f64 / crate::metrics::TICKS_PER_SECOND,
-        };
-        crate::metrics::render(&self.metrics, &gauges, &crate::metrics::consensus_text())
-    }
-
     pub(crate) fn after_commit(&self, block: &Block, _executed: &Executed) {
         // Subscribers may lag or be absent; a send error only means nobody listens.
         let _ = self.blocks.send(serde_json::json!({
@@ -481,8 +461,24 @@ impl NodeApi for Shared {
         self.blocks.subscribe()
     }
 
+    /// This node's metrics, then Malachite's.
     fn metrics(&self) -> String {
-        self.metrics_text()
+        let head = self.head();
+        let (node_cache, value_cache) = self.store.cache_fill();
+        let me = std::process::id();
+        let gauges = crate::metrics::Gauges {
+            height: head.height.0,
+            head_time_ms: head.time.0,
+            mempool_transactions: self.mempool.len(),
+            pruned_height: self.store.pruned_upto().unwrap_or(0),
+            families: self.store.family_sizes(),
+            pending_compaction_bytes: self.store.pending_compaction_bytes(),
+            node_cache,
+            value_cache,
+            resident_bytes: crate::metrics::resident_bytes(me),
+            cpu_seconds: crate::metrics::cpu_ticks(me) as f64 / crate::metrics::TICKS_PER_SECOND,
+        };
+        crate::metrics::render(&self.metrics, &gauges, &crate::metrics::consensus_text())
     }
 
     fn node_info(&self) -> Result<serde_json::Value, Failure> {

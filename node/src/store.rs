@@ -327,26 +327,24 @@ impl Store {
         (fill(&self.nodes), fill(&self.values))
     }
 
-    /// Each column family's table, live-data and memtable bytes, from RocksDB's properties
-    /// (a property RocksDB cannot give reads as 0).
+    /// An integer property of one column family (a property RocksDB cannot give reads as 0).
+    fn int_property(&self, family: &str, property: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(family), property)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Each column family's table, live-data and memtable bytes, from RocksDB's properties.
     pub fn family_sizes(&self) -> Vec<FamilySize> {
-        let int = |cf: &rocksdb::ColumnFamily, name: &str| {
-            self.db
-                .property_int_value_cf(cf, name)
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        };
         FAMILIES
             .iter()
-            .map(|name| {
-                let cf = self.cf(name);
-                FamilySize {
-                    name,
-                    sst_bytes: int(cf, "rocksdb.total-sst-files-size"),
-                    live_bytes: int(cf, "rocksdb.estimate-live-data-size"),
-                    memtable_bytes: int(cf, "rocksdb.cur-size-all-mem-tables"),
-                }
+            .map(|name| FamilySize {
+                name,
+                sst_bytes: self.int_property(name, "rocksdb.total-sst-files-size"),
+                live_bytes: self.int_property(name, "rocksdb.estimate-live-data-size"),
+                memtable_bytes: self.int_property(name, "rocksdb.cur-size-all-mem-tables"),
             })
             .collect()
     }
@@ -355,15 +353,7 @@ impl Store {
     pub fn pending_compaction_bytes(&self) -> u64 {
         FAMILIES
             .iter()
-            .filter_map(|name| {
-                self.db
-                    .property_int_value_cf(
-                        self.cf(name),
-                        "rocksdb.estimate-pending-compaction-bytes",
-                    )
-                    .ok()
-                    .flatten()
-            })
+            .map(|name| self.int_property(name, "rocksdb.estimate-pending-compaction-bytes"))
             .sum()
     }
 
