@@ -114,6 +114,7 @@ pub async fn run(
         "finalized_tps": outcome.sustained_tps.round(),
         "offered_tps": outcome.sustained_offered.round(),
         "peak_step_finalized_tps": outcome.best_tps.round(),
+        "best_hold_finalized_tps": outcome.best_hold_tps.round(),
         "finality_p50_ms": p50,
         "finality_p99_ms": p99,
         "committed_in_sustained_window": outcome.latencies_ms.len(),

@@ -122,6 +122,7 @@ pub async fn run(
         "leaves_per_batch": leaves,
         "certificates_per_s": (outcome.sustained_tps * leaves as f64).round(),
         "peak_step_certificates_per_s": (outcome.best_tps * leaves as f64).round(),
+        "best_hold_certificates_per_s": (outcome.best_hold_tps * leaves as f64).round(),
         "batches_per_s": milli(outcome.sustained_tps),
         "finality_p50_ms": p50,
         "finality_p99_ms": p99,

@@ -7,6 +7,7 @@
 
 use super::net::{Net, lock};
 use super::probe::percentile;
+use super::watch::Watch;
 use anyhow::Result;
 use cachet_chain::tx::{Transaction, TxId};
 use serde_json::{Value, json};
@@ -43,6 +44,9 @@ pub struct Outcome {
     pub sustained_tps: f64,
     /// Offered tx/s over the sustained window.
     pub sustained_offered: f64,
+    /// The most any held window finalized per second: the last hold's figure when it kept up,
+    /// otherwise what the chain did sustain for a whole window while falling behind.
+    pub best_hold_tps: f64,
     /// Latencies (ms, ascending) of the transactions offered in the sustained window that
     /// committed.
     pub latencies_ms: Vec<f64>,
@@ -162,17 +166,23 @@ pub async fn rising(
     let mut shortfalls = 0;
     // What each step offered, for its latencies once everything has landed.
     let mut step_offers = Vec::new();
+    let watch = Watch::start(net.nodes.iter().map(|n| n.rpc.clone()).collect());
     loop {
         let prepared = prepare(net, rate, plan.step, make);
         let before = net.committed_count();
         let start = Instant::now();
+        watch.step();
         step_offers.push(offer(net, prepared, &targets).await?);
         let finalized = finalized_since(net, before, start.elapsed());
-        steps.push(json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round() }));
+        steps.push(with_health(
+            json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round() }),
+            &watch,
+        ));
         if !quiet {
             eprintln!(
-                "{}: offered {rate:.0} tx/s -> finalized {finalized:.0} tx/s",
-                plan.label
+                "{}: offered {rate:.0} tx/s -> finalized {finalized:.0} tx/s{}",
+                plan.label,
+                health_line(steps.last())
             );
         }
         if finalized > best.0 {
@@ -192,21 +202,28 @@ pub async fn rising(
     // figure can include backlog from the step before, so if the chain does not keep up with the
     // held rate, drain again and hold a lower one.
     let mut rate = (0.9 * best.0).max(plan.start_rate.min(100.0));
+    let mut best_hold = 0.0f64;
     let (offered, finalized) = loop {
         net.drain(100).await?;
         let prepared = prepare(net, rate, plan.sustain, make);
         let before = net.committed_count();
         let start = Instant::now();
+        watch.step();
         let offered = offer(net, prepared, &targets).await?;
         step_offers.push(offered.clone());
         let finalized = finalized_since(net, before, start.elapsed());
-        steps.push(json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round(), "sustained": true }));
+        steps.push(with_health(
+            json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round(), "sustained": true }),
+            &watch,
+        ));
         if !quiet {
             eprintln!(
-                "{}: held {rate:.0} tx/s -> finalized {finalized:.0} tx/s",
-                plan.label
+                "{}: held {rate:.0} tx/s -> finalized {finalized:.0} tx/s{}",
+                plan.label,
+                health_line(steps.last())
             );
         }
+        best_hold = best_hold.max(finalized);
         let kept_up = finalized >= 0.95 * rate;
         let attempts = steps.iter().filter(|s| s["sustained"] == true).count();
         if kept_up || attempts >= MAX_HOLDS || rate <= plan.start_rate {
@@ -255,9 +272,29 @@ pub async fn rising(
         best_tps: best.0,
         sustained_tps: finalized,
         sustained_offered: rate,
+        best_hold_tps: best_hold,
         offered_in_window: offered.len(),
         latencies_ms,
     })
+}
+
+/// A step's figures with what the nodes showed during it (see [`Watch`]).
+fn with_health(mut step: Value, watch: &Watch) -> Value {
+    if let (Value::Object(step), Value::Object(health)) = (&mut step, watch.step()) {
+        step.extend(health);
+    }
+    step
+}
+
+/// The health fields of a step for a progress line.
+fn health_line(step: Option<&Value>) -> String {
+    let Some(step) = step else {
+        return String::new();
+    };
+    format!(
+        " ({} heights, {} past round 0, compaction pending up to {} MB)",
+        step["heights"], step["heights_past_round_zero"], step["pending_compaction_max_mb"]
+    )
 }
 
 impl Outcome {

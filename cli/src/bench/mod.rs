@@ -22,6 +22,7 @@ mod net;
 mod probe;
 mod saved;
 mod verification;
+mod watch;
 
 use anyhow::{Result, bail};
 use net::Net;
@@ -166,12 +167,20 @@ async fn phases(
     let mut anchors = anchors::Anchors::new(&saved);
     let mut next_batch = saved.next_batch;
     let mut anchored_tps = None;
+    let rpcs: Vec<String> = net.nodes.iter().map(|n| n.rpc.clone()).collect();
+    let mut settled_s = Vec::new();
     for (i, phase) in opts.phases.iter().enumerate() {
         if i > 0 {
             // A phase counts what commits while it runs: let the last one's backlog land
             // first, or its transactions would be counted as this phase's.
             net.drain(100).await?;
         }
+        // And it measures the chain, not compaction an earlier run or phase left owing.
+        let waited = watch::settle(&rpcs, watch::SETTLE_AT_MOST).await;
+        if !quiet && waited >= 1.0 {
+            eprintln!("{phase:?}: waited {waited} s for the nodes' compaction to settle");
+        }
+        settled_s.push(waited);
         match phase {
             Phase::Fill => {
                 report["fill"] =
@@ -205,7 +214,10 @@ async fn phases(
             }
         }
     }
+    report["compaction_settle_s"] = json!(settled_s);
     if let Some(dir) = keep {
+        // A saved state at rest: a later run from it starts with nothing to compact.
+        watch::settle(&rpcs, watch::SETTLE_AT_MOST).await;
         // What a later run needs to start from this directory. Anchors still in flight are
         // left out (their document numbers are not used again).
         saved::Saved {

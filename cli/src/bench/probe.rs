@@ -55,11 +55,8 @@ pub fn rss_mb(pid: u64) -> u64 {
     u32::try_from(pid).map_or(0, cachet_node::metrics::resident_bytes) >> 20
 }
 
-/// A node's table and memtable bytes per RocksDB column family, read from its `/metrics` at
-/// `rpc` (`http://host:port`). Unlike bytes under a directory, these leave out files a
-/// compaction is still writing or has just made obsolete, and the write-ahead log: a node
-/// stopped or sampled mid-compaction showed 20% more on disk than it holds.
-pub async fn store_bytes(rpc: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+/// A node's `/metrics` text, from its RPC address (`http://host:port`).
+pub async fn metrics_text(rpc: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = rpc.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
@@ -71,7 +68,26 @@ pub async fn store_bytes(rpc: &str) -> anyhow::Result<BTreeMap<String, u64>> {
         .await?;
     let mut body = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut body)).await??;
-    Ok(store_bytes_of(&String::from_utf8_lossy(&body)))
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of an unlabelled sample `name` in a metrics text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A node's table and memtable bytes per RocksDB column family, read from its `/metrics` at
+/// `rpc`. Unlike bytes under a directory, these leave out files a compaction is still writing
+/// or has just made obsolete, and the write-ahead log: a node stopped or sampled
+/// mid-compaction showed 20% more on disk than it holds.
+pub async fn store_bytes(rpc: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    Ok(store_bytes_of(&metrics_text(rpc).await?))
 }
 
 /// The families' `cachet_store_sst_bytes` plus `cachet_store_memtable_bytes` in a metrics text.
@@ -140,7 +156,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Round to three decimals (for ratios and per-transaction figures in the report).
 /// Disk growth per certificate per node over a phase, or `None` when the data directories
 /// shrank: compaction of an earlier phase's garbage then outweighed what this phase wrote, and
 /// the difference says nothing about this phase (it used to be reported as 0).
@@ -154,6 +169,7 @@ pub fn disk_per_certificate(
     Some(grown / certificates.max(1.0) / nodes.max(1) as f64)
 }
 
+/// Round to three decimals (for ratios and per-transaction figures in the report).
 pub fn milli(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -179,6 +195,14 @@ mod disk_tests {
         assert_eq!(per["nodes"], 250.0);
         assert_eq!(per["blocks"], 10.0);
         assert_eq!(per["all"], 260.0);
+    }
+
+    #[test]
+    fn an_unlabelled_sample_is_read_by_its_exact_name() {
+        let text = "cachet_height_seconds 9\ncachet_height 42\ncachet_cache{x=\"y\"} 1\n";
+        assert_eq!(super::metric(text, "cachet_height"), Some(42.0));
+        assert_eq!(super::metric(text, "cachet_cache"), None);
+        assert_eq!(super::metric(text, "cachet_missing"), None);
     }
 
     #[test]
