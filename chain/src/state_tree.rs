@@ -138,6 +138,9 @@ pub struct TreeBatch {
     /// it. A stale node may come back later (an entry set back to an earlier value), so an
     /// owner that deletes stale nodes must not delete one written again since it went stale.
     pub stale: Vec<Hash32>,
+    /// The leaves among `stale` (sorted): deleting one deletes its value too, and an owner that
+    /// knows which they are deletes without reading the nodes first.
+    pub stale_leaves: Vec<Hash32>,
     /// The changed entries, sorted by key hash: key hash → new value hash (`None`: deleted),
     /// for an owner that indexes the new root's entries by key.
     pub entries: Vec<(Hash32, Option<Hash32>)>,
@@ -404,19 +407,28 @@ pub fn update<S: TreeStore>(
         store,
         created: HashMap::new(),
         replaced: Vec::new(),
+        replaced_leaves: Vec::new(),
     };
     let new_root = updater.update(*root, 0, &hashed)?;
     let Updater {
-        created, replaced, ..
+        created,
+        replaced,
+        replaced_leaves,
+        ..
     } = updater;
     // A node can be replaced on one path and rebuilt identically (an entry set to the value it
     // had, a leaf moved up): it is still in use.
-    batch.stale = replaced
-        .into_iter()
-        .filter(|h| !created.contains_key(h))
-        .collect();
-    batch.stale.sort();
-    batch.stale.dedup();
+    let gone = |hashes: Vec<Hash32>| {
+        let mut gone: Vec<Hash32> = hashes
+            .into_iter()
+            .filter(|h| !created.contains_key(h))
+            .collect();
+        gone.sort();
+        gone.dedup();
+        gone
+    };
+    batch.stale = gone(replaced);
+    batch.stale_leaves = gone(replaced_leaves);
     batch.nodes = created.into_iter().collect();
     batch.nodes.sort_by_key(|(h, _)| *h);
     batch.entries = hashed;
@@ -428,6 +440,8 @@ struct Updater<'a, S> {
     created: HashMap<Hash32, Node>,
     /// Stored nodes on the changed paths, which the new root may no longer use.
     replaced: Vec<Hash32>,
+    /// The leaves among them.
+    replaced_leaves: Vec<Hash32>,
 }
 
 impl<S: TreeStore> Updater<'_, S> {
@@ -468,6 +482,7 @@ impl<S: TreeStore> Updater<'_, S> {
         self.replaced.push(at);
         match self.node(&at)? {
             Node::Leaf { key, value } => {
+                self.replaced_leaves.push(at);
                 let mut entries: Vec<(Hash32, Hash32)> = changes
                     .iter()
                     .filter_map(|(k, v)| v.map(|v| (*k, v)))
@@ -705,6 +720,15 @@ mod tests {
                 let mut model = models.last().unwrap().clone();
                 let list = changes_of(part, &mut model);
                 let (root, batch) = update(&store, roots.last().unwrap(), &list).unwrap();
+                // The batch names exactly the leaves among its stale nodes (all of which the
+                // previous root still holds).
+                let leaves: Vec<Hash32> = batch
+                    .stale
+                    .iter()
+                    .copied()
+                    .filter(|h| matches!(store.nodes[h].0, Node::Leaf { .. }))
+                    .collect();
+                prop_assert_eq!(&batch.stale_leaves, &leaves);
                 store.commit(version, batch);
                 store.prune(version.saturating_sub(keep));
                 roots.push(root);
