@@ -10,9 +10,9 @@
 //! State older than the last `keep` heights can be pruned ([`Store::prune`]): each height
 //! records the tree nodes it made stale, and pruning deletes them unless they were written
 //! again since (a node carries the height it was last written at; from a process's first
-//! pruning step on, the stale nodes are also tracked in memory, so that pruning reads none). Blocks, certificates and
-//! validator sets are kept for good: peers sync from them, and receipts carry every
-//! validator-set change since genesis.
+//! pruning step on, the stale nodes are also tracked in memory, so that pruning reads none).
+//! Blocks, certificates and validator sets are kept for good: peers sync from them, and
+//! receipts carry every validator-set change since genesis.
 
 use crate::cache::Cache;
 use crate::metrics::{CacheFill, FamilySize};
@@ -198,9 +198,9 @@ struct IndexedRoot {
 /// that pruning deletes them without reading them. A node can be written again after it went
 /// stale (an entry set back to an earlier value), and only its record says so: pruning read
 /// one record per stale node to find out, 13% of a validator's CPU under load on a 600k state.
-/// Here a commit that writes a node drops it from the map instead. About 50 bytes per stale
-/// node awaiting pruning (`state_history_heights` of them, a few hundred thousand under load);
-/// an archive, which never prunes, tracks nothing.
+/// Here a commit that writes a node drops it from the map instead. 50–75 bytes per stale
+/// node awaiting pruning (those of about `state_history_heights` heights: a few hundred
+/// thousand under load); an archive, which never prunes, tracks nothing.
 #[derive(Debug, Default)]
 struct StaleNodes {
     /// The first tracked height (`None`: no pruning step yet). Stale nodes of earlier heights
@@ -733,14 +733,13 @@ impl Store {
     /// Idempotent: a crash mid-step repeats it. A node written again after it went stale is
     /// kept.
     pub fn prune(&self, keep: u64) -> Result<Pruned, StoreError> {
-        let tracked_from = {
+        let (head, tracked_from) = {
             let mut writing = self.lock_writes();
             // Under the write lock the head does not move: every later commit is tracked.
-            let next = self.head()?.map_or(0, |h| h.height.0) + 1;
-            *writing.tracked_from.get_or_insert(next)
+            let head = self.head()?.map_or(0, |h| h.height.0);
+            (head, *writing.tracked_from.get_or_insert(head + 1))
         };
         let done = self.pruned_upto()?;
-        let head = self.head()?.map_or(0, |h| h.height.0);
         let target = head.saturating_sub(keep);
         if target <= done {
             return Ok(Pruned {

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// Between two samples of every node.
 const EVERY: Duration = Duration::from_secs(1);
+/// The gauge of the compaction a node's RocksDB has pending.
+const PENDING_COMPACTION: &str = "cachet_store_pending_compaction_bytes";
 
 /// What was seen since the last [`Watch::step`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -76,7 +78,7 @@ pub async fn settle(rpcs: &[String], at_most: Duration) -> f64 {
         let mut settled = true;
         for rpc in rpcs {
             let pending = match tokio::time::timeout(EVERY, probe::metrics_text(rpc)).await {
-                Ok(Ok(text)) => probe::metric(&text, "cachet_store_pending_compaction_bytes"),
+                Ok(Ok(text)) => probe::metric(&text, PENDING_COMPACTION),
                 _ => None,
             };
             settled &= pending == Some(0.0);
@@ -98,7 +100,7 @@ impl Drop for Watch {
 impl Seen {
     fn record(&mut self, node: usize, text: &str) {
         let value = |name| probe::metric(text, name).map(|v| v as u64);
-        if let Some(pending) = value("cachet_store_pending_compaction_bytes") {
+        if let Some(pending) = value(PENDING_COMPACTION) {
             self.pending_compaction_max = self.pending_compaction_max.max(pending);
         }
         if let (Some(height), Some(past_zero)) = (
