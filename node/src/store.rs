@@ -142,8 +142,26 @@ const MEMTABLE_FILTERED: [&str; 4] = [CF_NODES, CF_VALUES, CF_KEYS, CF_TXS];
 /// entries gets about 16 bits per entry).
 const MEMTABLE_BLOOM_RATIO: f64 = 0.02;
 
+/// The smallest shard of the block cache. A table's index and Bloom filter are each one block,
+/// cached whole: a 64 MiB table of tree nodes has a 730 KB filter and a 250 KB index. RocksDB
+/// splits a cache into shards of at least 512 KiB, up to 64: the default 64 MiB cache into 64
+/// shards of 1 MiB, whose high-priority half (where index and filter blocks go) cannot hold one
+/// such filter. So they did not stay cached: a lookup in a bottom-level table read the whole
+/// filter from the file and checksummed it again, 44% of a validator's CPU in one minute of an
+/// anchor run on a 600k-certificate state (`perf`: `XXH3_hashLong_64b` and the kernel's copy
+/// under `ReadFilterBlock`). With 16 MiB shards each holds several tables' index and filter.
+const MIN_BLOCK_CACHE_SHARD_BYTES: usize = 16 << 20;
+
+/// log2 of the block cache's shard count: shards of at least [`MIN_BLOCK_CACHE_SHARD_BYTES`],
+/// and no more than RocksDB's own limit of 64 (each shard has its own lock).
+fn block_cache_shard_bits(capacity: usize) -> i32 {
+    let shards = (capacity / MIN_BLOCK_CACHE_SHARD_BYTES).max(1);
+    shards.ilog2().min(6) as i32
+}
+
 /// Every key is read by point lookup (heights, hashes): Bloom filters let a lookup skip the
-/// files that do not hold its key, and index and filter blocks live in the bounded block cache.
+/// files that do not hold its key, and index and filter blocks live in the bounded block cache,
+/// in its high-priority part, so that a stream of data blocks does not push them out.
 /// Families of hashes are not compressed: LZ4 gains nothing on them and costs a compression at
 /// every flush and compaction and a decompression at every block read.
 fn family_options(name: &str, block_cache: &rocksdb::Cache) -> Options {
@@ -151,6 +169,7 @@ fn family_options(name: &str, block_cache: &rocksdb::Cache) -> Options {
     table.set_block_cache(block_cache);
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
@@ -306,7 +325,10 @@ impl Store {
         opts.increase_parallelism(2);
         // All memtables together, so that memory stays bounded whatever the column families.
         opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
-        let block_cache = rocksdb::Cache::new_lru_cache(block_cache_bytes);
+        let mut cache_options = rocksdb::LruCacheOptions::default();
+        cache_options.set_capacity(block_cache_bytes);
+        cache_options.set_num_shard_bits(block_cache_shard_bits(block_cache_bytes));
+        let block_cache = rocksdb::Cache::new_lru_cache_opts(&cache_options);
         let cfs = FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &block_cache)));
@@ -939,5 +961,29 @@ impl TreeStore for Store {
             return Ok(None);
         }
         Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_cache_shards_hold_whole_index_and_filter_blocks() {
+        // The default cache: 4 shards of 16 MiB, not RocksDB's 64 of 1 MiB.
+        assert_eq!(block_cache_shard_bits(DEFAULT_BLOCK_CACHE_BYTES), 2);
+        // Small caches are one shard; large ones stop at RocksDB's 64.
+        assert_eq!(block_cache_shard_bits(1 << 20), 0);
+        assert_eq!(block_cache_shard_bits(16 << 20), 0);
+        assert_eq!(block_cache_shard_bits(1 << 30), 6);
+        assert_eq!(block_cache_shard_bits(64 << 30), 6);
+        // Whatever the capacity, a shard's high-priority half (RocksDB's default ratio, 0.5)
+        // holds the index and filter of several full-size tables (~1 MB together for a 64 MiB
+        // table of ~110-byte tree nodes at 10 bits per key).
+        let per_table = 64 * 1024 * 1024 / 110 * 10 / 8 + 256 * 1024;
+        for capacity in [DEFAULT_BLOCK_CACHE_BYTES, 100 << 20, 1 << 30, 8 << 30] {
+            let shard = capacity >> block_cache_shard_bits(capacity);
+            assert!(shard / 2 >= 4 * per_table, "{capacity}: shard of {shard}");
+        }
     }
 }

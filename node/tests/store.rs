@@ -481,3 +481,26 @@ fn families_read_by_missing_keys_keep_a_bloom_filter_over_their_memtables() {
     let blocks = family_options_text(dir.path(), "blocks");
     assert!(blocks.contains("memtable_whole_key_filtering=false"));
 }
+
+#[test]
+fn the_block_cache_is_split_in_shards_that_hold_whole_index_and_filter_blocks() {
+    // RocksDB would split the default 64 MiB cache into 64 shards of 1 MiB, too small for a
+    // full-size table's filter (see `store::block_cache_shard_bits`); its log says what it got.
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let log = std::fs::read_to_string(dir.path().join("LOG")).unwrap();
+    let options = log
+        .split("block_cache_options:")
+        .nth(1)
+        .expect("the block cache's options in RocksDB's log");
+    let field = |name: &str| {
+        options
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim_start_matches([' ', ':']).trim().to_string())
+            .unwrap_or_else(|| panic!("{name} in {options}"))
+    };
+    assert_eq!(field("capacity"), (64u64 << 20).to_string());
+    assert_eq!(field("num_shard_bits"), "2");
+    assert_eq!(field("high_pri_pool_ratio"), "0.500");
+}
