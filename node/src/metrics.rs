@@ -4,7 +4,7 @@
 //! Malachite's own consensus and network metrics.
 //!
 //! What it is not: a metrics framework. Counters are plain atomics and a scrape writes text; a
-//! scrape reads RocksDB's properties and `/proc`, never the state.
+//! scrape reads RocksDB's properties and counters and `/proc`, never the state.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -123,6 +123,39 @@ pub struct FamilySize {
     pub memtable_bytes: u64,
 }
 
+/// What RocksDB counted since the store was opened (its ticker statistics): how reads went
+/// through the block cache, and the bytes written to the log, flushed and compacted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreIo {
+    /// Block-cache lookups by the kind of block: data, index and filter blocks.
+    pub block_cache: [BlockCacheUse; 3],
+    /// Point lookups a table's Bloom filter answered without reading the table.
+    pub filter_skips: u64,
+    /// Bytes written to the write-ahead log.
+    pub wal_bytes: u64,
+    /// Bytes memtable flushes wrote to table files.
+    pub flush_bytes: u64,
+    /// Bytes compaction read from table files.
+    pub compaction_read_bytes: u64,
+    /// Bytes compaction wrote to table files.
+    pub compaction_write_bytes: u64,
+    /// Time writes were delayed or stopped for compaction to catch up.
+    pub stall_micros: u64,
+}
+
+/// Block-cache lookups of one kind of block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockCacheUse {
+    /// `data`, `index` or `filter`.
+    pub block: &'static str,
+    /// Lookups that found the block cached.
+    pub hits: u64,
+    /// Lookups that read the block from its table file.
+    pub misses: u64,
+    /// Bytes of such blocks read from table files into the cache.
+    pub inserted_bytes: u64,
+}
+
 /// A cache's fill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheFill {
@@ -147,6 +180,8 @@ pub struct Gauges {
     pub families: Vec<FamilySize>,
     /// Compaction RocksDB still has to do, estimated.
     pub pending_compaction_bytes: u64,
+    /// RocksDB's counters since the store was opened.
+    pub store_io: StoreIo,
     /// The tree-node cache.
     pub node_cache: Option<CacheFill>,
     /// The state-value cache.
@@ -188,7 +223,7 @@ impl Text {
         self.sample(name, &[], value);
     }
 
-    fn counter(&mut self, name: &str, help: &str, value: u64) {
+    fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
         self.family(name, "counter", help);
         self.sample(&format!("{name}_total"), &[], value);
     }
@@ -332,6 +367,64 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
         "Compaction RocksDB estimates it still has to do.",
         gauges.pending_compaction_bytes,
     );
+    let io = &gauges.store_io;
+    for (name, help, value) in [
+        (
+            "cachet_store_block_cache_hits",
+            "Block-cache lookups that found the block cached, by kind of block.",
+            (|b: &BlockCacheUse| b.hits) as fn(&BlockCacheUse) -> u64,
+        ),
+        (
+            "cachet_store_block_cache_misses",
+            "Block-cache lookups that read the block from its table file, by kind of block.",
+            |b: &BlockCacheUse| b.misses,
+        ),
+        (
+            "cachet_store_block_cache_insert_bytes",
+            "Bytes of blocks read from table files into the block cache, by kind of block.",
+            |b: &BlockCacheUse| b.inserted_bytes,
+        ),
+    ] {
+        t.family(name, "counter", help);
+        let total = format!("{name}_total");
+        for use_ in &io.block_cache {
+            t.sample(&total, &[("block", use_.block)], value(use_));
+        }
+    }
+    for (name, help, value) in [
+        (
+            "cachet_store_filter_skips",
+            "Point lookups a table's Bloom filter answered without reading the table.",
+            io.filter_skips,
+        ),
+        (
+            "cachet_store_wal_bytes",
+            "Bytes written to RocksDB's write-ahead log.",
+            io.wal_bytes,
+        ),
+        (
+            "cachet_store_flush_bytes",
+            "Bytes memtable flushes wrote to table files.",
+            io.flush_bytes,
+        ),
+        (
+            "cachet_store_compaction_read_bytes",
+            "Bytes compaction read from table files.",
+            io.compaction_read_bytes,
+        ),
+        (
+            "cachet_store_compaction_write_bytes",
+            "Bytes compaction wrote to table files.",
+            io.compaction_write_bytes,
+        ),
+    ] {
+        t.counter(name, help, value);
+    }
+    t.counter(
+        "cachet_store_write_stall_seconds",
+        "Time RocksDB delayed or stopped writes for compaction to catch up.",
+        io.stall_micros as f64 / 1e6,
+    );
     for (name, help, value) in [
         (
             "cachet_cache_entries",
@@ -472,6 +565,30 @@ mod tests {
                 entries: 3,
                 capacity: 600_000,
             }),
+            store_io: StoreIo {
+                block_cache: [
+                    BlockCacheUse {
+                        block: "data",
+                        hits: 90,
+                        misses: 10,
+                        inserted_bytes: 40_960,
+                    },
+                    BlockCacheUse {
+                        block: "index",
+                        ..BlockCacheUse::default()
+                    },
+                    BlockCacheUse {
+                        block: "filter",
+                        hits: 5,
+                        misses: 1,
+                        inserted_bytes: 731_000,
+                    },
+                ],
+                filter_skips: 7,
+                wal_bytes: 123,
+                stall_micros: 1_500_000,
+                ..StoreIo::default()
+            },
             ..Gauges::default()
         };
         let s = check_exposition(&render(&m, &gauges, ""));
@@ -508,6 +625,26 @@ mod tests {
         assert_eq!(get("cachet_store_sst_bytes{family=\"nodes\"}"), 10.0);
         assert_eq!(get("cachet_cache_capacity{cache=\"nodes\"}"), 600_000.0);
         assert!(!s.contains_key("cachet_cache_entries{cache=\"values\"}"));
+        assert_eq!(
+            get("cachet_store_block_cache_misses_total{block=\"filter\"}"),
+            1.0
+        );
+        assert_eq!(
+            get("cachet_store_block_cache_insert_bytes_total{block=\"filter\"}"),
+            731_000.0
+        );
+        assert_eq!(
+            get("cachet_store_block_cache_hits_total{block=\"data\"}"),
+            90.0
+        );
+        assert_eq!(
+            get("cachet_store_block_cache_hits_total{block=\"index\"}"),
+            0.0
+        );
+        assert_eq!(get("cachet_store_filter_skips_total"), 7.0);
+        assert_eq!(get("cachet_store_wal_bytes_total"), 123.0);
+        assert_eq!(get("cachet_store_compaction_write_bytes_total"), 0.0);
+        assert_eq!(get("cachet_store_write_stall_seconds_total"), 1.5);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! receipts carry every validator-set change since genesis.
 
 use crate::cache::Cache;
-use crate::metrics::{CacheFill, FamilySize};
+use crate::metrics::{BlockCacheUse, CacheFill, FamilySize, StoreIo};
 use borsh::{BorshDeserialize, BorshSerialize};
 use cachet_chain::block::{Block, BlockHeader};
 use cachet_chain::codec;
@@ -192,6 +192,9 @@ fn family_options(name: &str, block_cache: &rocksdb::Cache) -> Options {
 /// The node's database.
 pub struct Store {
     db: DB,
+    /// The options the database was opened with: they hold RocksDB's statistics, read by
+    /// [`Store::io`].
+    options: Options,
     /// Tree nodes and values are immutable under their hash, so caching them is always safe.
     nodes: Option<Cache<Node>>,
     values: Option<Cache<Arc<[u8]>>>,
@@ -325,6 +328,9 @@ impl Store {
         opts.increase_parallelism(2);
         // All memtables together, so that memory stays bounded whatever the column families.
         opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
+        // Counters only (an atomic add each, per core): no timers, no histograms.
+        opts.enable_statistics();
+        opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
         let mut cache_options = rocksdb::LruCacheOptions::default();
         cache_options.set_capacity(block_cache_bytes);
         cache_options.set_num_shard_bits(block_cache_shard_bits(block_cache_bytes));
@@ -335,6 +341,7 @@ impl Store {
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(backend)?;
         let store = Store {
             db,
+            options: opts,
             nodes: (nodes > 0).then(|| Cache::new(nodes)),
             values: (values > 0).then(|| Cache::new(values)),
             writing: std::sync::Mutex::new(StaleNodes::default()),
@@ -411,6 +418,53 @@ impl Store {
             .iter()
             .map(|name| self.int_property(name, "rocksdb.estimate-pending-compaction-bytes"))
             .sum()
+    }
+
+    /// What RocksDB counted since the store was opened: block-cache lookups by kind of block,
+    /// Bloom-filter skips, and the bytes logged, flushed and compacted.
+    pub fn io(&self) -> StoreIo {
+        use rocksdb::statistics::Ticker;
+        let count = |ticker| self.options.get_ticker_count(ticker);
+        let use_ = |block, [hit, miss, insert]: [Ticker; 3]| BlockCacheUse {
+            block,
+            hits: count(hit),
+            misses: count(miss),
+            inserted_bytes: count(insert),
+        };
+        StoreIo {
+            block_cache: [
+                use_(
+                    "data",
+                    [
+                        Ticker::BlockCacheDataHit,
+                        Ticker::BlockCacheDataMiss,
+                        Ticker::BlockCacheDataBytesInsert,
+                    ],
+                ),
+                use_(
+                    "index",
+                    [
+                        Ticker::BlockCacheIndexHit,
+                        Ticker::BlockCacheIndexMiss,
+                        Ticker::BlockCacheIndexBytesInsert,
+                    ],
+                ),
+                use_(
+                    "filter",
+                    [
+                        Ticker::BlockCacheFilterHit,
+                        Ticker::BlockCacheFilterMiss,
+                        Ticker::BlockCacheFilterBytesInsert,
+                    ],
+                ),
+            ],
+            filter_skips: count(Ticker::BloomFilterUseful),
+            wal_bytes: count(Ticker::WalFileBytes),
+            flush_bytes: count(Ticker::FlushWriteBytes),
+            compaction_read_bytes: count(Ticker::CompactReadBytes),
+            compaction_write_bytes: count(Ticker::CompactWriteBytes),
+            stall_micros: count(Ticker::StallMicros),
+        }
     }
 
     fn lock_writes(&self) -> std::sync::MutexGuard<'_, StaleNodes> {

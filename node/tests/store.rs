@@ -508,3 +508,53 @@ fn the_block_cache_is_split_in_shards_that_hold_whole_index_and_filter_blocks() 
         assert_eq!(field(options, "high_pri_pool_ratio"), "0.500");
     }
 }
+
+#[test]
+fn the_stores_reads_and_writes_are_counted_by_rocksdb() {
+    use cachet_chain::hash::{Domain, Hash32};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let key = |i: u64| Domain::StateKey.hash(&i.to_le_bytes());
+    let head = {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.io().wal_bytes,
+            0,
+            "nothing logged before the first write"
+        );
+        store.init_genesis(&genesis, &tree).unwrap();
+        let validators = store.validators_after(0).unwrap();
+        let mut header = genesis.clone();
+        for h in 0..10u64 {
+            let mut changes: Vec<(Hash32, Option<Vec<u8>>)> = (0..200)
+                .map(|i| (key(h * 1000 + i), Some(i.to_le_bytes().to_vec())))
+                .collect();
+            changes.sort_by_key(|(k, _)| *k);
+            commit_changes(&store, &mut header, &validators, &changes);
+        }
+        assert!(store.io().wal_bytes > 0, "the commits went through the log");
+        header
+    };
+    // Reopened: the recovered log is written to a table file, so reads now go through the
+    // block cache (the store's own caches are off, so every read reaches RocksDB).
+    let store = Store::open_with_cache(dir.path(), CacheSizes::uncached()).unwrap();
+    for h in 0..10u64 {
+        for i in 0..200 {
+            assert_eq!(
+                state_tree::get(&store, &head.state_root, &key(h * 1000 + i)).unwrap(),
+                Some(i.to_le_bytes().to_vec())
+            );
+        }
+    }
+    let io = store.io();
+    let data = io.block_cache.iter().find(|b| b.block == "data").unwrap();
+    assert!(data.misses > 0 && data.inserted_bytes > 0, "{io:?}");
+    assert!(
+        data.hits > data.misses,
+        "blocks read again come from the cache: {io:?}"
+    );
+    let filter = io.block_cache.iter().find(|b| b.block == "filter").unwrap();
+    assert!(filter.hits + filter.misses > 0, "{io:?}");
+    assert_eq!(io.wal_bytes, 0, "reads log nothing");
+}

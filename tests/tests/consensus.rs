@@ -238,6 +238,8 @@ fn bad_inputs_get_their_codes_and_change_nothing() {
     assert!(m["cachet_gossip_peers"] >= 1.0);
     assert!(m["process_resident_memory_bytes"] > 0.0);
     assert!(m["cachet_store_memtable_bytes{family=\"blocks\"}"] > 0.0);
+    // RocksDB's own counters: every committed height went through its write-ahead log.
+    assert!(m["cachet_store_wal_bytes_total"] > 0.0, "{m:?}");
     // Malachite's consensus metrics follow the node's own.
     assert!(
         m.keys()
