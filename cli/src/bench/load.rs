@@ -292,8 +292,13 @@ fn health_line(step: Option<&Value>) -> String {
         return String::new();
     };
     format!(
-        " ({} heights, {} past round 0, compaction pending up to {} MB)",
-        step["heights"], step["heights_past_round_zero"], step["pending_compaction_max_mb"]
+        " ({} heights, {} past round 0, compaction pending up to {} MB, {} MB compacted, \
+         {} MB of filters read)",
+        step["heights"],
+        step["heights_past_round_zero"],
+        step["pending_compaction_max_mb"],
+        step["compaction_written_mb"],
+        step["filter_read_mb"]
     )
 }
 
