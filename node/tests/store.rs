@@ -483,6 +483,36 @@ fn families_read_by_missing_keys_keep_a_bloom_filter_over_their_memtables() {
 }
 
 #[test]
+fn families_keyed_by_hash_collect_more_level0_files_before_compacting() {
+    // Random keys: each compaction of level 0 rewrites the whole level below, so fewer, larger
+    // ones (see `store::level0_files`).
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let trigger = |name: &str| {
+        let options = family_options_text(dir.path(), name);
+        let field = |key: &str| -> i32 {
+            options
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("{key} in {name}: {options}"))
+                .parse()
+                .unwrap()
+        };
+        (
+            field("level0_file_num_compaction_trigger"),
+            field("level0_slowdown_writes_trigger"),
+            field("level0_stop_writes_trigger"),
+        )
+    };
+    for name in ["values", "keys", "txs"] {
+        assert_eq!(trigger(name), (12, 28, 44), "{name}");
+    }
+    assert_eq!(trigger("nodes"), (8, 20, 32));
+    // Blocks are written in order of height: RocksDB's defaults.
+    assert_eq!(trigger("blocks"), (4, 20, 36));
+}
+
+#[test]
 fn the_block_cache_is_split_in_shards_that_hold_whole_index_and_filter_blocks() {
     // RocksDB would split the default 64 MiB cache into 64 shards of 1 MiB, too small for a
     // full-size table's filter (see `store::block_cache_shard_bits`); its log says what it got.
