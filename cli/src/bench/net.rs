@@ -215,10 +215,16 @@ impl Net {
                 setup.len()
             );
         }
+        // Every node must know the agencies before the load is spread over them: a node a height
+        // behind refuses their anchors as `unknown_agency`, a refusal that is final, and the
+        // nonce gap it leaves held back everything those agencies signed after it (a test run
+        // finalized nothing after its first step).
         let last = setup.last().context("no agencies")?.id();
-        self.clients[0]
-            .wait_committed(&last, Duration::from_secs(60))
-            .await?;
+        for client in &self.clients {
+            client
+                .wait_committed(&last, Duration::from_secs(60))
+                .await?;
+        }
         Ok(())
     }
 
