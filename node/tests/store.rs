@@ -4,7 +4,7 @@
 use cachet_chain::state::{CertificateRecord, StateKey, decode_value};
 use cachet_chain::state_tree;
 use cachet_contracts::{LocalChain, Signatures, build_block, example, genesis_state};
-use cachet_node::store::{CacheSizes, Store};
+use cachet_node::store::{CacheSizes, DEFAULT_BLOCK_CACHE_BYTES, Store};
 use cachet_tests::txs;
 
 fn example_chain() -> cachet_chain::ChainId {
@@ -530,7 +530,7 @@ fn the_block_cache_is_split_in_shards_that_hold_whole_index_and_filter_blocks() 
     let ours: Vec<&str> = log
         .split("block_cache_options:")
         .skip(1)
-        .filter(|options| field(options, "capacity") == (64u64 << 20).to_string())
+        .filter(|options| field(options, "capacity") == DEFAULT_BLOCK_CACHE_BYTES.to_string())
         .collect();
     assert!(!ours.is_empty(), "the store's block cache in RocksDB's log");
     for options in ours {
