@@ -130,8 +130,32 @@ impl CacheSizes {
     }
 }
 
-/// Memtables, all column families together.
-const DB_WRITE_BUFFER_BYTES: usize = 64 << 20;
+/// Each family's memtable: it is flushed to a level-0 file when full, so this is also the size
+/// of that family's flushes. Sized by what a family takes in per anchor under load (tree nodes
+/// about 1 KB, a record 200 B, the indexes under 100 B each). One budget for all families
+/// together (RocksDB's write buffer manager, 64 MiB until the fifteenth round) flushed the
+/// family with the oldest memtable whenever the total was reached: `values` in files of 4 MB,
+/// `keys` and `txs` of 1-2 MB, each of which their level-0 compaction then merged with the
+/// whole level below. With a budget each, they flush 21, 8 and 6 MB, and compaction rewrites
+/// them 1.5 times instead of 2.4 (docs/performance.md, fifteenth round). The price is memory:
+/// at most two memtables per family are held (one filling, one flushing), and a node under
+/// load holds 100-250 MB more than with the shared 64 MiB.
+fn write_buffer_bytes(name: &str) -> usize {
+    const MIB: usize = 1 << 20;
+    match name {
+        CF_NODES => 64 * MIB,
+        CF_VALUES => 32 * MIB,
+        CF_BLOCKS | CF_STALE | CF_KEYS | CF_TXS | CF_UNDECIDED => 16 * MIB,
+        CF_COMMITS => 4 * MIB,
+        _ => MIB,
+    }
+}
+
+/// The write-ahead log is deleted once every family it holds writes of has flushed them; a
+/// family that takes in little (the head's record in `meta`, a certificate per height in
+/// `commits`) would keep it growing. Past this size RocksDB flushes the families holding its
+/// oldest part. It is also the most a restart replays.
+const MAX_WAL_BYTES: u64 = 256 << 20;
 
 /// Families whose point lookups mostly miss the memtables (tree nodes and values written many
 /// heights ago, keys and transactions never written): a Bloom filter over each memtable answers
@@ -152,14 +176,14 @@ struct Level0Files {
 }
 
 /// The families keyed by hash are written in random order, so each compaction of their level 0
-/// rewrites the whole level below; and the shared write buffer flushes the small ones in files
-/// of a few megabytes. At RocksDB's trigger of 4 files, compaction wrote `values`, `keys` and
-/// `txs` 9 times over and `nodes` twice: a quarter of a validator's CPU under load. Collecting
-/// 12 files (8 for `nodes`, whose files are larger and whose lookups are the most frequent)
-/// cut the bytes compacted by two thirds and compaction's CPU by half, for the same bytes
-/// flushed (docs/performance.md, fourteenth round). Each extra file costs a lookup that misses
-/// it one more Bloom probe, in a filter pinned in the cache. The other families keep RocksDB's
-/// defaults (`None`).
+/// rewrites the whole level below; and the shared write buffer of the time flushed the small
+/// ones in files of a few megabytes (see [`write_buffer_bytes`]). At RocksDB's trigger of 4
+/// files, compaction wrote `values`, `keys` and `txs` 9 times over and `nodes` twice: a quarter
+/// of a validator's CPU under load. Collecting 12 files (8 for `nodes`, whose files are larger
+/// and whose lookups are the most frequent) cut the bytes compacted by two thirds and
+/// compaction's CPU by half, for the same bytes flushed (docs/performance.md, fourteenth
+/// round). Each extra file costs a lookup that misses it one more Bloom probe, in a filter
+/// pinned in the cache. The other families keep RocksDB's defaults (`None`).
 fn level0_files(name: &str) -> Option<Level0Files> {
     match name {
         CF_VALUES | CF_KEYS | CF_TXS => Some(Level0Files {
@@ -207,6 +231,7 @@ fn family_options(name: &str, block_cache: &rocksdb::Cache) -> Options {
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
+    opts.set_write_buffer_size(write_buffer_bytes(name));
     let hashes = matches!(
         name,
         CF_NODES | CF_VALUES | CF_STALE | CF_TXS | CF_COMMITS | CF_KEYS
@@ -365,8 +390,7 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
-        // All memtables together, so that memory stays bounded whatever the column families.
-        opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
+        opts.set_max_total_wal_size(MAX_WAL_BYTES);
         // Counters only (an atomic add each, per core): no timers, no histograms.
         opts.enable_statistics();
         opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);

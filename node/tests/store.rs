@@ -445,8 +445,8 @@ fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_r
     );
 }
 
-/// The options RocksDB wrote for column family `name`, from its newest `OPTIONS-*` file.
-fn family_options_text(dir: &std::path::Path, name: &str) -> String {
+/// The newest `OPTIONS-*` file RocksDB wrote.
+fn options_text(dir: &std::path::Path) -> String {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -456,10 +456,24 @@ fn family_options_text(dir: &std::path::Path, name: &str) -> String {
         })
         .collect();
     files.sort();
-    let text = std::fs::read_to_string(files.last().expect("an OPTIONS file")).unwrap();
-    let header = format!("[CFOptions \"{name}\"]");
-    let section = text.split(&header).nth(1).expect("the family's section");
+    std::fs::read_to_string(files.last().expect("an OPTIONS file")).unwrap()
+}
+
+/// One section of the newest `OPTIONS-*` file.
+fn options_section(dir: &std::path::Path, header: &str) -> String {
+    let text = options_text(dir);
+    let section = text.split(header).nth(1).expect("the section");
     section.split("\n[").next().unwrap().to_string()
+}
+
+/// The options RocksDB wrote for column family `name`.
+fn family_options_text(dir: &std::path::Path, name: &str) -> String {
+    options_section(dir, &format!("[CFOptions \"{name}\"]"))
+}
+
+/// The options RocksDB wrote for the database as a whole.
+fn db_options_text(dir: &std::path::Path) -> String {
+    options_section(dir, "[DBOptions]")
 }
 
 #[test]
@@ -510,6 +524,41 @@ fn families_keyed_by_hash_collect_more_level0_files_before_compacting() {
     assert_eq!(trigger("nodes"), (8, 20, 32));
     // Blocks are written in order of height: RocksDB's defaults.
     assert_eq!(trigger("blocks"), (4, 20, 36));
+}
+
+#[test]
+fn each_family_flushes_its_own_memtable_and_the_log_is_bounded() {
+    // One budget for all memtables flushed the small families in files of a few megabytes
+    // (see `store::write_buffer_bytes`): each family now has its own, and no shared one.
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let field = |options: &str, key: &str| -> u64 {
+        options
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("{key}: {options}"))
+            .parse()
+            .unwrap()
+    };
+    const MIB: u64 = 1 << 20;
+    for (name, mib) in [
+        ("nodes", 64),
+        ("values", 32),
+        ("keys", 16),
+        ("txs", 16),
+        ("blocks", 16),
+        ("stale", 16),
+        ("undecided", 16),
+        ("commits", 4),
+        ("meta", 1),
+        ("evidence", 1),
+    ] {
+        let options = family_options_text(dir.path(), name);
+        assert_eq!(field(&options, "write_buffer_size"), mib * MIB, "{name}");
+    }
+    let db = db_options_text(dir.path());
+    assert_eq!(field(&db, "db_write_buffer_size"), 0, "{db}");
+    assert_eq!(field(&db, "max_total_wal_size"), 256 * MIB, "{db}");
 }
 
 #[test]
