@@ -3,11 +3,16 @@
 //! one and together (one batch signature verification), execution of a
 //! 2,000-anchor block against the store (what every validator does with a proposal), and the
 //! synced commit of that block. Execution is measured with and without the node's in-memory
-//! cache of tree nodes and values. Run: `cargo bench -p cachet-node --bench node`.
+//! cache of tree nodes and values. Also the node cache itself, full at its default size, read
+//! at random as a receipt's walk to a deep node reads it. Run:
+//! `cargo bench -p cachet-node --bench node`.
 
 use cachet_chain::block::BlockHeader;
+use cachet_chain::hash::Hash32;
+use cachet_chain::state_tree::Node;
 use cachet_chain::tx::Transaction;
 use cachet_contracts::{Signatures, build_block, example, execute_block, genesis_state};
+use cachet_node::cache::Cache;
 use cachet_node::mempool::{Head, Mempool};
 use cachet_node::store::{CacheSizes, DEFAULT_CACHED_NODES, Store};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -134,5 +139,38 @@ fn node(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, node);
+/// A node cache of the default size, nearly full,, read at random: most reads miss the CPU's caches,
+/// as the deep levels of a large tree's walks do.
+fn node_cache(c: &mut Criterion) {
+    let key = |i: u64| Hash32(*blake3::hash(&i.to_le_bytes()).as_bytes());
+    // Five sixths full, so that no shard (chosen by a key's first byte) overflows and evicts.
+    let held = DEFAULT_CACHED_NODES as u64 * 5 / 6;
+    let cache = Cache::new(DEFAULT_CACHED_NODES);
+    for i in 0..held {
+        let k = key(i);
+        cache.insert(k, Node::Internal { left: k, right: k });
+    }
+    // Every held key once, in an order unrelated to insertion; each iteration reads the next
+    // 4,096, so that what one reads is not in the CPU's caches for the next.
+    let lookups: Vec<Hash32> = (0..held)
+        .map(|i| key(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % held))
+        .collect();
+    const READS: usize = 4_096;
+    let mut next = 0;
+    let mut g = c.benchmark_group("node_cache");
+    g.throughput(Throughput::Elements(READS as u64));
+    g.bench_function("get_4096_random_of_500k_held", |b| {
+        b.iter(|| {
+            next = (next + READS) % (lookups.len() - READS);
+            let found = lookups[next..next + READS]
+                .iter()
+                .filter(|k| cache.get(k).is_some())
+                .count();
+            assert_eq!(found, READS);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, node, node_cache);
 criterion_main!(benches);

@@ -84,8 +84,8 @@ pub struct TxLocation {
     pub index: u32,
 }
 
-/// Decoded state-tree nodes kept in memory by default (~150 bytes each with their index, about
-/// 90 MB when full): every transaction walks ~log2(entries) nodes, the upper ones shared by all,
+/// Decoded state-tree nodes kept in memory by default (~110 bytes each with their index, about
+/// 64 MB when full): every transaction walks ~log2(entries) nodes, the upper ones shared by all,
 /// and a receipt's walk on a state of 300k certificates stays in memory.
 pub const DEFAULT_CACHED_NODES: usize = 600_000;
 /// State values kept in memory by default (agency records, policies: read by every
