@@ -148,7 +148,7 @@ impl Default for Mempool {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// Decoded state-tree nodes to keep (140–170 bytes each with their index; never more).
+    /// Decoded state-tree nodes to keep (about 110 bytes each with their index; never more).
     /// Every transaction walks about log2(state entries) of them; 0 turns the cache off.
     pub cached_nodes: usize,
     /// Small state values to keep (agency records, policies); 0 turns the cache off.
@@ -156,6 +156,10 @@ pub struct Storage {
     /// RocksDB's block cache, in MiB: table blocks read from disk, with the index and filter
     /// blocks that every lookup uses.
     pub block_cache_mb: usize,
+    /// RocksDB's memtables, in MiB, all column families together: writes are gathered there
+    /// and flushed to table files, each family when its share is full. Larger flushes mean
+    /// less rewriting by compaction; twice this is held at most, while full ones are flushed.
+    pub memtables_mb: usize,
     /// Heights of state history to keep: older tree nodes that later heights replaced are
     /// deleted. The node reads state only at its head (receipts at the finalized head, one
     /// behind at most), so a few heights would do; the margin is for readers still working on
@@ -173,10 +177,14 @@ impl Default for Storage {
             cached_nodes: crate::store::DEFAULT_CACHED_NODES,
             cached_values: crate::store::DEFAULT_CACHED_VALUES,
             block_cache_mb: crate::store::DEFAULT_BLOCK_CACHE_BYTES >> 20,
+            memtables_mb: crate::store::DEFAULT_MEMTABLES_BYTES >> 20,
             state_history_heights: 10,
         }
     }
 }
+
+/// The least `[storage] memtables_mb`: the tree nodes' memtable then holds about 5 MiB.
+const MIN_MEMTABLES_MB: usize = 16;
 
 impl NodeConfig {
     /// Read and validate a configuration file.
@@ -213,6 +221,11 @@ impl NodeConfig {
             || self.mempool.max_bytes < cachet_chain::codec::limits::MAX_TX_BYTES
         {
             eyre::bail!("mempool bounds are too small");
+        }
+        if self.storage.memtables_mb < MIN_MEMTABLES_MB {
+            // Smaller memtables flush files of kilobytes, which compaction rewrites over and
+            // over with the whole level below.
+            eyre::bail!("memtables_mb must be at least {MIN_MEMTABLES_MB}");
         }
         for addr in std::iter::once(&self.p2p.listen)
             .chain(&self.p2p.peers)
@@ -251,6 +264,17 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.consensus.build_budget_ms, 1000);
         assert_eq!(config.storage.block_cache_mb, 64);
+        assert_eq!(config.storage.memtables_mb, 182);
+    }
+
+    #[test]
+    fn memtables_too_small_to_flush_useful_files_are_refused() {
+        let mut config: NodeConfig = toml::from_str(MINIMAL).unwrap();
+        config.storage.memtables_mb = 15;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("memtables_mb"), "{error}");
+        config.storage.memtables_mb = 16;
+        config.validate().unwrap();
     }
 
     #[test]

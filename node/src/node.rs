@@ -575,6 +575,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
             nodes: config.storage.cached_nodes,
             values: config.storage.cached_values,
             block_cache_bytes: config.storage.block_cache_mb << 20,
+            memtables_bytes: config.storage.memtables_mb << 20,
         },
     )?);
     let (genesis_header, genesis_tree) = cachet_contracts::genesis_state(&genesis)?;

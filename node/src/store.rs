@@ -97,8 +97,8 @@ const MAX_CACHED_VALUE: usize = 4096;
 /// RocksDB's block cache by default, shared by the column families.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
 
-/// Memory the store may use for its caches. Everything cached is immutable under its key, so
-/// the sizes trade memory for speed and never change a result.
+/// Memory the store may use for its caches and memtables. Everything cached is immutable under
+/// its key, so the sizes trade memory for speed and never change a result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheSizes {
     /// Decoded state-tree nodes (at most this many are held; 0: no cache).
@@ -107,6 +107,9 @@ pub struct CacheSizes {
     pub values: usize,
     /// RocksDB's block cache: raw table blocks, with their index and filter blocks.
     pub block_cache_bytes: usize,
+    /// RocksDB's memtables, all families together, shared among them as
+    /// [`write_buffer_bytes`] says (twice this at most, while full ones are being flushed).
+    pub memtables_bytes: usize,
 }
 
 impl Default for CacheSizes {
@@ -115,6 +118,7 @@ impl Default for CacheSizes {
             nodes: DEFAULT_CACHED_NODES,
             values: DEFAULT_CACHED_VALUES,
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
+            memtables_bytes: DEFAULT_MEMTABLES_BYTES,
         }
     }
 }
@@ -132,7 +136,8 @@ impl CacheSizes {
 
 /// Each family's memtable: it is flushed to a level-0 file when full, so this is also the size
 /// of that family's flushes. Sized by what a family takes in per anchor under load (tree nodes
-/// about 1 KB, a record 200 B, the indexes under 100 B each). One budget for all families
+/// about 1 KB, a record 200 B, the indexes under 100 B each): shares of `total` (182 shares, a
+/// MiB each in the default), and never under RocksDB's 64 KiB. One budget for all families
 /// together (RocksDB's write buffer manager, 64 MiB until the fifteenth round) flushed the
 /// family with the oldest memtable whenever the total was reached: `values` in files of 4 MB,
 /// `keys` and `txs` of 1-2 MB, each of which their level-0 compaction then merged with the
@@ -140,16 +145,22 @@ impl CacheSizes {
 /// them 1.5 times instead of 2.4 (docs/performance.md, fifteenth round). The price is memory:
 /// at most two memtables per family are held (one filling, one flushing), and a node under
 /// load holds 100-250 MB more than with the shared 64 MiB.
-fn write_buffer_bytes(name: &str) -> usize {
-    const MIB: usize = 1 << 20;
-    match name {
-        CF_NODES => 64 * MIB,
-        CF_VALUES => 32 * MIB,
-        CF_BLOCKS | CF_STALE | CF_KEYS | CF_TXS | CF_UNDECIDED => 16 * MIB,
-        CF_COMMITS => 4 * MIB,
-        _ => MIB,
-    }
+fn write_buffer_bytes(name: &str, total: usize) -> usize {
+    let shares = match name {
+        CF_NODES => 64,
+        CF_VALUES => 32,
+        CF_BLOCKS | CF_STALE | CF_KEYS | CF_TXS | CF_UNDECIDED => 16,
+        CF_COMMITS => 4,
+        _ => 1,
+    };
+    (total / MEMTABLE_SHARES * shares).max(64 << 10)
 }
+
+/// The shares of [`write_buffer_bytes`], all families together.
+const MEMTABLE_SHARES: usize = 64 + 32 + 5 * 16 + 4 + 2;
+
+/// RocksDB's memtables by default, all families together: a MiB per share.
+pub const DEFAULT_MEMTABLES_BYTES: usize = MEMTABLE_SHARES << 20;
 
 /// The write-ahead log is deleted once every family it holds writes of has flushed them; a
 /// family that takes in little (the head's record in `meta`, a certificate per height in
@@ -222,7 +233,7 @@ fn block_cache_shard_bits(capacity: usize) -> i32 {
 /// in its high-priority part, so that a stream of data blocks does not push them out.
 /// Families of hashes are not compressed: LZ4 gains nothing on them and costs a compression at
 /// every flush and compaction and a decompression at every block read.
-fn family_options(name: &str, block_cache: &rocksdb::Cache) -> Options {
+fn family_options(name: &str, block_cache: &rocksdb::Cache, memtables: usize) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(block_cache);
     table.set_bloom_filter(10.0, false);
@@ -231,7 +242,7 @@ fn family_options(name: &str, block_cache: &rocksdb::Cache) -> Options {
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
-    opts.set_write_buffer_size(write_buffer_bytes(name));
+    opts.set_write_buffer_size(write_buffer_bytes(name, memtables));
     let hashes = matches!(
         name,
         CF_NODES | CF_VALUES | CF_STALE | CF_TXS | CF_COMMITS | CF_KEYS
@@ -385,6 +396,7 @@ impl Store {
             nodes,
             values,
             block_cache_bytes,
+            memtables_bytes,
         } = sizes;
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -398,9 +410,10 @@ impl Store {
         cache_options.set_capacity(block_cache_bytes);
         cache_options.set_num_shard_bits(block_cache_shard_bits(block_cache_bytes));
         let block_cache = rocksdb::Cache::new_lru_cache_opts(&cache_options);
-        let cfs = FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &block_cache)));
+        let cfs = FAMILIES.iter().map(|name| {
+            let options = family_options(name, &block_cache, memtables_bytes);
+            ColumnFamilyDescriptor::new(*name, options)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(backend)?;
         let store = Store {
             db,
@@ -1084,6 +1097,22 @@ impl TreeStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_families_memtables_add_up_to_the_budget() {
+        for total in [DEFAULT_MEMTABLES_BYTES, 16 << 20, 1 << 30] {
+            let sum: usize = FAMILIES.iter().map(|f| write_buffer_bytes(f, total)).sum();
+            assert!(sum <= total, "{sum} > {total}");
+            assert!(
+                sum > total - MEMTABLE_SHARES * FAMILIES.len(),
+                "{sum} of {total}"
+            );
+        }
+        assert_eq!(
+            write_buffer_bytes(CF_NODES, DEFAULT_MEMTABLES_BYTES),
+            64 << 20
+        );
+    }
 
     #[test]
     fn block_cache_shards_hold_whole_index_and_filter_blocks() {

@@ -532,6 +532,7 @@ fn each_family_flushes_its_own_memtable_and_the_log_is_bounded() {
     // (see `store::write_buffer_bytes`): each family now has its own, and no shared one.
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
+    assert_eq!(CacheSizes::default().memtables_bytes, 182 << 20);
     let field = |options: &str, key: &str| -> u64 {
         options
             .lines()
@@ -559,6 +560,26 @@ fn each_family_flushes_its_own_memtable_and_the_log_is_bounded() {
     let db = db_options_text(dir.path());
     assert_eq!(field(&db, "db_write_buffer_size"), 0, "{db}");
     assert_eq!(field(&db, "max_total_wal_size"), 256 * MIB, "{db}");
+
+    // An operator's smaller budget is shared the same way, down to RocksDB's least size.
+    let small = tempfile::tempdir().unwrap();
+    let sizes = CacheSizes {
+        memtables_bytes: 91 << 20,
+        ..CacheSizes::default()
+    };
+    drop(Store::open_with_cache(small.path(), sizes).unwrap());
+    for (name, bytes) in [("nodes", 32 * MIB), ("values", 16 * MIB), ("meta", MIB / 2)] {
+        let options = family_options_text(small.path(), name);
+        assert_eq!(field(&options, "write_buffer_size"), bytes, "{name}");
+    }
+    let tiny = tempfile::tempdir().unwrap();
+    let sizes = CacheSizes {
+        memtables_bytes: 1 << 20,
+        ..CacheSizes::default()
+    };
+    drop(Store::open_with_cache(tiny.path(), sizes).unwrap());
+    let meta = family_options_text(tiny.path(), "meta");
+    assert_eq!(field(&meta, "write_buffer_size"), 64 << 10);
 }
 
 #[test]
