@@ -476,6 +476,19 @@ fn db_options_text(dir: &std::path::Path) -> String {
     options_section(dir, "[DBOptions]")
 }
 
+/// The value of `key = value` in a section of an `OPTIONS` file.
+fn option<T: std::str::FromStr>(options: &str, key: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    options
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{key}: {options}"))
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn families_read_by_missing_keys_keep_a_bloom_filter_over_their_memtables() {
     let dir = tempfile::tempdir().unwrap();
@@ -502,20 +515,12 @@ fn families_keyed_by_hash_collect_more_level0_files_before_compacting() {
     // ones (see `store::level0_files`).
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
-    let trigger = |name: &str| {
+    let trigger = |name: &str| -> (i32, i32, i32) {
         let options = family_options_text(dir.path(), name);
-        let field = |key: &str| -> i32 {
-            options
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-                .unwrap_or_else(|| panic!("{key} in {name}: {options}"))
-                .parse()
-                .unwrap()
-        };
         (
-            field("level0_file_num_compaction_trigger"),
-            field("level0_slowdown_writes_trigger"),
-            field("level0_stop_writes_trigger"),
+            option(&options, "level0_file_num_compaction_trigger"),
+            option(&options, "level0_slowdown_writes_trigger"),
+            option(&options, "level0_stop_writes_trigger"),
         )
     };
     for name in ["values", "keys", "txs"] {
@@ -533,14 +538,7 @@ fn each_family_flushes_its_own_memtable_and_the_log_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
     assert_eq!(CacheSizes::default().memtables_bytes, 182 << 20);
-    let field = |options: &str, key: &str| -> u64 {
-        options
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("{key}: {options}"))
-            .parse()
-            .unwrap()
-    };
+    let field = option::<u64>;
     const MIB: u64 = 1 << 20;
     for (name, mib) in [
         ("nodes", 64),
