@@ -532,6 +532,25 @@ fn families_keyed_by_hash_collect_more_level0_files_before_compacting() {
 }
 
 #[test]
+fn tree_nodes_and_values_are_read_in_small_blocks() {
+    // Each is read alone, at random: see `store::data_block_bytes`.
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let block_size = |name: &str| -> usize {
+        let table = options_section(
+            dir.path(),
+            &format!("[TableOptions/BlockBasedTable \"{name}\"]"),
+        );
+        option(&table, "block_size")
+    };
+    assert_eq!(block_size("nodes"), 1024);
+    assert_eq!(block_size("values"), 1024);
+    for name in ["blocks", "keys", "txs", "stale", "meta"] {
+        assert_eq!(block_size(name), 4096, "{name}");
+    }
+}
+
+#[test]
 fn each_family_flushes_its_own_memtable_and_the_log_is_bounded() {
     // One budget for all memtables flushed the small families in files of a few megabytes
     // (see `store::write_buffer_bytes`): each family now has its own, and no shared one.
