@@ -235,9 +235,10 @@ fn block_cache_shard_bits(capacity: usize) -> i32 {
 /// the cache holds a fourth of the entries it could. With 1 KiB blocks, receipts on a
 /// 600k-certificate state served 12% more per second at 10% less CPU each (five alternating
 /// pairs), and anchor runs kept up at a higher rate in both of two pairs (docs/performance.md,
-/// sixteenth round); 512 bytes did not separate from 1 KiB. The index grows fourfold, to 1.5% of the data (about 5 MB for that
-/// state's tree), cached with the filters. The other families keep RocksDB's 4 KiB: read by
-/// height or in ranges, or (`keys`, `txs`) not measured with smaller blocks.
+/// sixteenth round); 512 bytes did not separate from 1 KiB. The index grows fourfold, to 1.5%
+/// of the data (about 5 MB for that state's tree), cached with the filters. The other families
+/// keep RocksDB's 4 KiB: read by height or in ranges, or (`keys`, `txs`) not measured with
+/// smaller blocks.
 fn data_block_bytes(name: &str) -> usize {
     match name {
         CF_NODES | CF_VALUES => 1 << 10,
