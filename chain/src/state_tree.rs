@@ -13,12 +13,15 @@
 //! A path bit at depth `d` is bit `d` of the key hash, most significant bit of byte 0 first.
 //! No internal node has two empty children, or one empty child and one leaf child.
 //!
-//! Nodes are content-addressed by their hash, and a value by the hash of its leaf (so a value is
-//! stored once per entry and goes with it), so every root ever committed stays readable and
-//! provable while its nodes are kept. Storage is behind [`TreeStore`]; an update returns a
-//! [`TreeBatch`] of new nodes and values that the owner writes atomically (the node writes it
-//! in the same RocksDB batch as the block), and the nodes the new root no longer uses, which
-//! an owner that keeps only recent roots may delete once no reader needs the old ones.
+//! A node is stored under its [`NodeKey`]: the first bits of its path, then its hash. Keys in
+//! that order keep a subtree's nodes together, so a store sorted by key (RocksDB) reads a
+//! walk's deep nodes from a few neighbouring blocks instead of one random block each. A value
+//! is stored under the hash of its leaf (once per entry, going with it). Every root ever
+//! committed stays readable and provable while its nodes are kept. Storage is behind
+//! [`TreeStore`]; an update returns a [`TreeBatch`] of new nodes and values that the owner
+//! writes atomically (the node writes it in the same RocksDB batch as the block), and the
+//! nodes and values the new root no longer uses, which an owner that keeps only recent roots
+//! may delete once no reader needs the old ones.
 
 use crate::hash::{Domain, Hash32};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -82,6 +85,85 @@ pub fn value_hash(value: &[u8]) -> Hash32 {
     Domain::StateValue.hash(value)
 }
 
+/// Path bits in a [`NodeKey`]: enough for the deep nodes of a tree of billions of entries to
+/// sort by their subtree.
+pub const NODE_KEY_PATH_BITS: usize = 32;
+
+/// Where a node is stored: the first [`NODE_KEY_PATH_BITS`] bits of its path (those it has,
+/// most significant first, then zeros), then its hash. Not part of any hash or proof: a store's
+/// layout only. Ordered as its bytes, so the nodes of a subtree sort together, each after the
+/// root of that subtree. A leaf that moves (up when its sibling goes, down when a new key
+/// shares its path) changes key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeKey {
+    /// The path's first bits, zero-padded.
+    pub path: u32,
+    /// The node's hash.
+    pub hash: Hash32,
+}
+
+impl NodeKey {
+    /// Bytes of [`NodeKey::to_bytes`].
+    pub const LEN: usize = 4 + 32;
+
+    /// The key of the node `hash` at `pos`.
+    pub fn new(pos: Position, hash: Hash32) -> NodeKey {
+        NodeKey {
+            path: pos.path,
+            hash,
+        }
+    }
+
+    /// The path's bits (big-endian), then the hash.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut bytes = [0; Self::LEN];
+        bytes[..4].copy_from_slice(&self.path.to_be_bytes());
+        bytes[4..].copy_from_slice(self.hash.as_bytes());
+        bytes
+    }
+
+    /// The key `to_bytes` wrote, if `bytes` is one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<NodeKey> {
+        let bytes: &[u8; Self::LEN] = bytes.try_into().ok()?;
+        Some(NodeKey {
+            path: u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")),
+            hash: Hash32(bytes[4..].try_into().expect("32 bytes")),
+        })
+    }
+}
+
+/// A position in the tree: its depth and the first bits of its path (as in [`NodeKey`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Edges from the root.
+    pub depth: usize,
+    /// The path's first [`NODE_KEY_PATH_BITS`] bits, zero-padded.
+    pub path: u32,
+}
+
+impl Position {
+    /// The root's position.
+    pub const ROOT: Position = Position { depth: 0, path: 0 };
+
+    /// The child on side `bit` (true: right).
+    pub fn child(self, bit: bool) -> Position {
+        let path = if bit && self.depth < NODE_KEY_PATH_BITS {
+            self.path | (1 << (NODE_KEY_PATH_BITS - 1 - self.depth))
+        } else {
+            self.path
+        };
+        Position {
+            depth: self.depth + 1,
+            path,
+        }
+    }
+
+    /// The child on `key`'s path.
+    pub fn toward(self, key: &Hash32) -> Position {
+        self.child(key.bit(self.depth))
+    }
+}
+
 /// A storage failure. Fatal for the caller: state that cannot be read cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -101,10 +183,10 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// Read access to tree nodes by hash, and to values by the hash of their leaf.
+/// Read access to tree nodes by key, and to values by the hash of their leaf.
 pub trait TreeStore {
-    /// The node with this hash, if stored.
-    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError>;
+    /// The node stored under `key`, if any.
+    fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError>;
     /// The value of the leaf with this hash, if stored.
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
     /// The value hash of `key` in the tree at `root`, answered from an index of that root's
@@ -116,8 +198,8 @@ pub trait TreeStore {
 }
 
 impl<T: TreeStore + ?Sized> TreeStore for &T {
-    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
-        (**self).node(hash)
+    fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        (**self).node(key)
     }
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).value(leaf)
@@ -130,17 +212,18 @@ impl<T: TreeStore + ?Sized> TreeStore for &T {
 /// What an update changes in storage, to be written together.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TreeBatch {
-    /// New nodes by hash.
-    pub nodes: Vec<(Hash32, Node)>,
+    /// New nodes by key (sorted).
+    pub nodes: Vec<(NodeKey, Node)>,
     /// New values by the hash of their leaf.
     pub values: Vec<(Hash32, Vec<u8>)>,
-    /// Nodes of the old root that the new root does not use (sorted). A leaf's value goes with
-    /// it. A stale node may come back later (an entry set back to an earlier value), so an
-    /// owner that deletes stale nodes must not delete one written again since it went stale.
-    pub stale: Vec<Hash32>,
-    /// The leaves among `stale` (sorted): deleting one deletes its value too, and an owner that
-    /// knows which they are deletes without reading the nodes first.
-    pub stale_leaves: Vec<Hash32>,
+    /// Keys of the old root's nodes that the new root does not use (sorted). A stale node may
+    /// come back later (an entry set back to an earlier value), so an owner that deletes stale
+    /// nodes must not delete one written again since it went stale.
+    pub stale: Vec<NodeKey>,
+    /// The leaves (by hash) of the old root whose values the new root does not use (sorted).
+    /// Apart from `stale`: a leaf that moves changes key and keeps its value. Likewise a value
+    /// may be written again later.
+    pub stale_values: Vec<Hash32>,
     /// The changed entries, sorted by key hash: key hash → new value hash (`None`: deleted),
     /// for an owner that indexes the new root's entries by key.
     pub entries: Vec<(Hash32, Option<Hash32>)>,
@@ -149,7 +232,7 @@ pub struct TreeBatch {
 /// An in-memory [`TreeStore`] that keeps every version, for tests, tools and light clients.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryTreeStore {
-    nodes: HashMap<Hash32, Node>,
+    nodes: HashMap<NodeKey, Node>,
     values: HashMap<Hash32, Vec<u8>>,
 }
 
@@ -172,18 +255,18 @@ impl MemoryTreeStore {
 }
 
 impl TreeStore for MemoryTreeStore {
-    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
-        Ok(self.nodes.get(hash).copied())
+    fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        Ok(self.nodes.get(key).copied())
     }
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.values.get(leaf).cloned())
     }
 }
 
-fn load<S: TreeStore>(store: &S, hash: &Hash32) -> Result<Node, StoreError> {
-    store.node(hash)?.ok_or(StoreError::Missing {
+fn load<S: TreeStore>(store: &S, key: &NodeKey) -> Result<Node, StoreError> {
+    store.node(key)?.ok_or(StoreError::Missing {
         what: "node",
-        hash: *hash,
+        hash: key.hash,
     })
 }
 
@@ -279,18 +362,19 @@ fn find_leaf<S: TreeStore>(
     if let Some(found) = store.indexed(root, key)? {
         return Ok(found.map(|value| (leaf_hash(key, &value), value)));
     }
-    let mut at = *root;
+    let (mut at, mut pos) = (*root, Position::ROOT);
     for depth in 0..=KEY_BITS {
         if at == EMPTY {
             return Ok(None);
         }
-        match load(store, &at)? {
+        match load(store, &NodeKey::new(pos, at))? {
             Node::Leaf { key: k, value } => return Ok((k == *key).then_some((at, value))),
             Node::Internal { left, right } => {
                 if depth == KEY_BITS {
                     break;
                 }
                 at = if key.bit(depth) { right } else { left };
+                pos = pos.toward(key);
             }
         }
     }
@@ -330,7 +414,7 @@ pub fn prove<S: TreeStore>(
     key: &Hash32,
 ) -> Result<StateProof, StoreError> {
     let mut siblings = Vec::new();
-    let mut at = *root;
+    let (mut at, mut pos) = (*root, Position::ROOT);
     for depth in 0..=KEY_BITS {
         if at == EMPTY {
             return Ok(StateProof {
@@ -338,7 +422,7 @@ pub fn prove<S: TreeStore>(
                 terminal: ProofTerminal::Empty,
             });
         }
-        match load(store, &at)? {
+        match load(store, &NodeKey::new(pos, at))? {
             Node::Leaf { key: k, value } => {
                 return Ok(StateProof {
                     siblings,
@@ -356,6 +440,7 @@ pub fn prove<S: TreeStore>(
                     siblings.push(right);
                     at = left;
                 }
+                pos = pos.toward(key);
             }
         }
     }
@@ -409,65 +494,70 @@ pub fn update<S: TreeStore>(
         replaced: Vec::new(),
         replaced_leaves: Vec::new(),
     };
-    let new_root = updater.update(*root, 0, &hashed)?;
+    let new_root = updater.update(*root, Position::ROOT, &hashed)?;
     let Updater {
         created,
         replaced,
         replaced_leaves,
         ..
     } = updater;
-    // A node can be replaced on one path and rebuilt identically (an entry set to the value it
-    // had, a leaf moved up): it is still in use.
-    let gone = |hashes: Vec<Hash32>| {
-        let mut gone: Vec<Hash32> = hashes
-            .into_iter()
-            .filter(|h| !created.contains_key(h))
-            .collect();
-        gone.sort();
-        gone.dedup();
-        gone
-    };
-    batch.stale = gone(replaced);
-    batch.stale_leaves = gone(replaced_leaves);
+    // A node can be replaced on one path and rebuilt identically in the same place (an entry
+    // set to the value it had): it is still in use. A leaf that moved is stale at its old key,
+    // but its value is not.
+    fn sorted_without<T: Ord>(items: Vec<T>, kept: impl Fn(&T) -> bool) -> Vec<T> {
+        let mut items: Vec<T> = items.into_iter().filter(|i| !kept(i)).collect();
+        items.sort();
+        items.dedup();
+        items
+    }
+    let live_leaves: std::collections::HashSet<Hash32> = created
+        .iter()
+        .filter(|(_, n)| matches!(n, Node::Leaf { .. }))
+        .map(|(k, _)| k.hash)
+        .collect();
+    batch.stale = sorted_without(replaced, |k| created.contains_key(k));
+    batch.stale_values = sorted_without(replaced_leaves, |h| live_leaves.contains(h));
     batch.nodes = created.into_iter().collect();
-    batch.nodes.sort_by_key(|(h, _)| *h);
+    batch.nodes.sort_by_key(|(k, _)| *k);
     batch.entries = hashed;
     Ok((new_root, batch))
 }
 
 struct Updater<'a, S> {
     store: &'a S,
-    created: HashMap<Hash32, Node>,
-    /// Stored nodes on the changed paths, which the new root may no longer use.
-    replaced: Vec<Hash32>,
-    /// The leaves among them.
+    created: HashMap<NodeKey, Node>,
+    /// Keys of stored nodes on the changed paths, which the new root may no longer use.
+    replaced: Vec<NodeKey>,
+    /// The hashes of the leaves among them.
     replaced_leaves: Vec<Hash32>,
 }
 
 impl<S: TreeStore> Updater<'_, S> {
-    fn node(&self, hash: &Hash32) -> Result<Node, StoreError> {
-        match self.created.get(hash) {
+    fn node(&self, key: &NodeKey) -> Result<Node, StoreError> {
+        match self.created.get(key) {
             Some(n) => Ok(*n),
-            None => load(self.store, hash),
+            None => load(self.store, key),
         }
     }
 
-    fn put(&mut self, node: Node) -> Hash32 {
+    fn put(&mut self, pos: Position, node: Node) -> Hash32 {
         let h = node.hash();
-        self.created.insert(h, node);
+        self.created.insert(NodeKey::new(pos, h), node);
         h
     }
 
+    /// The subtree at `pos` (whose node is `at`) with `changes` applied. What it returns is
+    /// stored, or created, at `pos`.
     fn update(
         &mut self,
         at: Hash32,
-        depth: usize,
+        pos: Position,
         changes: &[(Hash32, Option<Hash32>)],
     ) -> Result<Hash32, StoreError> {
         if changes.is_empty() {
             return Ok(at);
         }
-        if depth > KEY_BITS {
+        if pos.depth > KEY_BITS {
             return Err(StoreError::Corrupt("tree deeper than 256 levels".into()));
         }
         if at == EMPTY {
@@ -475,12 +565,13 @@ impl<S: TreeStore> Updater<'_, S> {
                 .iter()
                 .filter_map(|(k, v)| v.map(|v| (*k, v)))
                 .collect();
-            return Ok(self.build(depth, &entries));
+            return Ok(self.build(pos, &entries));
         }
         // Every stored node on a changed path is rebuilt or dropped; the new root keeps it
-        // only if it comes out the same (checked against what was created).
-        self.replaced.push(at);
-        match self.node(&at)? {
+        // only if it comes out the same in the same place (checked against what was created).
+        let key = NodeKey::new(pos, at);
+        self.replaced.push(key);
+        match self.node(&key)? {
             Node::Leaf { key, value } => {
                 self.replaced_leaves.push(at);
                 let mut entries: Vec<(Hash32, Hash32)> = changes
@@ -488,47 +579,67 @@ impl<S: TreeStore> Updater<'_, S> {
                     .filter_map(|(k, v)| v.map(|v| (*k, v)))
                     .collect();
                 if changes.binary_search_by_key(&key, |(k, _)| *k).is_err() {
-                    let pos = entries.partition_point(|(k, _)| *k < key);
-                    entries.insert(pos, (key, value));
+                    let i = entries.partition_point(|(k, _)| *k < key);
+                    entries.insert(i, (key, value));
                 }
-                Ok(self.build(depth, &entries))
+                Ok(self.build(pos, &entries))
             }
             Node::Internal { left, right } => {
-                let split = changes.partition_point(|(k, _)| !k.bit(depth));
-                let l = self.update(left, depth + 1, &changes[..split])?;
-                let r = self.update(right, depth + 1, &changes[split..])?;
-                self.join(l, r)
+                let split = changes.partition_point(|(k, _)| !k.bit(pos.depth));
+                let l = self.update(left, pos.child(false), &changes[..split])?;
+                let r = self.update(right, pos.child(true), &changes[split..])?;
+                self.join(pos, l, r)
             }
         }
     }
 
-    /// The canonical subtree for `entries` (sorted, distinct keys) rooted at `depth`.
-    fn build(&mut self, depth: usize, entries: &[(Hash32, Hash32)]) -> Hash32 {
+    /// The canonical subtree for `entries` (sorted, distinct keys) rooted at `pos`.
+    fn build(&mut self, pos: Position, entries: &[(Hash32, Hash32)]) -> Hash32 {
         match entries {
             [] => EMPTY,
-            [(key, value)] => self.put(Node::Leaf {
-                key: *key,
-                value: *value,
-            }),
+            [(key, value)] => self.put(
+                pos,
+                Node::Leaf {
+                    key: *key,
+                    value: *value,
+                },
+            ),
             _ => {
-                let split = entries.partition_point(|(k, _)| !k.bit(depth));
-                let l = self.build(depth + 1, &entries[..split]);
-                let r = self.build(depth + 1, &entries[split..]);
+                let split = entries.partition_point(|(k, _)| !k.bit(pos.depth));
+                let l = self.build(pos.child(false), &entries[..split]);
+                let r = self.build(pos.child(true), &entries[split..]);
                 // With two or more entries, a side that got them all is itself internal, so
                 // no collapse is needed here.
-                self.put(Node::Internal { left: l, right: r })
+                self.put(pos, Node::Internal { left: l, right: r })
             }
         }
     }
 
-    /// Join two updated subtrees, collapsing a lone leaf upward.
-    fn join(&mut self, l: Hash32, r: Hash32) -> Result<Hash32, StoreError> {
-        match (l == EMPTY, r == EMPTY) {
-            (true, true) => Ok(EMPTY),
-            (true, false) if matches!(self.node(&r)?, Node::Leaf { .. }) => Ok(r),
-            (false, true) if matches!(self.node(&l)?, Node::Leaf { .. }) => Ok(l),
-            _ => Ok(self.put(Node::Internal { left: l, right: r })),
+    /// Join the two updated subtrees under `pos`, collapsing a lone leaf upward (to `pos`'s
+    /// key: a move, if the bit it leaves behind was a 1).
+    fn join(&mut self, pos: Position, l: Hash32, r: Hash32) -> Result<Hash32, StoreError> {
+        let lone = match (l == EMPTY, r == EMPTY) {
+            (true, true) => return Ok(EMPTY),
+            (true, false) => Some((r, pos.child(true))),
+            (false, true) => Some((l, pos.child(false))),
+            (false, false) => None,
+        };
+        if let Some((child, at)) = lone {
+            let from = NodeKey::new(at, child);
+            let node = self.node(&from)?;
+            if let Node::Leaf { .. } = node {
+                let to = NodeKey::new(pos, child);
+                if from != to {
+                    // Created below in this update, or stored: then it is stale where it was.
+                    if self.created.remove(&from).is_none() {
+                        self.replaced.push(from);
+                    }
+                    self.created.insert(to, node);
+                }
+                return Ok(child);
+            }
         }
+        Ok(self.put(pos, Node::Internal { left: l, right: r }))
     }
 }
 
@@ -614,8 +725,8 @@ mod tests {
     }
 
     impl TreeStore for IndexedStore {
-        fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
-            self.tree.node(hash)
+        fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+            self.tree.node(key)
         }
         fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
             self.tree.value(leaf)
@@ -642,60 +753,78 @@ mod tests {
         }
     }
 
-    /// A store that deletes stale nodes `keep` versions after they went stale, unless written
-    /// again since: what a pruning node does.
+    /// A store that deletes stale nodes and values `keep` versions after they went stale,
+    /// unless written again since: what a pruning node does.
     #[derive(Default)]
     struct PruningStore {
-        nodes: HashMap<Hash32, (Node, u64)>,
-        values: HashMap<Hash32, Vec<u8>>,
-        stale: std::collections::BTreeSet<(u64, Hash32)>,
+        nodes: HashMap<NodeKey, (Node, u64)>,
+        values: HashMap<Hash32, (Vec<u8>, u64)>,
+        stale: std::collections::BTreeSet<(u64, NodeKey)>,
+        stale_values: std::collections::BTreeSet<(u64, Hash32)>,
     }
 
     impl TreeStore for PruningStore {
-        fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
-            Ok(self.nodes.get(hash).map(|(n, _)| *n))
+        fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+            Ok(self.nodes.get(key).map(|(n, _)| *n))
         }
         fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self.values.get(leaf).cloned())
+            Ok(self.values.get(leaf).map(|(v, _)| v.clone()))
+        }
+    }
+
+    /// Delete the entries of `stored` that went stale up to `upto` (by `stale`) and were not
+    /// written again since.
+    fn prune_stale<K: Ord + Copy + std::hash::Hash, V>(
+        stale: &mut std::collections::BTreeSet<(u64, K)>,
+        stored: &mut HashMap<K, (V, u64)>,
+        upto: u64,
+    ) {
+        while let Some(&(version, key)) = stale.first() {
+            if version > upto {
+                break;
+            }
+            stale.pop_first();
+            if stored.get(&key).is_some_and(|(_, born)| *born <= version) {
+                stored.remove(&key);
+            }
         }
     }
 
     impl PruningStore {
         fn commit(&mut self, version: u64, batch: TreeBatch) {
-            for (h, n) in batch.nodes {
-                self.nodes.insert(h, (n, version));
+            for (k, n) in batch.nodes {
+                self.nodes.insert(k, (n, version));
             }
-            self.values.extend(batch.values);
+            for (h, v) in batch.values {
+                self.values.insert(h, (v, version));
+            }
             self.stale
-                .extend(batch.stale.into_iter().map(|h| (version, h)));
+                .extend(batch.stale.into_iter().map(|k| (version, k)));
+            self.stale_values
+                .extend(batch.stale_values.into_iter().map(|h| (version, h)));
         }
 
         fn prune(&mut self, upto: u64) {
-            while let Some(&(version, hash)) = self.stale.first() {
-                if version > upto {
-                    break;
-                }
-                self.stale.pop_first();
-                if self
-                    .nodes
-                    .get(&hash)
-                    .is_some_and(|(_, born)| *born <= version)
-                {
-                    self.nodes.remove(&hash);
-                    self.values.remove(&hash);
-                }
-            }
+            prune_stale(&mut self.stale, &mut self.nodes, upto);
+            prune_stale(&mut self.stale_values, &mut self.values, upto);
         }
 
-        /// Nodes reachable from `root`.
-        fn reachable(&self, root: Hash32, out: &mut Vec<Hash32>) {
-            if root == EMPTY {
-                return;
-            }
-            out.push(root);
-            if let Some((Node::Internal { left, right }, _)) = self.nodes.get(&root) {
-                self.reachable(*left, out);
-                self.reachable(*right, out);
+        /// Keys of the nodes reachable from `root`, and the hashes of its leaves.
+        fn reachable(&self, root: Hash32, out: &mut Vec<NodeKey>, leaves: &mut Vec<Hash32>) {
+            let mut pending = vec![(root, Position::ROOT)];
+            while let Some((at, pos)) = pending.pop() {
+                if at == EMPTY {
+                    continue;
+                }
+                let key = NodeKey::new(pos, at);
+                out.push(key);
+                match self.nodes.get(&key).expect("reachable node").0 {
+                    Node::Internal { left, right } => {
+                        pending.push((left, pos.child(false)));
+                        pending.push((right, pos.child(true)));
+                    }
+                    Node::Leaf { .. } => leaves.push(at),
+                }
             }
         }
     }
@@ -720,15 +849,23 @@ mod tests {
                 let mut model = models.last().unwrap().clone();
                 let list = changes_of(part, &mut model);
                 let (root, batch) = update(&store, roots.last().unwrap(), &list).unwrap();
-                // The batch names exactly the leaves among its stale nodes (all of which the
-                // previous root still holds).
-                let leaves: Vec<Hash32> = batch
-                    .stale
-                    .iter()
-                    .copied()
-                    .filter(|h| matches!(store.nodes[h].0, Node::Leaf { .. }))
-                    .collect();
-                prop_assert_eq!(&batch.stale_leaves, &leaves);
+                // The batch names exactly the old root's nodes (by key) and leaves' values
+                // that the new root does not use.
+                let (mut old, mut old_leaves) = (Vec::new(), Vec::new());
+                store.reachable(*roots.last().unwrap(), &mut old, &mut old_leaves);
+                let mut with = store.nodes.clone();
+                with.extend(batch.nodes.iter().map(|(k, n)| (*k, (*n, version))));
+                let (mut new, mut new_leaves) = (Vec::new(), Vec::new());
+                PruningStore { nodes: with, ..Default::default() }
+                    .reachable(root, &mut new, &mut new_leaves);
+                let mut gone: Vec<NodeKey> =
+                    old.iter().filter(|k| !new.contains(k)).copied().collect();
+                gone.sort();
+                prop_assert_eq!(&batch.stale, &gone);
+                let mut gone_values: Vec<Hash32> =
+                    old_leaves.iter().filter(|h| !new_leaves.contains(h)).copied().collect();
+                gone_values.sort();
+                prop_assert_eq!(&batch.stale_values, &gone_values);
                 store.commit(version, batch);
                 store.prune(version.saturating_sub(keep));
                 roots.push(root);
@@ -745,13 +882,59 @@ mod tests {
                 }
             }
             store.prune(u64::MAX);
-            let mut live = Vec::new();
-            store.reachable(*roots.last().unwrap(), &mut live);
+            let (mut live, mut leaves) = (Vec::new(), Vec::new());
+            store.reachable(*roots.last().unwrap(), &mut live, &mut leaves);
             live.sort();
-            let mut stored: Vec<Hash32> = store.nodes.keys().copied().collect();
+            let mut stored: Vec<NodeKey> = store.nodes.keys().copied().collect();
             stored.sort();
             prop_assert_eq!(stored, live, "stored nodes are exactly the latest root's");
+            leaves.sort();
+            let mut values: Vec<Hash32> = store.values.keys().copied().collect();
+            values.sort();
+            prop_assert_eq!(values, leaves, "one value per leaf of the latest root");
             prop_assert_eq!(store.values.len(), models.last().unwrap().len());
+        }
+
+        /// A node's key holds the first bits of its path, which every key below it shares, and
+        /// zeros past its depth; so a subtree's nodes sort together, each after its root. Leaves
+        /// moved up by deletions and down by inserts are found under their new keys.
+        #[test]
+        fn node_keys_hold_the_paths_that_every_key_below_shares(
+            n in 1u32..400,
+            deleted in prop::collection::vec(0u32..400, 0..200),
+            added in 400u32..600,
+        ) {
+            let mut store = MemoryTreeStore::new();
+            let all: BTreeMap<_, _> = (0..n).map(|i| (key(i), Some(vec![1]))).collect();
+            let mut root = apply(&mut store, EMPTY, &all);
+            let gone: BTreeMap<_, _> = deleted.iter().map(|i| (key(*i), None)).collect();
+            root = apply(&mut store, root, &gone);
+            let more: BTreeMap<_, _> = (400..added).map(|i| (key(i), Some(vec![2]))).collect();
+            root = apply(&mut store, root, &more);
+            let prefix = |k: &Hash32, depth: usize| {
+                let bits = depth.min(NODE_KEY_PATH_BITS);
+                let first = u32::from_be_bytes(k.as_bytes()[..4].try_into().unwrap());
+                if bits == 0 { 0 } else { first & (u32::MAX << (32 - bits)) }
+            };
+            let mut pending = vec![(root, Position::ROOT)];
+            let mut leaves = 0;
+            while let Some((at, pos)) = pending.pop() {
+                if at == EMPTY {
+                    continue;
+                }
+                match store.node(&NodeKey::new(pos, at)).unwrap().expect("stored at its position") {
+                    Node::Leaf { key: k, .. } => {
+                        prop_assert_eq!(pos.path, prefix(&k, pos.depth));
+                        leaves += 1;
+                    }
+                    Node::Internal { left, right } => {
+                        pending.push((left, pos.child(false)));
+                        pending.push((right, pos.child(true)));
+                    }
+                }
+            }
+            let expected = (0..n).filter(|i| !deleted.contains(i)).count() + (added - 400) as usize;
+            prop_assert_eq!(leaves, expected);
         }
 
         /// A store that indexes the latest root's entries by key, from each batch's `entries`,

@@ -7,10 +7,13 @@
 //! state root. Write failures are fatal for the node: a store that may have diverged must not
 //! be used.
 //!
+//! Tree nodes are keyed by their [`NodeKey`] (the first bits of their path, then their hash),
+//! so that a subtree's nodes share data blocks; values by the hash of their leaf.
+//!
 //! State older than the last `keep` heights can be pruned ([`Store::prune`]): each height
-//! records the tree nodes it made stale, and pruning deletes them unless they were written
-//! again since (a node carries the height it was last written at; from a process's first
-//! pruning step on, the stale nodes are also tracked in memory, so that pruning reads none).
+//! records the tree nodes and values it made stale, and pruning deletes them unless they were
+//! written again since (each carries the height it was last written at; from a process's first
+//! pruning step on, the stale ones are also tracked in memory, so that pruning reads none).
 //! Blocks, certificates and validator sets are kept for good: peers sync from them, and
 //! receipts carry every validator-set change since genesis.
 
@@ -21,7 +24,7 @@ use cachet_chain::block::{Block, BlockHeader};
 use cachet_chain::codec;
 use cachet_chain::hash::Hash32;
 use cachet_chain::state::{StateKey, ValidatorSet, decode_value};
-use cachet_chain::state_tree::{self, Node, StoreError, TreeBatch, TreeStore};
+use cachet_chain::state_tree::{self, Node, NodeKey, Position, StoreError, TreeBatch, TreeStore};
 use cachet_chain::tx::TxId;
 use cachet_contracts::Executed;
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
@@ -67,9 +70,11 @@ const META_VALIDATORS: &[u8] = b"validators:";
 const META_PRUNED: &[u8] = b"pruned";
 const META_FORMAT: &[u8] = b"format";
 /// Version 2: values keyed by their leaf, nodes with the height they were written at, stale
-/// nodes and validator sets recorded per height. Version 3: the head's entries indexed by key
-/// (a version-2 database gets its index built from the head's tree when opened).
-const FORMAT: u8 = 3;
+/// nodes and validator sets recorded per height. Version 3: the head's entries indexed by key.
+/// Version 4: nodes keyed by [`NodeKey`] instead of their hash alone, values with the height
+/// they were written at, stale values recorded apart from stale nodes. A version-2 or -3
+/// database is rewritten when opened ([`Store::migrate`]).
+const FORMAT: u8 = 4;
 /// Stale nodes looked at under one hold of the write lock. Pruning holds it while it reads
 /// each node's height and deletes, so a commit waits for at most one chunk (a few
 /// milliseconds at this size).
@@ -310,21 +315,22 @@ struct IndexedRoot {
     epoch: u64,
 }
 
-/// The stale tree nodes of heights not pruned yet, tracked from the first pruning step on, so
-/// that pruning deletes them without reading them. A node can be written again after it went
-/// stale (an entry set back to an earlier value), and only its record says so: pruning read
-/// one record per stale node to find out, 13% of a validator's CPU under load on a 600k state.
-/// Here a commit that writes a node drops it from the map instead. 50–75 bytes per stale
-/// node awaiting pruning (those of about `state_history_heights` heights: a few hundred
+/// The stale tree nodes and values of heights not pruned yet, tracked from the first pruning
+/// step on, so that pruning deletes them without reading them. A node or value can be written
+/// again after it went stale (an entry set back to an earlier value), and only its record says
+/// so: pruning read one record per stale node to find out, 13% of a validator's CPU under load
+/// on a 600k state. Here a commit that writes one drops it from its map instead. 60–90 bytes
+/// per stale node awaiting pruning (those of about `state_history_heights` heights: a few hundred
 /// thousand under load); an archive, which never prunes, tracks nothing.
 #[derive(Debug, Default)]
 struct StaleNodes {
     /// The first tracked height (`None`: no pruning step yet). Stale nodes of earlier heights
     /// went stale before this process tracked them: pruning reads their records.
     tracked_from: Option<u64>,
-    /// Each tracked stale node not written again since: the height it went stale at, and
-    /// whether it is a leaf (whose value goes with it).
-    at: std::collections::HashMap<Hash32, (u64, bool)>,
+    /// Each tracked stale node not written again since: the height it went stale at.
+    at: std::collections::HashMap<NodeKey, u64>,
+    /// Each tracked stale value not written again since: the height it went stale at.
+    values: std::collections::HashMap<Hash32, u64>,
 }
 
 impl StaleNodes {
@@ -333,12 +339,17 @@ impl StaleNodes {
         if self.tracked_from.is_none() {
             return;
         }
-        for (hash, _) in &tree.nodes {
-            self.at.remove(hash);
+        for (key, _) in &tree.nodes {
+            self.at.remove(key);
         }
-        for hash in &tree.stale {
-            let leaf = tree.stale_leaves.binary_search(hash).is_ok();
-            self.at.insert(*hash, (height, leaf));
+        for (leaf, _) in &tree.values {
+            self.values.remove(leaf);
+        }
+        for key in &tree.stale {
+            self.at.insert(*key, height);
+        }
+        for leaf in &tree.stale_values {
+            self.values.insert(*leaf, height);
         }
     }
 }
@@ -346,8 +357,10 @@ impl StaleNodes {
 /// What one [`Store::prune`] call did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
-    /// Stale nodes deleted (with their values, for leaves).
+    /// Stale nodes deleted.
     pub nodes: usize,
+    /// Stale values deleted.
+    pub values: usize,
     /// The last height whose stale nodes are all deleted.
     pub upto: u64,
 }
@@ -361,13 +374,58 @@ fn node_record(node: &Node, height: u64) -> Vec<u8> {
 
 fn split_node_record(hash: &Hash32, bytes: &[u8]) -> Result<(Node, u64), StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("node {hash}: {e}"));
-    let at = bytes
-        .len()
-        .checked_sub(8)
-        .ok_or_else(|| corrupt("too short".into()))?;
-    let node = codec::decode(&bytes[..at], 128).map_err(|e| corrupt(e.to_string()))?;
-    let height = u64::from_be_bytes(bytes[at..].try_into().expect("8 bytes"));
+    let (node, height) = split_height(bytes).ok_or_else(|| corrupt("too short".into()))?;
+    let node = codec::decode(node, 128).map_err(|e| corrupt(e.to_string()))?;
     Ok((node, height))
+}
+
+/// A stored value: its bytes, then the height it was last written at.
+fn value_record(value: &[u8], height: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(value.len() + 8);
+    bytes.extend_from_slice(value);
+    bytes.extend_from_slice(&be(height));
+    bytes
+}
+
+/// A record's bytes and the height that ends it.
+fn split_height(record: &[u8]) -> Option<(&[u8], u64)> {
+    let at = record.len().checked_sub(8)?;
+    let height = u64::from_be_bytes(record[at..].try_into().expect("8 bytes"));
+    Some((&record[..at], height))
+}
+
+/// A height's stale record: how many node keys, the node keys, then the leaves' hashes
+/// whose values went stale.
+fn stale_record(tree: &TreeBatch) -> Vec<u8> {
+    let mut bytes =
+        Vec::with_capacity(4 + tree.stale.len() * NodeKey::LEN + tree.stale_values.len() * 32);
+    bytes.extend_from_slice(&(tree.stale.len() as u32).to_be_bytes());
+    for key in &tree.stale {
+        bytes.extend_from_slice(&key.to_bytes());
+    }
+    for leaf in &tree.stale_values {
+        bytes.extend_from_slice(leaf.as_bytes());
+    }
+    bytes
+}
+
+/// The node keys and value hashes of a [`stale_record`].
+fn split_stale_record(bytes: &[u8]) -> Option<(Vec<NodeKey>, Vec<Hash32>)> {
+    let count = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let keys_end = count.checked_mul(NodeKey::LEN)?.checked_add(4)?;
+    let (keys, values) = (bytes.get(4..keys_end)?, &bytes[keys_end..]);
+    if !values.len().is_multiple_of(32) {
+        return None;
+    }
+    let keys = keys
+        .chunks_exact(NodeKey::LEN)
+        .map(|k| NodeKey::from_bytes(k).expect("a key's length"))
+        .collect();
+    let values = values
+        .chunks_exact(32)
+        .map(|v| Hash32(v.try_into().expect("32 bytes")))
+        .collect();
+    Some((keys, values))
 }
 
 /// Reads a tree through a batch not written yet.
@@ -377,10 +435,10 @@ struct Pending<'a> {
 }
 
 impl TreeStore for Pending<'_> {
-    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
-        match self.tree.nodes.binary_search_by_key(hash, |(h, _)| *h) {
+    fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        match self.tree.nodes.binary_search_by_key(key, |(k, _)| *k) {
             Ok(i) => Ok(Some(self.tree.nodes[i].1)),
-            Err(_) => self.store.node(hash),
+            Err(_) => self.store.node(key),
         }
     }
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
@@ -447,8 +505,8 @@ impl Store {
             let head = store
                 .head()?
                 .ok_or_else(|| StoreError::Corrupt("genesis without a head".into()))?;
-            if format.as_deref() == Some(&[2]) {
-                store.index_head(head.state_root)?;
+            if matches!(format.as_deref(), Some(&[2 | 3])) {
+                store.migrate(&head)?;
             } else if format.as_deref() != Some(&[FORMAT]) {
                 return Err(StoreError::Corrupt(format!(
                     "the database under {} is in an older format ({}); this node reads format \
@@ -588,16 +646,15 @@ impl Store {
         // Handles looked up once, not once per key: a lookup is a search of a map by name, and
         // a block of anchors writes ~50k keys here.
         let nodes = self.cf(CF_NODES);
-        for (hash, node) in &tree.nodes {
-            batch.put_cf(nodes, hash.as_bytes(), node_record(node, height));
+        for (key, node) in &tree.nodes {
+            batch.put_cf(nodes, key.to_bytes(), node_record(node, height));
         }
         let values = self.cf(CF_VALUES);
         for (leaf, value) in &tree.values {
-            batch.put_cf(values, leaf.as_bytes(), value);
+            batch.put_cf(values, leaf.as_bytes(), value_record(value, height));
         }
-        if !tree.stale.is_empty() {
-            let hashes: Vec<u8> = tree.stale.iter().flat_map(|h| h.0).collect();
-            batch.put_cf(self.cf(CF_STALE), be(height), hashes);
+        if !tree.stale.is_empty() || !tree.stale_values.is_empty() {
+            batch.put_cf(self.cf(CF_STALE), be(height), stale_record(tree));
         }
         let keys = self.cf(CF_KEYS);
         for (key, value) in &tree.entries {
@@ -626,30 +683,138 @@ impl Store {
         written
     }
 
-    /// Build the key index of a version-2 database from its head's tree.
-    fn index_head(&self, root: Hash32) -> Result<(), StoreError> {
+    /// Rewrite a version-2 or -3 database in version 4, in place. Every root still whole
+    /// (from the last pruned height to the head) is walked: its nodes are copied under their
+    /// [`NodeKey`]s, its leaves' values get the height they were written at, and the head's
+    /// entries are indexed by key. Nodes under bare hashes, the values no kept root uses and
+    /// the old stale records are then deleted; the kept roots' nodes and values that the head
+    /// does not use are recorded stale at the head, so pruning deletes them once the head is
+    /// `keep` heights behind. Idempotent until the new format is written last: a crash repeats
+    /// it. Memory: about 100 bytes per node of the kept roots, for the walk's visited set.
+    fn migrate(&self, head: &BlockHeader) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let (nodes, values) = (self.cf(CF_NODES), self.cf(CF_VALUES));
+        let head_height = head.height.0;
+        let mut roots = Vec::new();
+        for height in self.pruned_upto()?..head_height {
+            let header = match height {
+                0 => self.genesis()?,
+                h => self.header(h)?,
+            };
+            let header =
+                header.ok_or_else(|| StoreError::Corrupt(format!("no header at {height}")))?;
+            roots.push(header.state_root);
+        }
+        // The head's root first: what it reaches is live, the rest of the kept roots stale.
+        roots.push(head.state_root);
+        roots.reverse();
+        let mut visited: std::collections::HashSet<NodeKey> = Default::default();
+        let mut head_leaves: std::collections::HashSet<Hash32> = Default::default();
+        let mut stale_leaves: std::collections::HashSet<Hash32> = Default::default();
+        let mut stale = TreeBatch::default();
         let mut batch = WriteBatch::default();
-        let mut pending = vec![root];
-        while let Some(at) = pending.pop() {
-            if at == state_tree::EMPTY {
-                continue;
-            }
-            let node = self.node(&at)?.ok_or(StoreError::Missing {
-                what: "node",
-                hash: at,
-            })?;
-            match node {
-                Node::Leaf { key, value } => {
-                    batch.put_cf(self.cf(CF_KEYS), key.as_bytes(), value.as_bytes());
-                    if batch.len() >= 100_000 {
-                        self.db.write(std::mem::take(&mut batch)).map_err(backend)?;
+        for (i, root) in roots.iter().enumerate() {
+            let mut pending = vec![(*root, Position::ROOT)];
+            while let Some((at, pos)) = pending.pop() {
+                let key = NodeKey::new(pos, at);
+                if at == state_tree::EMPTY || !visited.insert(key) {
+                    continue;
+                }
+                let missing = || StoreError::Missing {
+                    what: "node",
+                    hash: at,
+                };
+                // Under its new key if an interrupted migration got that far.
+                let record = match self.get_cf(CF_NODES, &key.to_bytes())? {
+                    Some(record) => record,
+                    None => self.get_cf(CF_NODES, at.as_bytes())?.ok_or_else(missing)?,
+                };
+                let (node, written_at) = split_node_record(&at, &record)?;
+                batch.put_cf(nodes, key.to_bytes(), &record);
+                if i > 0 {
+                    stale.stale.push(key);
+                }
+                match node {
+                    Node::Internal { left, right } => {
+                        pending.push((left, pos.child(false)));
+                        pending.push((right, pos.child(true)));
+                    }
+                    Node::Leaf { key: entry, value } => {
+                        if i == 0 {
+                            head_leaves.insert(at);
+                            batch.put_cf(self.cf(CF_KEYS), entry.as_bytes(), value.as_bytes());
+                        } else if !head_leaves.contains(&at) {
+                            stale_leaves.insert(at);
+                        }
+                        let stored =
+                            self.get_cf(CF_VALUES, at.as_bytes())?
+                                .ok_or(StoreError::Missing {
+                                    what: "value",
+                                    hash: at,
+                                })?;
+                        if state_tree::value_hash(&stored) == value {
+                            batch.put_cf(values, at.as_bytes(), value_record(&stored, written_at));
+                        } else if split_height(&stored)
+                            .is_none_or(|(v, _)| state_tree::value_hash(v) != value)
+                        {
+                            // Neither the old record nor one an interrupted migration wrote.
+                            return Err(StoreError::Corrupt(format!("value of leaf {at}")));
+                        }
                     }
                 }
-                Node::Internal { left, right } => pending.extend([left, right]),
+                if batch.len() >= 100_000 {
+                    self.db.write(std::mem::take(&mut batch)).map_err(backend)?;
+                }
             }
         }
+        self.db.write(std::mem::take(&mut batch)).map_err(backend)?;
+        // What no kept root reaches, and the old keys and records, go now.
+        let mut deleted = 0usize;
+        for (family, keep) in [(CF_NODES, None), (CF_VALUES, Some(&stale_leaves))] {
+            let handle = self.cf(family);
+            for item in self.db.iterator_cf(handle, rocksdb::IteratorMode::Start) {
+                let (k, _) = item.map_err(backend)?;
+                let obsolete = match keep {
+                    None => k.len() == 32,
+                    Some(stale_leaves) => {
+                        let leaf =
+                            Hash32(k[..].try_into().map_err(|_| {
+                                StoreError::Corrupt(format!("value key {}", hex(&k)))
+                            })?);
+                        !head_leaves.contains(&leaf) && !stale_leaves.contains(&leaf)
+                    }
+                };
+                if obsolete {
+                    batch.delete_cf(handle, &k);
+                    deleted += 1;
+                }
+                if batch.len() >= 100_000 {
+                    self.db.write(std::mem::take(&mut batch)).map_err(backend)?;
+                }
+            }
+        }
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_STALE), rocksdb::IteratorMode::Start)
+        {
+            batch.delete_cf(self.cf(CF_STALE), item.map_err(backend)?.0);
+        }
+        stale.stale.sort();
+        stale.stale_values = stale_leaves.into_iter().collect();
+        stale.stale_values.sort();
+        if !stale.stale.is_empty() || !stale.stale_values.is_empty() {
+            batch.put_cf(self.cf(CF_STALE), be(head_height), stale_record(&stale));
+        }
         batch.put_cf(self.cf(CF_META), META_FORMAT, [FORMAT]);
-        self.write(batch)
+        self.write(batch)?;
+        tracing::info!(
+            roots = roots.len(),
+            nodes = visited.len(),
+            deleted,
+            seconds = started.elapsed().as_secs_f64(),
+            "state store rewritten in format {FORMAT}"
+        );
+        Ok(())
     }
 
     fn put_validators(&self, batch: &mut WriteBatch, height: u64, set: &ValidatorSet) {
@@ -666,16 +831,16 @@ impl Store {
     /// existence check walks to disk.
     fn cache_tree(&self, tree: &TreeBatch) {
         if let Some(cache) = &self.nodes {
-            for hash in &tree.stale {
-                cache.remove(hash);
+            // Cached by hash: a leaf that moved is removed, then inserted again.
+            for key in &tree.stale {
+                cache.remove(&key.hash);
             }
-            for (hash, node) in &tree.nodes {
-                cache.insert(*hash, *node);
+            for (key, node) in &tree.nodes {
+                cache.insert(key.hash, *node);
             }
         }
         if let Some(cache) = &self.values {
-            // A leaf's value is keyed by the leaf's hash: it goes stale with the leaf.
-            for hash in &tree.stale {
+            for hash in &tree.stale_values {
                 cache.remove(hash);
             }
             for (hash, value) in &tree.values {
@@ -914,92 +1079,98 @@ impl Store {
         let target = head.saturating_sub(keep);
         if target <= done {
             return Ok(Pruned {
-                nodes: 0,
                 upto: done,
+                ..Pruned::default()
             });
         }
-        // The next height's stale records (a format-2 database has one key per node).
-        let mut height = None;
-        let mut records: Vec<Box<[u8]>> = Vec::new();
-        let mut stale: Vec<Hash32> = Vec::new();
-        let iter = self.db.iterator_cf(
+        // The next height's stale record.
+        let mut next = None;
+        let mut iter = self.db.iterator_cf(
             self.cf(CF_STALE),
             rocksdb::IteratorMode::From(&be(done + 1), rocksdb::Direction::Forward),
         );
-        for item in iter {
+        if let Some(item) = iter.next() {
             let (k, v) = item.map_err(backend)?;
             let corrupt = || StoreError::Corrupt(format!("stale record {}", hex(&k)));
-            if k.len() != 8 && k.len() != 40 {
-                return Err(corrupt());
+            let at = u64::from_be_bytes(k[..].try_into().map_err(|_| corrupt())?);
+            if at <= target {
+                let (keys, values) = split_stale_record(&v).ok_or_else(corrupt)?;
+                next = Some((at, keys, values));
             }
-            let at = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
-            if at > target || height.is_some_and(|h| h != at) {
-                break;
-            }
-            height = Some(at);
-            if k.len() == 40 {
-                stale.push(Hash32(k[8..].try_into().expect("32 bytes")));
-            } else {
-                if v.len() % 32 != 0 {
-                    return Err(corrupt());
-                }
-                stale.extend(
-                    v.chunks_exact(32)
-                        .map(|c| Hash32(c.try_into().expect("32 bytes"))),
-                );
-            }
-            records.push(k);
         }
+        drop(iter);
         // No stale record up to the target: every height up to it is done.
-        let upto = height.unwrap_or(target);
-        stale.sort();
-        let mut deleted = 0;
-        for chunk in stale.chunks(PRUNE_CHUNK) {
-            deleted += if upto >= tracked_from {
-                self.delete_tracked(chunk, upto)?
+        let Some((upto, keys, values)) = next else {
+            self.set_pruned(None, target)?;
+            return Ok(Pruned {
+                upto: target,
+                ..Pruned::default()
+            });
+        };
+        let tracked = upto >= tracked_from;
+        let mut deleted = Pruned {
+            upto,
+            ..Pruned::default()
+        };
+        for chunk in keys.chunks(PRUNE_CHUNK) {
+            deleted.nodes += if tracked {
+                self.delete_tracked(chunk, upto, |s| &mut s.at, CF_NODES, NodeKey::to_bytes)?
             } else {
-                self.delete_stale(chunk, upto)?
+                let bytes: Vec<_> = chunk.iter().map(NodeKey::to_bytes).collect();
+                self.delete_stale(CF_NODES, &bytes, upto)?
             };
         }
-        let mut batch = WriteBatch::default();
-        for k in records {
-            batch.delete_cf(self.cf(CF_STALE), k);
+        for chunk in values.chunks(PRUNE_CHUNK) {
+            deleted.values += if tracked {
+                self.delete_tracked(chunk, upto, |s| &mut s.values, CF_VALUES, |h| h.0)?
+            } else {
+                let bytes: Vec<_> = chunk.iter().map(|h| h.0).collect();
+                self.delete_stale(CF_VALUES, &bytes, upto)?
+            };
         }
-        batch.put_cf(self.cf(CF_META), META_PRUNED, be(upto));
-        // Not synced: after a crash the step is simply done again.
-        self.db.write(batch).map_err(backend)?;
-        Ok(Pruned {
-            nodes: deleted,
-            upto,
-        })
+        self.set_pruned(Some(upto), upto)?;
+        Ok(deleted)
     }
 
-    /// Delete the nodes of `stale` (sorted) that went stale at `stale_at` and were not written
-    /// again since. Each node's record says when it was last written; the records are read in
-    /// one batch, in key order, without filling the block cache (one point read each, into the
-    /// block cache the head's nodes need, was most of a validator's CPU once the state had
-    /// grown past the caches). Holds the write lock, so no commit writes one of them meanwhile.
-    fn delete_stale(&self, stale: &[Hash32], stale_at: u64) -> Result<usize, StoreError> {
+    /// Mark heights up to `upto` pruned, deleting the stale record of `record` (not synced:
+    /// after a crash the step is simply done again).
+    fn set_pruned(&self, record: Option<u64>, upto: u64) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        if let Some(height) = record {
+            batch.delete_cf(self.cf(CF_STALE), be(height));
+        }
+        batch.put_cf(self.cf(CF_META), META_PRUNED, be(upto));
+        self.db.write(batch).map_err(backend)
+    }
+
+    /// Delete the records under `keys` (sorted) in family `cf` that went stale at `stale_at`
+    /// and were not written again since: each record ends with the height it was last written
+    /// at. The records are read in one batch, in key order, without filling the block cache
+    /// (one point read each, into the block cache the head's nodes need, was most of a
+    /// validator's CPU once the state had grown past the caches). Holds the write lock, so no
+    /// commit writes one of them meanwhile.
+    fn delete_stale<K: AsRef<[u8]>>(
+        &self,
+        cf: &str,
+        keys: &[K],
+        stale_at: u64,
+    ) -> Result<usize, StoreError> {
         let _writing = self.lock_writes();
-        let (nodes, values) = (self.cf(CF_NODES), self.cf(CF_VALUES));
+        let family = self.cf(cf);
         let mut read = rocksdb::ReadOptions::default();
         read.fill_cache(false);
-        let records = self.db.batched_multi_get_cf_opt(
-            nodes,
-            stale.iter().map(|hash| hash.as_bytes()),
-            true,
-            &read,
-        );
+        let records = self
+            .db
+            .batched_multi_get_cf_opt(family, keys.iter(), true, &read);
         let mut batch = WriteBatch::default();
         let mut deleted = 0;
-        for (hash, record) in stale.iter().zip(records) {
+        for (key, record) in keys.iter().zip(records) {
             if let Some(bytes) = record.map_err(backend)? {
-                let (node, written_at) = split_node_record(hash, &bytes)?;
+                let (_, written_at) = split_height(&bytes).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{cf} record {}", hex(key.as_ref())))
+                })?;
                 if written_at <= stale_at {
-                    batch.delete_cf(nodes, hash.as_bytes());
-                    if matches!(node, Node::Leaf { .. }) {
-                        batch.delete_cf(values, hash.as_bytes());
-                    }
+                    batch.delete_cf(family, key);
                     deleted += 1;
                 }
             }
@@ -1008,28 +1179,31 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Delete the nodes of `stale` that went stale at `stale_at` and were not written again
-    /// since, as the tracked stale nodes tell: no record is read. Holds the write lock.
-    fn delete_tracked(&self, stale: &[Hash32], stale_at: u64) -> Result<usize, StoreError> {
+    /// Delete the records of `stale` in family `cf` that went stale at `stale_at` and were not
+    /// written again since, as the tracked map `tracked` tells: no record is read. Holds the
+    /// write lock.
+    fn delete_tracked<T: Eq + std::hash::Hash, const N: usize>(
+        &self,
+        stale: &[T],
+        stale_at: u64,
+        tracked: impl Fn(&mut StaleNodes) -> &mut std::collections::HashMap<T, u64>,
+        cf: &str,
+        key: impl Fn(&T) -> [u8; N],
+    ) -> Result<usize, StoreError> {
         let mut writing = self.lock_writes();
-        let (nodes, values) = (self.cf(CF_NODES), self.cf(CF_VALUES));
+        let family = self.cf(cf);
         let mut batch = WriteBatch::default();
         let mut deleted = Vec::new();
-        for hash in stale {
-            if let Some(&(at, leaf)) = writing.at.get(hash)
-                && at == stale_at
-            {
-                batch.delete_cf(nodes, hash.as_bytes());
-                if leaf {
-                    batch.delete_cf(values, hash.as_bytes());
-                }
-                deleted.push(hash);
+        for item in stale {
+            if tracked(&mut writing).get(item) == Some(&stale_at) {
+                batch.delete_cf(family, key(item));
+                deleted.push(item);
             }
         }
         self.db.write(batch).map_err(backend)?;
         // Only once deleted: after a failed write the step is done again.
-        for hash in &deleted {
-            writing.at.remove(*hash);
+        for item in &deleted {
+            tracked(&mut writing).remove(*item);
         }
         Ok(deleted.len())
     }
@@ -1063,16 +1237,19 @@ impl Store {
 }
 
 impl TreeStore for Store {
-    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StoreError> {
-        if let Some(node) = self.nodes.as_ref().and_then(|c| c.get(hash)) {
+    fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        // Cached by hash: a node is the same wherever it is stored.
+        if let Some(node) = self.nodes.as_ref().and_then(|c| c.get(&key.hash)) {
             return Ok(Some(node));
         }
         let node: Option<Node> = self
-            .get_cf(CF_NODES, hash.as_bytes())?
-            .map(|b| split_node_record(hash, &b).map(|(node, _)| node))
+            .db
+            .get_pinned_cf(self.cf(CF_NODES), key.to_bytes())
+            .map_err(backend)?
+            .map(|b| split_node_record(&key.hash, &b).map(|(node, _)| node))
             .transpose()?;
         if let (Some(cache), Some(node)) = (&self.nodes, &node) {
-            cache.insert(*hash, *node);
+            cache.insert(key.hash, *node);
         }
         Ok(node)
     }
@@ -1081,13 +1258,21 @@ impl TreeStore for Store {
         if let Some(value) = self.values.as_ref().and_then(|c| c.get(leaf)) {
             return Ok(Some(value.to_vec()));
         }
-        let value = self.get_cf(CF_VALUES, leaf.as_bytes())?;
-        if let (Some(cache), Some(value)) = (&self.values, &value)
+        let Some(record) = self
+            .db
+            .get_pinned_cf(self.cf(CF_VALUES), leaf.as_bytes())
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let (value, _) = split_height(&record)
+            .ok_or_else(|| StoreError::Corrupt(format!("value of leaf {leaf}: too short")))?;
+        if let Some(cache) = &self.values
             && value.len() <= MAX_CACHED_VALUE
         {
-            cache.insert(*leaf, Arc::from(value.as_slice()));
+            cache.insert(*leaf, Arc::from(value));
         }
-        Ok(value)
+        Ok(Some(value.to_vec()))
     }
 
     fn indexed(&self, root: &Hash32, key: &Hash32) -> Result<Option<Option<Hash32>>, StoreError> {
@@ -1116,6 +1301,30 @@ impl TreeStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A height's stale record reads back as written, and no bytes make the reader panic
+        /// (a record is read from disk, where it may be damaged).
+        #[test]
+        fn stale_records_read_back_and_any_bytes_are_refused_or_read(
+            keys in prop::collection::vec((any::<u32>(), any::<[u8; 32]>()), 0..20),
+            values in prop::collection::vec(any::<[u8; 32]>(), 0..20),
+            junk in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let tree = TreeBatch {
+                stale: keys.iter().map(|(path, hash)| NodeKey { path: *path, hash: Hash32(*hash) }).collect(),
+                stale_values: values.iter().map(|v| Hash32(*v)).collect(),
+                ..TreeBatch::default()
+            };
+            let (read_keys, read_values) = split_stale_record(&stale_record(&tree)).unwrap();
+            prop_assert_eq!(read_keys, tree.stale);
+            prop_assert_eq!(read_values, tree.stale_values);
+            if let Some((k, v)) = split_stale_record(&junk) {
+                prop_assert_eq!(4 + k.len() * NodeKey::LEN + v.len() * 32, junk.len());
+            }
+        }
+    }
 
     #[test]
     fn the_families_memtables_add_up_to_the_budget() {

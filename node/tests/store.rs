@@ -159,10 +159,45 @@ fn family_keys(dir: &std::path::Path, family: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Prune every stale node and value, up to the head.
+fn prune_everything(store: &Store) {
+    loop {
+        let before = store.pruned_upto().unwrap();
+        store.prune(0).unwrap();
+        if store.pruned_upto().unwrap() == before {
+            break;
+        }
+    }
+}
+
+/// The stored keys of the tree at `root` (sorted): its nodes' keys, and its leaves' hashes
+/// (the keys of their values).
+fn tree_keys(store: &Store, root: cachet_chain::hash::Hash32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use cachet_chain::state_tree::{Node, NodeKey, Position, TreeStore};
+    let (mut nodes, mut leaves) = (Vec::new(), Vec::new());
+    let mut pending = vec![(root, Position::ROOT)];
+    while let Some((at, pos)) = pending.pop() {
+        if at == state_tree::EMPTY {
+            continue;
+        }
+        let key = NodeKey::new(pos, at);
+        nodes.push(key.to_bytes().to_vec());
+        match store.node(&key).unwrap().expect("a node of the tree") {
+            Node::Leaf { .. } => leaves.push(at.as_bytes().to_vec()),
+            Node::Internal { left, right } => {
+                pending.push((left, pos.child(false)));
+                pending.push((right, pos.child(true)));
+            }
+        }
+    }
+    nodes.sort();
+    leaves.sort();
+    (nodes, leaves)
+}
+
 #[test]
 fn pruning_leaves_exactly_the_heads_nodes_whether_stale_nodes_were_tracked_or_read() {
     use cachet_chain::hash::{Domain, Hash32};
-    use cachet_chain::state_tree::Node;
 
     let dir = tempfile::tempdir().unwrap();
     let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
@@ -197,33 +232,11 @@ fn pruning_leaves_exactly_the_heads_nodes_whether_stale_nodes_were_tracked_or_re
             while store.prune(3).unwrap().nodes > 0 {}
         }
     }
-    loop {
-        let before = store.pruned_upto().unwrap();
-        store.prune(0).unwrap();
-        if store.pruned_upto().unwrap() == before {
-            break;
-        }
-    }
+    prune_everything(&store);
     assert_eq!(store.pruned_upto().unwrap(), 40);
     // The head reads whole; the stored nodes are exactly those reachable from it.
-    let (mut live, mut leaves) = (Vec::new(), Vec::new());
-    let mut pending = vec![header.state_root];
-    while let Some(at) = pending.pop() {
-        if at == state_tree::EMPTY {
-            continue;
-        }
-        live.push(at.as_bytes().to_vec());
-        match state_tree::TreeStore::node(&store, &at)
-            .unwrap()
-            .expect("a head node")
-        {
-            Node::Leaf { .. } => leaves.push(at.as_bytes().to_vec()),
-            Node::Internal { left, right } => pending.extend([left, right]),
-        }
-    }
+    let (live, leaves) = tree_keys(&store, header.state_root);
     drop(store);
-    live.sort();
-    leaves.sort();
     assert_eq!(
         family_keys(dir.path(), "nodes"),
         live,
@@ -239,18 +252,6 @@ fn pruning_leaves_exactly_the_heads_nodes_whether_stale_nodes_were_tracked_or_re
 #[test]
 fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
     use cachet_chain::hash::{Domain, Hash32};
-    use cachet_chain::state_tree::{EMPTY, Node, TreeStore};
-
-    fn reachable(store: &Store, hash: Hash32, count: &mut usize) {
-        if hash == EMPTY {
-            return;
-        }
-        *count += 1;
-        if let Some(Node::Internal { left, right }) = store.node(&hash).unwrap() {
-            reachable(store, left, count);
-            reachable(store, right, count);
-        }
-    }
 
     let dir = tempfile::tempdir().unwrap();
     let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
@@ -280,8 +281,7 @@ fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
         commit_changes(&store, &mut header, &validators, &changes);
         roots.push(header.state_root);
     }
-    let mut live = 0;
-    reachable(&store, header.state_root, &mut live);
+    let live = tree_keys(&store, header.state_root).0.len();
     assert_eq!(
         store.cached_entries().0,
         live,
@@ -301,7 +301,7 @@ fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
 #[test]
 fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_read() {
     use cachet_chain::hash::{Domain, Hash32};
-    use cachet_chain::state_tree::TreeStore;
+    use cachet_chain::state_tree::{NodeKey, TreeStore};
 
     let dir = tempfile::tempdir().unwrap();
     let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
@@ -332,8 +332,8 @@ fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_r
     // Reference answers from walking each root, with the index bypassed.
     struct Walk<'a>(&'a Store);
     impl TreeStore for Walk<'_> {
-        fn node(&self, h: &Hash32) -> Result<Option<state_tree::Node>, state_tree::StoreError> {
-            self.0.node(h)
+        fn node(&self, k: &NodeKey) -> Result<Option<state_tree::Node>, state_tree::StoreError> {
+            self.0.node(k)
         }
         fn value(&self, l: &Hash32) -> Result<Option<Vec<u8>>, state_tree::StoreError> {
             self.0.value(l)
@@ -373,68 +373,60 @@ fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_r
     };
     check(&Store::open(dir.path()).unwrap());
 
-    // A database of the previous format (no index) gets its index built when opened.
-    {
-        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &cfs).unwrap();
-        let index = db.cf_handle("keys").unwrap();
-        let all: Vec<Box<[u8]>> = db
-            .iterator_cf(index, rocksdb::IteratorMode::Start)
-            .map(|item| item.unwrap().0)
-            .collect();
+    // Databases of the two previous formats are rewritten when opened: format 3 kept nodes
+    // under their hash alone, values without the height they were written at, and one list of
+    // node hashes per stale height; format 2 also had no index and one stale record per node.
+    // Each from the same database, with the history of every height.
+    let copy = tempfile::tempdir().unwrap();
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), copy.path().join(file.file_name())).unwrap();
+    }
+    for (format, dir) in [(3u8, dir.path()), (2, copy.path())] {
+        let head = *roots.last().unwrap();
+        let (head_nodes, head_leaves) = tree_keys(&Store::open(dir).unwrap(), head);
+        downgrade(dir, format);
+        let store = Store::open(dir).unwrap();
+        check(&store);
+        let nodes = family_keys(dir, "nodes");
         assert!(
-            all.len() > 12,
-            "genesis and the heights' entries are indexed"
+            nodes.iter().all(|k| k.len() == NodeKey::LEN),
+            "no node under its bare hash"
         );
-        for k in all {
-            db.delete_cf(index, k).unwrap();
-        }
-        db.put_cf(db.cf_handle("meta").unwrap(), b"format", [2u8])
-            .unwrap();
-        // Format 2 also kept one stale record per node: `height || hash`.
-        let stale = db.cf_handle("stale").unwrap();
-        let packed: Vec<_> = db
-            .iterator_cf(stale, rocksdb::IteratorMode::Start)
-            .map(Result::unwrap)
-            .collect();
         assert!(
-            packed.len() >= 5,
-            "one record per height that replaced nodes"
+            nodes.len() > head_nodes.len(),
+            "older roots' nodes are kept too"
         );
-        for (height, hashes) in packed {
-            db.delete_cf(stale, &height).unwrap();
-            for hash in hashes.chunks(32) {
-                db.put_cf(stale, [&height[..], hash].concat(), []).unwrap();
-            }
+        // Pruning deletes what the head does not use, once the head is far enough ahead.
+        prune_everything(&store);
+        assert_eq!(store.pruned_upto().unwrap(), 6);
+        drop(store);
+        assert_eq!(family_keys(dir, "nodes"), head_nodes, "format {format}");
+        assert_eq!(family_keys(dir, "values"), head_leaves, "format {format}");
+        // An interrupted rewrite is done again: some records are in the new format then.
+        set_format(dir, format);
+        let store = Store::open(dir).unwrap();
+        assert_eq!(
+            tree_keys(&store, head),
+            (head_nodes.clone(), head_leaves.clone())
+        );
+        drop(store);
+        assert_eq!(family_keys(dir, "nodes"), head_nodes);
+        // Read from disk only (what was read above is in the node cache).
+        let store = Store::open_with_cache(dir, CacheSizes::uncached()).unwrap();
+        for k in &keys {
+            assert_eq!(
+                state_tree::get(&store, &head, k).unwrap(),
+                state_tree::get(&Walk(&store), &head, k).unwrap()
+            );
         }
+        assert!(
+            keys.iter()
+                .any(|k| state_tree::get(&store, &roots[1], k).is_err()),
+            "an old root's replaced nodes are gone"
+        );
     }
     let store = Store::open(dir.path()).unwrap();
-    check(&store);
-    // Pruning reads those records: every replaced node goes, the head stays whole.
-    let mut pruned = 0;
-    let mut upto = None;
-    loop {
-        let step = store.prune(0).unwrap();
-        pruned += step.nodes;
-        if upto == Some(step.upto) {
-            break;
-        }
-        upto = Some(step.upto);
-    }
-    assert_eq!(upto, Some(6));
-    assert!(pruned > 10, "replaced nodes are deleted ({pruned})");
-    // Read from disk only (what was read above is in the node cache).
-    drop(store);
-    let store = Store::open_with_cache(dir.path(), CacheSizes::uncached()).unwrap();
-    let head = *roots.last().unwrap();
-    for k in &keys {
-        state_tree::get(&Walk(&store), &head, k).unwrap();
-    }
-    assert!(
-        keys.iter()
-            .any(|k| state_tree::get(&store, &roots[1], k).is_err()),
-        "an old root's replaced nodes are gone"
-    );
     let genesis_key = StateKey::Validators.hash();
     assert!(
         matches!(
@@ -443,6 +435,63 @@ fn the_heads_entries_are_indexed_by_key_older_roots_walk_and_old_databases_are_r
         ),
         "genesis entries are indexed too"
     );
+}
+
+fn set_format(dir: &std::path::Path, format: u8) {
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, &cfs).unwrap();
+    db.put_cf(db.cf_handle("meta").unwrap(), b"format", [format])
+        .unwrap();
+}
+
+/// Rewrite the database under `dir` as the node of format 2 or 3 wrote it.
+fn downgrade(dir: &std::path::Path, format: u8) {
+    use cachet_chain::state_tree::NodeKey;
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, &cfs).unwrap();
+    type Records = Vec<(Box<[u8]>, Box<[u8]>)>;
+    let all = |family: &str| -> Records {
+        db.iterator_cf(db.cf_handle(family).unwrap(), rocksdb::IteratorMode::Start)
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (nodes, values, stale) = (
+        db.cf_handle("nodes").unwrap(),
+        db.cf_handle("values").unwrap(),
+        db.cf_handle("stale").unwrap(),
+    );
+    for (key, record) in all("nodes") {
+        let key = NodeKey::from_bytes(&key).expect("a node key");
+        db.delete_cf(nodes, key.to_bytes()).unwrap();
+        db.put_cf(nodes, key.hash.as_bytes(), record).unwrap();
+    }
+    for (leaf, record) in all("values") {
+        db.put_cf(values, leaf, &record[..record.len() - 8])
+            .unwrap();
+    }
+    for (height, record) in all("stale") {
+        let count = u32::from_be_bytes(record[..4].try_into().unwrap()) as usize;
+        let hashes: Vec<&[u8]> = record[4..4 + count * NodeKey::LEN]
+            .chunks(NodeKey::LEN)
+            .map(|k| &k[4..])
+            .collect();
+        db.delete_cf(stale, &height).unwrap();
+        if format == 3 {
+            db.put_cf(stale, &height, hashes.concat()).unwrap();
+        } else {
+            for hash in hashes {
+                db.put_cf(stale, [&height[..], hash].concat(), []).unwrap();
+            }
+        }
+    }
+    if format == 2 {
+        let index = db.cf_handle("keys").unwrap();
+        for (key, _) in all("keys") {
+            db.delete_cf(index, key).unwrap();
+        }
+    }
+    db.put_cf(db.cf_handle("meta").unwrap(), b"format", [format])
+        .unwrap();
 }
 
 /// The newest `OPTIONS-*` file RocksDB wrote.
