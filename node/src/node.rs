@@ -790,8 +790,13 @@ async fn prune_state(store: Arc<Store>, keep: u64) {
             };
             match step {
                 Ok(Ok(p)) => {
-                    if p.nodes > 0 {
-                        debug!(nodes = p.nodes, upto = p.upto, "pruned stale state");
+                    if p.nodes + p.values > 0 {
+                        debug!(
+                            nodes = p.nodes,
+                            values = p.values,
+                            upto = p.upto,
+                            "pruned stale state"
+                        );
                     }
                     if upto == Some(p.upto) {
                         break;
