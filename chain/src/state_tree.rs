@@ -492,31 +492,23 @@ pub fn update<S: TreeStore>(
         store,
         created: HashMap::new(),
         replaced: Vec::new(),
-        replaced_leaves: Vec::new(),
+        stale_values: Vec::new(),
     };
     let new_root = updater.update(*root, Position::ROOT, &hashed)?;
     let Updater {
         created,
-        replaced,
-        replaced_leaves,
+        mut replaced,
+        mut stale_values,
         ..
     } = updater;
     // A node can be replaced on one path and rebuilt identically in the same place (an entry
-    // set to the value it had): it is still in use. A leaf that moved is stale at its old key,
-    // but its value is not.
-    fn sorted_without<T: Ord>(items: Vec<T>, kept: impl Fn(&T) -> bool) -> Vec<T> {
-        let mut items: Vec<T> = items.into_iter().filter(|i| !kept(i)).collect();
-        items.sort();
-        items.dedup();
-        items
-    }
-    let live_leaves: std::collections::HashSet<Hash32> = created
-        .iter()
-        .filter(|(_, n)| matches!(n, Node::Leaf { .. }))
-        .map(|(k, _)| k.hash)
-        .collect();
-    batch.stale = sorted_without(replaced, |k| created.contains_key(k));
-    batch.stale_values = sorted_without(replaced_leaves, |h| live_leaves.contains(h));
+    // set to the value it had): it is still in use.
+    replaced.retain(|k| !created.contains_key(k));
+    replaced.sort();
+    replaced.dedup();
+    batch.stale = replaced;
+    stale_values.sort();
+    batch.stale_values = stale_values;
     batch.nodes = created.into_iter().collect();
     batch.nodes.sort_by_key(|(k, _)| *k);
     batch.entries = hashed;
@@ -528,8 +520,9 @@ struct Updater<'a, S> {
     created: HashMap<NodeKey, Node>,
     /// Keys of stored nodes on the changed paths, which the new root may no longer use.
     replaced: Vec<NodeKey>,
-    /// The hashes of the leaves among them.
-    replaced_leaves: Vec<Hash32>,
+    /// The stored leaves whose entry changes or goes: their values are stale. (A leaf whose
+    /// entry stays keeps its value, also when it moves.)
+    stale_values: Vec<Hash32>,
 }
 
 impl<S: TreeStore> Updater<'_, S> {
@@ -573,14 +566,17 @@ impl<S: TreeStore> Updater<'_, S> {
         self.replaced.push(key);
         match self.node(&key)? {
             Node::Leaf { key, value } => {
-                self.replaced_leaves.push(at);
                 let mut entries: Vec<(Hash32, Hash32)> = changes
                     .iter()
                     .filter_map(|(k, v)| v.map(|v| (*k, v)))
                     .collect();
-                if changes.binary_search_by_key(&key, |(k, _)| *k).is_err() {
-                    let i = entries.partition_point(|(k, _)| *k < key);
-                    entries.insert(i, (key, value));
+                match changes.binary_search_by_key(&key, |(k, _)| *k) {
+                    Ok(i) if changes[i].1 != Some(value) => self.stale_values.push(at),
+                    Ok(_) => {}
+                    Err(_) => {
+                        let i = entries.partition_point(|(k, _)| *k < key);
+                        entries.insert(i, (key, value));
+                    }
                 }
                 Ok(self.build(pos, &entries))
             }

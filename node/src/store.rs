@@ -233,17 +233,18 @@ fn block_cache_shard_bits(capacity: usize) -> i32 {
     shards.ilog2().min(6) as i32
 }
 
-/// Size of a family's data blocks, the unit RocksDB reads from a file and keeps in the block
-/// cache. Tree nodes (~110 bytes in a table) and values (~200) are keyed by hash and read one
-/// at a time at random: a 4 KiB block (RocksDB's default) brings 20-35 neighbours that the next
-/// reads almost never want, so a block cache miss copies and checksums 4 KiB for one entry and
-/// the cache holds a fourth of the entries it could. With 1 KiB blocks, receipts on a
-/// 600k-certificate state served 12% more per second at 10% less CPU each (five alternating
-/// pairs), and anchor runs kept up at a higher rate in both of two pairs (docs/performance.md,
-/// sixteenth round); 512 bytes did not separate from 1 KiB. The index grows fourfold, to 1.5%
-/// of the data (about 5 MB for that state's tree), cached with the filters. The other families
-/// keep RocksDB's 4 KiB: read by height or in ranges, or (`keys`, `txs`) not measured with
-/// smaller blocks.
+/// Size of a family's data blocks, the unit RocksDB reads from a file and keeps in the block cache.
+/// Tree nodes (~110 bytes in a table) and values (~200) are read one at a time; when both were
+/// keyed by hash, at random: a 4 KiB block (RocksDB's default) brought 20-35 neighbours that the
+/// next reads almost never wanted, so a block cache miss copied and checksummed 4 KiB for one entry
+/// and the cache held a fourth of the entries it could. (Nodes are now keyed by path, so a block's
+/// neighbours are often the same walk's; larger blocks were not measured since.) With 1 KiB blocks,
+/// receipts on a 600k-certificate state served 12% more per second at 10% less CPU each (five
+/// alternating pairs), and anchor runs kept up at a higher rate in both of two pairs
+/// (docs/performance.md, sixteenth round); 512 bytes did not separate from 1 KiB. The index grows
+/// fourfold, to 1.5% of the data (about 5 MB for that state's tree), cached with the filters. The
+/// other families keep RocksDB's 4 KiB: read by height or in ranges, or (`keys`, `txs`) not
+/// measured with smaller blocks.
 fn data_block_bytes(name: &str) -> usize {
     match name {
         CF_NODES | CF_VALUES => 1 << 10,
@@ -693,7 +694,7 @@ impl Store {
     /// it. Memory: about 100 bytes per node of the kept roots, for the walk's visited set.
     fn migrate(&self, head: &BlockHeader) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        let (nodes, values) = (self.cf(CF_NODES), self.cf(CF_VALUES));
+        let (nodes, values, keys) = (self.cf(CF_NODES), self.cf(CF_VALUES), self.cf(CF_KEYS));
         let head_height = head.height.0;
         let mut roots = Vec::new();
         for height in self.pruned_upto()?..head_height {
@@ -742,7 +743,7 @@ impl Store {
                     Node::Leaf { key: entry, value } => {
                         if i == 0 {
                             head_leaves.insert(at);
-                            batch.put_cf(self.cf(CF_KEYS), entry.as_bytes(), value.as_bytes());
+                            batch.put_cf(keys, entry.as_bytes(), value.as_bytes());
                         } else if !head_leaves.contains(&at) {
                             stale_leaves.insert(at);
                         }
@@ -1313,7 +1314,10 @@ mod tests {
             junk in prop::collection::vec(any::<u8>(), 0..200),
         ) {
             let tree = TreeBatch {
-                stale: keys.iter().map(|(path, hash)| NodeKey { path: *path, hash: Hash32(*hash) }).collect(),
+                stale: keys
+                    .iter()
+                    .map(|(path, hash)| NodeKey { path: *path, hash: Hash32(*hash) })
+                    .collect(),
                 stale_values: values.iter().map(|v| Hash32(*v)).collect(),
                 ..TreeBatch::default()
             };
