@@ -3,6 +3,7 @@
 //! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`. Issuing agencies:
 //! `anchor`, `revoke`, `supersede`, `approve`. Everyone: `fingerprint`, `demo`.
 
+mod allocator;
 mod bench;
 mod client;
 mod demo;

@@ -149,3 +149,41 @@ fn genesis_build_makes_a_valid_genesis_from_key_files() {
     assert!(!bad.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// RocksDB's C++ allocates through libstdc++'s `operator new`, which calls `malloc` in
+/// whatever object the loader binds it to: jemalloc's, defined in the executable, not glibc's.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_process_allocates_through_jemalloc_in_cpp_too() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cachet"))
+        .arg("--version")
+        .env("LD_DEBUG", "bindings")
+        .env("MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("cachet runs");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // jemalloc read its configuration and printed its statistics at exit.
+    assert!(
+        stderr.contains("Begin jemalloc statistics"),
+        "no jemalloc statistics"
+    );
+    let binding = |symbol: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains("binding file") && l.contains("libstdc++") && l.contains(symbol))
+            .unwrap_or_else(|| panic!("no binding of libstdc++'s {symbol} in the loader's log"))
+            .to_string()
+    };
+    for symbol in ["`malloc'", "`free'"] {
+        let line = binding(symbol);
+        let target = line
+            .split(" to ")
+            .nth(1)
+            .expect("a binding names its target");
+        assert!(
+            !target.contains("libc.so") && target.contains("cachet"),
+            "libstdc++'s {symbol} is bound to glibc: {line}"
+        );
+    }
+}
