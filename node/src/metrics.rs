@@ -180,6 +180,8 @@ pub struct Gauges {
     pub families: Vec<FamilySize>,
     /// Compaction RocksDB still has to do, estimated.
     pub pending_compaction_bytes: u64,
+    /// Bytes in RocksDB's block cache.
+    pub block_cache_bytes: u64,
     /// RocksDB's counters since the store was opened.
     pub store_io: StoreIo,
     /// The tree-node cache.
@@ -366,6 +368,11 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
         "cachet_store_pending_compaction_bytes",
         "Compaction RocksDB estimates it still has to do.",
         gauges.pending_compaction_bytes,
+    );
+    t.gauge(
+        "cachet_store_block_cache_bytes",
+        "Bytes RocksDB's block cache holds (data, index and filter blocks).",
+        gauges.block_cache_bytes,
     );
     let io = &gauges.store_io;
     for (name, help, value) in [
@@ -561,6 +568,7 @@ mod tests {
                 live_bytes: 8,
                 memtable_bytes: 2,
             }],
+            block_cache_bytes: 4096,
             node_cache: Some(CacheFill {
                 entries: 3,
                 capacity: 600_000,
@@ -623,6 +631,7 @@ mod tests {
             1.0
         );
         assert_eq!(get("cachet_store_sst_bytes{family=\"nodes\"}"), 10.0);
+        assert_eq!(get("cachet_store_block_cache_bytes"), 4096.0);
         assert_eq!(get("cachet_cache_capacity{cache=\"nodes\"}"), 600_000.0);
         assert!(!s.contains_key("cachet_cache_entries{cache=\"values\"}"));
         assert_eq!(

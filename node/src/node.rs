@@ -473,6 +473,7 @@ impl NodeApi for Shared {
             pruned_height: self.store.pruned_upto().unwrap_or(0),
             families: self.store.family_sizes(),
             pending_compaction_bytes: self.store.pending_compaction_bytes(),
+            block_cache_bytes: self.store.block_cache_bytes(),
             store_io: self.store.io(),
             node_cache,
             value_cache,

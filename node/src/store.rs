@@ -298,6 +298,8 @@ pub struct Store {
     /// Tree nodes and values are immutable under their hash, so caching them is always safe.
     nodes: Option<Cache<Node>>,
     values: Option<Cache<Arc<[u8]>>>,
+    /// RocksDB's block cache, shared by every family: read for its usage.
+    block_cache: rocksdb::Cache,
     /// Held by commits and pruning steps: a step must not delete a node that a commit is
     /// writing again. It guards the stale nodes pruning will delete.
     writing: std::sync::Mutex<StaleNodes>,
@@ -498,6 +500,7 @@ impl Store {
             options: opts,
             nodes: (nodes > 0).then(|| Cache::new(nodes)),
             values: (values > 0).then(|| Cache::new(values)),
+            block_cache,
             writing: std::sync::Mutex::new(StaleNodes::default()),
             indexed: Default::default(),
         };
@@ -572,6 +575,12 @@ impl Store {
             .iter()
             .map(|name| self.int_property(name, "rocksdb.estimate-pending-compaction-bytes"))
             .sum()
+    }
+
+    /// Bytes RocksDB's block cache holds now (at most `block_cache_mb`, unless pinned
+    /// blocks overflow it): with the memtables and the node cache, what bounds a node's memory.
+    pub fn block_cache_bytes(&self) -> u64 {
+        self.block_cache.get_usage() as u64
     }
 
     /// What RocksDB counted since the store was opened: block-cache lookups by kind of block,

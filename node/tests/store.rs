@@ -56,6 +56,13 @@ fn committed_heights_survive_reopening() {
         .unwrap();
     let record: CertificateRecord = decode_value(&bytes).unwrap();
     assert_eq!(record.issuer.as_str(), "moi-land");
+    // The reopened log was flushed to a table, which that read went through: its blocks are
+    // in the block cache, counted within its bound.
+    let cached = store.block_cache_bytes();
+    assert!(
+        cached > 0 && cached <= DEFAULT_BLOCK_CACHE_BYTES as u64,
+        "{cached}"
+    );
     assert_eq!(store.certificate(1).unwrap().unwrap(), b"certificate");
     assert_eq!(store.tx_location(&tx.id()).unwrap().unwrap().height, 1);
     assert_eq!(store.block(1).unwrap().unwrap().hash(), head.hash());
