@@ -75,6 +75,18 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Write `contents` to `path` so that a reader that waits for `path` to exist reads it whole:
+/// written beside it, then renamed over it (a rename within a directory is atomic). The
+/// devnet's manifest is such a file: `cachet bench` and the test harness poll for it, and a
+/// plain write let them read it empty or cut short.
+fn publish(path: &Path, contents: &str) -> Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, contents)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
 fn peer_addr(key: &SecretKey, port: u16) -> Result<String> {
     let peer = cachet_node::gossip::peer_id_of(&key.public()).context("valid key")?;
     Ok(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"))
@@ -376,9 +388,9 @@ pub async fn run(dir: &Path, validators: usize, spares: usize, start: bool) -> R
             "key": dir.join("keys").join(format!("{}.key", a.id)),
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(
-        dir.join("devnet.json"),
-        serde_json::to_string_pretty(&manifest)? + "\n",
+    publish(
+        &dir.join("devnet.json"),
+        &(serde_json::to_string_pretty(&manifest)? + "\n"),
     )?;
     println!(
         "Cachet devnet: {} validators of chain {} on 127.0.0.1",
@@ -426,6 +438,32 @@ pub async fn run(dir: &Path, validators: usize, spares: usize, start: bool) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_published_file_is_read_whole_by_whoever_waits_for_it() {
+        let dir = std::env::temp_dir().join(format!("cachet-publish-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Large enough that a plain write is seen half done by a reader polling for the file.
+        let contents = "x".repeat(8 << 20);
+        for round in 0..8 {
+            let path = dir.join(format!("manifest-{round}.json"));
+            let reader = {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    while !path.exists() {
+                        std::hint::spin_loop();
+                    }
+                    std::fs::read_to_string(&path).unwrap().len()
+                })
+            };
+            publish(&path, &contents).unwrap();
+            assert_eq!(reader.join().unwrap(), contents.len(), "round {round}");
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 8, "no partial files left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_devnet_prepared_again_keeps_each_nodes_tuning_and_takes_new_ports() {
