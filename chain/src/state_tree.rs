@@ -187,12 +187,6 @@ pub enum StoreError {
 pub trait TreeStore {
     /// The node stored under `key`, if any.
     fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError>;
-    /// The nodes stored under `keys`, in their order: one request for many reads, which a
-    /// database answers faster than one by one (it shares its index and filter lookups and
-    /// the blocks they land in). The update reads a level of its paths at a time through it.
-    fn nodes(&self, keys: &[NodeKey]) -> Result<Vec<Option<Node>>, StoreError> {
-        keys.iter().map(|key| self.node(key)).collect()
-    }
     /// The value of the leaf with this hash, if stored.
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
     /// The value hash of `key` in the tree at `root`, answered from an index of that root's
@@ -206,9 +200,6 @@ pub trait TreeStore {
 impl<T: TreeStore + ?Sized> TreeStore for &T {
     fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
         (**self).node(key)
-    }
-    fn nodes(&self, keys: &[NodeKey]) -> Result<Vec<Option<Node>>, StoreError> {
-        (**self).nodes(keys)
     }
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).value(leaf)
@@ -499,12 +490,10 @@ pub fn update<S: TreeStore>(
     }
     let mut updater = Updater {
         store,
-        read: HashMap::new(),
         created: HashMap::new(),
         replaced: Vec::new(),
         stale_values: Vec::new(),
     };
-    updater.read_paths(*root, &hashed)?;
     let new_root = updater.update(*root, Position::ROOT, &hashed)?;
     let Updater {
         created,
@@ -528,8 +517,6 @@ pub fn update<S: TreeStore>(
 
 struct Updater<'a, S> {
     store: &'a S,
-    /// The stored nodes on the changed paths, read ahead a level at a time.
-    read: HashMap<NodeKey, Node>,
     created: HashMap<NodeKey, Node>,
     /// Keys of stored nodes on the changed paths, which the new root may no longer use.
     replaced: Vec<NodeKey>,
@@ -540,50 +527,10 @@ struct Updater<'a, S> {
 
 impl<S: TreeStore> Updater<'_, S> {
     fn node(&self, key: &NodeKey) -> Result<Node, StoreError> {
-        match self.created.get(key).or_else(|| self.read.get(key)) {
+        match self.created.get(key) {
             Some(n) => Ok(*n),
             None => load(self.store, key),
         }
-    }
-
-    /// Read every stored node on the paths of `changes` from `root`, one level per request, so
-    /// that the deep nodes the caches miss come from one batched database lookup per level
-    /// instead of one lookup each as the depth-first walk meets them. Reads only: a node not
-    /// found is left for the walk to report.
-    fn read_paths(
-        &mut self,
-        root: Hash32,
-        changes: &[(Hash32, Option<Hash32>)],
-    ) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let mut level = vec![(root, Position::ROOT, 0..changes.len())];
-        while !level.is_empty() {
-            level.retain(|(at, pos, _)| *at != EMPTY && pos.depth < KEY_BITS);
-            let keys: Vec<NodeKey> = level
-                .iter()
-                .map(|(at, pos, _)| NodeKey::new(*pos, *at))
-                .collect();
-            let nodes = self.store.nodes(&keys)?;
-            let mut next = Vec::new();
-            for ((key, node), (_, pos, range)) in keys.into_iter().zip(nodes).zip(level) {
-                let Some(node) = node else { continue };
-                if let Node::Internal { left, right } = node {
-                    let split = range.start
-                        + changes[range.clone()].partition_point(|(k, _)| !k.bit(pos.depth));
-                    if split > range.start {
-                        next.push((left, pos.child(false), range.start..split));
-                    }
-                    if split < range.end {
-                        next.push((right, pos.child(true), split..range.end));
-                    }
-                }
-                self.read.insert(key, node);
-            }
-            level = next;
-        }
-        Ok(())
     }
 
     fn put(&mut self, pos: Position, node: Node) -> Hash32 {
@@ -711,61 +658,6 @@ mod tests {
         let (root, batch) = update(&*store, &root, &list).unwrap();
         store.write(batch);
         root
-    }
-
-    /// A store that counts its reads: one by one, and batched.
-    struct CountingStore {
-        tree: MemoryTreeStore,
-        single: std::cell::Cell<usize>,
-        batched: std::cell::Cell<usize>,
-    }
-
-    impl TreeStore for CountingStore {
-        fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
-            self.single.set(self.single.get() + 1);
-            self.tree.node(key)
-        }
-        fn nodes(&self, keys: &[NodeKey]) -> Result<Vec<Option<Node>>, StoreError> {
-            self.batched.set(self.batched.get() + 1);
-            keys.iter().map(|k| self.tree.node(k)).collect()
-        }
-        fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-            self.tree.value(leaf)
-        }
-    }
-
-    #[test]
-    fn an_update_reads_its_paths_a_level_per_request() {
-        let mut tree = MemoryTreeStore::new();
-        let entries = (0..2_000).map(|i| (key(i), Some(vec![1]))).collect();
-        let root = apply(&mut tree, EMPTY, &entries);
-        let store = CountingStore {
-            tree,
-            single: Default::default(),
-            batched: Default::default(),
-        };
-        // 300 new entries and 100 changed ones.
-        let changes: Vec<_> = (1_900..2_300)
-            .map(|i| (key(i), Some(vec![2])))
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
-            .collect();
-        let (new_root, _) = update(&store, &root, &changes).unwrap();
-        assert_eq!(store.single.get(), 0, "every stored node came in a batch");
-        let deepest = changes
-            .iter()
-            .map(|(k, _)| prove(&store.tree, &root, k).unwrap().siblings.len())
-            .max()
-            .unwrap();
-        assert!(
-            store.batched.get() <= deepest + 1,
-            "{} batches for paths {deepest} deep",
-            store.batched.get()
-        );
-        let all = (0..2_300)
-            .map(|i| (key(i), Some(vec![1 + u8::from(i >= 1_900)])))
-            .collect();
-        assert_eq!(new_root, apply(&mut MemoryTreeStore::new(), EMPTY, &all));
     }
 
     #[test]

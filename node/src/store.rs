@@ -437,34 +437,12 @@ struct Pending<'a> {
     tree: &'a TreeBatch,
 }
 
-impl Pending<'_> {
-    fn pending_node(&self, key: &NodeKey) -> Option<Node> {
-        let i = self
-            .tree
-            .nodes
-            .binary_search_by_key(key, |(k, _)| *k)
-            .ok()?;
-        Some(self.tree.nodes[i].1)
-    }
-}
-
 impl TreeStore for Pending<'_> {
     fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
-        match self.pending_node(key) {
-            Some(node) => Ok(Some(node)),
-            None => self.store.node(key),
+        match self.tree.nodes.binary_search_by_key(key, |(k, _)| *k) {
+            Ok(i) => Ok(Some(self.tree.nodes[i].1)),
+            Err(_) => self.store.node(key),
         }
-    }
-    fn nodes(&self, keys: &[NodeKey]) -> Result<Vec<Option<Node>>, StoreError> {
-        let mut found: Vec<Option<Node>> = keys.iter().map(|k| self.pending_node(k)).collect();
-        let missed: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
-        let stored = self
-            .store
-            .nodes(&missed.iter().map(|&i| keys[i]).collect::<Vec<_>>())?;
-        for (i, node) in missed.into_iter().zip(stored) {
-            found[i] = node;
-        }
-        Ok(found)
     }
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
         match self.tree.values.iter().find(|(h, _)| h == leaf) {
@@ -1268,54 +1246,22 @@ impl Store {
     }
 }
 
-impl Store {
-    /// A node cached by hash: a node is the same wherever it is stored.
-    fn cached_node(&self, key: &NodeKey) -> Option<Node> {
-        self.nodes.as_ref().and_then(|c| c.get(&key.hash))
-    }
-
-    /// The node in a record read from disk, which the node cache then holds.
-    fn node_read(&self, key: &NodeKey, record: Option<&[u8]>) -> Result<Option<Node>, StoreError> {
-        let Some(record) = record else {
-            return Ok(None);
-        };
-        let (node, _) = split_node_record(&key.hash, record)?;
-        if let Some(cache) = &self.nodes {
-            cache.insert(key.hash, node);
-        }
-        Ok(Some(node))
-    }
-}
-
 impl TreeStore for Store {
     fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
-        if let Some(node) = self.cached_node(key) {
+        // Cached by hash: a node is the same wherever it is stored.
+        if let Some(node) = self.nodes.as_ref().and_then(|c| c.get(&key.hash)) {
             return Ok(Some(node));
         }
-        let record = self
+        let node: Option<Node> = self
             .db
             .get_pinned_cf(self.cf(CF_NODES), key.to_bytes())
-            .map_err(backend)?;
-        self.node_read(key, record.as_deref())
-    }
-
-    fn nodes(&self, keys: &[NodeKey]) -> Result<Vec<Option<Node>>, StoreError> {
-        let mut found: Vec<Option<Node>> = keys.iter().map(|k| self.cached_node(k)).collect();
-        let mut missed: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
-        if missed.is_empty() {
-            return Ok(found);
+            .map_err(backend)?
+            .map(|b| split_node_record(&key.hash, &b).map(|(node, _)| node))
+            .transpose()?;
+        if let (Some(cache), Some(node)) = (&self.nodes, &node) {
+            cache.insert(key.hash, *node);
         }
-        // In the family's order (a key's bytes sort as the key), so RocksDB takes them as one
-        // sorted batch.
-        missed.sort_unstable_by_key(|&i| keys[i]);
-        let wanted: Vec<[u8; NodeKey::LEN]> = missed.iter().map(|&i| keys[i].to_bytes()).collect();
-        let records = self
-            .db
-            .batched_multi_get_cf(self.cf(CF_NODES), &wanted, true);
-        for (i, record) in missed.into_iter().zip(records) {
-            found[i] = self.node_read(&keys[i], record.map_err(backend)?.as_deref())?;
-        }
-        Ok(found)
+        Ok(node)
     }
 
     fn value(&self, leaf: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {

@@ -257,56 +257,6 @@ fn pruning_leaves_exactly_the_heads_nodes_whether_stale_nodes_were_tracked_or_re
 }
 
 #[test]
-fn batched_node_reads_answer_as_single_reads_do() {
-    use cachet_chain::hash::{Domain, Hash32};
-    use cachet_chain::state_tree::{NodeKey, Position, TreeStore};
-
-    let dir = tempfile::tempdir().unwrap();
-    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
-    let key = |i: u64| Domain::StateKey.hash(&i.to_le_bytes());
-    let mut header = genesis.clone();
-    {
-        let store = Store::open(dir.path()).unwrap();
-        store.init_genesis(&genesis, &tree).unwrap();
-        let validators = store.validators_after(0).unwrap();
-        for h in 0..4u64 {
-            let mut changes: Vec<(Hash32, Option<Vec<u8>>)> = (0..300)
-                .map(|i| (key(h * 200 + i), Some(vec![h as u8])))
-                .collect();
-            changes.sort_by_key(|(k, _)| *k);
-            commit_changes(&store, &mut header, &validators, &changes);
-        }
-    }
-    for sizes in [
-        CacheSizes::default(),
-        CacheSizes {
-            nodes: 0,
-            values: 0,
-            ..CacheSizes::default()
-        },
-    ] {
-        // Reopened: the reads come from the tables and the replayed log, and a cold cache.
-        let store = Store::open_with_cache(dir.path(), sizes).unwrap();
-        let (live, _) = tree_keys(&store, header.state_root);
-        let mut keys: Vec<NodeKey> = live
-            .iter()
-            .map(|b| NodeKey::from_bytes(b).unwrap())
-            .collect();
-        // Out of order, with keys of nothing stored among them.
-        keys.reverse();
-        keys.insert(7, NodeKey::new(Position::ROOT, key(9_999)));
-        keys.push(NodeKey::new(Position::ROOT.child(true), key(1)));
-        let single: Vec<_> = keys.iter().map(|k| store.node(k).unwrap()).collect();
-        drop(store);
-        let store = Store::open_with_cache(dir.path(), sizes).unwrap();
-        assert_eq!(store.nodes(&keys).unwrap(), single);
-        assert_eq!(single.iter().filter(|n| n.is_none()).count(), 2);
-        // Again, now that the node cache holds them (when it is on).
-        assert_eq!(store.nodes(&keys).unwrap(), single);
-    }
-}
-
-#[test]
 fn the_node_cache_holds_the_heads_tree_and_not_what_blocks_replaced() {
     use cachet_chain::hash::{Domain, Hash32};
 
