@@ -121,6 +121,9 @@ pub struct FamilySize {
     pub live_bytes: u64,
     /// Bytes in its memtables (written, not yet flushed).
     pub memtable_bytes: u64,
+    /// Bytes its open table files hold outside the block cache (RocksDB's estimate): grows
+    /// with the number of tables, so with the state.
+    pub table_readers_bytes: u64,
 }
 
 /// What RocksDB counted since the store was opened (its ticker statistics): how reads went
@@ -364,6 +367,12 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
         "Bytes in a column family's memtables.",
         |f| f.memtable_bytes,
     );
+    per_family(
+        &mut t,
+        "cachet_store_table_readers_bytes",
+        "Bytes a column family's open table files hold outside the block cache.",
+        |f| f.table_readers_bytes,
+    );
     t.gauge(
         "cachet_store_pending_compaction_bytes",
         "Compaction RocksDB estimates it still has to do.",
@@ -567,6 +576,7 @@ mod tests {
                 sst_bytes: 10,
                 live_bytes: 8,
                 memtable_bytes: 2,
+                table_readers_bytes: 3,
             }],
             block_cache_bytes: 4096,
             node_cache: Some(CacheFill {
@@ -631,6 +641,10 @@ mod tests {
             1.0
         );
         assert_eq!(get("cachet_store_sst_bytes{family=\"nodes\"}"), 10.0);
+        assert_eq!(
+            get("cachet_store_table_readers_bytes{family=\"nodes\"}"),
+            3.0
+        );
         assert_eq!(get("cachet_store_block_cache_bytes"), 4096.0);
         assert_eq!(get("cachet_cache_capacity{cache=\"nodes\"}"), 600_000.0);
         assert!(!s.contains_key("cachet_cache_entries{cache=\"values\"}"));

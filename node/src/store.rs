@@ -556,7 +556,8 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// Each column family's table, live-data and memtable bytes, from RocksDB's properties.
+    /// Each column family's table, live-data, memtable and table-reader bytes, from RocksDB's
+    /// properties.
     pub fn family_sizes(&self) -> Vec<FamilySize> {
         FAMILIES
             .iter()
@@ -565,6 +566,7 @@ impl Store {
                 sst_bytes: self.int_property(name, "rocksdb.total-sst-files-size"),
                 live_bytes: self.int_property(name, "rocksdb.estimate-live-data-size"),
                 memtable_bytes: self.int_property(name, "rocksdb.cur-size-all-mem-tables"),
+                table_readers_bytes: self.int_property(name, "rocksdb.estimate-table-readers-mem"),
             })
             .collect()
     }
