@@ -448,6 +448,7 @@ fn print_fields(v: &serde_json::Value, json: bool, fields: &[&str]) {
 }
 
 fn main() -> Result<()> {
+    cachet_node::metrics::report_heap_with(allocator::heap_stats);
     match Cli::parse().command {
         Command::Devnet {
             dir,

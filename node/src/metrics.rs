@@ -4,13 +4,14 @@
 //! Malachite's own consensus and network metrics.
 //!
 //! What it is not: a metrics framework. Counters are plain atomics and a scrape writes text; a
-//! scrape reads RocksDB's properties and counters and `/proc`, never the state.
+//! scrape reads RocksDB's properties and counters, the allocator's statistics and `/proc`, never
+//! the state.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the duration histograms: a commit takes milliseconds, a large
@@ -168,6 +169,38 @@ pub struct CacheFill {
     pub capacity: usize,
 }
 
+/// The process allocator's own account of its memory, split as an operator needs it to explain
+/// RSS: what the program holds, what the allocator keeps in pages for it, what is resident.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes the program has allocated and not freed.
+    pub allocated: u64,
+    /// Bytes in the pages those allocations occupy (`allocated` plus fragmentation).
+    pub active: u64,
+    /// The allocator's own bookkeeping.
+    pub metadata: u64,
+    /// Bytes of the allocator's pages that are resident: active, metadata, and freed pages not
+    /// yet returned to the kernel.
+    pub resident: u64,
+    /// Address space returned to the kernel but kept mapped for reuse (not resident).
+    pub retained: u64,
+}
+
+/// Where a scrape reads [`HeapStats`] from. The binary that chose the allocator sets it, once
+/// per process; a library cannot know which allocator it was linked with.
+static HEAP_STATS: OnceLock<fn() -> Option<HeapStats>> = OnceLock::new();
+
+/// Makes scrapes report the allocator's statistics from `source`. Only the first call counts
+/// (`false` after it).
+pub fn report_heap_with(source: fn() -> Option<HeapStats>) -> bool {
+    HEAP_STATS.set(source).is_ok()
+}
+
+/// The allocator's statistics now, if a source was set and it answered.
+pub fn heap_stats() -> Option<HeapStats> {
+    HEAP_STATS.get().and_then(|source| source())
+}
+
 /// What is read when scraped.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Gauges {
@@ -193,6 +226,8 @@ pub struct Gauges {
     pub value_cache: Option<CacheFill>,
     /// This process's resident memory.
     pub resident_bytes: u64,
+    /// The allocator's split of it, where the allocator reports one.
+    pub heap: Option<HeapStats>,
     /// This process's user + system CPU.
     pub cpu_seconds: f64,
 }
@@ -465,6 +500,23 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
         "Resident memory of the node process.",
         gauges.resident_bytes,
     );
+    if let Some(heap) = gauges.heap {
+        t.family(
+            "cachet_heap_bytes",
+            "gauge",
+            "The memory allocator's bytes: allocated (held by the program), active (its pages), \
+             metadata, resident (all its resident pages), retained (unmapped, kept for reuse).",
+        );
+        for (kind, bytes) in [
+            ("allocated", heap.allocated),
+            ("active", heap.active),
+            ("metadata", heap.metadata),
+            ("resident", heap.resident),
+            ("retained", heap.retained),
+        ] {
+            t.sample("cachet_heap_bytes", &[("kind", kind)], bytes);
+        }
+    }
     t.family(
         "process_cpu_seconds",
         "counter",
@@ -579,6 +631,13 @@ mod tests {
                 table_readers_bytes: 3,
             }],
             block_cache_bytes: 4096,
+            heap: Some(HeapStats {
+                allocated: 100,
+                active: 120,
+                metadata: 7,
+                resident: 150,
+                retained: 1 << 30,
+            }),
             node_cache: Some(CacheFill {
                 entries: 3,
                 capacity: 600_000,
@@ -668,6 +727,31 @@ mod tests {
         assert_eq!(get("cachet_store_wal_bytes_total"), 123.0);
         assert_eq!(get("cachet_store_compaction_write_bytes_total"), 0.0);
         assert_eq!(get("cachet_store_write_stall_seconds_total"), 1.5);
+        assert_eq!(get("cachet_heap_bytes{kind=\"allocated\"}"), 100.0);
+        assert_eq!(get("cachet_heap_bytes{kind=\"active\"}"), 120.0);
+        assert_eq!(get("cachet_heap_bytes{kind=\"metadata\"}"), 7.0);
+        assert_eq!(get("cachet_heap_bytes{kind=\"resident\"}"), 150.0);
+        assert_eq!(get("cachet_heap_bytes{kind=\"retained\"}"), 1073741824.0);
+
+        // An allocator that reports nothing: no heap family at all, rather than zeros.
+        let s = check_exposition(&render(&m, &Gauges::default(), ""));
+        assert!(!s.keys().any(|k| k.starts_with("cachet_heap_bytes")));
+    }
+
+    #[test]
+    fn the_heap_is_read_from_the_source_the_binary_set() {
+        fn fixed() -> Option<HeapStats> {
+            Some(HeapStats {
+                allocated: 1,
+                ..HeapStats::default()
+            })
+        }
+        fn other() -> Option<HeapStats> {
+            None
+        }
+        assert!(report_heap_with(fixed));
+        assert!(!report_heap_with(other), "a second source is refused");
+        assert_eq!(heap_stats().map(|h| h.allocated), Some(1));
     }
 
     #[test]

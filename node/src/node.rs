@@ -478,6 +478,7 @@ impl NodeApi for Shared {
             node_cache,
             value_cache,
             resident_bytes: crate::metrics::resident_bytes(me),
+            heap: crate::metrics::heap_stats(),
             cpu_seconds: crate::metrics::cpu_ticks(me) as f64 / crate::metrics::TICKS_PER_SECOND,
         };
         crate::metrics::render(&self.metrics, &gauges, &crate::metrics::consensus_text())

@@ -237,6 +237,11 @@ fn bad_inputs_get_their_codes_and_change_nothing() {
     assert!(m["cachet_commit_seconds_count"] >= h as f64 - 1.0);
     assert!(m["cachet_gossip_peers"] >= 1.0);
     assert!(m["process_resident_memory_bytes"] > 0.0);
+    // The binary reports its allocator's split of that memory.
+    let heap = |kind: &str| m[&format!("cachet_heap_bytes{{kind=\"{kind}\"}}")];
+    assert!(heap("allocated") > 0.0, "{m:?}");
+    assert!(heap("active") >= heap("allocated"));
+    assert!(heap("resident") >= heap("active"));
     assert!(m["cachet_store_memtable_bytes{family=\"blocks\"}"] > 0.0);
     // RocksDB's own counters: every committed height went through its write-ahead log.
     assert!(m["cachet_store_wal_bytes_total"] > 0.0, "{m:?}");
