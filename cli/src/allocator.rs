@@ -8,7 +8,11 @@
 //! RSS levelled off in runs where glibc's kept rising (docs/performance.md, eighteenth round).
 //! `cli/tests/cli.rs` checks that libstdc++ binds to it.
 //!
-//! [`heap_stats`] puts jemalloc's own split of the memory on `/metrics`.
+//! Its settings are compiled in from `.cargo/config.toml`: background threads return freed pages
+//! to the kernel within about a second (`dirty_decay_ms:1000`, against jemalloc's ten). With the
+//! default, the pages a flush frees (a memtable, whole) stayed resident, 80-180 MB per node under
+//! anchoring load, and were most of what moved a node's RSS (docs/performance.md, twentieth
+//! round). [`heap_stats`] puts jemalloc's own split of the memory on `/metrics`.
 
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
 #[global_allocator]

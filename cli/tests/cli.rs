@@ -150,6 +150,30 @@ fn genesis_build_makes_a_valid_genesis_from_key_files() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The binary carries the allocator settings of `.cargo/config.toml`: freed pages are returned
+/// within a second, by jemalloc's background threads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn jemalloc_returns_freed_pages_promptly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cachet"))
+        .arg("--version")
+        .env("MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("cachet runs");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let option = |name: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("opt.{name}: ")))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("jemalloc printed no opt.{name}"))
+            .to_string()
+    };
+    assert_eq!(option("dirty_decay_ms"), "1000");
+    assert_eq!(option("background_thread"), "true");
+}
+
 /// RocksDB's C++ allocates through libstdc++'s `operator new`, which calls `malloc` in
 /// whatever object the loader binds it to: jemalloc's, defined in the executable, not glibc's.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
