@@ -150,18 +150,26 @@ fn genesis_build_makes_a_valid_genesis_from_key_files() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// What `cachet --version` writes to stderr when jemalloc is asked to print its options and
+/// statistics at exit (`MALLOC_CONF=stats_print:true`), with `env` set as well.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn version_with_jemalloc_report(env: &[(&str, &str)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cachet"))
+        .arg("--version")
+        .env("MALLOC_CONF", "stats_print:true")
+        .envs(env.iter().copied())
+        .output()
+        .expect("cachet runs");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The binary carries the allocator settings of `.cargo/config.toml`: freed pages are returned
 /// within a second, by jemalloc's background threads.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn jemalloc_returns_freed_pages_promptly() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cachet"))
-        .arg("--version")
-        .env("MALLOC_CONF", "stats_print:true")
-        .output()
-        .expect("cachet runs");
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = version_with_jemalloc_report(&[]);
     let option = |name: &str| {
         stderr
             .lines()
@@ -179,14 +187,7 @@ fn jemalloc_returns_freed_pages_promptly() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn the_process_allocates_through_jemalloc_in_cpp_too() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cachet"))
-        .arg("--version")
-        .env("LD_DEBUG", "bindings")
-        .env("MALLOC_CONF", "stats_print:true")
-        .output()
-        .expect("cachet runs");
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = version_with_jemalloc_report(&[("LD_DEBUG", "bindings")]);
     // jemalloc read its configuration and printed its statistics at exit.
     assert!(
         stderr.contains("Begin jemalloc statistics"),
