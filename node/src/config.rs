@@ -187,12 +187,20 @@ impl Default for Storage {
 const MIN_MEMTABLES_MB: usize = 16;
 
 impl NodeConfig {
-    /// Read and validate a configuration file.
+    /// Read and validate a configuration file. Relative paths in it (`home`, `genesis`,
+    /// `validator_key`) are taken from the file's own directory, so that a node's directory
+    /// can be moved or mounted elsewhere (a container) as a whole.
     pub fn load(path: &std::path::Path) -> eyre::Result<NodeConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| eyre::eyre!("cannot read config {}: {e}", path.display()))?;
-        let cfg: NodeConfig =
+        let mut cfg: NodeConfig =
             toml::from_str(&text).map_err(|e| eyre::eyre!("config {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new(""));
+        for file in [&mut cfg.home, &mut cfg.genesis, &mut cfg.validator_key] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -265,6 +273,24 @@ mod tests {
         assert_eq!(config.consensus.build_budget_ms, 1000);
         assert_eq!(config.storage.block_cache_mb, 64);
         assert_eq!(config.storage.memtables_mb, 182);
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_files_directory() {
+        let dir = std::env::temp_dir().join(format!("cachet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        let text = MINIMAL.replace(r#"home = "/var/lib/cachet""#, r#"home = ".""#);
+        std::fs::write(&path, text.replace("genesis.json", "../genesis.json")).unwrap();
+        let config = NodeConfig::load(&path).unwrap();
+        assert_eq!(config.home, dir.join("."));
+        assert_eq!(config.genesis, dir.join("../genesis.json"));
+        assert_eq!(config.validator_key, dir.join("validator.key"));
+        // Absolute paths stay as written.
+        std::fs::write(&path, MINIMAL).unwrap();
+        let config = NodeConfig::load(&path).unwrap();
+        assert_eq!(config.home, std::path::Path::new("/var/lib/cachet"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
