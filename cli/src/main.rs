@@ -387,7 +387,10 @@ fn init_logging(json: bool) {
             "info,arc_malachitebft_engine=warn,arc_malachitebft_network=warn,arc_malachitebft_core_consensus=warn,arc_malachitebft_sync=warn,arc_malachitebft_discovery=warn,libp2p=warn",
         )
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal: log files and `docker logs` get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     if json {
         builder.json().init();
     } else {

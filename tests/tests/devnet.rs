@@ -50,6 +50,10 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         .find(|a| a["name"] == "moi-land")
         .unwrap();
     assert_eq!(land["kinds"], json!(["land-title"]));
+    // A node's log file is plain text, without a terminal's colour codes.
+    let log = std::fs::read_to_string(nodes[0]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("committed"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in the log file");
 
     let docs = dir.join("docs");
     std::fs::create_dir_all(docs.join("orders")).unwrap();
