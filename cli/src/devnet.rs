@@ -3,6 +3,10 @@
 //! configs under a directory it prints; it runs until SIGINT or SIGTERM and then stops every
 //! node it started. Run it again on the same directory to restart the same chain; each node
 //! keeps the tuning sections of its `config.toml` (consensus, mempool, storage).
+//!
+//! With `--no-start --hosts`, it only writes the same consortium for nodes that each have an
+//! address of their own (containers: see `docker/`), on fixed ports. Configs name their files
+//! relative to their own directory either way, so the directory can be mounted anywhere.
 
 use crate::client::Client;
 use crate::keyfile;
@@ -14,6 +18,7 @@ use cachet_chain::state::{Name, Validator};
 use cachet_contracts::example;
 use cachet_node::config::{NodeConfig, P2p, Rpc};
 use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,14 +27,41 @@ struct NodePlan {
     name: String,
     dir: PathBuf,
     key: SecretKey,
+    /// The address its peers dial, and its consensus and gossip listen on.
+    host: IpAddr,
+    /// The address its RPC listens on.
+    rpc_listen: IpAddr,
     p2p: u16,
     gossip: u16,
     rpc: u16,
 }
 
+/// The ports of a node with an address of its own (`--hosts`).
+const HOST_P2P_PORT: u16 = 27000;
+const HOST_GOSSIP_PORT: u16 = 28000;
+const HOST_RPC_PORT: u16 = 26657;
+
+/// Where the nodes of a devnet are reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addresses {
+    /// All on 127.0.0.1, each on free ports of its own.
+    Loopback,
+    /// Node `i` (validators, then spares) at `hosts[i]` on fixed ports: consensus and gossip
+    /// listen on that address alone, so that they only ever use the network it is on; the RPC
+    /// on every interface (a container's access network).
+    Hosts(Vec<IpAddr>),
+}
+
 impl NodePlan {
-    /// A node with its development key file written and fresh loopback ports.
-    fn new(name: String, dir: PathBuf, key: SecretKey, ports: &mut Ports) -> Result<NodePlan> {
+    /// A node with its development key file written, reached at the `i`-th of `addresses`.
+    fn new(
+        name: String,
+        dir: PathBuf,
+        key: SecretKey,
+        addresses: &Addresses,
+        i: usize,
+        ports: &mut Ports,
+    ) -> Result<NodePlan> {
         let key_path = dir.join("validator.key");
         if !key_path.exists() {
             keyfile::write(
@@ -39,14 +71,39 @@ impl NodePlan {
                 Some("development validator key: INSECURE".into()),
             )?;
         }
-        Ok(NodePlan {
-            name,
-            dir,
-            key,
-            p2p: ports.take()?,
-            gossip: ports.take()?,
-            rpc: ports.take()?,
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Ok(match addresses {
+            Addresses::Loopback => NodePlan {
+                name,
+                dir,
+                key,
+                host: loopback,
+                rpc_listen: loopback,
+                p2p: ports.take()?,
+                gossip: ports.take()?,
+                rpc: ports.take()?,
+            },
+            Addresses::Hosts(hosts) => NodePlan {
+                host: *hosts
+                    .get(i)
+                    .with_context(|| format!("--hosts names no address for node {name}"))?,
+                name,
+                dir,
+                key,
+                rpc_listen: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                p2p: HOST_P2P_PORT,
+                gossip: HOST_GOSSIP_PORT,
+                rpc: HOST_RPC_PORT,
+            },
         })
+    }
+
+    /// The multiaddr of TCP `port` at `ip`.
+    fn multiaddr(ip: IpAddr, port: u16) -> String {
+        match ip {
+            IpAddr::V4(ip) => format!("/ip4/{ip}/tcp/{port}"),
+            IpAddr::V6(ip) => format!("/ip6/{ip}/tcp/{port}"),
+        }
     }
 }
 
@@ -87,9 +144,9 @@ fn publish(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-fn peer_addr(key: &SecretKey, port: u16) -> Result<String> {
+fn peer_addr(key: &SecretKey, host: IpAddr, port: u16) -> Result<String> {
     let peer = cachet_node::gossip::peer_id_of(&key.public()).context("valid key")?;
-    Ok(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"))
+    Ok(format!("{}/p2p/{peer}", NodePlan::multiaddr(host, port)))
 }
 
 /// The development genesis for `n` validators: the example consortium, with extra validator
@@ -127,7 +184,12 @@ pub fn genesis(n: usize) -> Result<GenesisDoc> {
 /// Agencies of the example that run no validator at genesis, in the order spare nodes use them.
 const SPARE_AGENCIES: [&str; 3] = ["nia-immigration", "mol-labor", "guting-land-office"];
 
-fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan>)> {
+fn prepare(
+    dir: &Path,
+    n: usize,
+    spares: usize,
+    addresses: &Addresses,
+) -> Result<(PathBuf, Vec<NodePlan>)> {
     let genesis_path = dir.join("genesis.json");
     let doc = if genesis_path.exists() {
         GenesisDoc::from_json(&std::fs::read_to_string(&genesis_path)?)?
@@ -161,7 +223,10 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
                 genesis_path.display()
             );
         }
-        plans.push(NodePlan::new(name, node_dir, key, &mut ports)?);
+        let i = plans.len();
+        plans.push(NodePlan::new(
+            name, node_dir, key, addresses, i, &mut ports,
+        )?);
     }
     let validators = plans.len();
     if spares > SPARE_AGENCIES.len() {
@@ -171,10 +236,13 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
     for name in &SPARE_AGENCIES[..spares] {
         let node_dir = dir.join("nodes").join(name);
         std::fs::create_dir_all(&node_dir)?;
+        let i = plans.len();
         plans.push(NodePlan::new(
             name.to_string(),
             node_dir,
             example::validator_key(name),
+            addresses,
+            i,
             &mut ports,
         )?);
     }
@@ -194,27 +262,29 @@ fn prepare(dir: &Path, n: usize, spares: usize) -> Result<(PathBuf, Vec<NodePlan
         } else {
             Default::default()
         };
+        // Paths relative to the node's directory (`dir/nodes/<name>/`), which `NodeConfig::load`
+        // resolves: the devnet's directory works wherever it is mounted.
         let config = NodeConfig {
             moniker: p.name.clone(),
-            home: p.dir.clone(),
-            genesis: genesis_path.canonicalize()?,
-            validator_key: p.dir.join("validator.key"),
+            home: PathBuf::from("."),
+            genesis: PathBuf::from("../../genesis.json"),
+            validator_key: PathBuf::from("validator.key"),
             p2p: P2p {
-                listen: format!("/ip4/127.0.0.1/tcp/{}", p.p2p),
+                listen: NodePlan::multiaddr(p.host, p.p2p),
                 peers: others
                     .iter()
-                    .map(|o| peer_addr(&o.key, o.p2p))
+                    .map(|o| peer_addr(&o.key, o.host, o.p2p))
                     .collect::<Result<_>>()?,
             },
             gossip: P2p {
-                listen: format!("/ip4/127.0.0.1/tcp/{}", p.gossip),
+                listen: NodePlan::multiaddr(p.host, p.gossip),
                 peers: others
                     .iter()
-                    .map(|o| peer_addr(&o.key, o.gossip))
+                    .map(|o| peer_addr(&o.key, o.host, o.gossip))
                     .collect::<Result<_>>()?,
             },
             rpc: Rpc {
-                listen: format!("127.0.0.1:{}", p.rpc).parse()?,
+                listen: std::net::SocketAddr::new(p.rpc_listen, p.rpc),
             },
             consensus,
             mempool,
@@ -296,10 +366,21 @@ async fn smoke_check(dir: &Path, plans: &[NodePlan]) -> Result<()> {
 }
 
 /// Run the devnet until a signal (or, without `start`, only write its files, spare nodes too).
-pub async fn run(dir: &Path, validators: usize, spares: usize, start: bool) -> Result<()> {
+pub async fn run(
+    dir: &Path,
+    validators: usize,
+    spares: usize,
+    start: bool,
+    addresses: &Addresses,
+) -> Result<()> {
+    if start && *addresses != Addresses::Loopback {
+        bail!(
+            "--hosts writes a consortium for other machines or containers: use it with --no-start"
+        );
+    }
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
-    let (genesis_path, mut plans) = prepare(&dir, validators, spares)?;
+    let (genesis_path, mut plans) = prepare(&dir, validators, spares, addresses)?;
     if !start {
         for p in &plans {
             println!("{}", p.dir.join("config.toml").display());
@@ -451,7 +532,15 @@ mod tests {
             let reader = {
                 let path = path.clone();
                 std::thread::spawn(move || {
+                    // Bounded, so that a publish that never creates the file fails the test
+                    // rather than hanging it.
+                    let deadline = Instant::now() + Duration::from_secs(10);
                     while !path.exists() {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{} never appeared",
+                            path.display()
+                        );
                         std::hint::spin_loop();
                     }
                     std::fs::read_to_string(&path).unwrap().len()
@@ -470,14 +559,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cachet-devnet-tuning-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (_, plans) = prepare(&dir, 4, 0).unwrap();
+        let (_, plans) = prepare(&dir, 4, 0, &Addresses::Loopback).unwrap();
         let path = plans[0].dir.join("config.toml");
         let mut config = NodeConfig::load(&path).unwrap();
         config.storage.cached_nodes = 1_234_567;
         config.consensus.timeout_propose_ms += 1;
         std::fs::write(&path, toml::to_string_pretty(&config).unwrap()).unwrap();
 
-        let (_, plans) = prepare(&dir, 4, 0).unwrap();
+        let (_, plans) = prepare(&dir, 4, 0, &Addresses::Loopback).unwrap();
         let again = NodeConfig::load(&plans[0].dir.join("config.toml")).unwrap();
         assert_eq!(again.storage.cached_nodes, 1_234_567);
         assert_eq!(
@@ -493,5 +582,52 @@ mod tests {
         // Addresses are the new run's own.
         assert_eq!(again.rpc.listen.port(), plans[0].rpc);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_devnet_for_hosts_dials_each_host_at_its_address_and_can_be_moved() {
+        let dir = std::env::temp_dir().join(format!("cachet-devnet-hosts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts: Vec<IpAddr> = (11..16)
+            .map(|i| format!("172.28.0.{i}").parse().unwrap())
+            .collect();
+        let addresses = Addresses::Hosts(hosts.clone());
+        let (_, plans) = prepare(&dir, 4, 1, &addresses).unwrap();
+        assert_eq!(plans.len(), 5);
+
+        // Moved elsewhere, as a container mounts it, every file is still found.
+        let moved = dir.with_extension("moved");
+        let _ = std::fs::remove_dir_all(&moved);
+        std::fs::rename(&dir, &moved).unwrap();
+        for (i, plan) in plans.iter().enumerate() {
+            let path = moved.join("nodes").join(&plan.name).join("config.toml");
+            let config = NodeConfig::load(&path).unwrap();
+            assert!(config.genesis.exists() && config.validator_key.exists());
+            assert_eq!(config.home, path.parent().unwrap().join("."));
+            assert_eq!(config.p2p.listen, format!("/ip4/{}/tcp/27000", hosts[i]));
+            assert_eq!(config.gossip.listen, format!("/ip4/{}/tcp/28000", hosts[i]));
+            assert_eq!(config.rpc.listen, "0.0.0.0:26657".parse().unwrap());
+            // Each other node at its own host; validators do not dial the spare.
+            let dialled: Vec<&str> = config
+                .p2p
+                .peers
+                .iter()
+                .map(|p| p.split("/tcp/").next().unwrap())
+                .collect();
+            let expected: Vec<String> = hosts
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i && (i == 4 || *j < 4))
+                .map(|(_, h)| format!("/ip4/{h}"))
+                .collect();
+            assert_eq!(dialled, expected, "node {i}");
+            assert!(config.gossip.peers[0].contains("/tcp/28000/p2p/"));
+        }
+        // Fewer addresses than nodes is an error, not a node without one.
+        let short = Addresses::Hosts(hosts[..3].to_vec());
+        let error = prepare(&moved, 4, 0, &short).err().unwrap().to_string();
+        assert!(error.contains("--hosts"), "{error}");
+        std::fs::remove_dir_all(&moved).unwrap();
     }
 }

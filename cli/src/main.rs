@@ -49,6 +49,12 @@ enum Command {
         /// Also prepare this many spare nodes that can join by governance (with --no-start).
         #[arg(long, default_value_t = 0)]
         spares: usize,
+        /// With --no-start: one address per node (validators, then spares), comma-separated,
+        /// for nodes that each have an address of their own (containers, machines). Consensus
+        /// (port 27000) and gossip (28000) listen on that address and dial the others at
+        /// theirs; the RPC (26657) listens on every interface.
+        #[arg(long, value_delimiter = ',', requires = "no_start")]
+        hosts: Vec<std::net::IpAddr>,
     },
     /// Measure a local 4-validator devnet: anchor throughput and finality latency, batch
     /// anchoring, and receipts served under load (build with --release for meaningful figures).
@@ -458,7 +464,15 @@ fn main() -> Result<()> {
             validators,
             no_start,
             spares,
-        } => runtime()?.block_on(devnet::run(&dir, validators, spares, !no_start)),
+            hosts,
+        } => {
+            let addresses = if hosts.is_empty() {
+                devnet::Addresses::Loopback
+            } else {
+                devnet::Addresses::Hosts(hosts)
+            };
+            runtime()?.block_on(devnet::run(&dir, validators, spares, !no_start, &addresses))
+        }
         Command::Bench {
             phases,
             duration,
