@@ -1,5 +1,6 @@
 //! `cachet-tests`: a harness for cluster tests — real `cachet start` processes on 127.0.0.1
-//! that a test can kill (`SIGKILL`), stop and restart, with a small blocking JSON-RPC client.
+//! that a test can kill (`SIGKILL`), stop and restart, with a small blocking JSON-RPC client;
+//! and the same consortium in Docker containers ([`containers`]), whose network a test can cut.
 //!
 //! The `cachet` binary is the one `cargo test --workspace` builds next to the test executable
 //! (`target/<profile>/cachet`). Cluster tests run one at a time (they share two cores), and every
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+pub mod containers;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -385,15 +388,31 @@ impl Cluster {
             .join("\n")
     }
 
+    /// The lowest height every running node has reached.
+    pub fn min_height(&mut self) -> u64 {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].child.is_some())
+            .filter_map(|i| self.height(i))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// The JSON-RPC of a consortium's nodes, by index: what the process and the container
+/// harnesses share.
+pub trait NodeRpc {
+    /// `host:port` of node `i`'s RPC.
+    fn rpc_addr(&self, i: usize) -> &str;
+
     /// Call a method on node `i`.
-    pub fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, RpcError> {
-        rpc(&self.nodes[i].rpc, method, params)
+    fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, RpcError> {
+        rpc(self.rpc_addr(i), method, params)
     }
 
     /// Node `i`'s metrics (`GET /metrics`), by series; panics if it does not serve them.
-    pub fn metrics(&self, i: usize) -> std::collections::BTreeMap<String, f64> {
+    fn metrics(&self, i: usize) -> std::collections::BTreeMap<String, f64> {
         let (status, content_type, body) =
-            http_get(&self.nodes[i].rpc, "/metrics").expect("metrics answered");
+            http_get(self.rpc_addr(i), "/metrics").expect("metrics answered");
         assert_eq!(status, 200, "metrics of node {i}: {body}");
         assert!(
             content_type.starts_with("application/openmetrics-text"),
@@ -404,57 +423,48 @@ impl Cluster {
     }
 
     /// Node `i`'s status, if it answers.
-    pub fn status(&self, i: usize) -> Option<Value> {
+    fn status(&self, i: usize) -> Option<Value> {
         self.call(i, "cachet_status", json!([])).ok()
     }
 
     /// Node `i`'s committed height, if it answers.
-    pub fn height(&self, i: usize) -> Option<u64> {
+    fn height(&self, i: usize) -> Option<u64> {
         self.status(i).and_then(|s| s["height"].as_u64())
     }
 
     /// The hash of node `i`'s block at `height`.
-    pub fn block_hash(&self, i: usize, height: u64) -> Option<String> {
+    fn block_hash(&self, i: usize, height: u64) -> Option<String> {
         self.call(i, "cachet_block", json!([height]))
             .ok()
             .and_then(|b| b["hash"].as_str().map(str::to_string))
     }
 
     /// Wait until node `i` has committed `height`.
-    pub fn wait_height(&self, i: usize, height: u64, timeout: Duration) -> bool {
+    fn wait_height(&self, i: usize, height: u64, timeout: Duration) -> bool {
         wait_until(timeout, || self.height(i).is_some_and(|h| h >= height))
     }
 
     /// Submit a transaction through node `i`; returns its id or the refusal.
-    pub fn submit(&self, i: usize, tx: &Transaction) -> Result<String, RpcError> {
+    fn submit(&self, i: usize, tx: &Transaction) -> Result<String, RpcError> {
         self.submit_bytes(i, &tx.encode())
     }
 
     /// Submit raw bytes as a transaction through node `i`.
-    pub fn submit_bytes(&self, i: usize, bytes: &[u8]) -> Result<String, RpcError> {
+    fn submit_bytes(&self, i: usize, bytes: &[u8]) -> Result<String, RpcError> {
         self.call(i, "cachet_submit", json!([hex::encode(bytes)]))
             .map(|v| v["id"].as_str().unwrap_or_default().to_string())
     }
 
     /// Where transaction `id` stands on node `i`: `Some(height)` once committed.
-    pub fn committed_at(&self, i: usize, id: &str) -> Option<u64> {
+    fn committed_at(&self, i: usize, id: &str) -> Option<u64> {
         let v = self.call(i, "cachet_transaction", json!([id])).ok()?;
         (v["status"] == "committed")
             .then(|| v["height"].as_u64())
             .flatten()
     }
 
-    /// The lowest height every running node has reached.
-    pub fn min_height(&mut self) -> u64 {
-        (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].child.is_some())
-            .filter_map(|i| self.height(i))
-            .min()
-            .unwrap_or(0)
-    }
-
     /// Assert that nodes `a` and `b` have the same block hash at every height up to `upto`.
-    pub fn assert_same_chain(&self, a: usize, b: usize, upto: u64) {
+    fn assert_same_chain(&self, a: usize, b: usize, upto: u64) {
         for h in 1..=upto {
             let (x, y) = (self.block_hash(a, h), self.block_hash(b, h));
             assert!(
@@ -462,6 +472,12 @@ impl Cluster {
                 "nodes {a} and {b} differ at height {h}: {x:?} vs {y:?}"
             );
         }
+    }
+}
+
+impl NodeRpc for Cluster {
+    fn rpc_addr(&self, i: usize) -> &str {
+        &self.nodes[i].rpc
     }
 }
 
