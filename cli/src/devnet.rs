@@ -1,8 +1,9 @@
 //! `cachet devnet`: the embedded default. A consortium of the example agencies on 127.0.0.1,
 //! one `cachet start` process per validator, with a generated genesis, development keys and
 //! configs under a directory it prints; it runs until SIGINT or SIGTERM and then stops every
-//! node it started. Run it again on the same directory to restart the same chain; each node
-//! keeps the tuning sections of its `config.toml` (consensus, mempool, storage).
+//! node it started. While it runs, `devnet.json` there lists its nodes. Run it again on the
+//! same directory to restart the same chain; each node keeps the tuning sections of its
+//! `config.toml` (consensus, mempool, storage).
 //!
 //! With `--no-start --hosts`, it only writes the same consortium for nodes that each have an
 //! address of their own (containers: see `docker/`), on fixed ports. Configs name their files
@@ -469,8 +470,9 @@ pub async fn run(
             "key": dir.join("keys").join(format!("{}.key", a.id)),
         })).collect::<Vec<_>>(),
     });
+    let manifest_path = dir.join("devnet.json");
     publish(
-        &dir.join("devnet.json"),
+        &manifest_path,
         &(serde_json::to_string_pretty(&manifest)? + "\n"),
     )?;
     println!(
@@ -505,6 +507,7 @@ pub async fn run(
                         eprintln!("node {name} exited ({status}); stopping the devnet");
                         let name = name.clone();
                         terminate(&mut children);
+                        let _ = std::fs::remove_file(&manifest_path);
                         bail!("node {name} exited");
                     }
                 }
@@ -513,6 +516,8 @@ pub async fn run(
     }
     println!("stopping {} nodes", children.len());
     terminate(&mut children);
+    // The manifest describes a running devnet (`bench --target` and scripts read it).
+    let _ = std::fs::remove_file(&manifest_path);
     Ok(())
 }
 

@@ -96,6 +96,11 @@ enum Command {
         /// state, and the certificates anchored there to verify).
         #[arg(long)]
         from: Option<PathBuf>,
+        /// Measure the devnet already running in this directory (its `devnet.json`), instead
+        /// of starting one; it is left running. Its nodes' processes and data directories
+        /// must be on this machine (CPU, memory and disk are read from them).
+        #[arg(long, conflicts_with_all = ["from", "dir"])]
+        target: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -484,6 +489,7 @@ fn main() -> Result<()> {
             fill_certificates,
             dir,
             from,
+            target,
             json,
         } => runtime()?.block_on(bench::run(
             bench::Options {
@@ -497,6 +503,7 @@ fn main() -> Result<()> {
                 fill_certificates,
                 dir,
                 from,
+                target,
             },
             json,
         )),

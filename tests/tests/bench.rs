@@ -3,8 +3,8 @@
 //! left. (It asserts no speed:
 //! figures live in docs/performance.md, measured with a release build.)
 
-use cachet_tests::cachet_bin;
-use serde_json::Value;
+use cachet_tests::{Devnet, cachet_bin, rpc};
+use serde_json::{Value, json};
 use std::process::Command;
 
 /// Run `cachet bench` with `args` (and few agencies and verifiers); its JSON report.
@@ -127,4 +127,54 @@ fn bench_starts_from_the_state_an_earlier_run_left() {
         state_before
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A run can measure a devnet that is already running (the README's first command) instead of
+/// starting one, and leaves it running; a second run on it repeats no document or nonce.
+#[test]
+fn bench_measures_a_running_devnet_and_leaves_it_running() {
+    let mut devnet = Devnet::start("bench-target");
+    let dir = devnet.dir.to_str().unwrap().to_string();
+    let addr = devnet.rpc_url(0).trim_start_matches("http://").to_string();
+    let height = |addr: &str| rpc(addr, "cachet_status", json!([])).unwrap()["height"].as_u64();
+
+    for run in 0..2 {
+        let v = bench(&[
+            "--target",
+            &dir,
+            "--phases",
+            "anchors",
+            "--duration",
+            "2",
+            "--step-seconds",
+            "1",
+        ]);
+        assert!(v["finalized_tps"].as_f64().unwrap() > 0.0, "run {run}: {v}");
+        assert_eq!(v["refusals"]["refused"], 0, "run {run}: {v}");
+        assert_eq!(v["rss_mb_per_node"].as_array().unwrap().len(), 4, "{v}");
+    }
+    // Still running, and still finalizing.
+    let before = height(&addr).expect("the devnet answers");
+    assert!(
+        cachet_tests::wait_until(std::time::Duration::from_secs(30), || height(&addr)
+            .is_some_and(|h| h > before)),
+        "the devnet stopped after the bench"
+    );
+    devnet.stop();
+    assert!(
+        !devnet.dir.join("devnet.json").exists(),
+        "a stopped devnet leaves no manifest"
+    );
+
+    // A directory without a running devnet is an error that says so.
+    let out = Command::new(cachet_bin())
+        .args(["bench", "--target", &dir, "--phases", "anchors", "--json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["error"].as_str().unwrap().contains("devnet"),
+        "{report}"
+    );
 }

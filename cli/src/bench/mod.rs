@@ -10,7 +10,8 @@
 //!
 //! Before them, a **fill** phase can anchor a given number of certificates, unmeasured, and a
 //! run can start **from** a devnet directory an earlier run left (see [`saved`]): runs that
-//! start from one saved state measure the same tree.
+//! start from one saved state measure the same tree. Or it can **target** a devnet that is
+//! already running (the README's `cachet devnet`), which it leaves running.
 //!
 //! Next to them: this machine's ed25519 verification rates and the bound they put on
 //! throughput (every validator verifies every signature), the ratio to it, and each node's RSS.
@@ -68,6 +69,8 @@ pub struct Options {
     /// A devnet directory an earlier run left, copied into the working directory to start
     /// from.
     pub from: Option<PathBuf>,
+    /// The directory of a running devnet to measure instead of starting one.
+    pub target: Option<PathBuf>,
 }
 
 /// Run the benchmark and print its report.
@@ -76,15 +79,31 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         .map(|n| n.get())
         .unwrap_or(1) as f64;
     let (single, batch) = probe::ed25519_rates();
-    let validators = 4.0;
-    let bound_single = single * cores / validators;
-    let bound = batch * cores / validators;
     if !json_out {
         eprintln!(
-            "ed25519 on one core: {single:.0}/s strict, {batch:.0}/s in batches of 64; bound with {validators} validators on {cores} cores: {bound:.0} tx/s"
+            "ed25519 on one core: {single:.0}/s strict, {batch:.0}/s in batches of 64; bound with {VALIDATORS} validators on {cores} cores: {:.0} tx/s",
+            bound(batch, cores)
         );
     }
 
+    if let Some(target) = &opts.target {
+        let result = match Net::connect(target, opts.agencies, None).await {
+            Ok(net) => {
+                // Certificates a saved state there lists are verified too; new documents are
+                // numbered apart from every earlier run's, which left no record of theirs.
+                let certificates = saved::Saved::read(target)
+                    .map(|s| s.certificates)
+                    .unwrap_or_default();
+                let saved = saved::Saved {
+                    certificates,
+                    ..saved::Saved::unique()
+                };
+                phases(net, &opts, saved, None, json_out).await
+            }
+            Err(e) => Err(e),
+        };
+        return report(result, target, single, batch, cores, json_out);
+    }
     let dir = match &opts.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("cachet-bench-{}", std::process::id())),
@@ -109,7 +128,7 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         .stdout(out.try_clone()?)
         .stderr(out)
         .spawn()?;
-    let result = match Net::connect(&dir, opts.agencies, &mut devnet).await {
+    let result = match Net::connect(&dir, opts.agencies, Some(&mut devnet)).await {
         Ok(net) => phases(net, &opts, saved, opts.dir.as_deref(), json_out).await,
         Err(e) => Err(e),
     };
@@ -117,6 +136,34 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         .args(["-TERM", &devnet.id().to_string()])
         .status();
     let _ = devnet.wait();
+    report(result, &dir, single, batch, cores, json_out)?;
+    if opts.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+/// The validators of the devnets the bench measures.
+const VALIDATORS: f64 = 4.0;
+
+/// The throughput bound of `VALIDATORS` validators sharing `cores` cores, each verifying every
+/// signature at `per_core` verifications per second on one core.
+fn bound(per_core: f64, cores: f64) -> f64 {
+    per_core * cores / VALIDATORS
+}
+
+/// Print the report of a run on the devnet in `dir`, with this machine's ed25519 rates
+/// (`single` and `batch` per core) and the bound they put on `cores` cores; an error if the
+/// run failed.
+fn report(
+    result: Result<Value>,
+    dir: &std::path::Path,
+    single: f64,
+    batch: f64,
+    cores: f64,
+    json_out: bool,
+) -> Result<()> {
+    let (bound_single, bound) = (bound(single, cores), bound(batch, cores));
     let (mut report, ok) = match result {
         Ok(r) => (r, true),
         Err(e) => (
@@ -140,9 +187,6 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     if !ok {
         // The devnet's directory holds its logs: keep it for whoever reads the error.
         bail!("benchmark failed; logs in {}", dir.display());
-    }
-    if opts.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
 }

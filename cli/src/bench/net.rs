@@ -96,14 +96,26 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Net {
-    /// Wait for the devnet `devnet` started in `dir` to be up, then register `agencies`
-    /// issuing agencies (accredited by the DGPA for reward orders) and subscribe to committed
-    /// blocks. A devnet that exits instead is reported with the end of its output.
-    pub async fn connect(dir: &Path, agencies: usize, devnet: &mut Child) -> Result<Net> {
+    /// Wait for the devnet in `dir` to be up (`devnet`: the process the bench started, if it
+    /// did), then register `agencies` issuing agencies (accredited by the DGPA for reward
+    /// orders) and subscribe to committed blocks. A devnet that exits instead is reported with
+    /// the end of its output.
+    pub async fn connect(
+        dir: &Path,
+        agencies: usize,
+        mut devnet: Option<&mut Child>,
+    ) -> Result<Net> {
         let manifest = dir.join("devnet.json");
+        if devnet.is_none() && !manifest.exists() {
+            bail!(
+                "{} has no devnet.json: is a devnet running there (`cachet devnet --dir {}`)?",
+                dir.display(),
+                dir.display()
+            );
+        }
         let start = Instant::now();
         while !manifest.exists() {
-            if let Some(status) = devnet.try_wait()? {
+            if let Some(status) = devnet.as_mut().map(|d| d.try_wait()).transpose()?.flatten() {
                 let log = dir.join("devnet.log");
                 bail!(
                     "the devnet exited ({status}) before it was up; the end of {}:\n{}",
