@@ -114,6 +114,19 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Operators: let a new consortium node in (`cachet_admin_addPeer`). The node keeps a
+    /// connection to it on both networks; the call is served on a loopback RPC only.
+    AddPeer {
+        /// The node's RPC URL on loopback (its `rpc.listen`, or `rpc.admin_listen`).
+        #[arg(long)]
+        rpc: String,
+        /// The new node's consensus address, `/ip4/…/tcp/…/p2p/<peer id>`.
+        #[arg(long)]
+        p2p: String,
+        /// The new node's gossip address, in the same form.
+        #[arg(long)]
+        gossip: String,
+    },
     /// The latest block a node has committed.
     Status {
         /// The node's RPC URL.
@@ -511,6 +524,16 @@ fn main() -> Result<()> {
             init_logging(log_json);
             runtime()?.block_on(start(config))
         }
+        Command::AddPeer { rpc, p2p, gossip } => runtime()?.block_on(async {
+            client::Client::new(&rpc)?
+                .call(
+                    "cachet_admin_addPeer",
+                    vec![serde_json::json!(p2p), serde_json::json!(gossip)],
+                )
+                .await?;
+            println!("added {p2p} and {gossip}");
+            Ok(())
+        }),
         Command::Status { rpc, json } => runtime()?.block_on(async {
             let v = client::Client::new(&rpc)?.status().await?;
             print_fields(&v, json, STATUS_FIELDS);

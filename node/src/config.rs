@@ -61,14 +61,20 @@ pub struct P2p {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rpc {
-    /// Listen address (HTTP and WebSocket).
+    /// Listen address (HTTP and WebSocket). The operator methods (`cachet_admin_*`) are
+    /// served here only when it is a loopback address.
     pub listen: SocketAddr,
+    /// A second listener, on loopback only, that serves the operator methods too: for a node
+    /// whose `listen` is not loopback (a container's), administered from its own machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for Rpc {
     fn default() -> Self {
         Rpc {
             listen: "127.0.0.1:26657".parse().expect("valid address"),
+            admin_listen: None,
         }
     }
 }
@@ -217,6 +223,13 @@ impl NodeConfig {
                 cachet_chain::codec::limits::MAX_BLOCK_TXS
             );
         }
+        if let Some(admin) = self.rpc.admin_listen
+            && !admin.ip().is_loopback()
+        {
+            eyre::bail!(
+                "rpc.admin_listen ({admin}) must be a loopback address: it serves the operator methods"
+            );
+        }
         if c.build_budget_ms == 0 || c.build_budget_ms >= c.timeout_propose_ms {
             eyre::bail!("build_budget_ms must be positive and below timeout_propose_ms");
         }
@@ -291,6 +304,16 @@ mod tests {
         let config = NodeConfig::load(&path).unwrap();
         assert_eq!(config.home, std::path::Path::new("/var/lib/cachet"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_operator_listener_must_be_on_loopback() {
+        let mut config: NodeConfig = toml::from_str(MINIMAL).unwrap();
+        config.rpc.admin_listen = Some("0.0.0.0:26658".parse().unwrap());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("admin_listen"), "{error}");
+        config.rpc.admin_listen = Some("127.0.0.1:26658".parse().unwrap());
+        config.validate().unwrap();
     }
 
     #[test]

@@ -554,6 +554,7 @@ pub struct RunningNode {
     pub rpc_addr: std::net::SocketAddr,
     app: tokio::task::JoinHandle<eyre::Result<()>>,
     _rpc: jsonrpsee::server::ServerHandle,
+    _admin_rpc: Option<jsonrpsee::server::ServerHandle>,
 }
 
 impl RunningNode {
@@ -754,6 +755,15 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     let (rpc, rpc_addr) =
         cachet_rpc::serve(config.rpc.listen, shared.clone() as Arc<dyn NodeApi>).await?;
     info!(%rpc_addr, "rpc listening");
+    let admin_rpc = match config.rpc.admin_listen {
+        Some(addr) => {
+            let (handle, addr) =
+                cachet_rpc::serve(addr, shared.clone() as Arc<dyn NodeApi>).await?;
+            info!(%addr, "rpc with the operator methods listening");
+            Some(handle)
+        }
+        None => None,
+    };
 
     if config.storage.state_history_heights > 0 {
         tokio::spawn(prune_state(
@@ -775,6 +785,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         rpc_addr,
         app,
         _rpc: rpc,
+        _admin_rpc: admin_rpc,
     })
 }
 
