@@ -41,6 +41,8 @@ struct NodePlan {
 const HOST_P2P_PORT: u16 = 27000;
 const HOST_GOSSIP_PORT: u16 = 28000;
 const HOST_RPC_PORT: u16 = 26657;
+/// Its operator methods, on its own loopback.
+const HOST_ADMIN_PORT: u16 = 26658;
 
 /// Where the nodes of a devnet are reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,6 +288,11 @@ fn prepare(
             },
             rpc: Rpc {
                 listen: std::net::SocketAddr::new(p.rpc_listen, p.rpc),
+                // A node with an address of its own serves its RPC off loopback, where the
+                // operator methods are off: they get a loopback listener of their own.
+                admin_listen: (!p.rpc_listen.is_loopback()).then(|| {
+                    std::net::SocketAddr::new(Ipv4Addr::LOCALHOST.into(), HOST_ADMIN_PORT)
+                }),
             },
             consensus,
             mempool,
@@ -613,6 +620,10 @@ mod tests {
             assert_eq!(config.p2p.listen, format!("/ip4/{}/tcp/27000", hosts[i]));
             assert_eq!(config.gossip.listen, format!("/ip4/{}/tcp/28000", hosts[i]));
             assert_eq!(config.rpc.listen, "0.0.0.0:26657".parse().unwrap());
+            assert_eq!(
+                config.rpc.admin_listen,
+                Some("127.0.0.1:26658".parse().unwrap())
+            );
             // Each other node at its own host; validators do not dial the spare.
             let dialled: Vec<&str> = config
                 .p2p

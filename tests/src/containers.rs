@@ -194,6 +194,16 @@ impl Consortium {
         ]));
     }
 
+    /// Run `cachet args...` inside node `i`'s container (its own loopback is reachable there
+    /// only), as an operator does with `docker exec`.
+    pub fn exec(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(["exec", &self.nodes[i].id, "/usr/local/bin/cachet"])
+            .args(args)
+            .output()
+            .expect("docker exec runs")
+    }
+
     /// The last lines of node `i`'s log.
     pub fn log_tail(&self, i: usize) -> String {
         Command::new("docker")

@@ -3,6 +3,7 @@
 
 use cachet_tests::containers::Consortium;
 use cachet_tests::{NodeRpc, txs, wait_until};
+use serde_json::json;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(90);
@@ -88,4 +89,26 @@ fn partitions_never_fork_the_chain_and_it_heals() {
     for i in 1..4 {
         c.assert_same_chain(0, i, top + 2);
     }
+
+    // An operator administers a node in a container on the container's own loopback: the
+    // operator methods are served there, and not on the RPC the host reaches.
+    let config: toml::Value =
+        toml::from_str(&std::fs::read_to_string(c.dir.join("nodes/moi-land/config.toml")).unwrap())
+            .unwrap();
+    let peer = |network: &str| config[network]["peers"][0].as_str().unwrap().to_string();
+    let (p2p, gossip) = (peer("p2p"), peer("gossip"));
+    let admin = ["add-peer", "--rpc", "http://127.0.0.1:26658"];
+    let out = c.exec(
+        0,
+        &[&admin[..], &["--p2p", &p2p, "--gossip", &gossip]].concat(),
+    );
+    assert!(
+        out.status.success(),
+        "add-peer inside the container: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = c
+        .call(0, "cachet_admin_addPeer", json!([p2p, gossip]))
+        .unwrap_err();
+    assert_eq!(refused.code, -32601, "{refused:?}");
 }
