@@ -6,11 +6,10 @@
 //! binary of this build, the configs `cachet devnet --no-start --hosts` writes, and
 //! `docker/compose.yml`. Traffic stays on the test's own bridge network.
 
-use crate::{NodeRpc, ONE_AT_A_TIME, cachet_bin, wait_until};
+use crate::{Nodes, ONE_AT_A_TIME, cachet_bin};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::MutexGuard;
-use std::time::Duration;
 
 /// The example consortium's validator nodes, as `docker/compose.yml` names its services.
 const SERVICES: [&str; 4] = [
@@ -147,12 +146,7 @@ impl Consortium {
             .unwrap_or_else(|| panic!("no consortium network among {networks}"))
             .to_string();
         for i in 0..consortium.nodes.len() {
-            assert!(
-                wait_until(Duration::from_secs(60), || consortium.status(i).is_some()),
-                "node {} did not start:\n{}",
-                consortium.nodes[i].service,
-                consortium.log_tail(i)
-            );
+            consortium.wait_serving(i);
         }
         consortium
     }
@@ -203,9 +197,18 @@ impl Consortium {
             .output()
             .expect("docker exec runs")
     }
+}
 
-    /// The last lines of node `i`'s log.
-    pub fn log_tail(&self, i: usize) -> String {
+impl Nodes for Consortium {
+    fn count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        self.nodes[i].service
+    }
+
+    fn log_tail(&self, i: usize) -> String {
         Command::new("docker")
             .args(["logs", "--tail", "40", &self.nodes[i].id])
             .output()
@@ -215,19 +218,6 @@ impl Consortium {
             .unwrap_or_default()
     }
 
-    /// Every node's height and log tail, for failure messages.
-    pub fn diagnose(&self) -> String {
-        (0..self.nodes.len())
-            .map(|i| {
-                let (name, height) = (self.nodes[i].service, self.height(i));
-                format!("== {name} height {height:?}\n{}", self.log_tail(i))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl NodeRpc for Consortium {
     fn rpc_addr(&self, i: usize) -> &str {
         &self.nodes[i].rpc
     }

@@ -324,29 +324,9 @@ impl Cluster {
         }
     }
 
-    /// Wait until node `i` serves RPC.
-    pub fn wait_serving(&self, i: usize) {
-        assert!(
-            wait_until(Duration::from_secs(60), || self.status(i).is_some()),
-            "node {} did not start; log:\n{}",
-            self.nodes[i].name,
-            self.log_tail(i)
-        );
-    }
-
     /// Start every node and wait until each serves RPC.
     pub fn start_all(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.start(i);
-        }
-        for i in 0..self.nodes.len() {
-            assert!(
-                wait_until(Duration::from_secs(60), || self.status(i).is_some()),
-                "node {} did not start; log:\n{}",
-                self.nodes[i].name,
-                self.log_tail(i)
-            );
-        }
+        self.start_first(self.nodes.len());
     }
 
     /// Kill node `i` with SIGKILL, as a crash.
@@ -365,29 +345,6 @@ impl Cluster {
         }
     }
 
-    /// The last lines of node `i`'s log.
-    pub fn log_tail(&self, i: usize) -> String {
-        let text = std::fs::read_to_string(self.nodes[i].config.with_file_name("node.log"))
-            .unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Every node's height and log tail, for failure messages.
-    pub fn diagnose(&self) -> String {
-        (0..self.nodes.len())
-            .map(|i| {
-                format!(
-                    "== {} height {:?}\n{}",
-                    self.nodes[i].name,
-                    self.height(i),
-                    self.log_tail(i)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
     /// The lowest height every running node has reached.
     pub fn min_height(&mut self) -> u64 {
         (0..self.nodes.len())
@@ -398,11 +355,41 @@ impl Cluster {
     }
 }
 
-/// The JSON-RPC of a consortium's nodes, by index: what the process and the container
-/// harnesses share.
-pub trait NodeRpc {
+/// A consortium's nodes, by index: their names, logs and JSON-RPC. What the process and the
+/// container harnesses share.
+pub trait Nodes {
+    /// How many nodes there are.
+    fn count(&self) -> usize;
+
+    /// Node `i`'s name (the agency that runs it).
+    fn name(&self, i: usize) -> &str;
+
+    /// The last lines of node `i`'s log.
+    fn log_tail(&self, i: usize) -> String;
+
     /// `host:port` of node `i`'s RPC.
     fn rpc_addr(&self, i: usize) -> &str;
+
+    /// Wait until node `i` serves RPC.
+    fn wait_serving(&self, i: usize) {
+        assert!(
+            wait_until(Duration::from_secs(60), || self.status(i).is_some()),
+            "node {} did not start; log:\n{}",
+            self.name(i),
+            self.log_tail(i)
+        );
+    }
+
+    /// Every node's height and log tail, for failure messages.
+    fn diagnose(&self) -> String {
+        (0..self.count())
+            .map(|i| {
+                let (name, height) = (self.name(i), self.height(i));
+                format!("== {name} height {height:?}\n{}", self.log_tail(i))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 
     /// Call a method on node `i`.
     fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, RpcError> {
@@ -475,7 +462,22 @@ pub trait NodeRpc {
     }
 }
 
-impl NodeRpc for Cluster {
+impl Nodes for Cluster {
+    fn count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i].config.with_file_name("node.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     fn rpc_addr(&self, i: usize) -> &str {
         &self.nodes[i].rpc
     }

@@ -1,6 +1,6 @@
 //! Cluster tests: 4 validators as real processes on 127.0.0.1.
 
-use cachet_tests::{Cluster, NodeRpc, txs, wait_until};
+use cachet_tests::{Cluster, Nodes, txs, wait_until};
 use serde_json::json;
 use std::time::Duration;
 

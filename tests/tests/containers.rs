@@ -2,7 +2,7 @@
 //! the network while their processes keep running, then let back in.
 
 use cachet_tests::containers::Consortium;
-use cachet_tests::{NodeRpc, txs, wait_until};
+use cachet_tests::{Nodes, txs, wait_until};
 use serde_json::json;
 use std::time::Duration;
 
