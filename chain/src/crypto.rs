@@ -171,9 +171,10 @@ const MAX_CACHED_KEYS: usize = 16_384;
 /// sixth of a verification, and the same few agency keys sign everything, so decoded keys are
 /// kept: a pure function's results, cleared when the table is full.
 fn verifying_key(bytes: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
-    use std::collections::HashMap;
+    use crate::hash::DigestMap;
     use std::sync::{Mutex, OnceLock};
-    static KEYS: OnceLock<Mutex<HashMap<[u8; 32], ed25519_dalek::VerifyingKey>>> = OnceLock::new();
+    static KEYS: OnceLock<Mutex<DigestMap<[u8; 32], ed25519_dalek::VerifyingKey>>> =
+        OnceLock::new();
     let keys = KEYS.get_or_init(Default::default);
     if let Some(vk) = keys.lock().unwrap_or_else(|p| p.into_inner()).get(bytes) {
         return Some(*vk);

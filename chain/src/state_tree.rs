@@ -23,10 +23,9 @@
 //! nodes and values the new root no longer uses, which an owner that keeps only recent roots
 //! may delete once no reader needs the old ones.
 
-use crate::hash::{Domain, Hash32};
+use crate::hash::{DigestMap, Domain, Hash32};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// The hash of an empty subtree.
 pub const EMPTY: Hash32 = Hash32::ZERO;
@@ -232,8 +231,8 @@ pub struct TreeBatch {
 /// An in-memory [`TreeStore`] that keeps every version, for tests, tools and light clients.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryTreeStore {
-    nodes: HashMap<NodeKey, Node>,
-    values: HashMap<Hash32, Vec<u8>>,
+    nodes: DigestMap<NodeKey, Node>,
+    values: DigestMap<Hash32, Vec<u8>>,
 }
 
 impl MemoryTreeStore {
@@ -490,7 +489,7 @@ pub fn update<S: TreeStore>(
     }
     let mut updater = Updater {
         store,
-        created: HashMap::new(),
+        created: DigestMap::default(),
         replaced: Vec::new(),
         stale_values: Vec::new(),
     };
@@ -517,7 +516,7 @@ pub fn update<S: TreeStore>(
 
 struct Updater<'a, S> {
     store: &'a S,
-    created: HashMap<NodeKey, Node>,
+    created: DigestMap<NodeKey, Node>,
     /// Keys of stored nodes on the changed paths, which the new root may no longer use.
     replaced: Vec<NodeKey>,
     /// The stored leaves whose entry changes or goes: their values are stale. (A leaf whose
@@ -643,7 +642,7 @@ impl<S: TreeStore> Updater<'_, S> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap};
 
     fn key(i: u32) -> Hash32 {
         Domain::StateKey.hash(&i.to_le_bytes())

@@ -10,13 +10,13 @@
 
 use cachet_chain::DecodeError;
 use cachet_chain::codec::limits::MAX_TX_BYTES;
-use cachet_chain::hash::Hash32;
+use cachet_chain::hash::{DigestMap, Hash32};
 use cachet_chain::ids::{AgencyId, ChainId, Height, Timestamp};
 use cachet_chain::state::{AgencyRecord, StateKey, decode_value};
 use cachet_chain::state_tree::{self, StoreError, TreeStore};
 use cachet_chain::tx::{Transaction, TxId};
 use cachet_contracts::{Executor, Failure, Signatures, TxError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// How far ahead of an agency's next nonce a transaction may be queued.
@@ -121,7 +121,7 @@ struct Checked {
 
 #[derive(Default)]
 struct Pool {
-    by_id: HashMap<TxId, (AgencyId, u64)>,
+    by_id: DigestMap<TxId, (AgencyId, u64)>,
     by_signer: BTreeMap<AgencyId, BTreeMap<u64, Entry>>,
     bytes: usize,
 }

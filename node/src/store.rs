@@ -22,7 +22,7 @@ use crate::metrics::{BlockCacheUse, CacheFill, FamilySize, StoreIo};
 use borsh::{BorshDeserialize, BorshSerialize};
 use cachet_chain::block::{Block, BlockHeader};
 use cachet_chain::codec;
-use cachet_chain::hash::Hash32;
+use cachet_chain::hash::{DigestMap, DigestSet, Hash32};
 use cachet_chain::state::{StateKey, ValidatorSet, decode_value};
 use cachet_chain::state_tree::{self, Node, NodeKey, Position, StoreError, TreeBatch, TreeStore};
 use cachet_chain::tx::TxId;
@@ -331,9 +331,9 @@ struct StaleNodes {
     /// went stale before this process tracked them: pruning reads their records.
     tracked_from: Option<u64>,
     /// Each tracked stale node not written again since: the height it went stale at.
-    at: std::collections::HashMap<NodeKey, u64>,
+    at: DigestMap<NodeKey, u64>,
     /// Each tracked stale value not written again since: the height it went stale at.
-    values: std::collections::HashMap<Hash32, u64>,
+    values: DigestMap<Hash32, u64>,
 }
 
 impl StaleNodes {
@@ -720,9 +720,9 @@ impl Store {
         // The head's root first: what it reaches is live, the rest of the kept roots stale.
         roots.push(head.state_root);
         roots.reverse();
-        let mut visited: std::collections::HashSet<NodeKey> = Default::default();
-        let mut head_leaves: std::collections::HashSet<Hash32> = Default::default();
-        let mut stale_leaves: std::collections::HashSet<Hash32> = Default::default();
+        let mut visited: DigestSet<NodeKey> = Default::default();
+        let mut head_leaves: DigestSet<Hash32> = Default::default();
+        let mut stale_leaves: DigestSet<Hash32> = Default::default();
         let mut stale = TreeBatch::default();
         let mut batch = WriteBatch::default();
         for (i, root) in roots.iter().enumerate() {
@@ -1198,7 +1198,7 @@ impl Store {
         &self,
         stale: &[T],
         stale_at: u64,
-        tracked: impl Fn(&mut StaleNodes) -> &mut std::collections::HashMap<T, u64>,
+        tracked: impl Fn(&mut StaleNodes) -> &mut DigestMap<T, u64>,
         cf: &str,
         key: impl Fn(&T) -> [u8; N],
     ) -> Result<usize, StoreError> {
