@@ -2,7 +2,7 @@
 //! Run: `cargo bench -p cachet-chain --bench core`.
 
 use cachet_chain::crypto::{SecretKey, verify_many};
-use cachet_chain::hash::{Domain, Hash32};
+use cachet_chain::hash::{DigestMap, Domain, Hash32};
 use cachet_chain::merkle::{MerkleTree, leaf_hash, root_of};
 use cachet_chain::state_tree::{self, EMPTY, MemoryTreeStore, value_hash};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -61,6 +61,35 @@ fn state_updates(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a node whose tree is held in memory does at start: the whole tree from the sorted
+/// index of its entries, into the map it reads from.
+fn state_rebuilds(c: &mut Criterion) {
+    let mut g = c.benchmark_group("state_rebuild");
+    g.sample_size(10);
+    let n = 1_000_000u32;
+    let mut entries: Vec<_> = (0..n)
+        .map(|i| {
+            (
+                Domain::StateKey.hash(&i.to_le_bytes()),
+                value_hash(&i.to_le_bytes()),
+            )
+        })
+        .collect();
+    entries.sort_by_key(|(k, _)| *k);
+    g.throughput(Throughput::Elements(u64::from(n)));
+    g.bench_function("build_1m_entries", |b| {
+        b.iter(|| {
+            let mut nodes = DigestMap::default();
+            nodes.reserve(entries.len() * 2);
+            let root = state_tree::build(black_box(&entries), &mut |key, node| {
+                nodes.insert(key, node);
+            });
+            (root, nodes.len())
+        })
+    });
+    g.finish();
+}
+
 fn batch_trees(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch_tree");
     let leaves: Vec<Hash32> = (0..100_000u32)
@@ -103,6 +132,7 @@ criterion_group!(
     benches,
     state_proofs,
     state_updates,
+    state_rebuilds,
     batch_trees,
     signatures
 );

@@ -514,6 +514,45 @@ pub fn update<S: TreeStore>(
     Ok((new_root, batch))
 }
 
+/// The tree holding exactly `entries` (key hash, value hash; sorted by key, no duplicates),
+/// built from nothing: its root, with every node handed to `put` under its key. These are the
+/// nodes that [`update`] would leave reachable from that root, however the entries were
+/// written (the tree depends only on its entries), so a store that keeps no nodes can rebuild
+/// them from an index of the entries by key. Hashes each node once and reads nothing.
+pub fn build(entries: &[(Hash32, Hash32)], put: &mut impl FnMut(NodeKey, Node)) -> Hash32 {
+    debug_assert!(
+        entries.windows(2).all(|w| w[0].0 < w[1].0),
+        "entries must be sorted"
+    );
+    build_at(Position::ROOT, entries, put)
+}
+
+/// The canonical subtree for `entries` (sorted, distinct keys) rooted at `pos`.
+fn build_at(
+    pos: Position,
+    entries: &[(Hash32, Hash32)],
+    put: &mut impl FnMut(NodeKey, Node),
+) -> Hash32 {
+    let node = match entries {
+        [] => return EMPTY,
+        [(key, value)] => Node::Leaf {
+            key: *key,
+            value: *value,
+        },
+        _ => {
+            let split = entries.partition_point(|(k, _)| !k.bit(pos.depth));
+            let left = build_at(pos.child(false), &entries[..split], put);
+            let right = build_at(pos.child(true), &entries[split..], put);
+            // With two or more entries, a side that got them all is itself internal, so no
+            // collapse is needed here.
+            Node::Internal { left, right }
+        }
+    };
+    let hash = node.hash();
+    put(NodeKey::new(pos, hash), node);
+    hash
+}
+
 struct Updater<'a, S> {
     store: &'a S,
     created: DigestMap<NodeKey, Node>,
@@ -590,24 +629,9 @@ impl<S: TreeStore> Updater<'_, S> {
 
     /// The canonical subtree for `entries` (sorted, distinct keys) rooted at `pos`.
     fn build(&mut self, pos: Position, entries: &[(Hash32, Hash32)]) -> Hash32 {
-        match entries {
-            [] => EMPTY,
-            [(key, value)] => self.put(
-                pos,
-                Node::Leaf {
-                    key: *key,
-                    value: *value,
-                },
-            ),
-            _ => {
-                let split = entries.partition_point(|(k, _)| !k.bit(pos.depth));
-                let l = self.build(pos.child(false), &entries[..split]);
-                let r = self.build(pos.child(true), &entries[split..]);
-                // With two or more entries, a side that got them all is itself internal, so
-                // no collapse is needed here.
-                self.put(pos, Node::Internal { left: l, right: r })
-            }
-        }
+        build_at(pos, entries, &mut |key, node| {
+            self.created.insert(key, node);
+        })
     }
 
     /// Join the two updated subtrees under `pos`, collapsing a lone leaf upward (to `pos`'s
@@ -888,6 +912,37 @@ mod tests {
             values.sort();
             prop_assert_eq!(values, leaves, "one value per leaf of the latest root");
             prop_assert_eq!(store.values.len(), models.last().unwrap().len());
+        }
+
+        /// A tree built from its entries alone is the tree that a history of updates (inserts,
+        /// changes, deletes, entries set back to earlier values) left: the same root and
+        /// exactly the same nodes under the same keys, as pruning every stale node leaves them.
+        #[test]
+        fn a_tree_built_from_its_entries_is_the_one_updates_left(
+            ops in prop::collection::vec((0u32..40, prop::option::of(0u8..3)), 1..200),
+            chunk in 1usize..16,
+        ) {
+            let mut store = PruningStore::default();
+            let mut root = EMPTY;
+            let mut model = BTreeMap::new();
+            for (i, part) in ops.chunks(chunk).enumerate() {
+                let list = changes_of(part, &mut model);
+                let (next, batch) = update(&store, &root, &list).unwrap();
+                store.commit(i as u64 + 1, batch);
+                root = next;
+            }
+            store.prune(u64::MAX);
+            let entries: Vec<(Hash32, Hash32)> =
+                model.iter().map(|(k, v)| (*k, value_hash(v))).collect();
+            let (mut built, mut twice) = (HashMap::new(), 0);
+            let built_root = build(&entries, &mut |key, node| {
+                twice += usize::from(built.insert(key, node).is_some());
+            });
+            prop_assert_eq!(built_root, root);
+            prop_assert_eq!(twice, 0, "each node is built once");
+            let updated: HashMap<NodeKey, Node> =
+                store.nodes.iter().map(|(k, (n, _))| (*k, *n)).collect();
+            prop_assert_eq!(built, updated);
         }
 
         /// A node's key holds the first bits of its path, which every key below it shares, and
