@@ -224,6 +224,8 @@ pub struct Gauges {
     pub node_cache: Option<CacheFill>,
     /// The state-value cache.
     pub value_cache: Option<CacheFill>,
+    /// State-tree nodes held in memory, when the tree is kept there.
+    pub tree_nodes_in_memory: Option<usize>,
     /// This process's resident memory.
     pub resident_bytes: u64,
     /// The allocator's split of it, where the allocator reports one.
@@ -495,6 +497,13 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
             }
         }
     }
+    if let Some(nodes) = gauges.tree_nodes_in_memory {
+        t.gauge(
+            "cachet_state_tree_nodes_in_memory",
+            "State-tree nodes held in memory: the head's, and those of the heights not pruned yet.",
+            nodes,
+        );
+    }
     t.gauge(
         "process_resident_memory_bytes",
         "Resident memory of the node process.",
@@ -642,6 +651,7 @@ mod tests {
                 entries: 3,
                 capacity: 600_000,
             }),
+            tree_nodes_in_memory: Some(1_234),
             store_io: StoreIo {
                 block_cache: [
                     BlockCacheUse {
@@ -671,6 +681,7 @@ mod tests {
         let s = check_exposition(&render(&m, &gauges, ""));
         let get = |k: &str| s.get(k).copied().unwrap_or_else(|| panic!("{k} missing"));
         assert_eq!(get("cachet_height"), 42.0);
+        assert_eq!(get("cachet_state_tree_nodes_in_memory"), 1_234.0);
         assert_eq!(get("cachet_head_time_seconds"), 1_700_000_000.5);
         assert_eq!(get("cachet_blocks_committed_total"), 2.0);
         assert_eq!(get("cachet_transactions_committed_total"), 6.0);

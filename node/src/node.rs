@@ -477,6 +477,7 @@ impl NodeApi for Shared {
             store_io: self.store.io(),
             node_cache,
             value_cache,
+            tree_nodes_in_memory: self.store.resident_nodes(),
             resident_bytes: crate::metrics::resident_bytes(me),
             heap: crate::metrics::heap_stats(),
             cpu_seconds: crate::metrics::cpu_ticks(me) as f64 / crate::metrics::TICKS_PER_SECOND,
@@ -579,6 +580,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
             values: config.storage.cached_values,
             block_cache_bytes: config.storage.block_cache_mb << 20,
             memtables_bytes: config.storage.memtables_mb << 20,
+            tree: config.storage.state_tree,
         },
     )?);
     let (genesis_header, genesis_tree) = cachet_contracts::genesis_state(&genesis)?;

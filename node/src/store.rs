@@ -10,6 +10,12 @@
 //! Tree nodes are keyed by their [`NodeKey`] (the first bits of their path, then their hash),
 //! so that a subtree's nodes share data blocks; values by the hash of their leaf.
 //!
+//! Or the tree's nodes are not stored at all ([`TreePlacement::Memory`]): they are held in
+//! memory, rebuilt at open from the index of the head's entries by key (which every commit
+//! writes anyway), and only the head's state survives a restart. A node's heaviest writes, and
+//! their compaction and pruning, were those of the tree: about 10 nodes per certificate
+//! anchored alone (docs/performance.md, twenty-fourth round).
+//!
 //! State older than the last `keep` heights can be pruned ([`Store::prune`]): each height
 //! records the tree nodes and values it made stale, and pruning deletes them unless they were
 //! written again since (each carries the height it was last written at; from a process's first
@@ -28,8 +34,9 @@ use cachet_chain::state_tree::{self, Node, NodeKey, Position, StoreError, TreeBa
 use cachet_chain::tx::TxId;
 use cachet_contracts::Executed;
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 const CF_BLOCKS: &str = "blocks";
 const CF_COMMITS: &str = "commits";
@@ -69,6 +76,10 @@ const META_VALIDATORS: &[u8] = b"validators:";
 /// The last height whose stale nodes are deleted.
 const META_PRUNED: &[u8] = b"pruned";
 const META_FORMAT: &[u8] = b"format";
+/// Present (with [`TREE_IN_MEMORY`]) while the tree's nodes are held in memory, and the
+/// `nodes` family is empty; absent while they are stored there.
+const META_TREE: &[u8] = b"tree";
+const TREE_IN_MEMORY: &[u8] = b"memory";
 /// Version 2: values keyed by their leaf, nodes with the height they were written at, stale
 /// nodes and validator sets recorded per height. Version 3: the head's entries indexed by key.
 /// Version 4: nodes keyed by [`NodeKey`] instead of their hash alone, values with the height
@@ -102,8 +113,46 @@ const MAX_CACHED_VALUE: usize = 4096;
 /// RocksDB's block cache by default, shared by the column families.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
 
-/// Memory the store may use for its caches and memtables. Everything cached is immutable under
-/// its key, so the sizes trade memory for speed and never change a result.
+/// Where the state tree's nodes are kept. Either way the roots, proofs and receipts are the
+/// same; what differs is memory, disk, speed, and which versions outlive the process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TreePlacement {
+    /// In the database, every version not pruned yet (an archive: all of them), behind the
+    /// node cache.
+    #[default]
+    Disk,
+    /// In memory only: the head's nodes and those of the heights not pruned yet, rebuilt from
+    /// the key index when the store opens (older versions do not outlive the process). About
+    /// 300-600 bytes of memory per state entry (the map's load varies as it doubles); no
+    /// tree writes, compaction or pruning reads. Without pruning, every version stays held.
+    Memory,
+}
+
+impl TreePlacement {
+    /// The name configuration files and command lines use.
+    pub fn name(self) -> &'static str {
+        match self {
+            TreePlacement::Disk => "disk",
+            TreePlacement::Memory => "memory",
+        }
+    }
+}
+
+impl std::str::FromStr for TreePlacement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "disk" => Ok(TreePlacement::Disk),
+            "memory" => Ok(TreePlacement::Memory),
+            other => Err(format!("{other:?} is neither \"disk\" nor \"memory\"")),
+        }
+    }
+}
+
+/// Memory the store may use for its caches and memtables, and where it keeps the tree.
+/// Everything cached is immutable under its key, so the sizes trade memory for speed and never
+/// change a result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheSizes {
     /// Decoded state-tree nodes (at most this many are held; 0: no cache).
@@ -115,6 +164,8 @@ pub struct CacheSizes {
     /// RocksDB's memtables, all families together, shared among them as
     /// [`write_buffer_bytes`] says (twice this at most, while full ones are being flushed).
     pub memtables_bytes: usize,
+    /// Where the tree's nodes are kept (with [`TreePlacement::Memory`], `nodes` is unused).
+    pub tree: TreePlacement,
 }
 
 impl Default for CacheSizes {
@@ -124,6 +175,7 @@ impl Default for CacheSizes {
             values: DEFAULT_CACHED_VALUES,
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             memtables_bytes: DEFAULT_MEMTABLES_BYTES,
+            tree: TreePlacement::Disk,
         }
     }
 }
@@ -296,7 +348,10 @@ pub struct Store {
     /// [`Store::io`].
     options: Options,
     /// Tree nodes and values are immutable under their hash, so caching them is always safe.
+    /// (No node cache while the tree is held in memory.)
     nodes: Option<Cache<Node>>,
+    /// The tree's nodes, when held in memory ([`TreePlacement::Memory`]).
+    resident: Option<RwLock<ResidentTree>>,
     values: Option<Cache<Arc<[u8]>>>,
     /// RocksDB's block cache, shared by every family: read for its usage.
     block_cache: rocksdb::Cache,
@@ -337,23 +392,82 @@ struct StaleNodes {
 }
 
 impl StaleNodes {
-    /// After `height` is durably written with `tree`.
-    fn committed(&mut self, height: u64, tree: &TreeBatch) {
+    /// After `height` is durably written with `tree` (its nodes too, if `nodes_stored`).
+    fn committed(&mut self, height: u64, tree: &TreeBatch, nodes_stored: bool) {
         if self.tracked_from.is_none() {
             return;
         }
-        for (key, _) in &tree.nodes {
-            self.at.remove(key);
+        if nodes_stored {
+            for (key, _) in &tree.nodes {
+                self.at.remove(key);
+            }
+            for key in &tree.stale {
+                self.at.insert(*key, height);
+            }
         }
         for (leaf, _) in &tree.values {
             self.values.remove(leaf);
         }
-        for key in &tree.stale {
-            self.at.insert(*key, height);
-        }
         for leaf in &tree.stale_values {
             self.values.insert(*leaf, height);
         }
+    }
+}
+
+/// The state tree's nodes held in memory ([`TreePlacement::Memory`]): the head's, and those
+/// that went stale at heights not pruned yet. A tree of N entries has about 2.4 N nodes (a leaf
+/// each, and an internal node at every prefix two keys share); the map holds 104 bytes a node
+/// at a load between 7/16 and 7/8, so 120-240 bytes a node (docs/performance.md,
+/// twenty-fourth round).
+#[derive(Debug, Default)]
+struct ResidentTree {
+    nodes: DigestMap<NodeKey, Node>,
+    /// The nodes that went stale at each height not pruned yet, oldest first.
+    stale: VecDeque<(u64, Vec<NodeKey>)>,
+    /// Each stale node not written again since: the height it went stale at. A node can come
+    /// back (an entry set back to an earlier value); pruning removes only those whose entry
+    /// here is the height being pruned.
+    stale_at: DigestMap<NodeKey, u64>,
+}
+
+impl ResidentTree {
+    /// Hold `tree`'s new nodes: before its height is written, so that a reader of the new
+    /// head finds them (a reader of an older root never looks them up).
+    fn insert(&mut self, tree: &TreeBatch) {
+        self.nodes.reserve(tree.nodes.len());
+        for (key, node) in &tree.nodes {
+            self.nodes.insert(*key, *node);
+            self.stale_at.remove(key);
+        }
+    }
+
+    /// After `height` is written: the nodes it made stale wait for pruning.
+    fn went_stale(&mut self, height: u64, tree: &TreeBatch) {
+        if tree.stale.is_empty() {
+            return;
+        }
+        for key in &tree.stale {
+            self.stale_at.insert(*key, height);
+        }
+        self.stale.push_back((height, tree.stale.clone()));
+    }
+
+    /// Drop the stale nodes of the oldest height if it is `upto` or below: how many.
+    /// `None`: no such height.
+    fn prune_oldest(&mut self, upto: u64) -> Option<usize> {
+        if self.stale.front().is_none_or(|(height, _)| *height > upto) {
+            return None;
+        }
+        let (height, keys) = self.stale.pop_front()?;
+        let mut dropped = 0;
+        for key in keys {
+            if self.stale_at.get(&key) == Some(&height) {
+                self.stale_at.remove(&key);
+                self.nodes.remove(&key);
+                dropped += 1;
+            }
+        }
+        Some(dropped)
     }
 }
 
@@ -399,14 +513,13 @@ fn split_height(record: &[u8]) -> Option<(&[u8], u64)> {
 
 /// A height's stale record: how many node keys, the node keys, then the leaves' hashes
 /// whose values went stale.
-fn stale_record(tree: &TreeBatch) -> Vec<u8> {
-    let mut bytes =
-        Vec::with_capacity(4 + tree.stale.len() * NodeKey::LEN + tree.stale_values.len() * 32);
-    bytes.extend_from_slice(&(tree.stale.len() as u32).to_be_bytes());
-    for key in &tree.stale {
+fn stale_record(nodes: &[NodeKey], values: &[Hash32]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(4 + nodes.len() * NodeKey::LEN + values.len() * 32);
+    bytes.extend_from_slice(&(nodes.len() as u32).to_be_bytes());
+    for key in nodes {
         bytes.extend_from_slice(&key.to_bytes());
     }
-    for leaf in &tree.stale_values {
+    for leaf in values {
         bytes.extend_from_slice(leaf.as_bytes());
     }
     bytes
@@ -452,6 +565,17 @@ impl TreeStore for Pending<'_> {
     }
 }
 
+/// Read access to a lock's data; a panic elsewhere while holding it leaves the data as
+/// consistent as the panicking code left it, and every writer here completes its changes.
+fn shared<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Write access to a lock's data (see [`shared`]).
+fn exclusive<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
 fn be(height: u64) -> [u8; 8] {
     height.to_be_bytes()
 }
@@ -477,6 +601,7 @@ impl Store {
             values,
             block_cache_bytes,
             memtables_bytes,
+            tree,
         } = sizes;
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -495,10 +620,12 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, options)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(backend)?;
-        let store = Store {
+        let in_memory = tree == TreePlacement::Memory;
+        let mut store = Store {
             db,
             options: opts,
-            nodes: (nodes > 0).then(|| Cache::new(nodes)),
+            nodes: (nodes > 0 && !in_memory).then(|| Cache::new(nodes)),
+            resident: None,
             values: (values > 0).then(|| Cache::new(values)),
             block_cache,
             writing: std::sync::Mutex::new(StaleNodes::default()),
@@ -519,13 +646,112 @@ impl Store {
                     format.map_or(1, |f| f.first().copied().unwrap_or(0)),
                 )));
             }
-            store
-                .indexed
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .root = Some(head.state_root);
+            exclusive(&store.indexed).root = Some(head.state_root);
+            store.place_tree(tree, Some(&head))?;
+        } else {
+            store.place_tree(tree, None)?;
         }
         Ok(store)
+    }
+
+    /// Keep the tree where `placement` says, moving it if the database keeps it elsewhere.
+    /// Into memory: the `nodes` family is emptied first (its versions are dropped), then the
+    /// head's tree is rebuilt from the key index. Onto disk: the rebuilt head's nodes are
+    /// written. Crash-safe: the marker in `meta` changes only with the `nodes` family emptied,
+    /// or once it holds the head's tree.
+    fn place_tree(
+        &mut self,
+        placement: TreePlacement,
+        head: Option<&BlockHeader>,
+    ) -> Result<(), StoreError> {
+        let in_memory = self.get_cf(CF_META, META_TREE)?.as_deref() == Some(TREE_IN_MEMORY);
+        match placement {
+            TreePlacement::Memory => {
+                if !in_memory {
+                    let mut batch = WriteBatch::default();
+                    // Every stored key is NodeKey::LEN bytes (older formats: 32), all below this.
+                    let (first, past_last): (&[u8], &[u8]) = (&[], &[0xff; NodeKey::LEN + 1]);
+                    batch.delete_range_cf(self.cf(CF_NODES), first, past_last);
+                    batch.put_cf(self.cf(CF_META), META_TREE, TREE_IN_MEMORY);
+                    self.write(batch)?;
+                    // The family takes no more writes, so no compaction would reclaim it.
+                    self.db
+                        .compact_range_cf(self.cf(CF_NODES), None::<&[u8]>, None::<&[u8]>);
+                }
+                let mut resident = ResidentTree::default();
+                if let Some(head) = head {
+                    resident.nodes = self.rebuild_tree(head)?;
+                }
+                self.resident = Some(RwLock::new(resident));
+            }
+            TreePlacement::Disk if in_memory => {
+                // A marker without a genesis: nothing was committed in memory.
+                let Some(head) = head else {
+                    let mut batch = WriteBatch::default();
+                    batch.delete_cf(self.cf(CF_META), META_TREE);
+                    return self.write(batch);
+                };
+                let nodes = self.rebuild_tree(head)?;
+                let family = self.cf(CF_NODES);
+                let mut batch = WriteBatch::default();
+                for (key, node) in &nodes {
+                    batch.put_cf(family, key.to_bytes(), node_record(node, head.height.0));
+                    if batch.len() >= 100_000 {
+                        self.write(std::mem::take(&mut batch))?;
+                    }
+                }
+                batch.delete_cf(self.cf(CF_META), META_TREE);
+                self.write(batch)?;
+                tracing::info!(nodes = nodes.len(), "state tree moved from memory to disk");
+            }
+            TreePlacement::Disk => {}
+        }
+        Ok(())
+    }
+
+    /// The nodes of the tree at `head`, built from the key index (the head's entries by key),
+    /// and checked against the head's state root.
+    fn rebuild_tree(&self, head: &BlockHeader) -> Result<DigestMap<NodeKey, Node>, StoreError> {
+        let started = std::time::Instant::now();
+        let mut entries = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_KEYS), rocksdb::IteratorMode::Start)
+        {
+            let (key, value) = item.map_err(backend)?;
+            let corrupt = || StoreError::Corrupt(format!("key index entry {}", hex(&key)));
+            let key = Hash32(key[..].try_into().map_err(|_| corrupt())?);
+            let value = Hash32(value[..].try_into().map_err(|_| corrupt())?);
+            entries.push((key, value));
+        }
+        let mut nodes = DigestMap::default();
+        // About 2.44 nodes per entry on random keys: room for them all, so that the map is not
+        // rehashed (twice its size held at once) while it is built.
+        nodes.reserve(entries.len() * 5 / 2);
+        let root = state_tree::build(&entries, &mut |key, node| {
+            nodes.insert(key, node);
+        });
+        if root != head.state_root {
+            return Err(StoreError::Corrupt(format!(
+                "the key index does not hold the head's state: its {} entries make root {root}, \
+                 the head at height {} has {}",
+                entries.len(),
+                head.height.0,
+                head.state_root
+            )));
+        }
+        tracing::info!(
+            entries = entries.len(),
+            nodes = nodes.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "state tree rebuilt in memory from the key index"
+        );
+        Ok(nodes)
+    }
+
+    /// The tree nodes held in memory (`None`: the tree is on disk).
+    pub fn resident_nodes(&self) -> Option<usize> {
+        self.resident.as_ref().map(|r| shared(r).nodes.len())
     }
 
     /// Tree nodes and state values held in memory now.
@@ -653,20 +879,30 @@ impl Store {
     }
 
     /// The tree changes of `height`: new nodes marked with it, their values, and the nodes it
-    /// made stale.
+    /// made stale (the nodes only while they are stored).
     fn put_tree(&self, batch: &mut WriteBatch, height: u64, tree: &TreeBatch) {
         // Handles looked up once, not once per key: a lookup is a search of a map by name, and
         // a block of anchors writes ~50k keys here.
-        let nodes = self.cf(CF_NODES);
-        for (key, node) in &tree.nodes {
-            batch.put_cf(nodes, key.to_bytes(), node_record(node, height));
-        }
+        let stale_nodes: &[NodeKey] = match self.resident {
+            Some(_) => &[],
+            None => {
+                let nodes = self.cf(CF_NODES);
+                for (key, node) in &tree.nodes {
+                    batch.put_cf(nodes, key.to_bytes(), node_record(node, height));
+                }
+                &tree.stale
+            }
+        };
         let values = self.cf(CF_VALUES);
         for (leaf, value) in &tree.values {
             batch.put_cf(values, leaf.as_bytes(), value_record(value, height));
         }
-        if !tree.stale.is_empty() || !tree.stale_values.is_empty() {
-            batch.put_cf(self.cf(CF_STALE), be(height), stale_record(tree));
+        if !stale_nodes.is_empty() || !tree.stale_values.is_empty() {
+            batch.put_cf(
+                self.cf(CF_STALE),
+                be(height),
+                stale_record(stale_nodes, &tree.stale_values),
+            );
         }
         let keys = self.cf(CF_KEYS);
         for (key, value) in &tree.entries {
@@ -678,17 +914,17 @@ impl Store {
     }
 
     fn indexed_root(&self) -> IndexedRoot {
-        *self.indexed.read().unwrap_or_else(|p| p.into_inner())
+        *shared(&self.indexed)
     }
 
     /// Write a batch that moves the head (and with it the key index) to `root`.
     fn write_head(&self, batch: WriteBatch, root: Hash32) -> Result<(), StoreError> {
-        let mut indexed = self.indexed.write().unwrap_or_else(|p| p.into_inner());
+        let mut indexed = exclusive(&self.indexed);
         indexed.root = None;
         indexed.epoch += 1;
         drop(indexed);
         let written = self.write(batch);
-        let mut indexed = self.indexed.write().unwrap_or_else(|p| p.into_inner());
+        let mut indexed = exclusive(&self.indexed);
         indexed.epoch += 1;
         // After a failed write the index is not known to match any root: lookups walk.
         indexed.root = written.is_ok().then_some(root);
@@ -815,7 +1051,11 @@ impl Store {
         stale.stale_values = stale_leaves.into_iter().collect();
         stale.stale_values.sort();
         if !stale.stale.is_empty() || !stale.stale_values.is_empty() {
-            batch.put_cf(self.cf(CF_STALE), be(head_height), stale_record(&stale));
+            batch.put_cf(
+                self.cf(CF_STALE),
+                be(head_height),
+                stale_record(&stale.stale, &stale.stale_values),
+            );
         }
         batch.put_cf(self.cf(CF_META), META_FORMAT, [FORMAT]);
         self.write(batch)?;
@@ -894,6 +1134,9 @@ impl Store {
         .transpose()?
         .ok_or_else(|| StoreError::Corrupt("genesis state has no validator set".into()))?;
         let _writing = self.lock_writes();
+        if let Some(resident) = &self.resident {
+            exclusive(resident).insert(tree);
+        }
         let mut batch = WriteBatch::default();
         self.put_tree(&mut batch, 0, tree);
         self.put_validators(&mut batch, 0, &validators);
@@ -917,6 +1160,10 @@ impl Store {
         let h = block.header.height.0;
         let tree = &executed.tree_batch;
         let mut writing = self.lock_writes();
+        if let Some(resident) = &self.resident {
+            // Not taken back if the write fails: that is fatal for the node (see above).
+            exclusive(resident).insert(tree);
+        }
         let mut batch = WriteBatch::default();
         self.put_tree(&mut batch, h, tree);
         batch.put_cf(self.cf(CF_BLOCKS), be(h), block.encode());
@@ -939,7 +1186,10 @@ impl Store {
         // Proposals for this height are settled now.
         batch.delete_range_cf(self.cf(CF_UNDECIDED), be(h), be(h + 1));
         self.write_head(batch, block.header.state_root)?;
-        writing.committed(h, tree);
+        writing.committed(h, tree, self.resident.is_none());
+        if let Some(resident) = &self.resident {
+            exclusive(resident).went_stale(h, tree);
+        }
         drop(writing);
         self.cache_tree(tree);
         Ok(())
@@ -1079,7 +1329,8 @@ impl Store {
     /// `head - keep`, so that the state of the last `keep` heights stays readable. Does one
     /// bounded step, the next height still to prune (call again until `upto` stops moving).
     /// Idempotent: a crash mid-step repeats it. A node written again after it went stale is
-    /// kept.
+    /// kept. A tree held in memory drops its stale nodes of every height up to `head - keep`
+    /// at each step (a height at a time, so that readers wait at most one height's removal).
     pub fn prune(&self, keep: u64) -> Result<Pruned, StoreError> {
         let (head, tracked_from) = {
             let mut writing = self.lock_writes();
@@ -1089,8 +1340,15 @@ impl Store {
         };
         let done = self.pruned_upto()?;
         let target = head.saturating_sub(keep);
+        let mut dropped = 0;
+        if let Some(resident) = &self.resident {
+            while let Some(nodes) = exclusive(resident).prune_oldest(target) {
+                dropped += nodes;
+            }
+        }
         if target <= done {
             return Ok(Pruned {
+                nodes: dropped,
                 upto: done,
                 ..Pruned::default()
             });
@@ -1112,15 +1370,21 @@ impl Store {
         }
         drop(iter);
         // No stale record up to the target: every height up to it is done.
-        let Some((upto, keys, values)) = next else {
+        let Some((upto, mut keys, values)) = next else {
             self.set_pruned(None, target)?;
             return Ok(Pruned {
+                nodes: dropped,
                 upto: target,
                 ..Pruned::default()
             });
         };
+        if self.resident.is_some() {
+            // Recorded while the tree was stored: the `nodes` family was emptied since.
+            keys.clear();
+        }
         let tracked = upto >= tracked_from;
         let mut deleted = Pruned {
+            nodes: dropped,
             upto,
             ..Pruned::default()
         };
@@ -1250,6 +1514,9 @@ impl Store {
 
 impl TreeStore for Store {
     fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        if let Some(resident) = &self.resident {
+            return Ok(shared(resident).nodes.get(key).copied());
+        }
         // Cached by hash: a node is the same wherever it is stored.
         if let Some(node) = self.nodes.as_ref().and_then(|c| c.get(&key.hash)) {
             return Ok(Some(node));
@@ -1332,7 +1599,8 @@ mod tests {
                 stale_values: values.iter().map(|v| Hash32(*v)).collect(),
                 ..TreeBatch::default()
             };
-            let (read_keys, read_values) = split_stale_record(&stale_record(&tree)).unwrap();
+            let record = stale_record(&tree.stale, &tree.stale_values);
+            let (read_keys, read_values) = split_stale_record(&record).unwrap();
             prop_assert_eq!(read_keys, tree.stale);
             prop_assert_eq!(read_values, tree.stale_values);
             if let Some((k, v)) = split_stale_record(&junk) {

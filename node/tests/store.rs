@@ -4,7 +4,7 @@
 use cachet_chain::state::{CertificateRecord, StateKey, decode_value};
 use cachet_chain::state_tree;
 use cachet_contracts::{LocalChain, Signatures, build_block, example, genesis_state};
-use cachet_node::store::{CacheSizes, DEFAULT_BLOCK_CACHE_BYTES, Store};
+use cachet_node::store::{CacheSizes, DEFAULT_BLOCK_CACHE_BYTES, Store, TreePlacement};
 use cachet_tests::txs;
 
 fn example_chain() -> cachet_chain::ChainId {
@@ -209,26 +209,29 @@ fn tree_keys(store: &Store, root: cachet_chain::hash::Hash32) -> (Vec<Vec<u8>>, 
     (nodes, leaves)
 }
 
+fn churn_key(i: u64) -> cachet_chain::hash::Hash32 {
+    cachet_chain::hash::Domain::StateKey.hash(&i.to_le_bytes())
+}
+
+/// The changes of height `h` in a history over few keys and values, so that entries (and whole
+/// subtrees) often come back to earlier contents: inserts, rewrites to an earlier value, and
+/// deletions, over the keys [`churn_key`] of 0 to 23.
+fn churn(h: u64) -> Vec<(cachet_chain::hash::Hash32, Option<Vec<u8>>)> {
+    let mut changes: Vec<_> = (0..4)
+        .map(|i| {
+            let value = (!(h + i).is_multiple_of(3)).then(|| vec![((h * 3 + i) % 2) as u8]);
+            (churn_key((h * 7 + i * 5) % 24), value)
+        })
+        .collect();
+    changes.sort_by_key(|(k, _)| *k);
+    changes.dedup_by_key(|(k, _)| *k);
+    changes
+}
+
 #[test]
 fn pruning_leaves_exactly_the_heads_nodes_whether_stale_nodes_were_tracked_or_read() {
-    use cachet_chain::hash::{Domain, Hash32};
-
     let dir = tempfile::tempdir().unwrap();
     let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
-    let key = |i: u64| Domain::StateKey.hash(&i.to_le_bytes());
-    // Few keys and values, so that entries (and whole subtrees) often come back to earlier
-    // contents: inserts, rewrites to an earlier value, and deletions.
-    let changes_at = |h: u64| {
-        let mut changes: Vec<(Hash32, Option<Vec<u8>>)> = (0..4)
-            .map(|i| {
-                let value = (!(h + i).is_multiple_of(3)).then(|| vec![((h * 3 + i) % 2) as u8]);
-                (key((h * 7 + i * 5) % 24), value)
-            })
-            .collect();
-        changes.sort_by_key(|(k, _)| *k);
-        changes.dedup_by_key(|(k, _)| *k);
-        changes
-    };
     let mut header = genesis.clone();
     let mut store = Store::open(dir.path()).unwrap();
     store.init_genesis(&genesis, &tree).unwrap();
@@ -239,7 +242,7 @@ fn pruning_leaves_exactly_the_heads_nodes_whether_stale_nodes_were_tracked_or_re
             drop(store);
             store = Store::open(dir.path()).unwrap();
         }
-        commit_changes(&store, &mut header, &validators, &changes_at(h));
+        commit_changes(&store, &mut header, &validators, &churn(h));
         // No pruning before height 15: those heights' stale nodes were never tracked, and a
         // pruning step reads their records. From then on, keep 3 heights.
         if h == 15 || h > 15 && h % 4 == 0 {
@@ -261,6 +264,159 @@ fn pruning_leaves_exactly_the_heads_nodes_whether_stale_nodes_were_tracked_or_re
         leaves,
         "one value per live leaf"
     );
+}
+
+fn in_memory() -> CacheSizes {
+    CacheSizes {
+        tree: TreePlacement::Memory,
+        ..CacheSizes::default()
+    }
+}
+
+/// What `churn` leaves after each height up to `h`, by key.
+fn churned(h: u64) -> std::collections::BTreeMap<cachet_chain::hash::Hash32, Vec<u8>> {
+    let mut state = std::collections::BTreeMap::new();
+    for height in 1..=h {
+        for (key, value) in churn(height) {
+            match value {
+                Some(value) => state.insert(key, value),
+                None => state.remove(&key),
+            };
+        }
+    }
+    state
+}
+
+/// Every churned key reads at `root` as `churned(h)` says, and its proof verifies.
+fn assert_churned_state(store: &Store, root: &cachet_chain::hash::Hash32, h: u64) {
+    let expected = churned(h);
+    for i in 0..24 {
+        let key = churn_key(i);
+        let (value, proof) = state_tree::get_with_proof(store, root, &key).unwrap();
+        assert_eq!(value.as_ref(), expected.get(&key), "key {i} at height {h}");
+        match value {
+            Some(v) => assert!(proof.verify_membership(root, &key, &state_tree::value_hash(&v))),
+            None => assert!(proof.verify_absence(root, &key)),
+        }
+    }
+}
+
+#[test]
+fn a_tree_held_in_memory_keeps_recent_heights_prunes_to_the_head_and_is_rebuilt_on_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let mut header = genesis.clone();
+    let mut roots = vec![genesis.state_root];
+    let mut store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
+    store.init_genesis(&genesis, &tree).unwrap();
+    let validators = store.validators_after(0).unwrap();
+    const KEEP: u64 = 3;
+    for h in 1..=40u64 {
+        if h == 21 {
+            // As after a crash: only the head's tree comes back, rebuilt from the key index,
+            // and the history kept from then on is this process's.
+            drop(store);
+            store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
+            assert_churned_state(&store, &header.state_root, h - 1);
+            if roots[19] != header.state_root {
+                assert!(state_tree::get(&store, &roots[19], &churn_key(0)).is_err());
+            }
+        }
+        commit_changes(&store, &mut header, &validators, &churn(h));
+        roots.push(header.state_root);
+        if h % 5 == 0 {
+            while store.prune(KEEP).unwrap().nodes > 0 {}
+            // The last KEEP heights read whole (those since the restart, which began at 20).
+            let first = h - KEEP;
+            for back in if h > 20 { first.max(20) } else { first }..=h {
+                assert_churned_state(&store, &roots[back as usize], back);
+            }
+        }
+    }
+    prune_everything(&store);
+    let (live, leaves) = tree_keys(&store, header.state_root);
+    assert_eq!(
+        store.resident_nodes(),
+        Some(live.len()),
+        "memory holds exactly the head's nodes: nothing stale left, nothing live lost"
+    );
+    assert_eq!(store.cached_entries().0, 0, "no node cache beside the tree");
+    drop(store);
+    assert_eq!(family_keys(dir.path(), "nodes"), Vec::<Vec<u8>>::new());
+    assert_eq!(family_keys(dir.path(), "values"), leaves);
+    let store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
+    assert_eq!(store.resident_nodes(), Some(live.len()));
+    assert_churned_state(&store, &header.state_root, 40);
+}
+
+#[test]
+fn the_tree_moves_between_disk_and_memory_when_the_store_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let mut header = genesis.clone();
+    let validators = {
+        let store = Store::open(dir.path()).unwrap();
+        store.init_genesis(&genesis, &tree).unwrap();
+        store.validators_after(0).unwrap()
+    };
+    let mut h = 0;
+    for (placement, heights) in [
+        (TreePlacement::Disk, 10),
+        (TreePlacement::Memory, 10),
+        (TreePlacement::Disk, 10),
+        (TreePlacement::Memory, 5),
+        (TreePlacement::Memory, 5),
+    ] {
+        let sizes = CacheSizes {
+            tree: placement,
+            ..CacheSizes::default()
+        };
+        let store = Store::open_with_cache(dir.path(), sizes).unwrap();
+        assert_eq!(
+            store.resident_nodes().is_some(),
+            placement == TreePlacement::Memory
+        );
+        assert_churned_state(&store, &header.state_root, h);
+        for _ in 0..heights {
+            h += 1;
+            commit_changes(&store, &mut header, &validators, &churn(h));
+        }
+        prune_everything(&store);
+        let (live, leaves) = tree_keys(&store, header.state_root);
+        drop(store);
+        let stored = family_keys(dir.path(), "nodes");
+        match placement {
+            TreePlacement::Disk => assert_eq!(stored, live, "at {h}"),
+            TreePlacement::Memory => assert!(stored.is_empty(), "at {h}"),
+        }
+        assert_eq!(family_keys(dir.path(), "values"), leaves, "at {h}");
+    }
+}
+
+#[test]
+fn a_key_index_that_does_not_make_the_heads_root_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let mut header = genesis.clone();
+    {
+        let store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
+        store.init_genesis(&genesis, &tree).unwrap();
+        let validators = store.validators_after(0).unwrap();
+        commit_changes(&store, &mut header, &validators, &churn(1));
+    }
+    {
+        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &cfs).unwrap();
+        let keys = db.cf_handle("keys").unwrap();
+        db.put_cf(keys, churn_key(99).as_bytes(), [7u8; 32])
+            .unwrap();
+    }
+    let error = Store::open_with_cache(dir.path(), in_memory())
+        .err()
+        .expect("an index that is not the head's state")
+        .to_string();
+    assert!(error.contains("key index"), "{error}");
+    assert!(error.contains(&header.state_root.to_string()), "{error}");
 }
 
 #[test]
