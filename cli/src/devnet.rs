@@ -18,6 +18,7 @@ use cachet_chain::ids::{AgencyId, ChainId, Timestamp};
 use cachet_chain::state::{Name, Validator};
 use cachet_contracts::example;
 use cachet_node::config::{NodeConfig, P2p, Rpc};
+use cachet_node::store::TreePlacement;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -192,6 +193,7 @@ fn prepare(
     n: usize,
     spares: usize,
     addresses: &Addresses,
+    state_tree: Option<TreePlacement>,
 ) -> Result<(PathBuf, Vec<NodePlan>)> {
     let genesis_path = dir.join("genesis.json");
     let doc = if genesis_path.exists() {
@@ -259,12 +261,15 @@ fn prepare(
         // A devnet started again on its directory keeps each node's tuning (consensus,
         // mempool, storage) as the operator left it; only the addresses are new.
         let config_path = p.dir.join("config.toml");
-        let (consensus, mempool, storage) = if config_path.exists() {
+        let (consensus, mempool, mut storage) = if config_path.exists() {
             let old = NodeConfig::load(&config_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
             (old.consensus, old.mempool, old.storage)
         } else {
             Default::default()
         };
+        if let Some(placement) = state_tree {
+            storage.state_tree = placement;
+        }
         // Paths relative to the node's directory (`dir/nodes/<name>/`), which `NodeConfig::load`
         // resolves: the devnet's directory works wherever it is mounted.
         let config = NodeConfig {
@@ -380,6 +385,7 @@ pub async fn run(
     spares: usize,
     start: bool,
     addresses: &Addresses,
+    state_tree: Option<TreePlacement>,
 ) -> Result<()> {
     if start && *addresses != Addresses::Loopback {
         bail!(
@@ -388,7 +394,7 @@ pub async fn run(
     }
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
-    let (genesis_path, mut plans) = prepare(&dir, validators, spares, addresses)?;
+    let (genesis_path, mut plans) = prepare(&dir, validators, spares, addresses, state_tree)?;
     if !start {
         for p in &plans {
             println!("{}", p.dir.join("config.toml").display());
@@ -571,14 +577,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cachet-devnet-tuning-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (_, plans) = prepare(&dir, 4, 0, &Addresses::Loopback).unwrap();
+        let (_, plans) = prepare(&dir, 4, 0, &Addresses::Loopback, None).unwrap();
         let path = plans[0].dir.join("config.toml");
         let mut config = NodeConfig::load(&path).unwrap();
         config.storage.cached_nodes = 1_234_567;
         config.consensus.timeout_propose_ms += 1;
         std::fs::write(&path, toml::to_string_pretty(&config).unwrap()).unwrap();
 
-        let (_, plans) = prepare(&dir, 4, 0, &Addresses::Loopback).unwrap();
+        let (_, plans) = prepare(&dir, 4, 0, &Addresses::Loopback, None).unwrap();
         let again = NodeConfig::load(&plans[0].dir.join("config.toml")).unwrap();
         assert_eq!(again.storage.cached_nodes, 1_234_567);
         assert_eq!(
@@ -593,6 +599,26 @@ mod tests {
         );
         // Addresses are the new run's own.
         assert_eq!(again.rpc.listen.port(), plans[0].rpc);
+        // Where the tree is kept can be chosen for every node, and the rest stays.
+        let (_, plans) = prepare(
+            &dir,
+            4,
+            0,
+            &Addresses::Loopback,
+            Some(TreePlacement::Memory),
+        )
+        .unwrap();
+        for plan in &plans {
+            let config = NodeConfig::load(&plan.dir.join("config.toml")).unwrap();
+            assert_eq!(
+                config.storage.state_tree,
+                TreePlacement::Memory,
+                "{}",
+                plan.name
+            );
+        }
+        let again = NodeConfig::load(&plans[0].dir.join("config.toml")).unwrap();
+        assert_eq!(again.storage.cached_nodes, 1_234_567);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -605,7 +631,7 @@ mod tests {
             .map(|i| format!("172.28.0.{i}").parse().unwrap())
             .collect();
         let addresses = Addresses::Hosts(hosts.clone());
-        let (_, plans) = prepare(&dir, 4, 1, &addresses).unwrap();
+        let (_, plans) = prepare(&dir, 4, 1, &addresses, None).unwrap();
         assert_eq!(plans.len(), 5);
 
         // Moved elsewhere, as a container mounts it, every file is still found.
@@ -642,7 +668,10 @@ mod tests {
         }
         // Fewer addresses than nodes is an error, not a node without one.
         let short = Addresses::Hosts(hosts[..3].to_vec());
-        let error = prepare(&moved, 4, 0, &short).err().unwrap().to_string();
+        let error = prepare(&moved, 4, 0, &short, None)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("--hosts"), "{error}");
         std::fs::remove_dir_all(&moved).unwrap();
     }

@@ -55,6 +55,10 @@ enum Command {
         /// theirs; the RPC (26657) listens on every interface.
         #[arg(long, value_delimiter = ',', requires = "no_start")]
         hosts: Vec<std::net::IpAddr>,
+        /// Where every node keeps its state tree, `disk` or `memory` (`[storage] state_tree`;
+        /// by default each node keeps what its config says, `disk` in a new one).
+        #[arg(long)]
+        state_tree: Option<cachet_node::store::TreePlacement>,
     },
     /// Measure a local 4-validator devnet: anchor throughput and finality latency, batch
     /// anchoring, and receipts served under load (build with --release for meaningful figures).
@@ -101,6 +105,10 @@ enum Command {
         /// must be on this machine (CPU, memory and disk are read from them).
         #[arg(long, conflicts_with_all = ["from", "dir"])]
         target: Option<PathBuf>,
+        /// Where the devnet's nodes keep their state tree, `disk` or `memory` (`[storage]
+        /// state_tree`; by default what the node configs say: `disk` in a fresh devnet).
+        #[arg(long, conflicts_with = "target")]
+        state_tree: Option<cachet_node::store::TreePlacement>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -483,13 +491,16 @@ fn main() -> Result<()> {
             no_start,
             spares,
             hosts,
+            state_tree,
         } => {
             let addresses = if hosts.is_empty() {
                 devnet::Addresses::Loopback
             } else {
                 devnet::Addresses::Hosts(hosts)
             };
-            runtime()?.block_on(devnet::run(&dir, validators, spares, !no_start, &addresses))
+            runtime()?.block_on(devnet::run(
+                &dir, validators, spares, !no_start, &addresses, state_tree,
+            ))
         }
         Command::Bench {
             phases,
@@ -503,6 +514,7 @@ fn main() -> Result<()> {
             dir,
             from,
             target,
+            state_tree,
             json,
         } => runtime()?.block_on(bench::run(
             bench::Options {
@@ -517,6 +529,7 @@ fn main() -> Result<()> {
                 dir,
                 from,
                 target,
+                state_tree,
             },
             json,
         )),

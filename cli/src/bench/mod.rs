@@ -71,6 +71,9 @@ pub struct Options {
     pub from: Option<PathBuf>,
     /// The directory of a running devnet to measure instead of starting one.
     pub target: Option<PathBuf>,
+    /// Where the nodes of the devnet the bench starts keep their state tree (`None`: as their
+    /// configs say).
+    pub state_tree: Option<cachet_node::store::TreePlacement>,
 }
 
 /// Run the benchmark and print its report.
@@ -122,12 +125,12 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     };
     let log = dir.join("devnet.log");
     let out = std::fs::File::create(&log)?;
-    let mut devnet: Child = Command::new(std::env::current_exe()?)
-        .args(["devnet", "--dir"])
-        .arg(&dir)
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()?;
+    let mut devnet = Command::new(std::env::current_exe()?);
+    devnet.args(["devnet", "--dir"]).arg(&dir);
+    if let Some(placement) = opts.state_tree {
+        devnet.args(["--state-tree", placement.name()]);
+    }
+    let mut devnet: Child = devnet.stdout(out.try_clone()?).stderr(out).spawn()?;
     let result = match Net::connect(&dir, opts.agencies, Some(&mut devnet)).await {
         Ok(net) => phases(net, &opts, saved, opts.dir.as_deref(), json_out).await,
         Err(e) => Err(e),
@@ -141,6 +144,19 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// Where the devnet in `dir` keeps its state tree, as its first node's config says (`None`:
+/// no readable config).
+fn state_tree_of(dir: &std::path::Path) -> Option<cachet_node::store::TreePlacement> {
+    let mut nodes: Vec<_> = std::fs::read_dir(dir.join("nodes"))
+        .ok()?
+        .filter_map(|entry| Some(entry.ok()?.path().join("config.toml")))
+        .filter(|path| path.exists())
+        .collect();
+    nodes.sort();
+    let config = cachet_node::config::NodeConfig::load(nodes.first()?).ok()?;
+    Some(config.storage.state_tree)
 }
 
 /// The validators of the devnets the bench measures.
@@ -176,6 +192,9 @@ fn report(
     report["cores"] = json!(cores);
     report["bound_tps"] = json!(bound.round());
     report["bound_single_tps"] = json!(bound_single.round());
+    if let Some(placement) = state_tree_of(dir) {
+        report["state_tree"] = json!(placement.name());
+    }
     if let Some(f) = report["finalized_tps"].as_f64() {
         report["ratio"] = json!(milli(f / bound));
     }
