@@ -658,7 +658,8 @@ impl Store {
     /// Into memory: the `nodes` family is emptied first (its versions are dropped), then the
     /// head's tree is rebuilt from the key index. Onto disk: the rebuilt head's nodes are
     /// written. Crash-safe: the marker in `meta` changes only with the `nodes` family emptied,
-    /// or once it holds the head's tree.
+    /// or once it holds the head's tree; a move onto disk cut short is done again, or its
+    /// nodes deleted if the next start keeps the tree in memory.
     fn place_tree(
         &mut self,
         placement: TreePlacement,
@@ -667,7 +668,15 @@ impl Store {
         let in_memory = self.get_cf(CF_META, META_TREE)?.as_deref() == Some(TREE_IN_MEMORY);
         match placement {
             TreePlacement::Memory => {
-                if !in_memory {
+                // Nodes beside the marker: a move onto disk that a crash cut short.
+                let stored = self
+                    .db
+                    .iterator_cf(self.cf(CF_NODES), rocksdb::IteratorMode::Start)
+                    .next()
+                    .transpose()
+                    .map_err(backend)?
+                    .is_some();
+                if !in_memory || stored {
                     let mut batch = WriteBatch::default();
                     // Every stored key is NodeKey::LEN bytes (older formats: 32), all below this.
                     let (first, past_last): (&[u8], &[u8]) = (&[], &[0xff; NodeKey::LEN + 1]);

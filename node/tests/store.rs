@@ -394,6 +394,45 @@ fn the_tree_moves_between_disk_and_memory_when_the_store_is_reopened() {
 }
 
 #[test]
+fn a_move_of_the_tree_onto_disk_cut_short_is_finished_or_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let mut header = genesis.clone();
+    {
+        let store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
+        store.init_genesis(&genesis, &tree).unwrap();
+        let validators = store.validators_after(0).unwrap();
+        for h in 1..=8 {
+            commit_changes(&store, &mut header, &validators, &churn(h));
+        }
+    }
+    let (live, _) = tree_keys(
+        &Store::open_with_cache(dir.path(), in_memory()).unwrap(),
+        header.state_root,
+    );
+    // As if a move onto disk had written some of the head's nodes, then crashed before it
+    // removed the marker.
+    let cut_short = || {
+        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &cfs).unwrap();
+        let nodes = db.cf_handle("nodes").unwrap();
+        for key in live.iter().take(live.len() / 2) {
+            db.put_cf(nodes, key, b"a record the move wrote").unwrap();
+        }
+    };
+    cut_short();
+    let store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
+    assert_churned_state(&store, &header.state_root, 8);
+    drop(store);
+    assert!(family_keys(dir.path(), "nodes").is_empty(), "undone");
+    cut_short();
+    let store = Store::open(dir.path()).unwrap();
+    assert_churned_state(&store, &header.state_root, 8);
+    drop(store);
+    assert_eq!(family_keys(dir.path(), "nodes"), live, "finished");
+}
+
+#[test]
 fn a_key_index_that_does_not_make_the_heads_root_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
