@@ -393,19 +393,24 @@ fn the_tree_moves_between_disk_and_memory_when_the_store_is_reopened() {
     }
 }
 
+/// A store in `dir` with its tree in memory and the heights 1 to `heights` of [`churn`]
+/// committed: the head's header.
+fn churned_in_memory(dir: &std::path::Path, heights: u64) -> cachet_chain::block::BlockHeader {
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let mut header = genesis.clone();
+    let store = Store::open_with_cache(dir, in_memory()).unwrap();
+    store.init_genesis(&genesis, &tree).unwrap();
+    let validators = store.validators_after(0).unwrap();
+    for h in 1..=heights {
+        commit_changes(&store, &mut header, &validators, &churn(h));
+    }
+    header
+}
+
 #[test]
 fn a_move_of_the_tree_onto_disk_cut_short_is_finished_or_undone() {
     let dir = tempfile::tempdir().unwrap();
-    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
-    let mut header = genesis.clone();
-    {
-        let store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
-        store.init_genesis(&genesis, &tree).unwrap();
-        let validators = store.validators_after(0).unwrap();
-        for h in 1..=8 {
-            commit_changes(&store, &mut header, &validators, &churn(h));
-        }
-    }
+    let header = churned_in_memory(dir.path(), 8);
     let (live, _) = tree_keys(
         &Store::open_with_cache(dir.path(), in_memory()).unwrap(),
         header.state_root,
@@ -435,14 +440,7 @@ fn a_move_of_the_tree_onto_disk_cut_short_is_finished_or_undone() {
 #[test]
 fn a_key_index_that_does_not_make_the_heads_root_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
-    let mut header = genesis.clone();
-    {
-        let store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
-        store.init_genesis(&genesis, &tree).unwrap();
-        let validators = store.validators_after(0).unwrap();
-        commit_changes(&store, &mut header, &validators, &churn(1));
-    }
+    let header = churned_in_memory(dir.path(), 1);
     {
         let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
         let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &cfs).unwrap();
