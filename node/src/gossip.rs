@@ -197,8 +197,8 @@ pub fn spawn(
                 cmd = rx.recv() => match cmd {
                     None => break,
                     Some(Command::Publish(tx)) => {
-                        // Transactions go out in batches: one gossip message (one signature, one
-                        // round of relaying) for many transactions.
+                        // Transactions go out in batches: one gossip message (one round of
+                        // relaying, one message id) for many transactions.
                         pending_bytes += tx.len();
                         pending.push(tx);
                         if pending_bytes < FLUSH_BYTES {
