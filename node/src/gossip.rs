@@ -289,7 +289,7 @@ mod tests {
             .heartbeat_interval(Duration::from_millis(100))
             .build()
             .unwrap();
-        let mut older = libp2p::SwarmBuilder::with_existing_identity(older_key.clone())
+        let mut older = libp2p::SwarmBuilder::with_existing_identity(older_key)
             .with_tokio()
             .with_tcp(
                 tcp::Config::default(),
