@@ -4,11 +4,14 @@
 //!
 //! A transaction submitted to any node is admitted there (see [`crate::mempool`]) and published;
 //! the other nodes admit it again (each node checks once for itself) and keep it until a
-//! proposer includes it.
+//! proposer includes it. A node relays a batch to its other peers only once it has admitted
+//! it (see [`Relay`]).
 
 use crate::metrics::Metrics;
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
+};
 use libp2p::identity::Keypair;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, allow_block_list, noise, tcp, yamux};
@@ -51,13 +54,41 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
 }
 
-/// A transaction received from a peer.
+/// A batch of transactions received from a peer.
 #[derive(Debug)]
 pub struct Received {
     /// Encoded transactions, as one peer published them together.
     pub txs: Vec<Vec<u8>>,
     /// The peer that relayed it.
     pub from: PeerId,
+    /// Relays the batch to this node's other peers: to be sent once it has been admitted.
+    pub relay: Relay,
+}
+
+/// Relays a received batch onwards. Gossipsub forwards a message to every mesh peer but the
+/// one it came from; on a consortium where every node is connected to every other, each node
+/// then received each batch once from its publisher and again from every other receiver that
+/// forwarded it before this node's "I have it" (IDONTWANT) arrived: three copies each on four
+/// nodes, every one decrypted, demultiplexed and hashed for its id. Relayed only after this
+/// node's admission (a batch signature check, a millisecond or more), a batch goes only to the
+/// peers that have not said they have it, so on a full mesh it is sent about once per peer,
+/// and a node reached through another one still gets it. A batch that is not one is never
+/// relayed.
+#[derive(Debug)]
+pub struct Relay {
+    commands: mpsc::Sender<Command>,
+    id: MessageId,
+    from: PeerId,
+}
+
+impl Relay {
+    /// Let the gossip task forward the batch.
+    pub fn send(self) {
+        let Relay { commands, id, from } = self;
+        if commands.try_send(Command::Relay(id, from)).is_err() {
+            debug!("gossip task is behind or stopped; batch not relayed");
+        }
+    }
 }
 
 /// Commands to the gossip task.
@@ -69,6 +100,8 @@ pub enum Command {
     AddPeer(PeerId, Multiaddr),
     /// Refuse and disconnect a peer that left the consortium.
     RemovePeer(PeerId),
+    /// Forward a received batch (its id, the peer it came from) to the other peers.
+    Relay(MessageId, PeerId),
 }
 
 /// Handle to the gossip task.
@@ -123,6 +156,8 @@ pub fn spawn(
     // are still recognised as duplicates.
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::None)
+        // Forwarded only when the node says so (`Relay`), after admission.
+        .validate_messages()
         .heartbeat_interval(Duration::from_millis(500))
         .max_transmit_size(MAX_MESSAGE)
         .message_id_fn(|m: &gossipsub::Message| {
@@ -157,6 +192,7 @@ pub fn spawn(
         known.push((peer, addr));
     }
     let (tx, mut rx) = mpsc::channel::<Command>(4096);
+    let relays = tx.clone();
     tokio::spawn(async move {
         let mut redial = tokio::time::interval(Duration::from_secs(1));
         let mut connected: HashSet<PeerId> = HashSet::new();
@@ -228,18 +264,30 @@ pub fn spawn(
                         known.retain(|(p, _)| *p != peer);
                         let _ = swarm.disconnect_peer_id(peer);
                     }
+                    Some(Command::Relay(id, from)) => {
+                        // False once the message has left the cache (several heartbeats).
+                        swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, MessageAcceptance::Accept);
+                    }
                 },
                 event = swarm.select_next_some() => match event {
-                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, propagation_source, .. })) => {
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, propagation_source, message_id })) => {
+                        let gossipsub = &mut swarm.behaviour_mut().gossipsub;
                         match decode_batch(&message.data) {
                             Some(txs) => {
+                                let relay = Relay { commands: relays.clone(), id: message_id, from: propagation_source };
                                 // Kept together, so that admission batch-verifies their signatures.
-                                if received.try_send(Received { txs, from: propagation_source }).is_err() {
+                                if let Err(refused) = received.try_send(Received { txs, from: propagation_source, relay }) {
                                     metrics.gossip_batches_dropped.fetch_add(1, Relaxed);
                                     warn!(peer = %propagation_source, "admission is behind; gossip batch dropped");
+                                    // Passed on unchecked rather than held from the nodes beyond.
+                                    let Received { relay, .. } = refused.into_inner();
+                                    gossipsub.report_message_validation_result(&relay.id, &relay.from, MessageAcceptance::Accept);
                                 }
                             }
-                            None => debug!(peer = %propagation_source, "malformed gossip batch"),
+                            None => {
+                                debug!(peer = %propagation_source, "malformed gossip batch");
+                                gossipsub.report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Reject);
+                            }
                         }
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, .. } => {
@@ -273,6 +321,86 @@ mod tests {
         assert_eq!(decode_batch(&bytes), Some(expect));
         assert_eq!(decode_batch(b"junk"), None);
         assert_eq!(decode_batch(&vec![0u8; MAX_MESSAGE + 1]), None);
+    }
+
+    /// Three nodes in a line, `a` – `b` – `c`: `c` hears `a`'s batches only through `b`, and
+    /// `b` passes a batch on only once its `Relay` is sent (after admission, in a node).
+    #[tokio::test]
+    async fn a_batch_is_relayed_only_once_the_node_has_taken_it() {
+        let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+        let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
+        let ports: Vec<u16> = (0..3)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            })
+            .collect();
+        let addr =
+            |i: usize| -> Multiaddr { format!("/ip4/127.0.0.1/tcp/{}", ports[i]).parse().unwrap() };
+        let neighbours = [vec![1], vec![0, 2], vec![1]];
+        let mut nodes = Vec::new();
+        let mut inboxes = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let (received_tx, received) = mpsc::channel(16);
+            let peers = neighbours[i].iter().map(|&j| (ids[j], addr(j))).collect();
+            let node = spawn(
+                key,
+                "cachet-test-relay".into(),
+                addr(i),
+                peers,
+                received_tx,
+                Arc::new(Metrics::default()),
+            )
+            .unwrap();
+            nodes.push(node);
+            inboxes.push(received);
+        }
+        let [inbox_b, inbox_c] = &mut inboxes[1..] else {
+            unreachable!()
+        };
+
+        // Until the mesh has formed, `a` publishes again (a fresh batch each time, or it would be
+        // a duplicate) and `b` relays at once, until `c` has one.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            for n in 0u32.. {
+                tokio::select! {
+                    _ = tick.tick() => nodes[0].publish(format!("warm-up {n}").into_bytes()).await,
+                    Some(batch) = inbox_b.recv() => batch.relay.send(),
+                    Some(_) = inbox_c.recv() => break,
+                }
+            }
+        })
+        .await
+        .expect("the line connects within 30 s");
+        // Drain the warm-up batches still on their way.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        while let Ok(batch) = inbox_b.try_recv() {
+            batch.relay.send();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        while inbox_c.try_recv().is_ok() {}
+
+        nodes[0].publish(b"held by b".to_vec()).await;
+        let held = tokio::time::timeout(Duration::from_secs(10), inbox_b.recv())
+            .await
+            .expect("b receives a's batch")
+            .unwrap();
+        assert_eq!(held.txs, vec![b"held by b".to_vec()]);
+        assert_eq!(held.from, ids[0]);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), inbox_c.recv())
+                .await
+                .is_err(),
+            "c got the batch before b relayed it"
+        );
+        held.relay.send();
+        let relayed = tokio::time::timeout(Duration::from_secs(10), inbox_c.recv())
+            .await
+            .expect("c receives the batch once b relays it")
+            .unwrap();
+        assert_eq!(relayed.txs, vec![b"held by b".to_vec()]);
+        assert_eq!(relayed.from, ids[1]);
     }
 
     /// A node's batches go out unsigned, and it still takes the signed batches of a node not

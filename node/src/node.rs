@@ -658,17 +658,19 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
                 };
                 let shared = shared.clone();
                 tokio::task::spawn_blocking(move || {
-                    let refs: Vec<&[u8]> = received.txs.iter().map(Vec::as_slice).collect();
+                    let gossip::Received { txs, from, relay } = received;
+                    let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
                     for e in shared
                         .admit_many(&refs, Source::Gossip)
                         .into_iter()
                         .filter_map(Result::err)
                     {
                         if !matches!(e, AdmitError::Duplicate(_)) {
-                            tracing::debug!(from = %received.from, error = %e, "gossiped transaction not admitted");
+                            tracing::debug!(from = %from, error = %e, "gossiped transaction not admitted");
                         }
                     }
                     drop(permit);
+                    relay.send();
                 });
             }
         });
