@@ -187,8 +187,13 @@ fn parts_hash(parts: &[ProposalPart]) -> Hash32 {
 }
 
 impl App {
-    /// Consensus state for a node signing with `key`.
-    pub fn new(shared: Arc<Shared>, key: SecretKey, config: &crate::config::Consensus) -> App {
+    /// Consensus state for a node signing with `key`, a height taking at least `block_time`.
+    pub fn new(
+        shared: Arc<Shared>,
+        key: SecretKey,
+        config: &crate::config::Consensus,
+        block_time: Duration,
+    ) -> App {
         let ms = Duration::from_millis;
         let timeouts = LinearTimeouts {
             propose: ms(config.timeout_propose_ms),
@@ -207,7 +212,7 @@ impl App {
             key,
             shared,
             timeouts,
-            block_time: ms(config.block_time_ms),
+            block_time,
             max_block_txs: config.max_block_txs,
             build_budget: ms(config.build_budget_ms),
             build_after_per_tx: Duration::ZERO,

@@ -84,8 +84,10 @@ impl Default for Rpc {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Consensus {
-    /// Minimum time between blocks (the engine's target time per height).
-    pub block_time_ms: u64,
+    /// Minimum time between blocks (the engine's target time per height). Unset, it follows
+    /// where the state tree is kept: see [`NodeConfig::block_time`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_time_ms: Option<u64>,
     /// Propose timeout of round 0; grows by `timeout_delta_ms` per round. It must cover the
     /// proposer building its block plus every validator receiving and executing it: at 2 s,
     /// full blocks on a loaded 2-core devnet with a large state lost round 0 (a 2 s build), and
@@ -119,7 +121,7 @@ pub struct Consensus {
 impl Default for Consensus {
     fn default() -> Self {
         Consensus {
-            block_time_ms: 500,
+            block_time_ms: None,
             timeout_propose_ms: 3000,
             timeout_prevote_ms: 1000,
             timeout_precommit_ms: 1000,
@@ -203,7 +205,31 @@ impl Default for Storage {
 /// The least `[storage] memtables_mb`: the tree nodes' memtable then holds about 5 MiB.
 const MIN_MEMTABLES_MB: usize = 16;
 
+/// The block time with the state tree on disk when `block_time_ms` is unset. A height has a
+/// fixed cost (the commit's write, the tree's new nodes written and pruned) that a shorter block
+/// time pays more often: under full anchoring load on a 2-core devnet, 250 ms cost 14-18% more
+/// CPU per transaction and 10-18% of the held rate on disk (docs/performance.md, 26th round).
+pub const DISK_BLOCK_TIME_MS: u64 = 500;
+/// The block time with the state tree in memory when `block_time_ms` is unset. There a height's
+/// fixed cost is small: 250 ms took 38-48% off p50 finality and 22-55% off p99 at every load
+/// below the peak for about 4% more CPU per transaction, and lost none of the held rate
+/// (docs/performance.md, 26th round).
+pub const MEMORY_BLOCK_TIME_MS: u64 = 250;
+
 impl NodeConfig {
+    /// The minimum time between blocks: `block_time_ms` if set, otherwise the default for where
+    /// the state tree is kept ([`DISK_BLOCK_TIME_MS`], [`MEMORY_BLOCK_TIME_MS`]). It paces this
+    /// node's own heights and no block's content depends on it, so validators may set it
+    /// differently.
+    pub fn block_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.consensus.block_time_ms.unwrap_or(
+            match self.storage.state_tree {
+                TreePlacement::Disk => DISK_BLOCK_TIME_MS,
+                TreePlacement::Memory => MEMORY_BLOCK_TIME_MS,
+            },
+        ))
+    }
+
     /// Read and validate a configuration file. Relative paths in it (`home`, `genesis`,
     /// `validator_key`) are taken from the file's own directory, so that a node's directory
     /// can be moved or mounted elsewhere (a container) as a whole.
@@ -305,6 +331,28 @@ mod tests {
         assert_eq!(config.consensus.build_budget_ms, 1000);
         assert_eq!(config.storage.block_cache_mb, 64);
         assert_eq!(config.storage.memtables_mb, 182);
+    }
+
+    #[test]
+    fn an_unset_block_time_follows_where_the_tree_is_kept_and_a_set_one_wins() {
+        use std::time::Duration;
+        let mut config: NodeConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(config.consensus.block_time_ms, None);
+        assert_eq!(config.block_time(), Duration::from_millis(500));
+        config.storage.state_tree = TreePlacement::Memory;
+        assert_eq!(config.block_time(), Duration::from_millis(250));
+        // Written back unset, so that a later change of placement still moves it.
+        let text = toml::to_string_pretty(&config).unwrap();
+        assert!(!text.contains("block_time_ms"), "{text}");
+
+        let set = MINIMAL.replace("[consensus]", "[consensus]\nblock_time_ms = 400");
+        let mut config: NodeConfig = toml::from_str(&set).unwrap();
+        for placement in [TreePlacement::Disk, TreePlacement::Memory] {
+            config.storage.state_tree = placement;
+            assert_eq!(config.block_time(), Duration::from_millis(400));
+        }
+        let text = toml::to_string_pretty(&config).unwrap();
+        assert!(text.contains("block_time_ms = 400"), "{text}");
     }
 
     #[test]

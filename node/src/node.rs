@@ -600,7 +600,14 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     let head = store
         .head()?
         .ok_or_else(|| eyre::eyre!("store has no head"))?;
-    info!(moniker = %config.moniker, height = head.height.0, state_root = %head.state_root, "store opened");
+    info!(
+        moniker = %config.moniker,
+        height = head.height.0,
+        state_root = %head.state_root,
+        state_tree = config.storage.state_tree.name(),
+        block_time_ms = config.block_time().as_millis() as u64,
+        "store opened"
+    );
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let peers = configured_peers(&config)?;
@@ -781,7 +788,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         ));
     }
 
-    let app = App::new(shared.clone(), key, &config.consensus);
+    let app = App::new(shared.clone(), key, &config.consensus, config.block_time());
     let app = tokio::spawn(async move {
         let result = app.run(&mut channels).await;
         if let Err(e) = &result {
