@@ -382,12 +382,7 @@ mod tests {
         while inbox_c.try_recv().is_ok() {}
 
         nodes[0].publish(b"held by b".to_vec()).await;
-        let held = tokio::time::timeout(Duration::from_secs(10), inbox_b.recv())
-            .await
-            .expect("b receives a's batch")
-            .unwrap();
-        assert_eq!(held.txs, vec![b"held by b".to_vec()]);
-        assert_eq!(held.from, ids[0]);
+        let held = next_batch(inbox_b, b"held by b", ids[0]).await;
         assert!(
             tokio::time::timeout(Duration::from_secs(1), inbox_c.recv())
                 .await
@@ -395,12 +390,18 @@ mod tests {
             "c got the batch before b relayed it"
         );
         held.relay.send();
-        let relayed = tokio::time::timeout(Duration::from_secs(10), inbox_c.recv())
+        next_batch(inbox_c, b"held by b", ids[1]).await;
+    }
+
+    /// The next batch `inbox` receives (within 10 s): one transaction, `tx`, relayed by `from`.
+    async fn next_batch(inbox: &mut mpsc::Receiver<Received>, tx: &[u8], from: PeerId) -> Received {
+        let batch = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
             .await
-            .expect("c receives the batch once b relays it")
-            .unwrap();
-        assert_eq!(relayed.txs, vec![b"held by b".to_vec()]);
-        assert_eq!(relayed.from, ids[1]);
+            .expect("the batch arrives within 10 s")
+            .expect("the gossip task is running");
+        assert_eq!(batch.txs, vec![tx.to_vec()]);
+        assert_eq!(batch.from, from);
+        batch
     }
 
     /// A node's batches go out unsigned, and it still takes the signed batches of a node not
