@@ -120,6 +120,7 @@ pub async fn run(
         "committed_in_sustained_window": outcome.latencies_ms.len(),
         "offered_in_sustained_window": outcome.offered_in_window,
         "cpu_ms_per_tx_all_nodes": milli(cpu_ms / committed),
+        "sustained_cpu_ms_per_tx_all_nodes": milli(outcome.sustained_cpu_ms_per_tx),
         "load_generator_cpu_s": milli((probe::own_cpu_ticks() - generator0) as f64 / probe::TICKS_PER_SECOND),
         "disk_bytes_per_certificate_per_node": disk.map(f64::round),
         "store_bytes_per_certificate_per_node": store,

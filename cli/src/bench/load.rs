@@ -6,7 +6,7 @@
 //! in a committed block). Each window's transactions are made before it starts.
 
 use super::net::{Net, lock};
-use super::probe::percentile;
+use super::probe::{TICKS_PER_SECOND, percentile};
 use super::watch::Watch;
 use anyhow::Result;
 use cachet_chain::tx::{Transaction, TxId};
@@ -44,6 +44,9 @@ pub struct Outcome {
     pub sustained_tps: f64,
     /// Offered tx/s over the sustained window.
     pub sustained_offered: f64,
+    /// The nodes' CPU (ms, all nodes together) per transaction committed in the sustained
+    /// window: the cost at the rate the ratio is measured at.
+    pub sustained_cpu_ms_per_tx: f64,
     /// The most any held window finalized per second: the last hold's figure when it kept up,
     /// otherwise what the chain did sustain for a whole window while falling behind.
     pub best_hold_tps: f64,
@@ -203,15 +206,18 @@ pub async fn rising(
     // held rate, drain again and hold a lower one.
     let mut rate = (0.9 * best.0).max(plan.start_rate.min(100.0));
     let mut best_hold = 0.0f64;
-    let (offered, finalized) = loop {
+    let (offered, finalized, cpu_ms_per_tx) = loop {
         net.drain(100).await?;
         let prepared = prepare(net, rate, plan.sustain, make);
         let before = net.committed_count();
+        let cpu_before = net.cpu_ticks();
         let start = Instant::now();
         watch.step();
         let offered = offer(net, prepared, &targets).await?;
         step_offers.push(offered.clone());
         let finalized = finalized_since(net, before, start.elapsed());
+        let cpu_ms = (net.cpu_ticks() - cpu_before) as f64 / TICKS_PER_SECOND * 1000.0;
+        let cpu_ms_per_tx = cpu_ms / (net.committed_count() - before).max(1) as f64;
         steps.push(with_health(
             json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round(), "sustained": true }),
             &watch,
@@ -227,7 +233,7 @@ pub async fn rising(
         let kept_up = finalized >= 0.95 * rate;
         let attempts = steps.iter().filter(|s| s["sustained"] == true).count();
         if kept_up || attempts >= MAX_HOLDS || rate <= plan.start_rate {
-            break (offered, finalized);
+            break (offered, finalized, cpu_ms_per_tx);
         }
         rate = (rate * 0.85).max(plan.start_rate);
     };
@@ -272,6 +278,7 @@ pub async fn rising(
         best_tps: best.0,
         sustained_tps: finalized,
         sustained_offered: rate,
+        sustained_cpu_ms_per_tx: cpu_ms_per_tx,
         best_hold_tps: best_hold,
         offered_in_window: offered.len(),
         latencies_ms,

@@ -14,7 +14,8 @@
 //! already running (the README's `cachet devnet`), which it leaves running.
 //!
 //! Next to them: this machine's ed25519 verification rates and the bound they put on
-//! throughput (every validator verifies every signature), the ratio to it, and each node's RSS.
+//! throughput (every validator verifies every signature), the ratio to it, the highest ratio
+//! the measured CPU per transaction allows, and each node's RSS.
 
 mod anchors;
 mod batches;
@@ -168,6 +169,17 @@ fn bound(per_core: f64, cores: f64) -> f64 {
     per_core * cores / VALIDATORS
 }
 
+/// The highest ratio to the bound that the nodes' CPU per transaction (all nodes together)
+/// allows: the ratio if they kept every core busy. Throughput is then `cores / cpu` and the
+/// bound `batch × cores / VALIDATORS`, so the cores cancel, and what is left is the share of a
+/// validator's CPU per transaction that one batch-verified signature takes. A ratio above it
+/// takes less CPU per transaction, not more load or more cores.
+fn ratio_ceiling(batch_per_core: f64, cpu_ms_per_tx_all_nodes: f64) -> f64 {
+    let signature_s = 1.0 / batch_per_core;
+    let validator_s = cpu_ms_per_tx_all_nodes / 1000.0 / VALIDATORS;
+    signature_s / validator_s
+}
+
 /// Print the report of a run on the devnet in `dir`, with this machine's ed25519 rates
 /// (`single` and `batch` per core) and the bound they put on `cores` cores; an error if the
 /// run failed.
@@ -197,6 +209,13 @@ fn report(
     }
     if let Some(f) = report["finalized_tps"].as_f64() {
         report["ratio"] = json!(milli(f / bound));
+    }
+    // From the CPU of the window the ratio is measured over.
+    if let Some(cpu) = report["sustained_cpu_ms_per_tx_all_nodes"]
+        .as_f64()
+        .filter(|c| *c > 0.0)
+    {
+        report["ratio_ceiling"] = json!(milli(ratio_ceiling(batch, cpu)));
     }
     if json_out {
         println!("{report}");
@@ -294,4 +313,28 @@ async fn phases(
     report["rss_mb_per_node"] = json!(net.rss_mb());
     report["rss_mb_timeline"] = json!(*net::lock(&net.rss_timeline));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bound, ratio_ceiling};
+
+    #[test]
+    fn the_ratio_ceiling_is_a_signatures_share_of_a_validators_cpu_per_transaction() {
+        // 0.236 ms over four validators is 59 µs each; a batch-64 check at 64,959/s is 15.4 µs.
+        assert!((ratio_ceiling(64_959.0, 0.236) - 0.261).abs() < 0.001);
+        // Validators doing nothing but check signatures would reach the bound.
+        assert!((ratio_ceiling(50_000.0, 4.0 * 1000.0 / 50_000.0) - 1.0).abs() < 1e-9);
+        // It is the ratio of the throughput that every core spent at that cost would give,
+        // whatever the number of cores.
+        for cores in [1.0, 2.0, 16.0] {
+            let (batch, cpu_ms) = (70_000.0, 0.25);
+            let full_use_tps = cores / (cpu_ms / 1000.0);
+            let ratio = full_use_tps / bound(batch, cores);
+            assert!(
+                (ratio - ratio_ceiling(batch, cpu_ms)).abs() < 1e-9,
+                "{cores}"
+            );
+        }
+    }
 }
