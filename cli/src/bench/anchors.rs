@@ -3,7 +3,7 @@
 
 use super::load::{self, Plan};
 use super::net::{Net, lock};
-use super::probe::{self, TICKS_PER_SECOND, milli};
+use super::probe::{self, milli};
 use super::saved::Saved;
 use anyhow::Result;
 use cachet_chain::CertId;
@@ -101,7 +101,7 @@ pub async fn run(
     };
     let outcome = load::rising(net, &plan, quiet, &mut |net| anchors.next(net)).await?;
     let committed = (net.committed_count() - committed0).max(1) as f64;
-    let cpu_ms = (net.cpu_ticks() - cpu0) as f64 / TICKS_PER_SECOND * 1000.0;
+    let cpu_ms = probe::ticks_ms(net.cpu_ticks() - cpu0);
     let disk = probe::disk_per_certificate(disk0, net.disk_bytes(), committed, net.nodes.len());
     let store = probe::store_bytes_per_certificate(
         &store0,

@@ -6,7 +6,7 @@
 //! in a committed block). Each window's transactions are made before it starts.
 
 use super::net::{Net, lock};
-use super::probe::{TICKS_PER_SECOND, percentile};
+use super::probe::{percentile, ticks_ms};
 use super::watch::Watch;
 use anyhow::Result;
 use cachet_chain::tx::{Transaction, TxId};
@@ -215,9 +215,11 @@ pub async fn rising(
         watch.step();
         let offered = offer(net, prepared, &targets).await?;
         step_offers.push(offered.clone());
-        let finalized = finalized_since(net, before, start.elapsed());
-        let cpu_ms = (net.cpu_ticks() - cpu_before) as f64 / TICKS_PER_SECOND * 1000.0;
-        let cpu_ms_per_tx = cpu_ms / (net.committed_count() - before).max(1) as f64;
+        // One count for the rate and the CPU per transaction, read with the CPU.
+        let window = start.elapsed();
+        let committed = net.committed_count() - before;
+        let cpu_ms_per_tx = ticks_ms(net.cpu_ticks() - cpu_before) / committed.max(1) as f64;
+        let finalized = committed as f64 / window.as_secs_f64();
         steps.push(with_health(
             json!({ "offered_tps": rate.round(), "finalized_tps": finalized.round(), "sustained": true }),
             &watch,

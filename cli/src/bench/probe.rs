@@ -50,6 +50,11 @@ pub fn own_cpu_ticks() -> u64 {
     cachet_node::metrics::cpu_ticks(std::process::id())
 }
 
+/// Milliseconds of CPU in `ticks`.
+pub fn ticks_ms(ticks: u64) -> f64 {
+    ticks as f64 / TICKS_PER_SECOND * 1000.0
+}
+
 /// Resident memory of a process, in MiB.
 pub fn rss_mb(pid: u64) -> u64 {
     u32::try_from(pid).map_or(0, cachet_node::metrics::resident_bytes) >> 20

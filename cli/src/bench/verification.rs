@@ -138,9 +138,8 @@ pub async fn run(
     let anchoring = load::offer(net, anchoring, &others).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu_ms = |ticks: u64| ticks as f64 / probe::TICKS_PER_SECOND * 1000.0;
-    let serving_cpu_ms = cpu_ms(probe::cpu_ticks(net.nodes[0].pid) - serving_cpu0);
-    let own_cpu_ms = cpu_ms(probe::own_cpu_ticks() - own_cpu0);
+    let serving_cpu_ms = probe::ticks_ms(probe::cpu_ticks(net.nodes[0].pid) - serving_cpu0);
+    let own_cpu_ms = probe::ticks_ms(probe::own_cpu_ticks() - own_cpu0);
     let anchored = (net.committed_count() - committed0) as f64 / elapsed;
     let mut all = Tally::default();
     let mut samples = Vec::new();
