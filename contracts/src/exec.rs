@@ -1,9 +1,11 @@
-//! Executing transactions and blocks: the transaction envelope checks, the block header checks,
-//! and the state root that results.
+//! Executing transactions and blocks: each transaction's envelope ([`crate::envelope`]) and
+//! action, the block header checks, and the state root that results.
 //!
 //! Everything here is deterministic: time comes from the block header, iteration is over sorted
 //! maps, and nothing reads the clock, the network or randomness.
 
+use crate::ctx::Ctx;
+use crate::envelope::{self, NonceRule};
 use crate::error::{BlockError, Failure, TxError};
 use crate::events::Event;
 use crate::view::{BlockView, TxView};
@@ -12,10 +14,8 @@ use cachet_chain::block::{Block, BlockHeader, tx_root};
 use cachet_chain::codec::limits;
 use cachet_chain::crypto::{PublicKey, verify_many};
 use cachet_chain::hash::Hash32;
-use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
-use cachet_chain::state::{
-    AgencyRecord, CertificateRecord, ChainParams, KindPolicy, StateKey, ValidatorSet,
-};
+use cachet_chain::ids::{Height, Timestamp};
+use cachet_chain::state::{AgencyRecord, ChainParams, StateKey, ValidatorSet};
 use cachet_chain::state_tree::{self, StoreError, TreeBatch, TreeStore};
 use cachet_chain::tx::{Action, Transaction, TxId};
 
@@ -90,7 +90,13 @@ impl<'a, S: TreeStore> Executor<'a, S> {
             tx_id: tx.id(),
             events: Vec::new(),
         };
-        check_envelope(&ctx, tx, sigs)?;
+        let signer: Option<AgencyRecord> =
+            ctx.view.get(&StateKey::Agency(tx.body.signer.clone()))?;
+        let agency = envelope::check_signer(&tx.body, &ctx.chain_id, ctx.height, signer.as_ref())?;
+        if sigs == Signatures::Verify && tx.verify_signature().is_err() {
+            return Err(TxError::BadSignature.into());
+        }
+        envelope::check_nonce(&tx.body, agency.next_nonce, NonceRule::Next)?;
         dispatch(&mut ctx, &tx.body.action)?;
         // The action may have changed the signer's record (a governance change): re-read it.
         let mut agency = ctx.agency(&tx.body.signer)?;
@@ -119,53 +125,6 @@ impl<'a, S: TreeStore> Executor<'a, S> {
     }
 }
 
-fn check_envelope<S: TreeStore>(
-    ctx: &Ctx<'_, '_, S>,
-    tx: &Transaction,
-    sigs: Signatures,
-) -> Result<(), Failure> {
-    let body = &tx.body;
-    if body.chain_id != ctx.chain_id {
-        return Err(TxError::WrongChain {
-            expected: ctx.chain_id.clone(),
-            got: body.chain_id.clone(),
-        }
-        .into());
-    }
-    if ctx.height > body.expires_at {
-        return Err(TxError::TxExpired {
-            expires_at: body.expires_at,
-            height: ctx.height,
-        }
-        .into());
-    }
-    let agency = ctx.agency(&body.signer)?;
-    if agency.removed_at.is_some() {
-        return Err(TxError::AgencyRemoved(body.signer.clone()).into());
-    }
-    if agency.current_key() != Some(&body.key) {
-        return Err(TxError::KeyNotAuthorized(body.signer.clone()).into());
-    }
-    if sigs == Signatures::Verify && tx.verify_signature().is_err() {
-        return Err(TxError::BadSignature.into());
-    }
-    if body.nonce < agency.next_nonce {
-        return Err(TxError::NonceReplayed {
-            expected: agency.next_nonce,
-            got: body.nonce,
-        }
-        .into());
-    }
-    if body.nonce > agency.next_nonce {
-        return Err(TxError::NonceTooHigh {
-            expected: agency.next_nonce,
-            got: body.nonce,
-        }
-        .into());
-    }
-    Ok(())
-}
-
 fn dispatch<S: TreeStore>(ctx: &mut Ctx<'_, '_, S>, action: &Action) -> Result<(), Failure> {
     match action {
         Action::Issue(issuance) => lifecycle::issue(ctx, issuance, None),
@@ -185,72 +144,6 @@ fn dispatch<S: TreeStore>(ctx: &mut Ctx<'_, '_, S>, action: &Action) -> Result<(
         Action::Unaccredit { kind, agency } => lifecycle::unaccredit(ctx, *kind, agency),
         Action::Propose { change } => governance::propose(ctx, change),
         Action::Vote { proposal } => governance::vote(ctx, proposal),
-    }
-}
-
-/// What the rules see while one transaction executes.
-pub(crate) struct Ctx<'v, 'a, S> {
-    pub(crate) view: TxView<'v, 'a, S>,
-    pub(crate) height: Height,
-    pub(crate) time: Timestamp,
-    pub(crate) chain_id: ChainId,
-    pub(crate) proposal_ttl: u64,
-    pub(crate) signer: AgencyId,
-    pub(crate) key: PublicKey,
-    pub(crate) tx_id: TxId,
-    pub(crate) events: Vec<Event>,
-}
-
-impl<S: TreeStore> Ctx<'_, '_, S> {
-    pub(crate) fn emit(&mut self, event: Event) {
-        self.events.push(event);
-    }
-
-    pub(crate) fn agency(&self, id: &AgencyId) -> Result<AgencyRecord, Failure> {
-        self.view
-            .get(&StateKey::Agency(id.clone()))?
-            .ok_or_else(|| TxError::UnknownAgency(id.clone()).into())
-    }
-
-    pub(crate) fn policy(&self, kind: CertKind) -> Result<KindPolicy, Failure> {
-        Ok(self
-            .view
-            .get(&StateKey::Policy(kind))?
-            .ok_or_else(|| StoreError::Corrupt(format!("state has no policy for {kind}")))?)
-    }
-
-    pub(crate) fn is_accredited(&self, kind: CertKind, agency: &AgencyId) -> Result<bool, Failure> {
-        Ok(self
-            .view
-            .exists(&StateKey::Accreditation(kind, agency.clone()))?)
-    }
-
-    pub(crate) fn require_accredited(&self, kind: CertKind) -> Result<(), Failure> {
-        if self.is_accredited(kind, &self.signer)? {
-            Ok(())
-        } else {
-            Err(TxError::NotAccredited {
-                agency: self.signer.clone(),
-                kind,
-            }
-            .into())
-        }
-    }
-
-    pub(crate) fn certificate(
-        &self,
-        id: &cachet_chain::CertId,
-    ) -> Result<CertificateRecord, Failure> {
-        self.view
-            .get(&StateKey::Certificate(*id))?
-            .ok_or_else(|| TxError::UnknownCertificate(*id).into())
-    }
-
-    pub(crate) fn validators(&self) -> Result<ValidatorSet, Failure> {
-        Ok(self
-            .view
-            .get(&StateKey::Validators)?
-            .ok_or_else(|| StoreError::Corrupt("state has no validator set".into()))?)
     }
 }
 

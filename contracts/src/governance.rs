@@ -10,9 +10,9 @@
 //! Validator-set changes land in state at once and take effect from the next height (the
 //! header's `next_validators_hash`).
 
+use crate::ctx::Ctx;
 use crate::error::{Failure, TxError};
 use crate::events::Event;
-use crate::exec::Ctx;
 use crate::lifecycle::register_agency;
 use cachet_chain::ids::AgencyId;
 use cachet_chain::state::{

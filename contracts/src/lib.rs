@@ -13,6 +13,8 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+mod ctx;
+pub mod envelope;
 mod error;
 mod events;
 pub mod example;

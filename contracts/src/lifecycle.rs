@@ -1,9 +1,9 @@
 //! The certificate lifecycle every kind shares: issue, batch issue, supersede, revoke, approve,
 //! record an event, accredit. Kind-specific rules are called from here (see [`crate::kinds`]).
 
+use crate::ctx::Ctx;
 use crate::error::{Failure, TxError};
 use crate::events::Event;
-use crate::exec::Ctx;
 use crate::kinds;
 use cachet_chain::document::CertId;
 use cachet_chain::ids::{AgencyId, CertKind, Timestamp};
@@ -58,19 +58,6 @@ pub(crate) fn require_active(record: &CertificateRecord) -> Result<(), TxError> 
         CertStatus::Pending => Err(TxError::PendingApproval),
         CertStatus::Revoked { .. } => Err(TxError::AlreadyRevoked),
         CertStatus::Superseded { .. } => Err(TxError::AlreadySuperseded),
-    }
-}
-
-/// The signer is the record's issuer or an accreditor of its kind.
-pub(crate) fn require_issuer_or_accreditor<S: TreeStore>(
-    ctx: &Ctx<'_, '_, S>,
-    issuer: &AgencyId,
-    policy: &KindPolicy,
-) -> Result<(), Failure> {
-    if *issuer == ctx.signer || policy.accreditors.contains(&ctx.signer) {
-        Ok(())
-    } else {
-        Err(TxError::NotIssuer(ctx.signer.clone()).into())
     }
 }
 
@@ -169,7 +156,7 @@ pub(crate) fn revoke<S: TreeStore>(
 ) -> Result<(), Failure> {
     let mut record = ctx.certificate(id)?;
     let policy = ctx.policy(record.kind)?;
-    require_issuer_or_accreditor(ctx, &record.issuer, &policy)?;
+    ctx.require_issuer_or_accreditor(&record.issuer, &policy)?;
     match record.status {
         CertStatus::Active | CertStatus::Pending => {}
         CertStatus::Revoked { .. } => return Err(TxError::AlreadyRevoked.into()),
@@ -311,7 +298,7 @@ pub(crate) fn revoke_batch_entry<S: TreeStore>(
         .get(&StateKey::Batch(entry.batch))?
         .ok_or_else(|| TxError::UnknownBatch(entry.batch.to_string()))?;
     let policy = ctx.policy(batch.kind)?;
-    require_issuer_or_accreditor(ctx, &batch.issuer, &policy)?;
+    ctx.require_issuer_or_accreditor(&batch.issuer, &policy)?;
     if !entry.proof.verify(
         &batch.root,
         batch.leaf_count,

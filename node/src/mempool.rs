@@ -1,7 +1,8 @@
 //! The mempool: transactions admitted by this node and waiting for a block.
 //!
-//! Admission runs once per node and per transaction: size and decoding, chain id, expiry, the
-//! signer's state (registered, current key, nonce not used and not too far ahead), the
+//! Admission runs once per node and per transaction: size and decoding, then the envelope checks
+//! block execution also makes (`cachet_contracts::envelope`: chain id, expiry, the signer
+//! registered with its current key, the nonce not used and here not too far ahead), the
 //! signature (batch-verified across the transactions that arrive together), and, for a
 //! transaction that is next in line, a dry run of the rules against the committed state so
 //! that an unauthorized issuer or an unknown certificate is refused at the door with its error
@@ -15,6 +16,7 @@ use cachet_chain::ids::{AgencyId, ChainId, Height, Timestamp};
 use cachet_chain::state::{AgencyRecord, StateKey, decode_value};
 use cachet_chain::state_tree::{self, StoreError, TreeStore};
 use cachet_chain::tx::{Transaction, TxId};
+use cachet_contracts::envelope::{self, NonceRule};
 use cachet_contracts::{Executor, Failure, Signatures, TxError};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -264,44 +266,16 @@ impl Mempool {
                 return Err(AdmitError::Full(pool.by_id.len()));
             }
         }
-        let body = &tx.body;
-        if body.chain_id != *head.chain_id {
-            return Err(TxError::WrongChain {
-                expected: head.chain_id.clone(),
-                got: body.chain_id.clone(),
-            }
-            .into());
-        }
-        if head.height.next() > body.expires_at {
-            return Err(TxError::TxExpired {
-                expires_at: body.expires_at,
-                height: head.height.next(),
-            }
-            .into());
-        }
-        let agency = head
-            .agency(&body.signer)?
-            .ok_or_else(|| TxError::UnknownAgency(body.signer.clone()))?;
-        if agency.removed_at.is_some() {
-            return Err(TxError::AgencyRemoved(body.signer.clone()).into());
-        }
-        if agency.current_key() != Some(&body.key) {
-            return Err(TxError::KeyNotAuthorized(body.signer.clone()).into());
-        }
-        if body.nonce < agency.next_nonce {
-            return Err(TxError::NonceReplayed {
-                expected: agency.next_nonce,
-                got: body.nonce,
-            }
-            .into());
-        }
-        if body.nonce >= agency.next_nonce + MAX_NONCE_AHEAD {
-            return Err(TxError::NonceTooHigh {
-                expected: agency.next_nonce,
-                got: body.nonce,
-            }
-            .into());
-        }
+        let signer = head.agency(&tx.body.signer)?;
+        let agency =
+            envelope::check_signer(&tx.body, head.chain_id, head.height.next(), signer.as_ref())?;
+        envelope::check_nonce(
+            &tx.body,
+            agency.next_nonce,
+            NonceRule::Window {
+                ahead: MAX_NONCE_AHEAD,
+            },
+        )?;
         let next_nonce = agency.next_nonce;
         Ok(Checked { id, tx, next_nonce })
     }

@@ -9,8 +9,8 @@
 //!   cannot be replayed into another grant, even one with identical terms.
 //! - Revoke: by the issuer or an accreditor; supersede (re-grant) by the same, same work.
 
+use crate::ctx::Ctx;
 use crate::error::{Failure, TxError};
-use crate::exec::Ctx;
 use cachet_chain::ids::CertKind;
 use cachet_chain::state::{
     CertStatus, CertificateRecord, KindPolicy, OracleNonceUse, RecordTerms, StateKey,
@@ -116,7 +116,7 @@ pub(super) fn check_supersede<S: TreeStore>(
     previous: &CertificateRecord,
     next: &Issuance,
 ) -> Result<(), Failure> {
-    crate::lifecycle::require_issuer_or_accreditor(ctx, &previous.issuer, policy)?;
+    ctx.require_issuer_or_accreditor(&previous.issuer, policy)?;
     let same_shape = match (&previous.terms, &next.terms) {
         (RecordTerms::WorkDeposit, Terms::WorkDeposit) => true,
         (RecordTerms::License { work, .. }, Terms::License(t)) => *work == t.work,

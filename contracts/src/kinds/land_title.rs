@@ -7,8 +7,8 @@
 //! - Mortgage set / cancel: events recorded by an accredited land office on an active title.
 //! - Revoke: by the issuing office or an accreditor.
 
+use crate::ctx::Ctx;
 use crate::error::{Failure, TxError};
-use crate::exec::Ctx;
 use cachet_chain::ids::CertKind;
 use cachet_chain::state::{CertificateRecord, MortgageList, RecordTerms};
 use cachet_chain::state_tree::TreeStore;

@@ -2,8 +2,8 @@
 //! ([`crate::lifecycle`]) calls these hooks; a new kind is a new module here, a new
 //! [`CertKind`] variant and its genesis policy.
 
+use crate::ctx::Ctx;
 use crate::error::Failure;
-use crate::exec::Ctx;
 use cachet_chain::ids::CertKind;
 use cachet_chain::state::{CertificateRecord, KindPolicy, RecordTerms};
 use cachet_chain::state_tree::TreeStore;
@@ -38,7 +38,7 @@ pub(crate) fn check_supersede<S: TreeStore>(
     match previous.kind {
         CertKind::LandTitle => land_title::check_supersede(previous, next),
         CertKind::InvestmentPermit | CertKind::RewardOrder => {
-            crate::lifecycle::require_issuer_or_accreditor(ctx, &previous.issuer, policy)
+            ctx.require_issuer_or_accreditor(&previous.issuer, policy)
         }
         CertKind::CulturalLicense => cultural_license::check_supersede(ctx, policy, previous, next),
     }
