@@ -5,14 +5,13 @@
 //! (allocated through libstdc++'s `operator new`) share one allocator with the node's Rust.
 //! RocksDB recommends jemalloc. Against glibc's allocator (6% of a validator's CPU under load) a
 //! node served 14% more receipts per second and held 100-270 MB less under anchor load, and its
-//! RSS levelled off in runs where glibc's kept rising (docs/performance.md, eighteenth round).
+//! RSS levelled off in runs where glibc's kept rising (ADR 0006).
 //! `cli/tests/cli.rs` checks that libstdc++ binds to it.
 //!
 //! Its settings are compiled in from `.cargo/config.toml`: background threads return freed pages
 //! to the kernel within about a second (`dirty_decay_ms:1000`, against jemalloc's ten). With the
 //! default, the pages a flush frees (a memtable, whole) stayed resident, 80-180 MB per node under
-//! anchoring load, and were most of what moved a node's RSS (docs/performance.md, twentieth
-//! round). [`heap_stats`] puts jemalloc's own split of the memory on `/metrics`.
+//! anchoring load, and were most of what moved a node's RSS (ADR 0006). [`heap_stats`] puts jemalloc's own split of the memory on `/metrics`.
 
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
 #[global_allocator]

@@ -208,12 +208,12 @@ const MIN_MEMTABLES_MB: usize = 16;
 /// The block time with the state tree on disk when `block_time_ms` is unset. A height has a
 /// fixed cost (the commit's write, the tree's new nodes written and pruned) that a shorter block
 /// time pays more often: under full anchoring load on a 2-core devnet, 250 ms cost 14-18% more
-/// CPU per transaction and 10-18% of the held rate on disk (docs/performance.md, 26th round).
+/// CPU per transaction and 10-18% of the held rate on disk (ADR 0008).
 pub const DISK_BLOCK_TIME_MS: u64 = 500;
 /// The block time with the state tree in memory when `block_time_ms` is unset. There a height's
 /// fixed cost is small: 250 ms took 38-48% off p50 finality and 22-55% off p99 at every load
 /// below the peak for about 4% more CPU per transaction, and lost none of the held rate
-/// (docs/performance.md, 26th round).
+/// (ADR 0008).
 pub const MEMORY_BLOCK_TIME_MS: u64 = 250;
 
 impl NodeConfig {

@@ -1,7 +1,7 @@
 //! `cachet bench` runs its three phases (anchors, batches, verification under load) end to end
 //! and reports every figure scripts rely on, and a run starts from the state an earlier one
-//! left. (It asserts no speed:
-//! figures live in docs/performance.md, measured with a release build.)
+//! left. (It asserts no speed: the figures are measured with a release build, and reported
+//! in the performance report.)
 
 use cachet_tests::{Devnet, cachet_bin, rpc};
 use serde_json::{Value, json};
