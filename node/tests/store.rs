@@ -11,6 +11,26 @@ fn example_chain() -> cachet_chain::ChainId {
     cachet_chain::ChainId::new(example::EXAMPLE_CHAIN_ID).unwrap()
 }
 
+/// The block after `parent` holding `tx` (proposed by the land agency's validator), built on
+/// `store`'s state; `tx` must be accepted.
+fn build_one(
+    store: &Store,
+    parent: &cachet_chain::block::BlockHeader,
+    tx: cachet_chain::tx::Transaction,
+) -> cachet_contracts::BuiltBlock {
+    let built = build_block(
+        store,
+        parent,
+        parent.time.plus_ms(1000),
+        example::validator_key("moi-land").public(),
+        vec![tx],
+        Signatures::Verify,
+    )
+    .unwrap();
+    assert!(built.refused.is_empty());
+    built
+}
+
 #[test]
 fn committed_heights_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,16 +50,7 @@ fn committed_heights_survive_reopening() {
         store.init_genesis(&genesis, &tree).unwrap();
         let head = store.head().unwrap().unwrap();
         assert_eq!(head, genesis);
-        let built = build_block(
-            &store,
-            &head,
-            head.time.plus_ms(1000),
-            example::validator_key("moi-land").public(),
-            vec![tx.clone()],
-            Signatures::Verify,
-        )
-        .unwrap();
-        assert!(built.refused.is_empty());
+        let built = build_one(&store, &head, tx.clone());
         store
             .commit(&built.block, b"certificate", &built.executed)
             .unwrap();
@@ -930,4 +941,180 @@ fn the_stores_reads_and_writes_are_counted_by_rocksdb() {
     let filter = io.block_cache.iter().find(|b| b.block == "filter").unwrap();
     assert!(filter.hits + filter.misses > 0, "{io:?}");
     assert_eq!(io.wal_bytes, 0, "reads log nothing");
+}
+
+/// One row of the `# Format` table in the store's module doc: a family, and its key layout as
+/// fields (`name:N`, N bytes of anything) and literals (`"text"`).
+#[derive(Debug)]
+struct DocumentedKey {
+    family: String,
+    layout: String,
+    parts: Vec<KeyPart>,
+}
+
+#[derive(Debug)]
+enum KeyPart {
+    Literal(Vec<u8>),
+    Field(usize),
+}
+
+impl DocumentedKey {
+    fn matches(&self, key: &[u8]) -> bool {
+        let mut rest = key;
+        for part in &self.parts {
+            match part {
+                KeyPart::Literal(text) => match rest.strip_prefix(text.as_slice()) {
+                    Some(after) => rest = after,
+                    None => return false,
+                },
+                KeyPart::Field(len) => match rest.get(*len..) {
+                    Some(after) => rest = after,
+                    None => return false,
+                },
+            }
+        }
+        rest.is_empty()
+    }
+}
+
+/// The rows of the `# Format` table, read from the module doc itself.
+fn documented_keys() -> Vec<DocumentedKey> {
+    let source = include_str!("../src/store/mod.rs");
+    let section = source
+        .split("//! # Format")
+        .nth(1)
+        .expect("the store's module doc has a # Format section");
+    let mut rows = Vec::new();
+    for line in section.lines() {
+        let Some(row) = line.strip_prefix("//! | `") else {
+            if !rows.is_empty() && !line.starts_with("//! |") {
+                break;
+            }
+            continue;
+        };
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let family = cells[0].trim_end_matches('`').to_string();
+        let layout = cells[1].trim_matches('`').to_string();
+        let parts = layout
+            .split(' ')
+            .map(|token| {
+                if let Some(text) = token.strip_prefix('"') {
+                    KeyPart::Literal(text.trim_end_matches('"').as_bytes().to_vec())
+                } else {
+                    let (_, len) = token.split_once(':').expect("name:N");
+                    KeyPart::Field(len.parse().expect("a length"))
+                }
+            })
+            .collect();
+        rows.push(DocumentedKey {
+            family,
+            layout,
+            parts,
+        });
+    }
+    assert!(
+        rows.len() >= 10,
+        "the # Format table has {} rows",
+        rows.len()
+    );
+    rows
+}
+
+/// Every key in every column family of the database under `dir` is one the `# Format` table
+/// documents for that family; marks the rows seen in `seen`.
+fn assert_keys_documented(dir: &std::path::Path, rows: &[DocumentedKey], seen: &mut [bool]) {
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).unwrap();
+    let documented: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.family.as_str()).collect();
+    for family in &families {
+        if family == "default" {
+            assert!(
+                family_keys(dir, family).is_empty(),
+                "RocksDB's default family is unused"
+            );
+            continue;
+        }
+        assert!(
+            documented.contains(family.as_str()),
+            "family {family} is not in the # Format table"
+        );
+        for key in family_keys(dir, family) {
+            let row = rows
+                .iter()
+                .position(|r| r.family == *family && r.matches(&key))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "a key in {family} matches no row of the # Format table: {}",
+                        hex::encode(&key)
+                    )
+                });
+            seen[row] = true;
+        }
+    }
+    for family in documented {
+        assert!(
+            families.iter().any(|f| f == family),
+            "documented family {family} is not in the database"
+        );
+    }
+}
+
+#[test]
+fn every_key_a_committed_store_holds_is_one_its_format_section_documents() {
+    let rows = documented_keys();
+    let mut seen = vec![false; rows.len()];
+    let dir = tempfile::tempdir().unwrap();
+    let doc = example::genesis();
+    let (genesis, tree) = genesis_state(&doc).unwrap();
+    let head = {
+        let store = Store::open(dir.path()).unwrap();
+        store.init_genesis(&genesis, &tree).unwrap();
+        // A block with a transaction: `blocks`, `commits`, `txs`.
+        let tx = txs::signed_on(
+            example_chain(),
+            "moi-land",
+            0,
+            cachet_chain::Action::Issue(txs::title("format")),
+        );
+        let built = build_one(&store, &genesis, tx);
+        store
+            .commit(&built.block, b"certificate", &built.executed)
+            .unwrap();
+        let validators = store.validators_after(0).unwrap();
+        let mut header = built.block.header.clone();
+        for h in 2..=8 {
+            // Height 5 changes the validator set (as far as the store can tell).
+            header.next_validators_hash = if h == 5 {
+                cachet_chain::hash::Hash32([5; 32])
+            } else {
+                header.validators_hash
+            };
+            commit_changes(&store, &mut header, &validators, &churn(h));
+        }
+        store
+            .put_undecided(9, 0, &header.hash(), b"proposal")
+            .unwrap();
+        store.put_evidence(8, b"evidence").unwrap();
+        // Some heights pruned, the later ones' stale records kept.
+        store.prune(4).unwrap();
+        store.prune(4).unwrap();
+        header
+    };
+    assert_keys_documented(dir.path(), &rows, &mut seen);
+    // The tree moved into memory: the marker in `meta`, the `nodes` family emptied.
+    drop(Store::open_with_cache(dir.path(), in_memory()).unwrap());
+    assert!(family_keys(dir.path(), "nodes").is_empty());
+    assert_keys_documented(dir.path(), &rows, &mut seen);
+    let store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
+    assert_eq!(store.head().unwrap().unwrap(), head);
+    let unseen: Vec<String> = rows
+        .iter()
+        .zip(&seen)
+        .filter(|(_, seen)| !**seen)
+        .map(|(r, _)| format!("{} {}", r.family, r.layout))
+        .collect();
+    assert!(
+        unseen.is_empty(),
+        "documented keys the store never wrote: {unseen:?}"
+    );
 }
