@@ -4,11 +4,17 @@
 //! codecs ([`context`], [`codec`], [`signing`]), the loop that proposes blocks from the
 //! mempool, re-executes proposals with `cachet-contracts` before voting, and commits decided
 //! blocks ([`app`]); the [`mempool`] and its libp2p transaction [`gossip`]; RocksDB [`store`]
-//! of blocks, commit certificates and the state tree; the operator's [`metrics`]; and
-//! [`node::start`], which wires them with the JSON-RPC.
+//! of blocks, commit certificates and the state tree; what the host and the RPC share
+//! ([`shared`]); the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
+//! [`metrics`]; and [`start`](start()), which wires them together.
+//!
+//! Data flows one way: the RPC and the gossip admit transactions into the mempool; the consensus
+//! host proposes from it, executes with `cachet-contracts`, commits to the store and moves the
+//! head in [`shared`]; the API reads the committed state from there.
 //!
 //! What it is not: the rules (`cachet-contracts`) or the data model (`cachet-chain`).
 
+pub mod api;
 pub mod app;
 pub mod cache;
 pub mod codec;
@@ -17,10 +23,12 @@ pub mod context;
 pub mod gossip;
 pub mod mempool;
 pub mod metrics;
-pub mod node;
 pub mod receipts;
+pub mod shared;
 pub mod signing;
+pub mod start;
 pub mod store;
 
 pub use config::NodeConfig;
-pub use node::{RunningNode, Shared, start};
+pub use shared::Shared;
+pub use start::{RunningNode, start};

@@ -1,9 +1,13 @@
 //! Building receipts from the committed state: the latest committed header, its precommits
 //! (re-indexed by position in the validator set that signed it) and state proofs against its
-//! state root.
+//! state root. What every receipt at one height shares is built and checked once, and kept in
+//! [`Receipts`] until the head moves or its certificate is replaced.
+//!
+//! It is not verification (`cachet_chain::receipt`), which the node applies to its own receipts
+//! as any verifier would.
 
 use crate::context::CachetContext;
-use crate::node::Shared;
+use crate::shared::Shared;
 use cachet_chain::AgencyId;
 use cachet_chain::block::BlockHeader;
 use cachet_chain::document::{CertId, Commitment};
@@ -52,25 +56,91 @@ pub struct ReceiptHead {
 /// bounded by the consortium's size anyway; this bounds it against a state with very many.
 const ISSUERS_CACHED: usize = 16_384;
 
-/// The receipt head of the latest committed height, built and checked on first use at each
-/// height and shared by every receipt served at that height.
-fn committed_head(shared: &Shared) -> Result<Arc<ReceiptHead>, Failure> {
-    let head = shared.head();
-    if let Some(cached) = shared.cached_receipt_head()
-        && cached.header == head
-    {
-        return Ok(cached);
+/// The receipts a node serves: the head every receipt at the committed height shares, kept
+/// from the first receipt of that height on.
+#[derive(Default)]
+pub struct Receipts {
+    /// The shared head, with the count of certificate updates it was built after.
+    head: Mutex<Option<(u64, Arc<ReceiptHead>)>>,
+}
+
+impl Receipts {
+    /// The receipt head of the latest committed height, built and checked on first use at each
+    /// height (and again after its certificate was replaced), and shared by every receipt
+    /// served at that height.
+    fn committed_head(&self, shared: &Shared) -> Result<Arc<ReceiptHead>, Failure> {
+        // Read before the head: an update that lands in between makes the next call rebuild.
+        let updates = shared.certificate_updates();
+        let head = shared.head();
+        let cached = || self.head.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((built_after, cached)) = cached().as_ref()
+            && *built_after == updates
+            && cached.header == head
+        {
+            return Ok(cached.clone());
+        }
+        let built = Arc::new(build_head(shared, head)?);
+        check_head(
+            &built.header,
+            &built.commit,
+            &built.transitions,
+            &shared.trust,
+        )
+        .map_err(|e| Failure::internal(format!("own committed head does not verify: {e}")))?;
+        *cached() = Some((updates, built.clone()));
+        Ok(built)
     }
-    let built = Arc::new(build_head(shared, head)?);
-    check_head(
-        &built.header,
-        &built.commit,
-        &built.transitions,
-        &shared.trust,
-    )
-    .map_err(|e| Failure::internal(format!("own committed head does not verify: {e}")))?;
-    shared.cache_receipt_head(built.clone());
-    Ok(built)
+
+    /// A receipt for certificate `id`: its record, or the proof that it does not exist.
+    pub fn certificate(&self, shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
+        let head = self.committed_head(shared)?;
+        let root = head.header.state_root;
+        let (value, proof) = raw_with_proof(shared, &root, &StateKey::Certificate(*id))?;
+        let (subject, issuer) = match value {
+            Some(record) => {
+                let r: CertificateRecord = decode_value(&record).map_err(internal)?;
+                (
+                    Subject::Certificate { record, proof },
+                    Some(issuer(shared, &head, &r.issuer)?),
+                )
+            }
+            None => (Subject::Absent { id: *id, proof }, None),
+        };
+        Ok(head.receipt(subject, issuer))
+    }
+
+    /// A receipt for one entry of a batch.
+    pub fn batch_entry(
+        &self,
+        shared: &Shared,
+        batch: &BatchId,
+        commitment: Commitment,
+        inclusion: BatchProof,
+    ) -> Result<Receipt, Failure> {
+        let head = self.committed_head(shared)?;
+        let root = head.header.state_root;
+        let (value, batch_proof) = raw_with_proof(shared, &root, &StateKey::Batch(*batch))?;
+        let batch_bytes = value
+            .ok_or_else(|| Failure::new(1322, "unknown_batch", format!("unknown batch {batch}")))?;
+        let b: BatchRecord = decode_value(&batch_bytes).map_err(internal)?;
+        let (revocation, revocation_proof) = raw_with_proof(
+            shared,
+            &root,
+            &StateKey::BatchRevocation(*batch, inclusion.index),
+        )?;
+        let issuer = issuer(shared, &head, &b.issuer)?;
+        Ok(head.receipt(
+            Subject::BatchEntry {
+                batch: batch_bytes,
+                batch_proof,
+                commitment,
+                inclusion,
+                revocation,
+                revocation_proof,
+            },
+            Some(issuer),
+        ))
+    }
 }
 
 fn build_head(shared: &Shared, head: BlockHeader) -> Result<ReceiptHead, Failure> {
@@ -169,54 +239,4 @@ fn issuer(shared: &Shared, head: &ReceiptHead, agency: &AgencyId) -> Result<Issu
         issuers.insert(agency.clone(), built.clone());
     }
     Ok(built)
-}
-
-/// A receipt for certificate `id`: its record, or the proof that it does not exist.
-pub fn certificate(shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
-    let head = committed_head(shared)?;
-    let root = head.header.state_root;
-    let (value, proof) = raw_with_proof(shared, &root, &StateKey::Certificate(*id))?;
-    let (subject, issuer) = match value {
-        Some(record) => {
-            let r: CertificateRecord = decode_value(&record).map_err(internal)?;
-            (
-                Subject::Certificate { record, proof },
-                Some(issuer(shared, &head, &r.issuer)?),
-            )
-        }
-        None => (Subject::Absent { id: *id, proof }, None),
-    };
-    Ok(head.receipt(subject, issuer))
-}
-
-/// A receipt for one entry of a batch.
-pub fn batch_entry(
-    shared: &Shared,
-    batch: &BatchId,
-    commitment: Commitment,
-    inclusion: BatchProof,
-) -> Result<Receipt, Failure> {
-    let head = committed_head(shared)?;
-    let root = head.header.state_root;
-    let (value, batch_proof) = raw_with_proof(shared, &root, &StateKey::Batch(*batch))?;
-    let batch_bytes = value
-        .ok_or_else(|| Failure::new(1322, "unknown_batch", format!("unknown batch {batch}")))?;
-    let b: BatchRecord = decode_value(&batch_bytes).map_err(internal)?;
-    let (revocation, revocation_proof) = raw_with_proof(
-        shared,
-        &root,
-        &StateKey::BatchRevocation(*batch, inclusion.index),
-    )?;
-    let issuer = issuer(shared, &head, &b.issuer)?;
-    Ok(head.receipt(
-        Subject::BatchEntry {
-            batch: batch_bytes,
-            batch_proof,
-            commitment,
-            inclusion,
-            revocation,
-            revocation_proof,
-        },
-        Some(issuer),
-    ))
 }
