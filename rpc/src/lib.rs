@@ -8,18 +8,18 @@
 //! What it is not: consensus, storage or rules. The verification API (receipts, verify by id or
 //! fingerprint, subscriptions, the verify page) grows here with the verification issue.
 
-use async_trait::async_trait;
-use cachet_chain::block::BlockHeader;
 use cachet_chain::hash::Hash32;
 use cachet_chain::state::StateKey;
 use cachet_chain::tx::TxId;
 use jsonrpsee::server::{RpcModule, Server, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
-use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod api;
 pub mod web;
+
+pub use api::{BlockInfo, Failure, NodeApi, Status, TxStatus, Verification};
 
 /// The OpenRPC description of these methods (`docs/openrpc.json`).
 pub const OPENRPC: &str = include_str!("../../docs/openrpc.json");
@@ -30,163 +30,6 @@ pub const MAX_SUBMIT_MANY: usize = 1000;
 /// Largest request body: `cachet_submitMany` of typical transactions (a transaction is at most
 /// 16 KiB; hex doubles it).
 pub const MAX_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
-
-/// A refusal with its stable code.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// Stable numeric code.
-    pub code: i32,
-    /// Stable machine name.
-    pub name: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
-impl Failure {
-    /// A failure with `code`, `name` and `message`.
-    pub fn new(code: u32, name: &str, message: impl Into<String>) -> Failure {
-        Failure {
-            code: code as i32,
-            name: name.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// The request was malformed (JSON-RPC's invalid params).
-    pub fn invalid_params(message: impl Into<String>) -> Failure {
-        Failure::new(1000, "invalid_params", message)
-    }
-
-    /// The node failed internally.
-    pub fn internal(message: impl Into<String>) -> Failure {
-        Failure::new(2900, "internal", message)
-    }
-}
-
-impl From<Failure> for ErrorObjectOwned {
-    fn from(f: Failure) -> Self {
-        ErrorObjectOwned::owned(
-            f.code,
-            f.message,
-            Some(serde_json::json!({ "name": f.name })),
-        )
-    }
-}
-
-/// Where a transaction stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum TxStatus {
-    /// Waiting in this node's mempool.
-    Pending,
-    /// In a committed block.
-    Committed {
-        /// Block height.
-        height: u64,
-        /// Position in the block.
-        index: u32,
-    },
-    /// Not known to this node.
-    Unknown,
-}
-
-/// What `cachet_status` returns.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Status {
-    /// The node's name.
-    pub moniker: String,
-    /// The chain id.
-    pub chain_id: String,
-    /// Latest committed height.
-    pub height: u64,
-    /// Its block hash.
-    pub hash: Hash32,
-    /// Its block time (ms since the epoch).
-    pub time: u64,
-    /// Its state root.
-    pub state_root: Hash32,
-    /// Transactions waiting in the mempool.
-    pub mempool: usize,
-}
-
-/// What `cachet_block` returns.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BlockInfo {
-    /// Height.
-    pub height: u64,
-    /// Block hash.
-    pub hash: Hash32,
-    /// The header.
-    pub header: BlockHeader,
-    /// Ids of its transactions, in order.
-    pub txs: Vec<TxId>,
-    /// Number of commit signatures on it.
-    pub signatures: usize,
-}
-
-/// The node, as the RPC sees it.
-#[async_trait]
-pub trait NodeApi: Send + Sync + 'static {
-    /// Admit a transaction (encoded) and relay it. Returns its id.
-    async fn submit(&self, tx: Vec<u8>) -> Result<TxId, Failure>;
-    /// Admit several transactions (encoded) and relay the admitted ones; one result per
-    /// transaction, in order. A node may check them together (batch signature verification).
-    async fn submit_many(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxId, Failure>> {
-        let mut out = Vec::with_capacity(txs.len());
-        for tx in txs {
-            out.push(self.submit(tx).await);
-        }
-        out
-    }
-    /// The node's view of the chain head.
-    fn status(&self) -> Result<Status, Failure>;
-    /// A committed block.
-    fn block(&self, height: u64) -> Result<Option<BlockInfo>, Failure>;
-    /// Where a transaction stands.
-    fn transaction(&self, id: &TxId) -> Result<TxStatus, Failure>;
-    /// A value of the latest committed state, as JSON.
-    fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure>;
-    /// Recorded misbehaviour: `(height, description)`.
-    fn evidence(&self) -> Result<Vec<(u64, String)>, Failure>;
-    /// A receipt for certificate `id` as of the latest committed block (encoded).
-    fn receipt(&self, id: &cachet_chain::CertId) -> Result<Vec<u8>, Failure>;
-    /// A receipt for the batch entry with `commitment` and `inclusion` proof (encoded).
-    fn batch_receipt(
-        &self,
-        batch: &cachet_chain::tx::BatchId,
-        commitment: cachet_chain::Commitment,
-        inclusion: cachet_chain::merkle::BatchProof,
-    ) -> Result<Vec<u8>, Failure>;
-    /// Verify certificate `id` with a fresh receipt against this node's genesis: the verdict,
-    /// the record and the receipt a client can re-check itself.
-    fn verify(&self, id: &cachet_chain::CertId) -> Result<Verification, Failure>;
-    /// Verify a document by its fingerprint and salt (the id follows from them).
-    fn verify_document(
-        &self,
-        fingerprint: &cachet_chain::Fingerprint,
-        salt: &cachet_chain::Salt,
-    ) -> Result<Verification, Failure>;
-    /// The lineage of certificate `id`: every record it supersedes or is superseded by,
-    /// oldest first.
-    fn history(&self, id: &cachet_chain::CertId) -> Result<Vec<serde_json::Value>, Failure>;
-    /// Committed blocks as they come (for subscriptions).
-    fn subscribe_blocks(&self) -> tokio::sync::broadcast::Receiver<serde_json::Value>;
-    /// The operator's metrics, as OpenMetrics text (served at `GET /metrics`).
-    fn metrics(&self) -> String;
-    /// This node's network identity: `{peer_id, p2p, gossip}` (full multiaddrs with `/p2p/`).
-    fn node_info(&self) -> Result<serde_json::Value, Failure>;
-    /// Operator: connect to a new consortium peer (consensus and gossip multiaddrs).
-    async fn add_peer(&self, p2p: String, gossip: String) -> Result<(), Failure>;
-}
-
-/// What [`NodeApi::verify`] found: the verdict's fields, and the encoded receipt they rest on.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Verification {
-    /// The verdict, the record and what else the node read from the receipt, as JSON fields.
-    pub fields: serde_json::Map<String, serde_json::Value>,
-    /// The receipt, encoded; the reply carries it as hex under `"receipt"`.
-    pub receipt: Vec<u8>,
-}
 
 /// The JSON object `fields` with `"receipt": "<hex of receipt>"` added, written once. A receipt
 /// is kilobytes of hex: putting it in a `Value` copied it, and serializing that ran serde_json's
@@ -515,6 +358,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
 
     /// Answers nothing: only here to build the method table.
     struct Unavailable;

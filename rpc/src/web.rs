@@ -6,7 +6,7 @@
 //! `cachet_verifyDocument`; a document is hashed in the browser (WebCrypto) and never leaves the
 //! device.
 
-use crate::NodeApi;
+use crate::api::NodeApi;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use std::future::Future;
 use std::pin::Pin;
