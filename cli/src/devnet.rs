@@ -9,13 +9,13 @@
 //! address of their own (containers: see `docker/`), on fixed ports. Configs name their files
 //! relative to their own directory either way, so the directory can be mounted anywhere.
 
-use crate::client::Client;
 use crate::keyfile;
 use anyhow::{Context, Result, bail};
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::genesis::{GenesisAgency, GenesisDoc};
 use cachet_chain::ids::{AgencyId, ChainId, Timestamp};
 use cachet_chain::state::{Name, Validator};
+use cachet_client::Client;
 use cachet_contracts::example;
 use cachet_node::config::{NodeConfig, P2p, Rpc};
 use cachet_node::store::TreePlacement;
@@ -130,7 +130,7 @@ impl Ports {
 const LOG_LINES: usize = 15;
 
 /// The last `lines` lines of a log file, for error messages.
-pub fn log_tail(path: &Path, lines: usize) -> String {
+fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -6,7 +6,6 @@
 //! certificate id, the salt and, for a batch entry, its inclusion proof. The holder needs it to
 //! prove which document the certificate is about; the chain never sees the document or salt.
 
-use crate::client::Client;
 use crate::keyfile;
 use anyhow::{Context, Result, bail};
 use cachet_chain::crypto::SecretKey;
@@ -17,6 +16,7 @@ use cachet_chain::merkle::{BatchProof, MerkleTree};
 use cachet_chain::tx::{
     Action, BatchIssuance, Issuance, RevocationReason, Terms, TxBody, batch_leaf,
 };
+use cachet_client::Client;
 use serde::Serialize;
 use serde_json::json;
 use std::io::Write;

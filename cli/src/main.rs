@@ -4,8 +4,6 @@
 //! `anchor`, `revoke`, `supersede`, `approve`. Everyone: `fingerprint`, `demo`.
 
 mod allocator;
-mod bench;
-mod client;
 mod demo;
 mod devnet;
 mod genesis_build;
@@ -70,7 +68,7 @@ enum Command {
             value_delimiter = ',',
             default_value = "anchors,batches,verification"
         )]
-        phases: Vec<bench::Phase>,
+        phases: Vec<cachet_bench::Phase>,
         /// Seconds to sustain the best rate (and to run the verification load).
         #[arg(long, default_value_t = 30)]
         duration: u64,
@@ -371,9 +369,9 @@ struct IssuerArgs {
 
 impl IssuerArgs {
     /// The node's client and the agency's signer.
-    fn connect(&self) -> Result<(client::Client, issuer::Signer)> {
+    fn connect(&self) -> Result<(cachet_client::Client, issuer::Signer)> {
         Ok((
-            client::Client::new(&self.rpc)?,
+            cachet_client::Client::new(&self.rpc)?,
             issuer::Signer::load(&self.key, self.agency.clone())?,
         ))
     }
@@ -516,8 +514,8 @@ fn main() -> Result<()> {
             target,
             state_tree,
             json,
-        } => runtime()?.block_on(bench::run(
-            bench::Options {
+        } => runtime()?.block_on(cachet_bench::run(
+            cachet_bench::Options {
                 phases,
                 duration,
                 verification_seconds: verification_seconds.unwrap_or(duration),
@@ -538,7 +536,7 @@ fn main() -> Result<()> {
             runtime()?.block_on(start(config))
         }
         Command::AddPeer { rpc, p2p, gossip } => runtime()?.block_on(async {
-            client::Client::new(&rpc)?
+            cachet_client::Client::new(&rpc)?
                 .call(
                     "cachet_admin_addPeer",
                     vec![serde_json::json!(p2p), serde_json::json!(gossip)],
@@ -548,12 +546,12 @@ fn main() -> Result<()> {
             Ok(())
         }),
         Command::Status { rpc, json } => runtime()?.block_on(async {
-            let v = client::Client::new(&rpc)?.status().await?;
+            let v = cachet_client::Client::new(&rpc)?.status().await?;
             print_fields(&v, json, STATUS_FIELDS);
             Ok(())
         }),
         Command::Block { rpc, height, json } => runtime()?.block_on(async {
-            let v = client::Client::new(&rpc)?
+            let v = cachet_client::Client::new(&rpc)?
                 .call("cachet_block", vec![serde_json::json!(height)])
                 .await?;
             print_fields(&v, json, BLOCK_FIELDS);
@@ -616,8 +614,12 @@ fn main() -> Result<()> {
                 .as_deref()
                 .map(verifier::CertificateFile::read)
                 .transpose()?;
-            let bytes =
-                verifier::fetch(&client::Client::new(&rpc)?, id.as_deref(), file.as_ref()).await?;
+            let bytes = verifier::fetch(
+                &cachet_client::Client::new(&rpc)?,
+                id.as_deref(),
+                file.as_ref(),
+            )
+            .await?;
             std::fs::write(&out, &bytes)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
@@ -676,7 +678,12 @@ fn main() -> Result<()> {
                     .with_context(|| format!("cannot read {}", path.display()))?,
                 (None, Some(image), _) => qr::receipt_from_text(&qr::read_png(&image)?)?,
                 (None, None, Some(rpc)) => runtime()?.block_on(async {
-                    verifier::fetch(&client::Client::new(&rpc)?, id.as_deref(), file.as_ref()).await
+                    verifier::fetch(
+                        &cachet_client::Client::new(&rpc)?,
+                        id.as_deref(),
+                        file.as_ref(),
+                    )
+                    .await
                 })?,
                 (None, None, None) => anyhow::bail!(
                     "give --receipt FILE, --qr IMAGE, or --rpc URL with --id or --certificate-file"

@@ -4,7 +4,6 @@
 //! Exit codes of `verify`: 0 valid, 1 invalid proof or error, 2 revoked, 3 superseded,
 //! 4 expired, 5 not yet valid, 6 unknown, 7 pending approval, 8 receipt too old.
 
-use crate::client::Client;
 use anyhow::{Context, Result, bail};
 use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::genesis::GenesisDoc;
@@ -12,6 +11,7 @@ use cachet_chain::ids::Timestamp;
 use cachet_chain::receipt::{Receipt, ReceiptError, Trust, verify};
 use cachet_chain::state::CertStatus;
 use cachet_chain::verdict::Verdict;
+use cachet_client::Client;
 use serde_json::{Value, json};
 use std::path::Path;
 

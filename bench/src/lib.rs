@@ -1,4 +1,5 @@
-//! `cachet bench`: load a local 4-validator devnet and measure it, in three phases on one chain:
+//! `cachet-bench`, the `cachet bench` command: load a local 4-validator devnet and measure it, in
+//! three phases on one chain:
 //!
 //! 1. **anchors** — signed single anchors from many issuing agencies at a rising rate until
 //!    finalized throughput stops growing, then 90% of the best rate sustained: finalized tx/s,
@@ -16,6 +17,10 @@
 //! Next to them: this machine's ed25519 verification rates and the bound they put on
 //! throughput (every validator verifies every signature), the ratio to it, the highest ratio
 //! the measured CPU per transaction allows, and each node's RSS.
+//!
+//! What it is not: a test. It asserts no speed; it reports figures, and `docs/performance.md`
+//! says how to read and compare them. The devnet it starts is the `cachet` binary it runs in
+//! (`cachet devnet`), so it is a library of that binary, not a program of its own.
 
 mod anchors;
 mod batches;

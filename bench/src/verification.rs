@@ -7,9 +7,9 @@ use super::anchors::Anchors;
 use super::load;
 use super::net::{Net, lock};
 use super::probe::{self, milli, percentile};
-use crate::client::Client;
 use anyhow::{Context, Result, bail};
 use cachet_chain::CertId;
+use cachet_client::Client;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +58,7 @@ async fn verifier(
         };
         n += 1;
         let start = Instant::now();
-        let reply: Result<Served> = client.call_as(method, vec![json!(id.0.to_string())]).await;
+        let reply: Result<Served, _> = client.call_as(method, vec![json!(id.0.to_string())]).await;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         match reply.ok().map(|r| r.receipt) {
             Some(receipt) => {

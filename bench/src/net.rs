@@ -3,7 +3,6 @@
 //! reports, with the time each was seen.
 
 use super::probe;
-use crate::client::{Client, Refused};
 use anyhow::{Context, Result, bail};
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::genesis::GenesisDoc;
@@ -13,6 +12,7 @@ use cachet_chain::receipt::{Receipt, Trust, verify};
 use cachet_chain::state::Name;
 use cachet_chain::tx::{Action, AgencyRegistration, Transaction, TxBody, TxId};
 use cachet_chain::verdict::Verdict;
+use cachet_client::Client;
 use cachet_contracts::example;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -120,7 +120,7 @@ impl Net {
                 bail!(
                     "the devnet exited ({status}) before it was up; the end of {}:\n{}",
                     log.display(),
-                    crate::devnet::log_tail(&log, 80)
+                    log_tail(&log, 80)
                 );
             }
             // The devnet bounds its own start (nodes serving, then a check anchor on each);
@@ -144,7 +144,7 @@ impl Net {
         let clients: Vec<Client> = nodes
             .iter()
             .map(|n| Client::new(&n.rpc))
-            .collect::<Result<_>>()?;
+            .collect::<Result<_, _>>()?;
         let status = clients[0].status().await?;
         let chain: ChainId = status["chain_id"].as_str().unwrap_or_default().parse()?;
         let committed = subscribe(&nodes[0].rpc).await?;
@@ -246,13 +246,8 @@ impl Net {
             Ok(record) => Ok(Some(
                 record["next_nonce"].as_u64().context("agency next_nonce")?,
             )),
-            Err(e)
-                if e.downcast_ref::<Refused>()
-                    .is_some_and(|r| r.code == UNKNOWN_AGENCY) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
+            Err(e) if e.refused().is_some_and(|r| r.code == UNKNOWN_AGENCY) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -368,12 +363,7 @@ impl Net {
 
     /// Verify an encoded receipt as a verifier would, now, and insist it says `valid`.
     pub fn check_valid(trust: &Trust, receipt: &[u8]) -> Result<()> {
-        let verified = verify(
-            &Receipt::decode(receipt)?,
-            trust,
-            crate::verifier::now(),
-            None,
-        )?;
+        let verified = verify(&Receipt::decode(receipt)?, trust, now(), None)?;
         if verified.verdict != Verdict::Valid {
             bail!("the receipt for {} says {}", verified.id, verified.verdict);
         }
@@ -475,4 +465,20 @@ async fn subscribe(rpc: &str) -> Result<Committed> {
         }
     });
     Ok(committed)
+}
+
+/// The last `lines` lines of the file at `path` (empty if it cannot be read).
+fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// This machine's clock, as a chain timestamp: the time a verifier checks a receipt at.
+fn now() -> cachet_chain::ids::Timestamp {
+    cachet_chain::ids::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
 }

@@ -1,8 +1,8 @@
 //! The nodes' own view of a step, sampled from their `/metrics` while it runs: the most
 //! compaction RocksDB had pending on any node, heights committed, heights decided past round 0,
 //! and the most any node's RocksDB compacted and read of Bloom filters from its table files.
-//! Stalls under load lined up with compaction bursts on all nodes at once (docs/performance.md,
-//! eleventh round), and with filters that did not stay cached (thirteenth round); each step's
+//! Stalls under load lined up with compaction bursts on all nodes at once, and with Bloom
+//! filters that did not stay cached in the block cache (ADR 0006); each step's
 //! report shows them beside its throughput, so a run explains its own collapses.
 
 use super::probe;
