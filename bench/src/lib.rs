@@ -18,9 +18,9 @@
 //! throughput (every validator verifies every signature), the ratio to it, the highest ratio
 //! the measured CPU per transaction allows, and each node's RSS.
 //!
-//! What it is not: a test. It asserts no speed; it reports figures, and `docs/performance.md`
-//! says how to read and compare them. The devnet it starts is the `cachet` binary it runs in
-//! (`cachet devnet`), so it is a library of that binary, not a program of its own.
+//! What it is not: a test. It asserts no speed: it reports figures, to be read and compared as
+//! the project's performance method page says. The devnet it starts is the `cachet` binary it
+//! runs in (`cachet devnet`), so it is a library of that binary, not a program of its own.
 
 mod anchors;
 mod batches;
