@@ -200,7 +200,9 @@ pub struct KeyEpoch {
     pub key: PublicKey,
     /// First height at which it signs.
     pub from: Height,
-    /// First height at which it no longer signs; `None` while current.
+    /// The height it was retired at (by a rotation or the agency's removal); `None` while
+    /// current. Transactions of that height that ran before the retiring one were signed with
+    /// it, so it is still valid at `until` itself.
     pub until: Option<Height>,
 }
 
@@ -233,11 +235,11 @@ impl AgencyRecord {
             .map(|e| &e.key)
     }
 
-    /// Was `key` this agency's signing key at `height`?
+    /// Was `key` this agency's signing key at some point of `height`?
     pub fn key_valid_at(&self, key: &PublicKey, height: Height) -> bool {
         self.keys
             .iter()
-            .any(|e| e.key == *key && e.from <= height && e.until.is_none_or(|u| height < u))
+            .any(|e| e.key == *key && e.from <= height && e.until.is_none_or(|u| height <= u))
     }
 }
 

@@ -8,16 +8,6 @@ use cachet_chain::tx::{Action, AgencyRegistration, GovernanceChange, Issuance, T
 use cachet_contracts::{Event, TxError, example};
 use common::*;
 
-fn proposal_id(events: &[Event]) -> cachet_chain::TxId {
-    events
-        .iter()
-        .find_map(|e| match e {
-            Event::Proposed { proposal } => Some(*proposal),
-            _ => None,
-        })
-        .expect("a proposal event")
-}
-
 fn add_agency(name: &str) -> GovernanceChange {
     GovernanceChange::AddAgency {
         id: id(name),

@@ -298,13 +298,7 @@ fn receipts_cross_validator_set_changes_with_transitions() {
         power: 1,
     };
     let events = w.submit("moi-land", Action::Propose { change }).unwrap();
-    let proposal = events
-        .iter()
-        .find_map(|e| match e {
-            cachet_contracts::Event::Proposed { proposal } => Some(*proposal),
-            _ => None,
-        })
-        .unwrap();
+    let proposal = proposal_id(&events);
     w.submit("moea-investment", Action::Vote { proposal })
         .unwrap();
     w.submit("dgpa-personnel", Action::Vote { proposal })
@@ -341,4 +335,79 @@ fn receipts_cross_validator_set_changes_with_transitions() {
     forged.next = old_set;
     r.transitions = Transitions::new(vec![forged]).unwrap();
     assert!(verify(&r, &trust(), soon(&w), None).is_err());
+}
+
+/// Open a governance proposal to rotate `agency`'s key to `key` and cast all but the last vote
+/// it needs; returns the proposal, for the last vote (`dgpa-personnel`'s) to carry it out.
+fn rotation_one_vote_short(w: &mut World, agency: &str, key: &SecretKey) -> cachet_chain::TxId {
+    let events = w
+        .submit(
+            "moi-land",
+            Action::Propose {
+                change: cachet_chain::tx::GovernanceChange::RotateAgencyKey {
+                    id: id(agency),
+                    key: key.public(),
+                },
+            },
+        )
+        .unwrap();
+    let proposal = proposal_id(&events);
+    w.submit("moea-investment", Action::Vote { proposal })
+        .unwrap();
+    proposal
+}
+
+fn title(doc_name: &str, parcel_name: &str) -> cachet_chain::tx::Issuance {
+    cachet_chain::tx::Issuance {
+        kind: CertKind::LandTitle,
+        commitment: doc(doc_name),
+        valid_from: None,
+        valid_until: None,
+        terms: cachet_chain::tx::Terms::LandTitle {
+            parcel: parcel(parcel_name),
+        },
+    }
+}
+
+#[test]
+fn a_title_issued_earlier_in_the_block_that_rotates_its_issuers_key_is_valid() {
+    let mut w = World::new();
+    let new_key = SecretKey::dev("guting-land-office-2027");
+    let proposal = rotation_one_vote_short(&mut w, "guting-land-office", &new_key);
+    // One block: the land office issues with its old key, then the last vote rotates it.
+    let issuance = title("deed-same-block", "lot-same-block");
+    let cert = issuance.cert_id();
+    let issue = w.tx("guting-land-office", Action::Issue(issuance));
+    let vote = w.tx("dgpa-personnel", Action::Vote { proposal });
+    let built = w.submit_block(vec![issue, vote]);
+    assert!(built.refused.is_empty(), "{:?}", built.refused);
+    let agency = w.agency("guting-land-office");
+    assert_eq!(agency.current_key(), Some(&new_key.public()));
+    assert_eq!(w.cert(&cert).issued_at, w.chain.head().height);
+    // The rules accepted the title under the key valid when it executed: a verifier agrees.
+    let v = verify(&certificate_receipt(&w, cert), &trust(), soon(&w), None).unwrap();
+    assert_eq!(v.verdict, Verdict::Valid);
+}
+
+#[test]
+fn a_title_stays_valid_after_its_issuers_key_is_rotated() {
+    let mut w = World::new();
+    let cert = w.issue_title("guting-land-office", "deed-before", "lot-before");
+    let new_key = SecretKey::dev("guting-land-office-2028");
+    let proposal = rotation_one_vote_short(&mut w, "guting-land-office", &new_key);
+    w.submit("dgpa-personnel", Action::Vote { proposal })
+        .unwrap();
+    let agency = w.agency("guting-land-office");
+    assert_eq!(agency.current_key(), Some(&new_key.public()));
+    let v = verify(&certificate_receipt(&w, cert), &trust(), soon(&w), None).unwrap();
+    assert_eq!(v.verdict, Verdict::Valid);
+    // A record that claims the new key at a height before it was rotated in is refused.
+    let r = certificate_receipt(&w, cert);
+    let Subject::Certificate { record, .. } = &r.subject else {
+        panic!("a certificate receipt")
+    };
+    let mut forged: cachet_chain::state::CertificateRecord =
+        cachet_chain::state::decode_value(record).unwrap();
+    forged.issuer_key = new_key.public();
+    assert!(!agency.key_valid_at(&forged.issuer_key, forged.issued_at));
 }

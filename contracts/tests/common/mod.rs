@@ -33,6 +33,17 @@ pub fn doc(name: &str) -> Commitment {
     )
 }
 
+/// The proposal a governance `Propose` opened, from its events.
+pub fn proposal_id(events: &[Event]) -> cachet_chain::TxId {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Proposed { proposal } => Some(*proposal),
+            _ => None,
+        })
+        .expect("a proposal event")
+}
+
 pub fn parcel(name: &str) -> Hash32 {
     cachet_chain::Domain::Commitment.hash(name.as_bytes())
 }
@@ -82,12 +93,17 @@ impl World {
         .sign(key)
     }
 
+    /// Put `txs` in the next block, in order; what the rules refuse is left out.
+    pub fn submit_block(&mut self, txs: Vec<Transaction>) -> cachet_contracts::BuiltBlock {
+        self.time = self.time.plus_ms(1000);
+        let proposer = example::validator_key("moi-land").public();
+        self.chain.propose(self.time, proposer, txs).unwrap()
+    }
+
     /// Put `tx` alone in the next block. A refusal must leave the state root unchanged.
     pub fn submit_tx(&mut self, tx: Transaction) -> Result<Vec<Event>, TxError> {
         let before = self.chain.head().state_root;
-        self.time = self.time.plus_ms(1000);
-        let proposer = example::validator_key("moi-land").public();
-        let built = self.chain.propose(self.time, proposer, vec![tx]).unwrap();
+        let built = self.submit_block(vec![tx]);
         if let Some((_, e)) = built.refused.into_iter().next() {
             assert_eq!(
                 self.chain.head().state_root,
