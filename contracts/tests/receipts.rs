@@ -411,3 +411,31 @@ fn a_title_stays_valid_after_its_issuers_key_is_rotated() {
     forged.issuer_key = new_key.public();
     assert!(!agency.key_valid_at(&forged.issuer_key, forged.issued_at));
 }
+
+#[test]
+fn a_permit_is_not_yet_valid_before_its_window_and_expired_after_it() {
+    let mut w = World::new();
+    let mut p = w.permit("permit-window");
+    let from = w.time.plus_ms(DAY);
+    let until = from.plus_ms(30 * DAY);
+    (p.valid_from, p.valid_until) = (Some(from), Some(until));
+    let pid = p.cert_id();
+    w.submit("moea-investment", Action::Issue(p)).unwrap();
+    w.submit("nia-immigration", Action::Approve { id: pid })
+        .unwrap();
+    w.submit("mol-labor", Action::Approve { id: pid }).unwrap();
+    let verdict = |w: &World| {
+        verify(&certificate_receipt(w, pid), &trust(), soon(w), None)
+            .unwrap()
+            .verdict
+    };
+    assert_eq!(verdict(&w), Verdict::NotYetValid);
+    // The chain's clock inside the window, then past it (each block's time is the next one's
+    // floor), with a fresh receipt each time.
+    w.time = from;
+    w.issue_title("moi-land", "deed-in-window", "lot-in-window");
+    assert_eq!(verdict(&w), Verdict::Valid);
+    w.time = until;
+    w.issue_title("moi-land", "deed-after-window", "lot-after-window");
+    assert_eq!(verdict(&w), Verdict::Expired);
+}
