@@ -689,9 +689,11 @@ fn main() -> Result<()> {
                     "give --receipt FILE, --qr IMAGE, or --rpc URL with --id or --certificate-file"
                 ),
             };
+            let asked = verifier::asked_about(id.as_deref(), file.as_ref())?;
             let code = verifier::run(
                 &bytes,
                 &trust,
+                asked.as_deref(),
                 document.as_deref(),
                 file.as_ref(),
                 salt.as_deref(),

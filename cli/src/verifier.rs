@@ -31,6 +31,25 @@ impl CertificateFile {
         })
     }
 
+    /// What a receipt for this file must be about: the certificate id, or for a batch entry
+    /// `<batch id>#<index>` (the entry's identity in a receipt).
+    fn subject(&self) -> Result<String> {
+        let b = &self.json["batch"];
+        if b.is_null() {
+            return self.json["id"]
+                .as_str()
+                .map(str::to_string)
+                .context("the certificate file has no id");
+        }
+        let batch = b["batch"]
+            .as_str()
+            .context("the batch entry has no batch id")?;
+        let index = b["proof"]["index"]
+            .as_u64()
+            .context("the batch entry's proof has no index")?;
+        Ok(format!("{batch}#{index}"))
+    }
+
     fn salt(&self) -> Result<(FingerprintAlg, Salt)> {
         let alg: FingerprintAlg = serde_json::from_value(self.json["fingerprint"]["alg"].clone())?;
         let salt: Salt = serde_json::from_value(self.json["salt"].clone())?;
@@ -118,10 +137,23 @@ fn time_text(t: Timestamp) -> String {
     )
 }
 
+/// What the verifier asked about (`--id`, or the certificate file's certificate), which a
+/// receipt must be about: a node answering for another certificate proves nothing about this
+/// one.
+pub fn asked_about(id: Option<&str>, file: Option<&CertificateFile>) -> Result<Option<String>> {
+    match (id, file) {
+        (_, Some(f)) => f.subject().map(Some),
+        (Some(id), None) => Ok(Some(id.to_string())),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Verify receipt bytes against a genesis; print the verdict; return the process exit code.
+/// With `asked`, a receipt about anything else is invalid.
 pub fn run(
     receipt: &[u8],
     trust_path: &Path,
+    asked: Option<&str>,
     document: Option<&Path>,
     file: Option<&CertificateFile>,
     salt: Option<&str>,
@@ -155,6 +187,25 @@ pub fn run(
     let result = Receipt::decode(receipt)
         .map_err(|e| ReceiptError::Malformed(e.to_string()))
         .and_then(|r| verify(&r, &trust, now(), opening.as_ref().map(|(f, s)| (f, s))));
+    // An id as typed (any case) compares as the id it names.
+    let asked = asked.map(|a| {
+        a.parse::<cachet_chain::CertId>()
+            .map_or_else(|_| a.to_string(), |id| id.to_string())
+    });
+    if let (Ok(v), Some(asked)) = (&result, &asked)
+        && v.id != *asked
+    {
+        let reason = format!(
+            "the receipt is about {}, not {asked}: it proves nothing about what was asked",
+            v.id
+        );
+        if json_out {
+            println!("{}", json!({ "verdict": "invalid", "reason": reason }));
+        } else {
+            println!("INVALID proof / 證明無效 — {reason}");
+        }
+        return Ok(1);
+    }
     let v = match result {
         Ok(v) => v,
         Err(e) => {

@@ -350,6 +350,22 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     let v = check(&r_order, &[], "valid", 0);
     assert_eq!(v["kind"], "reward-order");
     check(&r_none, &[], "unknown", 6);
+    // A receipt about another certificate than the one asked about proves nothing about it,
+    // valid as it is: what a lying node would answer.
+    let v = check(&r_permit, &["--id", &new_title], "invalid", 1);
+    assert!(v["reason"].as_str().unwrap().contains(&permit_id), "{v}");
+    check(
+        &r_new,
+        &["--certificate-file", order_file.to_str().unwrap()],
+        "invalid",
+        1,
+    );
+    check(
+        &r_order,
+        &["--certificate-file", order_file.to_str().unwrap()],
+        "valid",
+        0,
+    );
     // The receipt as a QR code (PNG and SVG), read back by an independent decoder (rqrr).
     let png = receipts.join("permit.png");
     let run = |args: &[&str]| {
