@@ -1,6 +1,7 @@
-//! Names and numbers: chain and agency ids, heights, timestamps, certificate kinds.
+//! Names and numbers: chain and agency ids, display names, heights, timestamps, certificate
+//! kinds.
 
-use crate::codec::{invalid, limits::MAX_ID_LEN};
+use crate::codec::{DecodeError, invalid, limits, limits::MAX_ID_LEN};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -256,5 +257,49 @@ mod tests {
             );
         }
         assert!("deed".parse::<CertKind>().is_err());
+    }
+}
+
+/// A display name: 1 to 120 bytes of UTF-8 without control characters.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, BorshSerialize, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+impl Name {
+    /// Validate and wrap.
+    pub fn new(s: impl Into<String>) -> Result<Name, DecodeError> {
+        let s = s.into();
+        if s.is_empty() || s.len() > limits::MAX_NAME_LEN || s.chars().any(char::is_control) {
+            return Err(DecodeError::Malformed(format!(
+                "name must be 1-{} bytes without control characters",
+                limits::MAX_NAME_LEN
+            )));
+        }
+        Ok(Name(s))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = DecodeError;
+    fn try_from(s: String) -> Result<Name, DecodeError> {
+        Name::new(s)
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0
+    }
+}
+
+impl BorshDeserialize for Name {
+    fn deserialize_reader<R: borsh::io::Read>(reader: &mut R) -> borsh::io::Result<Self> {
+        let s = String::deserialize_reader(reader)?;
+        Name::new(s).map_err(|e| invalid(e.to_string()))
     }
 }

@@ -24,6 +24,7 @@ pub mod genesis;
 pub mod hash;
 pub mod ids;
 pub mod merkle;
+pub mod policy;
 pub mod receipt;
 pub mod state;
 pub mod state_tree;

@@ -1,12 +1,15 @@
 //! What the authenticated state holds: its keys ([`StateKey`]) and the records stored under
 //! them. Values are the canonical encodings of these records.
 
-use crate::codec::{self, DecodeError, bounded_vec, invalid, limits};
+use crate::codec::{self, DecodeError, bounded_vec, limits};
 use crate::crypto::PublicKey;
 use crate::document::{CertId, Commitment};
 use crate::hash::{Domain, Hash32};
 use crate::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
 use crate::tx::{BatchId, GovernanceChange, ProposalId, RevocationReason};
+
+pub use crate::ids::Name;
+pub use crate::policy::{AgencyList, KeyList, KindPolicy};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -47,50 +50,6 @@ pub fn decode_value<T: BorshDeserialize>(bytes: &[u8]) -> Result<T, DecodeError>
     codec::decode(bytes, limits::MAX_STATE_VALUE_BYTES)
 }
 
-/// A display name: 1 to 120 bytes of UTF-8 without control characters.
-#[derive(Clone, PartialEq, Eq, Hash, Debug, BorshSerialize, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Name(String);
-
-impl Name {
-    /// Validate and wrap.
-    pub fn new(s: impl Into<String>) -> Result<Name, DecodeError> {
-        let s = s.into();
-        if s.is_empty() || s.len() > limits::MAX_NAME_LEN || s.chars().any(char::is_control) {
-            return Err(DecodeError::Malformed(format!(
-                "name must be 1-{} bytes without control characters",
-                limits::MAX_NAME_LEN
-            )));
-        }
-        Ok(Name(s))
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Name {
-    type Error = DecodeError;
-    fn try_from(s: String) -> Result<Name, DecodeError> {
-        Name::new(s)
-    }
-}
-
-impl From<Name> for String {
-    fn from(n: Name) -> String {
-        n.0
-    }
-}
-
-impl BorshDeserialize for Name {
-    fn deserialize_reader<R: borsh::io::Read>(reader: &mut R) -> borsh::io::Result<Self> {
-        let s = String::deserialize_reader(reader)?;
-        Name::new(s).map_err(|e| invalid(e.to_string()))
-    }
-}
-
 /// Chain-wide parameters, fixed at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct ChainParams {
@@ -100,18 +59,6 @@ pub struct ChainParams {
     pub proposal_ttl: u64,
 }
 
-bounded_vec!(
-    /// A bounded list of agencies (policy member lists, votes, approvals).
-    AgencyList,
-    AgencyId,
-    limits::MAX_SET_LEN
-);
-bounded_vec!(
-    /// A bounded list of keys (oracle sets).
-    KeyList,
-    PublicKey,
-    limits::MAX_SET_LEN
-);
 bounded_vec!(
     /// The members of a validator set.
     ValidatorList,
@@ -240,78 +187,6 @@ impl AgencyRecord {
         self.keys
             .iter()
             .any(|e| e.key == *key && e.from <= height && e.until.is_none_or(|u| height <= u))
-    }
-}
-
-/// The rules of one certificate kind, set at genesis and by governance.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-pub struct KindPolicy {
-    /// Agencies that may accredit (and register) issuers of this kind and revoke any of its
-    /// certificates.
-    pub accreditors: AgencyList,
-    /// Agencies whose approvals count towards activation.
-    pub approvers: AgencyList,
-    /// Approvals needed before an issued certificate becomes active; 0 = active at once.
-    pub approvals_required: u16,
-    /// Oracles whose attestations count.
-    pub oracles: KeyList,
-    /// Distinct oracle attestations a licence grant needs; 0 = none.
-    pub oracle_threshold: u16,
-    /// Longest attestation window accepted, in milliseconds.
-    pub max_attestation_window_ms: u64,
-    /// Whether every certificate must have a validity window.
-    pub requires_validity: bool,
-    /// Longest validity window, in milliseconds; 0 = unbounded.
-    pub max_validity_ms: u64,
-    /// Largest Merkle batch accepted; 0 = batches not allowed.
-    pub max_batch_leaves: u32,
-    /// For verifiers: how old a receipt of this kind may be before it is not trusted, in
-    /// milliseconds.
-    pub max_receipt_age_ms: u64,
-}
-
-impl KindPolicy {
-    /// The plainest policy: these accreditors, no approvals, no oracles, no validity
-    /// requirement, no batches, receipts trusted for a day. Genesis tools start from it.
-    pub fn open(accreditors: AgencyList) -> KindPolicy {
-        KindPolicy {
-            accreditors,
-            approvers: AgencyList::default(),
-            approvals_required: 0,
-            oracles: KeyList::default(),
-            oracle_threshold: 0,
-            max_attestation_window_ms: 0,
-            requires_validity: false,
-            max_validity_ms: 0,
-            max_batch_leaves: 0,
-            max_receipt_age_ms: 24 * 60 * 60 * 1000,
-        }
-    }
-
-    /// Internal consistency: thresholds reachable, no member twice, oracle keys acceptable.
-    /// (Whether the named agencies exist is checked against state by the caller.)
-    pub fn check(&self) -> Result<(), String> {
-        fn distinct<T: Ord + Clone>(items: &[T]) -> bool {
-            let mut v = items.to_vec();
-            v.sort();
-            v.windows(2).all(|w| w[0] != w[1])
-        }
-        if !distinct(&self.accreditors) || !distinct(&self.approvers) || !distinct(&self.oracles) {
-            return Err("a member is listed twice".into());
-        }
-        if self.approvals_required as usize > self.approvers.len() {
-            return Err("needs more approvals than it has approvers".into());
-        }
-        if self.oracle_threshold as usize > self.oracles.len() {
-            return Err("needs more attestations than it has oracles".into());
-        }
-        if self.oracle_threshold > 0 && self.max_attestation_window_ms == 0 {
-            return Err("oracle attestations need a window longer than 0".into());
-        }
-        if self.oracles.iter().any(|k| k.check_acceptable().is_err()) {
-            return Err("an oracle key is not acceptable".into());
-        }
-        Ok(())
     }
 }
 

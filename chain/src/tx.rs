@@ -8,9 +8,10 @@ use crate::codec::{self, DecodeError, bounded_vec, limits};
 use crate::crypto::{CryptoError, PublicKey, SecretKey, SignPurpose, Signature, signing_message};
 use crate::document::{CertId, Commitment};
 use crate::hash::{Domain, Hash32};
+use crate::ids::Name;
 use crate::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
 use crate::merkle::BatchProof;
-use crate::state::{KindPolicy, Name};
+use crate::policy::KindPolicy;
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
