@@ -212,3 +212,36 @@ fn the_process_allocates_through_jemalloc_in_cpp_too() {
         );
     }
 }
+
+/// The pinned land-title receipt of the spec's vectors was committed at the example genesis's
+/// time (2026-01-01), and a land title's receipt is trusted for a day: on any later clock it
+/// is too old, and `verify` fails closed with exit code 8 ("stale"), not with its verdict.
+#[test]
+fn a_receipt_older_than_its_kinds_maximum_age_exits_8() {
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/spec/vectors/core.json")).unwrap();
+    let receipt = hex::decode(vectors["receipt/land_title/encoded"].as_str().unwrap()).unwrap();
+    let path = std::env::temp_dir().join(format!("cachet-stale-{}.receipt", std::process::id()));
+    std::fs::write(&path, receipt).unwrap();
+    let genesis = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../genesis/example/genesis.json"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cachet"))
+        .args([
+            "verify",
+            "--receipt",
+            path.to_str().unwrap(),
+            "--trust",
+            genesis,
+        ])
+        .arg("--json")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(v["verdict"], "stale", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("land-title"), "{v}");
+    assert_eq!(out.status.code(), Some(8), "{v}");
+}
