@@ -110,11 +110,6 @@ impl Client {
         })
     }
 
-    /// The node's URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Call `method` with positional `params`.
     pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, ClientError> {
         self.call_as(method, params).await
