@@ -28,6 +28,7 @@ pub mod policy;
 pub mod receipt;
 pub mod state;
 pub mod state_tree;
+pub mod trust;
 pub mod tx;
 pub mod verdict;
 

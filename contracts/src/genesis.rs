@@ -1,4 +1,5 @@
-//! From a genesis document to the height-0 state and header.
+//! From a genesis document to the height-0 state and header, and the trust anchor that the
+//! genesis hash (a verifier's default trust root) stands for.
 
 use cachet_chain::block::BlockHeader;
 use cachet_chain::codec::encode;
@@ -10,6 +11,7 @@ use cachet_chain::state::{
     Accreditation, AgencyRecord, ChainParams, KeyEpoch, KeyHistory, StateKey,
 };
 use cachet_chain::state_tree::{self, EMPTY, MemoryTreeStore, TreeBatch};
+use cachet_chain::trust::{PolicyProof, PolicyProofs, TrustAnchor};
 use std::collections::BTreeMap;
 
 /// The genesis header (height 0) and the tree writes of the initial state.
@@ -73,4 +75,32 @@ pub fn genesis_state(doc: &GenesisDoc) -> Result<(BlockHeader, TreeBatch), Genes
         next_validators_hash: validators.hash(),
     };
     Ok((header, batch))
+}
+
+/// The trust anchor of the genesis: its header, its validator set and every kind's policy with
+/// its proof against the genesis state. Its root is the genesis hash.
+pub fn anchor(doc: &GenesisDoc) -> Result<TrustAnchor, GenesisError> {
+    let (header, batch) = genesis_state(doc)?;
+    let invalid = |e: &dyn std::fmt::Display| GenesisError::Invalid(e.to_string());
+    let mut tree = MemoryTreeStore::new();
+    tree.write(batch);
+    let policies = doc
+        .policies
+        .iter()
+        .map(|(kind, policy)| {
+            let key = StateKey::Policy(*kind).hash();
+            let proof =
+                state_tree::prove(&tree, &header.state_root, &key).map_err(|e| invalid(&e))?;
+            Ok(PolicyProof {
+                kind: *kind,
+                policy: encode(policy),
+                proof,
+            })
+        })
+        .collect::<Result<Vec<_>, GenesisError>>()?;
+    Ok(TrustAnchor {
+        header,
+        validators: doc.validator_set()?,
+        policies: PolicyProofs::new(policies).map_err(|e| invalid(&e))?,
+    })
 }

@@ -29,5 +29,5 @@ mod view;
 pub use error::{BlockError, Failure, TxError};
 pub use events::Event;
 pub use exec::{BuiltBlock, Executed, Executor, Signatures, build_block, execute_block};
-pub use genesis::genesis_state;
+pub use genesis::{anchor, genesis_state};
 pub use local::LocalChain;

@@ -8,9 +8,7 @@ use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{CertKind, Timestamp};
 use cachet_chain::merkle::MerkleTree;
-use cachet_chain::receipt::{
-    CommitSignatures, RECEIPT_VERSION, Receipt, ReceiptError, Subject, verify,
-};
+use cachet_chain::receipt::{CommitSignatures, Receipt, ReceiptError, Subject, verify};
 use cachet_chain::state::{StateKey, ValidatorSet};
 use cachet_chain::tx::{Action, BatchEntry, BatchIssuance, RevocationReason, batch_leaf};
 use cachet_chain::verdict::Verdict;
@@ -113,28 +111,8 @@ fn a_batch_entry_receipt_proves_inclusion_and_non_revocation() {
     };
     w.submit("dgpa-personnel", Action::IssueBatch(b.clone()))
         .unwrap();
-    let entry_receipt = |w: &World, i: usize| {
-        let (batch, batch_proof) = w.chain.prove(&StateKey::Batch(b.batch_id())).unwrap();
-        let (revocation, revocation_proof) = w
-            .chain
-            .prove(&StateKey::BatchRevocation(b.batch_id(), i as u32))
-            .unwrap();
-        Receipt {
-            version: RECEIPT_VERSION,
-            transitions: Default::default(),
-            header: w.chain.head().clone(),
-            commit: commit(w, &[1, 2, 3]),
-            subject: Subject::BatchEntry {
-                batch: batch.unwrap(),
-                batch_proof,
-                commitment: commitments[i],
-                inclusion: tree.proof(i).unwrap(),
-                revocation,
-                revocation_proof,
-            },
-            issuer: Some(issuer(w, "dgpa-personnel")),
-        }
-    };
+    let entry_receipt =
+        |w: &World, i: usize| batch_entry_receipt(w, "dgpa-personnel", &b, &tree, &commitments, i);
     assert_eq!(
         verify(&entry_receipt(&w, 417), &trust(), soon(&w), None)
             .unwrap()
@@ -250,37 +228,6 @@ fn untrusted_sets_too_few_signatures_and_other_chains_are_refused() {
     ));
 }
 
-/// Sign `header` with every key in `keys` that is in `set`.
-fn sign_with(
-    header: &cachet_chain::BlockHeader,
-    set: &ValidatorSet,
-    keys: &[SecretKey],
-) -> cachet_chain::receipt::CommitProof {
-    let signatures = set
-        .validators
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| {
-            let k = keys.iter().find(|k| k.public() == v.key)?;
-            let m = cachet_chain::receipt::precommit_message(
-                &header.chain_id,
-                header.height,
-                0,
-                &header.hash(),
-                &v.key,
-            );
-            Some(cachet_chain::receipt::CommitSignature {
-                validator: i as u16,
-                signature: k.sign(&m),
-            })
-        })
-        .collect();
-    cachet_chain::receipt::CommitProof {
-        round: 0,
-        signatures: CommitSignatures::new(signatures).unwrap(),
-    }
-}
-
 #[test]
 fn receipts_cross_validator_set_changes_with_transitions() {
     use cachet_chain::receipt::{Transition, Transitions};
@@ -335,38 +282,6 @@ fn receipts_cross_validator_set_changes_with_transitions() {
     forged.next = old_set;
     r.transitions = Transitions::new(vec![forged]).unwrap();
     assert!(verify(&r, &trust(), soon(&w), None).is_err());
-}
-
-/// Open a governance proposal to rotate `agency`'s key to `key` and cast all but the last vote
-/// it needs; returns the proposal, for the last vote (`dgpa-personnel`'s) to carry it out.
-fn rotation_one_vote_short(w: &mut World, agency: &str, key: &SecretKey) -> cachet_chain::TxId {
-    let events = w
-        .submit(
-            "moi-land",
-            Action::Propose {
-                change: cachet_chain::tx::GovernanceChange::RotateAgencyKey {
-                    id: id(agency),
-                    key: key.public(),
-                },
-            },
-        )
-        .unwrap();
-    let proposal = proposal_id(&events);
-    w.submit("moea-investment", Action::Vote { proposal })
-        .unwrap();
-    proposal
-}
-
-fn title(doc_name: &str, parcel_name: &str) -> cachet_chain::tx::Issuance {
-    cachet_chain::tx::Issuance {
-        kind: CertKind::LandTitle,
-        commitment: doc(doc_name),
-        valid_from: None,
-        valid_until: None,
-        terms: cachet_chain::tx::Terms::LandTitle {
-            parcel: parcel(parcel_name),
-        },
-    }
 }
 
 #[test]
@@ -438,4 +353,68 @@ fn a_permit_is_not_yet_valid_before_its_window_and_expired_after_it() {
     w.time = until;
     w.issue_title("moi-land", "deed-after-window", "lot-after-window");
     assert_eq!(verdict(&w), Verdict::Expired);
+}
+
+#[test]
+fn the_genesis_anchor_stands_for_the_genesis_hash_and_nothing_else() {
+    use cachet_chain::trust::{AnchorError, TrustAnchor};
+    let doc = example::genesis();
+    let anchor = cachet_contracts::anchor(&doc).unwrap();
+    let root = cachet_contracts::genesis_state(&doc).unwrap().0.hash();
+    let decoded = TrustAnchor::decode(&anchor.encode()).unwrap();
+    let trusted = decoded.trust(&root).unwrap();
+    let from_file = trust();
+    assert_eq!(trusted.chain_id, from_file.chain_id);
+    assert_eq!(trusted.height.0, 0);
+    assert_eq!(trusted.validators, from_file.validators);
+    assert_eq!(trusted.policies, from_file.policies);
+    assert_eq!(trusted.policies.len(), CertKind::ALL.len());
+
+    let other_root = Hash32([7; 32]);
+    assert!(matches!(
+        anchor.trust(&other_root),
+        Err(AnchorError::WrongRoot { .. })
+    ));
+    let mut other_set = anchor.clone();
+    other_set.validators = ValidatorSet::new(vec![cachet_chain::state::Validator {
+        agency: id("moi-land"),
+        key: SecretKey::dev("somebody else").public(),
+        power: 1,
+    }])
+    .unwrap();
+    assert_eq!(
+        other_set.trust(&root).unwrap_err(),
+        AnchorError::WrongValidators
+    );
+    // A policy with a longer receipt age than the state holds does not verify.
+    let mut looser = anchor.clone();
+    let mut policies: Vec<_> = looser.policies.iter().cloned().collect();
+    let mut p: cachet_chain::state::KindPolicy =
+        cachet_chain::state::decode_value(&policies[0].policy).unwrap();
+    p.max_receipt_age_ms *= 10;
+    policies[0].policy = cachet_chain::codec::encode(&p);
+    looser.policies = cachet_chain::trust::PolicyProofs::new(policies.clone()).unwrap();
+    assert!(matches!(
+        looser.trust(&root),
+        Err(AnchorError::BadPolicy(_))
+    ));
+    // Nor does a kind listed twice.
+    let mut twice = anchor.clone();
+    let mut doubled: Vec<_> = anchor.policies.iter().cloned().collect();
+    doubled.insert(1, doubled[0].clone());
+    twice.policies = cachet_chain::trust::PolicyProofs::new(doubled).unwrap();
+    assert!(matches!(twice.trust(&root), Err(AnchorError::BadPolicy(_))));
+}
+
+#[test]
+fn a_receipt_at_or_below_the_trusted_height_is_refused() {
+    let mut w = World::new();
+    let t = w.issue_title("moi-land", "deed-1", "lot-1");
+    let r = certificate_receipt(&w, t);
+    let mut later = trust();
+    later.height = r.header.height;
+    assert!(matches!(
+        verify(&r, &later, soon(&w), None),
+        Err(ReceiptError::BadCommit(_))
+    ));
 }

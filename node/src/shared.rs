@@ -35,7 +35,7 @@ pub struct Shared {
     pub(crate) peers: std::sync::Mutex<Vec<Peer>>,
     pub(crate) net_requests: RwLock<Option<mpsc::Sender<NetworkRequest>>>,
     pub(crate) info: serde_json::Value,
-    pub(crate) trust: cachet_chain::receipt::Trust,
+    pub(crate) trust: cachet_chain::trust::Trust,
     pub(crate) blocks: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// How many times the committed height's stored certificate was replaced (the finalized
     /// one may carry more precommits than the decided one): what is built from it is stale.

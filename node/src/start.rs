@@ -115,7 +115,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let peers = configured_peers(&config)?;
-    let trust = cachet_chain::receipt::Trust::from_genesis(&genesis)?;
+    let trust = cachet_chain::trust::Trust::from_genesis(&genesis)?;
     let shared = Arc::new_cyclic(|me| Shared {
         me: me.clone(),
         admission: Arc::new(tokio::sync::Semaphore::new(cores)),

@@ -381,7 +381,7 @@ fn a_fifth_node_joins_by_governance_and_votes_and_a_removed_one_cannot_connect()
         &std::fs::read_to_string(c.dir.join("genesis.json")).unwrap(),
     )
     .unwrap();
-    let trust = cachet_chain::receipt::Trust::from_genesis(&genesis).unwrap();
+    let trust = cachet_chain::trust::Trust::from_genesis(&genesis).unwrap();
     let v =
         cachet_chain::receipt::verify(&receipt, &trust, receipt.header.time.plus_ms(1000), None)
             .expect("verifies across the change");

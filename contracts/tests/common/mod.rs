@@ -150,12 +150,16 @@ impl World {
 
 /// Receipts built from the in-memory chain, signed by the example validators' dev keys.
 pub mod receipts {
-    use super::{World, id};
+    use super::{World, doc, id, parcel, proposal_id};
+    use cachet_chain::crypto::SecretKey;
+    use cachet_chain::ids::CertKind;
     use cachet_chain::receipt::{
         CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt,
-        Subject, Trust, precommit_message,
+        Subject, precommit_message,
     };
     use cachet_chain::state::{StateKey, ValidatorSet};
+    use cachet_chain::trust::Trust;
+    use cachet_chain::tx::Action;
     use cachet_contracts::example;
 
     pub fn trust() -> Trust {
@@ -221,6 +225,105 @@ pub mod receipts {
             commit: commit(w, &[0, 1, 2]),
             subject,
             issuer,
+        }
+    }
+
+    /// The receipt of entry `i` of batch `b` issued by `agency` (its tree over `commitments`
+    /// is `tree`), signed by validators 1, 2 and 3.
+    pub fn batch_entry_receipt(
+        w: &World,
+        agency: &str,
+        b: &cachet_chain::tx::BatchIssuance,
+        tree: &cachet_chain::merkle::MerkleTree,
+        commitments: &[cachet_chain::Commitment],
+        i: usize,
+    ) -> Receipt {
+        let (batch, batch_proof) = w.chain.prove(&StateKey::Batch(b.batch_id())).unwrap();
+        let (revocation, revocation_proof) = w
+            .chain
+            .prove(&StateKey::BatchRevocation(b.batch_id(), i as u32))
+            .unwrap();
+        Receipt {
+            version: RECEIPT_VERSION,
+            transitions: Default::default(),
+            header: w.chain.head().clone(),
+            commit: commit(w, &[1, 2, 3]),
+            subject: Subject::BatchEntry {
+                batch: batch.unwrap(),
+                batch_proof,
+                commitment: commitments[i],
+                inclusion: tree.proof(i).unwrap(),
+                revocation,
+                revocation_proof,
+            },
+            issuer: Some(issuer(w, agency)),
+        }
+    }
+
+    /// Sign `header` with every key in `keys` that is in `set`.
+    pub fn sign_with(
+        header: &cachet_chain::BlockHeader,
+        set: &ValidatorSet,
+        keys: &[SecretKey],
+    ) -> cachet_chain::receipt::CommitProof {
+        let signatures = set
+            .validators
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let k = keys.iter().find(|k| k.public() == v.key)?;
+                let m = cachet_chain::receipt::precommit_message(
+                    &header.chain_id,
+                    header.height,
+                    0,
+                    &header.hash(),
+                    &v.key,
+                );
+                Some(cachet_chain::receipt::CommitSignature {
+                    validator: i as u16,
+                    signature: k.sign(&m),
+                })
+            })
+            .collect();
+        cachet_chain::receipt::CommitProof {
+            round: 0,
+            signatures: CommitSignatures::new(signatures).unwrap(),
+        }
+    }
+
+    /// Open a governance proposal to rotate `agency`'s key to `key` and cast all but the last vote
+    /// it needs; returns the proposal, for the last vote (`dgpa-personnel`'s) to carry it out.
+    pub fn rotation_one_vote_short(
+        w: &mut World,
+        agency: &str,
+        key: &SecretKey,
+    ) -> cachet_chain::TxId {
+        let events = w
+            .submit(
+                "moi-land",
+                Action::Propose {
+                    change: cachet_chain::tx::GovernanceChange::RotateAgencyKey {
+                        id: id(agency),
+                        key: key.public(),
+                    },
+                },
+            )
+            .unwrap();
+        let proposal = proposal_id(&events);
+        w.submit("moea-investment", Action::Vote { proposal })
+            .unwrap();
+        proposal
+    }
+
+    pub fn title(doc_name: &str, parcel_name: &str) -> cachet_chain::tx::Issuance {
+        cachet_chain::tx::Issuance {
+            kind: CertKind::LandTitle,
+            commitment: doc(doc_name),
+            valid_from: None,
+            valid_until: None,
+            terms: cachet_chain::tx::Terms::LandTitle {
+                parcel: parcel(parcel_name),
+            },
         }
     }
 }
