@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod containers;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

@@ -1,0 +1,613 @@
+//! The verify page's verifier (`rpc/web/verifier/`, plain JavaScript written from
+//! `docs/spec/receipt.md`) is a second implementation of the spec beside
+//! `cachet_chain::receipt::verify`. Here the Rust verifier judges receipts of every verdict and
+//! of every way a receipt fails, and every single-bit change of three receipts; the corpus and
+//! its judgements are pinned as the spec's receipt vectors (`docs/spec/vectors/receipts.json`),
+//! and the JavaScript verifier runs over it in Node.js and in headless Chromium. The two
+//! implementations must agree on every receipt.
+
+#[path = "../../contracts/tests/common/mod.rs"]
+mod common;
+
+use cachet_chain::codec::encode;
+use cachet_chain::crypto::SecretKey;
+use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
+use cachet_chain::hash::Hash32;
+use cachet_chain::ids::{CertKind, Timestamp};
+use cachet_chain::merkle::MerkleTree;
+use cachet_chain::receipt::{
+    CommitSignatures, Receipt, ReceiptError, Transition, Transitions, Verified, verify,
+};
+use cachet_chain::state::{StateKey, Validator, ValidatorSet};
+use cachet_chain::trust::Trust;
+use cachet_chain::tx::{
+    Action, BatchEntry, BatchIssuance, GovernanceChange, RevocationReason, batch_leaf,
+};
+use cachet_contracts::example;
+use cachet_tests::browser::{chromium, render};
+use common::receipts::*;
+use common::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn verifier_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rpc/web/verifier")
+}
+
+/// The verifier's files, in the order the page includes them.
+const PARTS: [&str; 5] = ["hash", "ed25519", "encoding", "receipt", "trust"];
+
+/// The genesis trust goes to the JavaScript verifier as the page gets it — the genesis hash and
+/// the anchor it stands for — and the others as their parts.
+fn trust_json(name: &str, t: &Trust) -> Value {
+    if name == "genesis" {
+        let anchor = cachet_contracts::anchor(&example::genesis()).unwrap();
+        return json!({ "root": anchor.root().to_string(), "anchor": hex::encode(anchor.encode()) });
+    }
+    let policies: serde_json::Map<String, Value> = t
+        .policies
+        .iter()
+        .map(|(k, p)| (k.to_string(), hex::encode(encode(p)).into()))
+        .collect();
+    json!({
+        "chain_id": t.chain_id.as_str(),
+        "height": 0,
+        "validators": hex::encode(encode(&t.validators)),
+        "policies": policies,
+    })
+}
+
+fn error_code(e: &ReceiptError) -> &'static str {
+    match e {
+        ReceiptError::Malformed(_) => "malformed",
+        ReceiptError::WrongChain { .. } => "wrong_chain",
+        ReceiptError::UntrustedValidators => "untrusted_validators",
+        ReceiptError::BadCommit(_) => "bad_commit",
+        ReceiptError::InsufficientPower { .. } => "insufficient_power",
+        ReceiptError::BadProof(_) => "bad_proof",
+        ReceiptError::IssuerKeyNotAuthorized(_) => "issuer_key_not_authorized",
+        ReceiptError::TooOld { .. } => "too_old",
+    }
+}
+
+fn judgement(r: &Result<Verified, ReceiptError>) -> Value {
+    match r {
+        Ok(v) => json!({
+            "ok": true,
+            "verdict": v.verdict,
+            "id": v.id,
+            "kind": v.kind.map(|k| k.to_string()),
+            "issuer": v.issuer.as_ref().map(|a| a.as_str()),
+            "height": v.height.0,
+            "as_of": v.as_of.0,
+            "document_matches": v.document_matches,
+        }),
+        Err(e) => json!({ "ok": false, "error": error_code(e) }),
+    }
+}
+
+/// The example consortium's trust, and two a verifier of another consortium might hold.
+fn trusts() -> Vec<(&'static str, Trust)> {
+    let mut other_set = trust();
+    other_set.validators = ValidatorSet::new(vec![Validator {
+        agency: id("moi-land"),
+        key: SecretKey::dev("somebody else").public(),
+        power: 1,
+    }])
+    .unwrap();
+    let mut other_chain = trust();
+    other_chain.chain_id = cachet_chain::ChainId::new("other-chain").unwrap();
+    vec![
+        ("genesis", trust()),
+        ("other-set", other_set),
+        ("other-chain", other_chain),
+    ]
+}
+
+struct Corpus {
+    trusts: Vec<(&'static str, Trust)>,
+    cases: Vec<Value>,
+    flips: Vec<Value>,
+    verdicts: std::collections::BTreeSet<String>,
+}
+
+type Document = (Fingerprint, Salt);
+
+impl Corpus {
+    fn trust(&self, name: &str) -> &Trust {
+        &self.trusts.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    /// Judge `receipt` (after an encode/decode round trip, as a verifier receives it) and keep
+    /// it with the judgement.
+    fn case(
+        &mut self,
+        name: &str,
+        r: &Receipt,
+        trust: &str,
+        now: Timestamp,
+        doc: Option<&Document>,
+    ) {
+        let bytes = r.encode();
+        let judged = Receipt::decode(&bytes)
+            .map_err(|e| ReceiptError::Malformed(e.to_string()))
+            .and_then(|r| verify(&r, self.trust(trust), now, doc.map(|(f, s)| (f, s))));
+        if let Ok(v) = &judged {
+            self.verdicts.insert(v.verdict.to_string());
+        }
+        self.cases.push(json!({
+            "name": name,
+            "receipt": hex::encode(&bytes),
+            "trust": trust,
+            "now": now.0,
+            "document": doc.map(|(f, s)| json!({
+                "alg": f.alg as u8,
+                "digest": f.digest.to_string(),
+                "salt": s.0.to_string(),
+            })),
+            "expect": judgement(&judged),
+        }));
+    }
+
+    /// Every change of one bit (of those in `bits`) in every byte of `r`; the Rust verifier
+    /// refuses each, and so must the JavaScript one.
+    fn flips(&mut self, name: &str, r: &Receipt, now: Timestamp, bits: &[u8]) {
+        let bytes = r.encode();
+        let trust = self.trust("genesis").clone();
+        assert!(verify(r, &trust, now, None).is_ok(), "{name} verifies");
+        for i in 0..bytes.len() {
+            for &bit in bits {
+                let mut bad = bytes.clone();
+                bad[i] ^= 1 << bit;
+                let accepted = Receipt::decode(&bad)
+                    .ok()
+                    .and_then(|r| verify(&r, &trust, now, None).ok());
+                assert!(accepted.is_none(), "{name}: bit {bit} of byte {i} accepted");
+            }
+        }
+        self.flips.push(json!({
+            "name": name, "receipt": hex::encode(&bytes), "trust": "genesis", "now": now.0, "bits": bits,
+        }));
+    }
+
+    fn to_json(&self) -> Value {
+        let trusts: serde_json::Map<String, Value> = self
+            .trusts
+            .iter()
+            .map(|(n, t)| (n.to_string(), trust_json(n, t)))
+            .collect();
+        json!({ "trusts": trusts, "cases": self.cases, "flips": self.flips })
+    }
+}
+
+fn document(name: &str) -> Document {
+    (
+        Fingerprint::of(FingerprintAlg::Sha256, name.as_bytes()),
+        Salt(Hash32([9; 32])),
+    )
+}
+
+fn soon(w: &World) -> Timestamp {
+    w.chain.head().time.plus_ms(1000)
+}
+
+/// Receipts of every verdict and of every way one fails, from one in-memory chain.
+fn build() -> Corpus {
+    let mut c = Corpus {
+        trusts: trusts(),
+        cases: vec![],
+        flips: vec![],
+        verdicts: Default::default(),
+    };
+    let mut w = World::new();
+
+    // A land title: valid, with and without its document, at a clock behind the chain's,
+    // too old, and judged by verifiers that trust something else.
+    let t = w.issue_title("moi-land", "deed-1", "lot-1");
+    let land = certificate_receipt(&w, t);
+    let now = soon(&w);
+    c.case("title", &land, "genesis", now, None);
+    c.case(
+        "title with its document",
+        &land,
+        "genesis",
+        now,
+        Some(&document("deed-1")),
+    );
+    c.case(
+        "title with another document",
+        &land,
+        "genesis",
+        now,
+        Some(&document("deed-2")),
+    );
+    c.case(
+        "title, clock behind the chain",
+        &land,
+        "genesis",
+        Timestamp(w.chain.head().time.0 - 60_000),
+        None,
+    );
+    c.case("title a day old", &land, "genesis", now.plus_ms(DAY), None);
+    c.case(
+        "title, another validator set",
+        &land,
+        "other-set",
+        now,
+        None,
+    );
+    c.case("title, another chain", &land, "other-chain", now, None);
+    let mut two = land.clone();
+    two.commit = commit(&w, &[0, 1]);
+    c.case("title signed by two of four", &two, "genesis", now, None);
+    let mut dup = land.clone();
+    let first = dup.commit.signatures[0].clone();
+    dup.commit.signatures =
+        CommitSignatures::new(vec![first.clone(), first.clone(), first]).unwrap();
+    c.case(
+        "title, one signature three times",
+        &dup,
+        "genesis",
+        now,
+        None,
+    );
+    c.flips("title", &land, now, &[0, 3, 7]);
+
+    // Revoked; superseded (a transfer) and its successor; a certificate that does not exist.
+    let revoked = w.issue_title("moi-land", "deed-revoked", "lot-2");
+    w.submit(
+        "moi-land",
+        Action::Revoke {
+            id: revoked,
+            reason: RevocationReason::Fraud,
+        },
+    )
+    .unwrap();
+    c.case(
+        "revoked title",
+        &certificate_receipt(&w, revoked),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let old = w.issue_title("moi-land", "deed-old", "lot-3");
+    let next = title("deed-new", "lot-3");
+    let successor = next.cert_id();
+    w.submit(
+        "moi-land",
+        Action::Supersede {
+            previous: old,
+            next,
+        },
+    )
+    .unwrap();
+    c.case(
+        "superseded title",
+        &certificate_receipt(&w, old),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    c.case(
+        "its successor",
+        &certificate_receipt(&w, successor),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let ghost = cachet_chain::CertId::derive(CertKind::LandTitle, &doc("ghost"));
+    c.case(
+        "unknown certificate",
+        &certificate_receipt(&w, ghost),
+        "genesis",
+        soon(&w),
+        None,
+    );
+
+    // An investment permit: pending until two approvals, then valid; a permit whose window
+    // starts tomorrow: not yet valid, valid inside it, expired after it.
+    let p = w.permit("permit-1");
+    let pid = p.cert_id();
+    w.submit("moea-investment", Action::Issue(p)).unwrap();
+    c.case(
+        "pending permit",
+        &certificate_receipt(&w, pid),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    w.submit("nia-immigration", Action::Approve { id: pid })
+        .unwrap();
+    w.submit("mol-labor", Action::Approve { id: pid }).unwrap();
+    c.case(
+        "approved permit",
+        &certificate_receipt(&w, pid),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let mut p = w.permit("permit-window");
+    let from = w.time.plus_ms(DAY);
+    let until = from.plus_ms(30 * DAY);
+    (p.valid_from, p.valid_until) = (Some(from), Some(until));
+    let windowed = p.cert_id();
+    w.submit("moea-investment", Action::Issue(p)).unwrap();
+    w.submit("nia-immigration", Action::Approve { id: windowed })
+        .unwrap();
+    w.submit("mol-labor", Action::Approve { id: windowed })
+        .unwrap();
+    c.case(
+        "permit before its window",
+        &certificate_receipt(&w, windowed),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    w.time = from;
+    w.issue_title("moi-land", "deed-in-window", "lot-in-window");
+    c.case(
+        "permit in its window",
+        &certificate_receipt(&w, windowed),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    w.time = until;
+    w.issue_title("moi-land", "deed-after-window", "lot-after-window");
+    c.case(
+        "permit after its window",
+        &certificate_receipt(&w, windowed),
+        "genesis",
+        soon(&w),
+        None,
+    );
+
+    // A reward-order batch: an entry valid, with its document, one revoked, one claimed with
+    // the commitment of another position.
+    let names: Vec<String> = (0..1000).map(|i| format!("order-{i}")).collect();
+    let commitments: Vec<_> = names.iter().map(|n| doc(n)).collect();
+    let tree = MerkleTree::new(&commitments.iter().map(batch_leaf).collect::<Vec<_>>());
+    let b = BatchIssuance {
+        kind: CertKind::RewardOrder,
+        root: tree.root(),
+        leaf_count: 1000,
+        valid_from: None,
+        valid_until: None,
+    };
+    w.submit("dgpa-personnel", Action::IssueBatch(b.clone()))
+        .unwrap();
+    let entry = |w: &World, i| batch_entry_receipt(w, "dgpa-personnel", &b, &tree, &commitments, i);
+    let entry417 = entry(&w, 417);
+    c.case("batch entry", &entry417, "genesis", soon(&w), None);
+    c.case(
+        "batch entry with its document",
+        &entry417,
+        "genesis",
+        soon(&w),
+        Some(&document("order-417")),
+    );
+    c.case(
+        "batch entry with another's document",
+        &entry417,
+        "genesis",
+        soon(&w),
+        Some(&document("order-418")),
+    );
+    c.flips("batch entry", &entry417, soon(&w), &[0, 7]);
+    let revoke = BatchEntry {
+        batch: b.batch_id(),
+        commitment: commitments[417],
+        proof: tree.proof(417).unwrap(),
+    };
+    w.submit(
+        "dgpa-personnel",
+        Action::RevokeBatchEntry {
+            entry: revoke,
+            reason: RevocationReason::IssuedInError,
+        },
+    )
+    .unwrap();
+    c.case(
+        "revoked batch entry",
+        &entry(&w, 417),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let mut wrong = entry(&w, 10);
+    if let cachet_chain::receipt::Subject::BatchEntry { commitment, .. } = &mut wrong.subject {
+        *commitment = commitments[11];
+    }
+    c.case(
+        "batch entry with another position's commitment",
+        &wrong,
+        "genesis",
+        soon(&w),
+        None,
+    );
+
+    // The issuer's key rotated after issuance.
+    let before = w.issue_title("guting-land-office", "deed-before-rotation", "lot-r");
+    let new_key = SecretKey::dev("guting-land-office-2028");
+    let proposal = rotation_one_vote_short(&mut w, "guting-land-office", &new_key);
+    w.submit("dgpa-personnel", Action::Vote { proposal })
+        .unwrap();
+    c.case(
+        "title whose issuer's key rotated since",
+        &certificate_receipt(&w, before),
+        "genesis",
+        soon(&w),
+        None,
+    );
+
+    // A validator joins: later receipts carry the transition signed by the set before.
+    let old_keys: Vec<SecretKey> = example::AGENCIES
+        .iter()
+        .filter(|a| a.3)
+        .map(|a| example::validator_key(a.0))
+        .collect();
+    let v5 = SecretKey::dev("validator-5");
+    let change = GovernanceChange::AddValidator {
+        agency: id("nia-immigration"),
+        key: v5.public(),
+        power: 1,
+    };
+    let events = w.submit("moi-land", Action::Propose { change }).unwrap();
+    let proposal = proposal_id(&events);
+    w.submit("moea-investment", Action::Vote { proposal })
+        .unwrap();
+    w.submit("dgpa-personnel", Action::Vote { proposal })
+        .unwrap();
+    let changed = w.chain.head().clone();
+    let old_set = example::genesis().validator_set().unwrap();
+    let new_set: ValidatorSet = w.chain.get(&StateKey::Validators).unwrap().unwrap();
+    let transition = Transition {
+        commit: sign_with(&changed, &old_set, &old_keys),
+        header: changed,
+        next: new_set.clone(),
+    };
+    let after = w.issue_title("moi-land", "deed-after-change", "lot-9");
+    let mut r = certificate_receipt(&w, after);
+    let mut all_keys = old_keys;
+    all_keys.push(v5);
+    r.commit = sign_with(w.chain.head(), &new_set, &all_keys);
+    c.case(
+        "title signed by a set it shows no way to",
+        &r,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    r.transitions = Transitions::new(vec![transition.clone()]).unwrap();
+    c.case(
+        "title signed by a set one transition on",
+        &r,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    c.flips("title after a transition", &r, soon(&w), &[0]);
+    let mut forged = transition;
+    forged.next = old_set;
+    r.transitions = Transitions::new(vec![forged]).unwrap();
+    c.case(
+        "a transition naming another set",
+        &r,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    c
+}
+
+/// The corpus as pinned in the spec's vectors: what another implementation runs itself on.
+fn pinned_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/spec/vectors/receipts.json")
+}
+
+fn corpus_text(c: &Corpus) -> String {
+    serde_json::to_string_pretty(&c.to_json()).unwrap() + "\n"
+}
+
+/// The corpus is deterministic (development keys, deterministic signatures, the example
+/// genesis's clock): it is pinned, and any change to it is a format change.
+#[test]
+fn the_receipt_vectors_are_pinned() {
+    let text = corpus_text(&build());
+    if std::env::var_os("CACHET_WRITE_VECTORS").is_some() {
+        std::fs::write(pinned_path(), &text).unwrap();
+    }
+    let pinned = std::fs::read_to_string(pinned_path()).expect("docs/spec/vectors/receipts.json");
+    assert!(
+        pinned == text,
+        "docs/spec/vectors/receipts.json differs from the receipts built now: a format change \
+         (write it again with CACHET_WRITE_VECTORS=1)"
+    );
+}
+
+#[test]
+fn the_corpus_holds_every_verdict() {
+    let c = build();
+    let all = [
+        "valid",
+        "pending",
+        "revoked",
+        "superseded",
+        "expired",
+        "not yet valid",
+        "unknown",
+    ];
+    for v in all {
+        assert!(c.verdicts.contains(v), "no receipt judged {v}");
+    }
+}
+
+fn node() -> Option<&'static str> {
+    let found = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "CI must install node (see scripts/install-deps)"
+    );
+    if !found {
+        eprintln!("skipping: no node on this machine (apt-get install nodejs)");
+    }
+    found.then_some("node")
+}
+
+#[test]
+fn the_javascript_verifier_agrees_with_the_rust_one_in_node() {
+    let Some(node) = node() else { return };
+    assert!(
+        std::fs::read_to_string(pinned_path()).is_ok_and(|p| p == corpus_text(&build())),
+        "the pinned receipt vectors are out of date"
+    );
+    let out = Command::new(node)
+        .arg(verifier_dir().join("test/agree.js"))
+        .arg(pinned_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the verifiers disagree:\n{text}");
+    assert!(text.contains(" 0 disagreements"), "{text}");
+}
+
+#[test]
+fn the_javascript_verifier_agrees_with_the_rust_one_in_chromium() {
+    let Some(browser) = chromium() else { return };
+    let built = build();
+    let corpus = built.to_json();
+    let mut page = String::from(
+        "<!doctype html><meta charset=utf-8><body><pre id=out>running</pre><script>\n",
+    );
+    for part in PARTS {
+        page += &std::fs::read_to_string(verifier_dir().join(format!("{part}.js"))).unwrap();
+    }
+    page += &std::fs::read_to_string(verifier_dir().join("test/agree.js")).unwrap();
+    page += &format!(
+        "\nconst corpus = {corpus};\n\
+         try {{ const r = cachet.agree.runCorpus(corpus);\n\
+           document.getElementById('out').textContent = 'checked ' + r.checked + ', ' + r.mismatches.length + ' disagreements\\n' + JSON.stringify(r.mismatches.slice(0, 20), null, 1); }}\n\
+         catch (e) {{ document.getElementById('out').textContent = 'threw ' + e.stack; }}\n</script>"
+    );
+    let dir = std::env::temp_dir().join(format!("cachet-verifier-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("agree.html");
+    std::fs::write(&html, page).unwrap();
+    let dom = render(
+        browser,
+        &format!("file://{}", html.display()),
+        600_000,
+        None,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        dom.contains(" 0 disagreements"),
+        "in Chromium:\n{}",
+        &dom[..dom.len().min(4000)]
+    );
+}
