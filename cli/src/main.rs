@@ -254,19 +254,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a QR code (PNG or SVG): a whole receipt for offline checks, or a short link.
-    Qr {
-        /// The receipt to put in the code.
-        #[arg(long, conflicts_with = "link")]
-        receipt: Option<PathBuf>,
-        /// A link instead, e.g. `https://node.example/v/<certificate id>`.
+    /// Write the verify page as one self-contained file (`DIR/index.html`) for an agency's web
+    /// site: it verifies receipts in the browser against the trust root of the genesis file and
+    /// fetches them from the given nodes, trusting none of them.
+    VerifyPage {
+        /// The consortium's genesis file; its hash is the page's trust root.
         #[arg(long)]
-        link: Option<String>,
+        genesis: PathBuf,
+        /// A node's JSON-RPC URL to fetch receipts from (repeat for several; tried in order).
+        #[arg(long = "rpc", required = true)]
+        rpc: Vec<String>,
+        /// Directory to write `index.html` into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a QR code (PNG or SVG) that a phone camera opens on a verify page: a link to a
+    /// certificate (`--id`), or a whole receipt carried in the link (`--receipt`).
+    Qr {
+        /// The receipt to carry (verifiable with no node; a fresh one is fetched when it is
+        /// older than its kind allows).
+        #[arg(long, conflicts_with = "id")]
+        receipt: Option<PathBuf>,
+        /// A certificate id to link to instead.
+        #[arg(long)]
+        id: Option<String>,
+        /// The verify page: a node's `https://node.example/verify`, or an agency's copy.
+        #[arg(long, required_unless_present = "read")]
+        page: Option<String>,
+        /// The genesis file whose hash (the trust root) the link pins.
+        #[arg(long, required_unless_present = "read")]
+        trust: Option<PathBuf>,
         /// Output file, `.png` or `.svg`.
         #[arg(long, required_unless_present = "read")]
         out: Option<PathBuf>,
+        /// Pixels per module in a PNG (SVG: user units).
+        #[arg(long, default_value_t = 8)]
+        module_px: usize,
         /// Instead, print the text of the QR code in this PNG image.
-        #[arg(long, conflicts_with_all = ["receipt", "link"])]
+        #[arg(long, conflicts_with_all = ["receipt", "id", "page", "trust"])]
         read: Option<PathBuf>,
     },
     /// Approve a pending certificate (M-of-N kinds); waits for finality.
@@ -403,6 +428,15 @@ impl From<Reason> for cachet_chain::tx::RevocationReason {
 enum Alg {
     Sha256,
     Blake3,
+}
+
+/// The trust root (genesis hash) of a genesis file.
+fn trust_root(genesis: &std::path::Path) -> Result<cachet_chain::hash::Hash32> {
+    let doc = cachet_chain::genesis::GenesisDoc::from_json(
+        &std::fs::read_to_string(genesis)
+            .with_context(|| format!("cannot read {}", genesis.display()))?,
+    )?;
+    Ok(cachet_contracts::genesis_state(&doc)?.0.hash())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -637,24 +671,56 @@ fn main() -> Result<()> {
         }
         Command::Qr {
             receipt,
-            link,
+            id,
+            page,
+            trust,
             out,
+            module_px,
             read: None,
         } => {
-            let out = out.context("--out is required")?;
-            let text = match (receipt, link) {
-                (Some(path), None) => qr::receipt_text(
+            let (page, trust, out) = (
+                page.context("--page is required")?,
+                trust.context("--trust is required")?,
+                out.context("--out is required")?,
+            );
+            let root = trust_root(&trust)?;
+            let text = match (receipt, id) {
+                (Some(path), None) => qr::receipt_link(
+                    &page,
                     &std::fs::read(&path)
                         .with_context(|| format!("cannot read {}", path.display()))?,
+                    &root,
                 ),
-                (None, Some(link)) => link,
-                _ => anyhow::bail!("give --receipt FILE or --link URL"),
+                (None, Some(id)) => qr::link(&page, &id, &root),
+                _ => anyhow::bail!("give --receipt FILE or --id CERTIFICATE_ID"),
             };
-            qr::write(&text, &out)?;
+            let written = qr::write(&text, &out, module_px)?;
             println!(
-                "QR code of {} characters written to {}",
+                "QR code of {} characters, {m}×{m} modules, written to {}; print it at least {:.0} mm wide ({} mm a module)",
                 text.len(),
-                out.display()
+                out.display(),
+                written.print_mm,
+                qr::PRINT_MODULE_MM,
+                m = written.modules,
+            );
+            Ok(())
+        }
+        Command::VerifyPage { genesis, rpc, out } => {
+            let doc = cachet_chain::genesis::GenesisDoc::from_json(
+                &std::fs::read_to_string(&genesis)
+                    .with_context(|| format!("cannot read {}", genesis.display()))?,
+            )?;
+            let anchor = cachet_contracts::anchor(&doc)?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let path = out.join("index.html");
+            std::fs::write(&path, cachet_rpc::web::page(&anchor, &rpc))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "verify page written to {}; trust root {} (chain {})",
+                path.display(),
+                anchor.root(),
+                doc.chain_id
             );
             Ok(())
         }
@@ -676,7 +742,17 @@ fn main() -> Result<()> {
             let bytes = match (receipt, qr_image, rpc) {
                 (Some(path), _, _) => std::fs::read(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?,
-                (None, Some(image), _) => qr::receipt_from_text(&qr::read_png(&image)?)?,
+                (None, Some(image), _) => {
+                    let (root, receipt) = qr::parse_receipt_link(&qr::read_png(&image)?)?;
+                    let trusted = trust_root(&trust)?;
+                    if root != trusted {
+                        anyhow::bail!(
+                            "the QR code trusts the consortium with root {root}, not the one of {} ({trusted})",
+                            trust.display()
+                        );
+                    }
+                    receipt
+                }
                 (None, None, Some(rpc)) => runtime()?.block_on(async {
                     verifier::fetch(
                         &cachet_client::Client::new(&rpc)?,

@@ -245,3 +245,106 @@ fn a_receipt_older_than_its_kinds_maximum_age_exits_8() {
     assert!(v["reason"].as_str().unwrap().contains("land-title"), "{v}");
     assert_eq!(out.status.code(), Some(8), "{v}");
 }
+
+/// A tool from Debian's packages, or `None`; in CI (`CI` set) a missing tool is a failure.
+fn tool(name: &str, package: &str) -> Option<String> {
+    let found = Command::new("which")
+        .arg(name)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "CI must install {package} (see scripts/install-deps)"
+    );
+    if !found {
+        eprintln!("skipping: no {name} on this machine (apt-get install {package})");
+    }
+    found.then(|| name.to_string())
+}
+
+/// A receipt link QR survives what a phone camera does to it: read by an independent decoder
+/// (zbar) after scaling down and up, blurring and JPEG compression, and still verifies.
+#[test]
+fn a_receipt_qr_reads_back_through_zbar_after_scaling_blur_and_jpeg() {
+    let (Some(zbarimg), Some(convert)) = (
+        tool("zbarimg", "zbar-tools"),
+        tool("convert", "imagemagick"),
+    ) else {
+        return;
+    };
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/spec/vectors/core.json")).unwrap();
+    let receipt = hex::decode(vectors["receipt/land_title/encoded"].as_str().unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("cachet-qr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let receipt_path = dir.join("title.receipt");
+    std::fs::write(&receipt_path, &receipt).unwrap();
+    let genesis = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../genesis/example/genesis.json"
+    );
+    let png = dir.join("title.png");
+    cachet(&[
+        "qr",
+        "--receipt",
+        receipt_path.to_str().unwrap(),
+        "--page",
+        "http://verify.example.gov.tw/verify",
+        "--trust",
+        genesis,
+        "--module-px",
+        "6",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(cachet(&["qr", "--read", png.to_str().unwrap()]).stdout).unwrap();
+    let text = text.trim();
+    assert!(
+        text.starts_with("http://verify.example.gov.tw/verify#"),
+        "{text}"
+    );
+    for (name, ops) in [
+        ("half", vec!["-resize", "50%"]),
+        ("scaled-up-blurred", vec!["-resize", "170%", "-blur", "0x2"]),
+        ("jpeg", vec!["-blur", "0x1", "-quality", "35"]),
+        ("rotated", vec!["-rotate", "7", "-quality", "60"]),
+    ] {
+        let out = dir.join(format!("{name}.jpg"));
+        let status = Command::new(&convert)
+            .arg(&png)
+            .args(&ops)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "convert {ops:?}");
+        let read = Command::new(&zbarimg)
+            .args(["--raw", "-q", "-Sbinary"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&read.stdout).trim(),
+            text,
+            "zbar read {name} differently"
+        );
+    }
+    // What the camera read verifies (as too old: the vector is from the genesis day).
+    let out = Command::new(env!("CARGO_BIN_EXE_cachet"))
+        .args([
+            "verify",
+            "--qr",
+            png.to_str().unwrap(),
+            "--trust",
+            genesis,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(8),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -283,6 +283,10 @@ impl NodeApi for Api {
         Ok(self.node.info.clone())
     }
 
+    fn trust_anchor(&self) -> cachet_chain::trust::TrustAnchor {
+        self.node.anchor.clone()
+    }
+
     async fn add_peer(&self, p2p: String, gossip_addr: String) -> Result<(), Failure> {
         let parse = |s: &str| {
             s.parse::<libp2p::Multiaddr>()

@@ -36,6 +36,8 @@ pub struct Shared {
     pub(crate) net_requests: RwLock<Option<mpsc::Sender<NetworkRequest>>>,
     pub(crate) info: serde_json::Value,
     pub(crate) trust: cachet_chain::trust::Trust,
+    /// What the genesis hash stands for, for verifiers (the verify page's trust).
+    pub(crate) anchor: cachet_chain::trust::TrustAnchor,
     pub(crate) blocks: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// How many times the committed height's stored certificate was replaced (the finalized
     /// one may carry more precommits than the decided one): what is built from it is stale.

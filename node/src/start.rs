@@ -116,6 +116,8 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let peers = configured_peers(&config)?;
     let trust = cachet_chain::trust::Trust::from_genesis(&genesis)?;
+    let anchor = cachet_contracts::anchor(&genesis)?;
+    let trust_root = anchor.root().to_string();
     let shared = Arc::new_cyclic(|me| Shared {
         me: me.clone(),
         admission: Arc::new(tokio::sync::Semaphore::new(cores)),
@@ -128,6 +130,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         peers: std::sync::Mutex::new(peers),
         net_requests: RwLock::new(None),
         trust,
+        anchor,
         blocks: tokio::sync::broadcast::channel(256).0,
         certificate_updates: Default::default(),
         metrics: Arc::default(),
@@ -138,6 +141,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
                 "p2p": format!("{}/p2p/{id}", config.p2p.listen),
                 "gossip": format!("{}/p2p/{id}", config.gossip.listen),
                 "validator_key": key.public(),
+                "trust_root": trust_root,
             })
         },
     });

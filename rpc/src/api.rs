@@ -156,6 +156,9 @@ pub trait NodeApi: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// This node's network identity: `{peer_id, p2p, gossip}` (full multiaddrs with `/p2p/`).
     fn node_info(&self) -> Result<serde_json::Value, Failure>;
+    /// The trust anchor of the chain's genesis: what the genesis hash, a verifier's default
+    /// trust root, stands for.
+    fn trust_anchor(&self) -> cachet_chain::trust::TrustAnchor;
     /// Operator: connect to a new consortium peer (consensus and gossip multiaddrs).
     async fn add_peer(&self, p2p: String, gossip: String) -> Result<(), Failure>;
 }

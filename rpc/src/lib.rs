@@ -310,12 +310,33 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
     })
     .expect("unique method name");
     m.register_method(
+        "cachet_trustAnchor",
+        |_, api, _| -> RpcResult<serde_json::Value> {
+            let anchor = api.trust_anchor();
+            Ok(serde_json::json!({
+                "root": anchor.root().to_string(),
+                "chain_id": anchor.header.chain_id.as_str(),
+                "height": anchor.header.height.0,
+                "anchor": hex::encode(anchor.encode()),
+            }))
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
         "cachet_nodeInfo",
         |_, api, _| -> RpcResult<serde_json::Value> { Ok(api.node_info()?) },
     )
     .expect("unique method name");
     if admin {
-        m.register_async_method("cachet_admin_addPeer", |params, api, _| async move {
+        m.register_async_method("cachet_admin_addPeer", |params, api, ext| async move {
+            if ext.get::<web::FromWebPage>().is_some() {
+                return Err(Failure::new(
+                    2004,
+                    "from_web_page",
+                    "operator methods are not served to web pages",
+                )
+                .into());
+            }
             let (p2p, gossip): (String, String) = params
                 .parse()
                 .map_err(|e| Failure::invalid_params(e.to_string()))?;
@@ -340,12 +361,14 @@ pub async fn serve(
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(32))
         .build();
     let pages_api = api.clone();
+    let page: Arc<str> = web::page(&api.trust_anchor(), &[]).into();
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(
             tower::ServiceBuilder::new().layer_fn(move |inner| web::Pages {
                 inner,
                 api: pages_api.clone(),
+                page: page.clone(),
             }),
         )
         .build(addr)
@@ -416,6 +439,9 @@ mod tests {
         }
         fn metrics(&self) -> String {
             String::new()
+        }
+        fn trust_anchor(&self) -> cachet_chain::trust::TrustAnchor {
+            unreachable!("only here to build the method table")
         }
         fn node_info(&self) -> Result<serde_json::Value, Failure> {
             no()

@@ -2,21 +2,50 @@
 //! at `/verify` and `/v/<id>` (the target of link QR codes), and the operator's metrics at
 //! `/metrics` (OpenMetrics text, for Prometheus).
 //!
-//! The page is plain HTML, CSS and JS. It calls this node's `cachet_verify` /
-//! `cachet_verifyDocument`; a document is hashed in the browser (WebCrypto) and never leaves the
-//! device.
+//! The page is plain HTML, CSS and JS with the receipt verifier (`web/verifier/`) and the
+//! consortium's trust root and anchor inlined, so the same page works when an agency copies it
+//! to its own web site (`cachet verify-page`) or a citizen saves it. It fetches receipts from a
+//! node and verifies them in the browser; a document is hashed in the browser and never leaves
+//! the device.
 
 use crate::api::NodeApi;
+use cachet_chain::trust::TrustAnchor;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// The page.
-pub const PAGE: &str = include_str!("../web/verify.html");
-
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+const TEMPLATE: &str = include_str!("../web/verify.html");
+
+/// The receipt verifier's parts, in the order each uses the ones before it.
+pub const VERIFIER: [&str; 5] = [
+    include_str!("../web/verifier/hash.js"),
+    include_str!("../web/verifier/ed25519.js"),
+    include_str!("../web/verifier/encoding.js"),
+    include_str!("../web/verifier/receipt.js"),
+    include_str!("../web/verifier/trust.js"),
+];
+
+/// The verify page trusting `anchor`'s root, fetching receipts from `nodes` (JSON-RPC URLs; when
+/// empty, from the node that served the page).
+pub fn page(anchor: &TrustAnchor, nodes: &[String]) -> String {
+    let config = serde_json::json!({
+        "root": anchor.root().to_string(),
+        "anchor": hex::encode(anchor.encode()),
+        "nodes": nodes,
+    });
+    // Inside a <script>, "</" could end it: JSON allows the escape.
+    let config = format!(
+        "const CONFIG = {};",
+        config.to_string().replace('<', "\\u003c")
+    );
+    TEMPLATE
+        .replacen("/*{{VERIFIER}}*/", &VERIFIER.concat(), 1)
+        .replacen("/*{{CONFIG}}*/", &config, 1)
+}
 
 /// Is this a request for the verify page?
 pub fn is_page(method: &http::Method, path: &str) -> bool {
@@ -42,6 +71,8 @@ pub struct Pages<S> {
     pub inner: S,
     /// The node, for its metrics.
     pub api: Arc<dyn NodeApi>,
+    /// The verify page, built once.
+    pub page: Arc<str>,
 }
 
 impl<S, B> tower::Service<HttpRequest<B>> for Pages<S>
@@ -59,14 +90,31 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
+    fn call(&mut self, mut request: HttpRequest<B>) -> Self::Future {
+        let from_page = request.headers().contains_key(http::header::ORIGIN);
+        if from_page && request.method() == http::Method::OPTIONS {
+            // A preflight: a page on another site (an agency's copy of the verify page) may
+            // call the JSON-RPC; operator methods refuse such calls (see `FromWebPage`).
+            let response = HttpResponse::builder()
+                .status(204)
+                .header("access-control-allow-origin", "*")
+                .header("access-control-allow-methods", "POST, GET")
+                .header("access-control-allow-headers", "content-type")
+                .header("access-control-max-age", "86400")
+                .body(HttpBody::empty())
+                .map_err(|e| Box::new(e) as BoxError);
+            return Box::pin(async move { response });
+        }
+        if from_page {
+            request.extensions_mut().insert(FromWebPage);
+        }
         if is_page(request.method(), request.uri().path()) {
             let response = HttpResponse::builder()
                 .status(200)
                 .header("content-type", "text/html; charset=utf-8")
                 .header("content-security-policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
                 .header("x-content-type-options", "nosniff")
-                .body(HttpBody::from(PAGE))
+                .body(HttpBody::from(self.page.to_string()))
                 .map_err(|e| Box::new(e) as BoxError);
             return Box::pin(async move { response });
         }
@@ -83,9 +131,24 @@ where
             });
         }
         let fut = self.inner.call(request);
-        Box::pin(async move { fut.await.map_err(Into::into) })
+        Box::pin(async move {
+            let mut response = fut.await.map_err(Into::into)?;
+            if from_page {
+                response.headers_mut().insert(
+                    "access-control-allow-origin",
+                    http::HeaderValue::from_static("*"),
+                );
+            }
+            Ok(response)
+        })
     }
 }
+
+/// Marks a JSON-RPC call that came from a web page (its request carried an `Origin` header):
+/// any page on any site may read, but operator methods refuse it, so a page an operator
+/// happens to open cannot reach the node's loopback listener.
+#[derive(Clone, Copy, Debug)]
+pub struct FromWebPage;
 
 #[cfg(test)]
 mod tests {

@@ -377,14 +377,23 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         );
         String::from_utf8(o.stdout).unwrap()
     };
-    run(&["qr", "--receipt", &r_permit, "--out", png.to_str().unwrap()]);
-    run(&[
-        "qr",
-        "--receipt",
-        &r_permit,
-        "--out",
-        receipts.join("permit.svg").to_str().unwrap(),
-    ]);
+    let page = format!("{url}/verify");
+    let qr = |what: &str, value: &str, out: &std::path::Path| {
+        run(&[
+            "qr",
+            what,
+            value,
+            "--page",
+            &page,
+            "--trust",
+            &genesis,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let said = qr("--receipt", &r_permit, &png);
+    assert!(said.contains("print it at least"), "{said}");
+    qr("--receipt", &r_permit, &receipts.join("permit.svg"));
     assert!(
         std::fs::read_to_string(receipts.join("permit.svg"))
             .unwrap()
@@ -407,12 +416,15 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         (Some("valid"), Some(0)),
         "{v}"
     );
-    let link = format!("{url}/v/{permit_id}");
     let link_png = receipts.join("link.png");
-    run(&["qr", "--link", &link, "--out", link_png.to_str().unwrap()]);
+    qr("--id", &permit_id, &link_png);
+    let doc =
+        cachet_chain::genesis::GenesisDoc::from_json(&std::fs::read_to_string(&genesis).unwrap())
+            .unwrap();
+    let root = cachet_contracts::genesis_state(&doc).unwrap().0.hash();
     assert_eq!(
         run(&["qr", "--read", link_png.to_str().unwrap()]).trim(),
-        link
+        format!("{page}?id={permit_id}#{root}")
     );
     // The wrong document for a certificate is not valid.
     check(
