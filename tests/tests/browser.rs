@@ -4,8 +4,10 @@
 //! does). The page verifies every receipt itself against its compiled trust root: a title and a
 //! batch entry by id and by document, a wrong document, a revoked and an unknown certificate, a
 //! link that trusts another consortium, and an agency's static copy (`cachet verify-page`)
-//! opened from `file://` that fetches receipts cross-origin. Screenshots of each verdict are
-//! kept under `target/test-artifacts/` (or `$CACHET_ARTIFACTS`).
+//! opened from `file://` that fetches receipts cross-origin; and a lying node (a proxy in front
+//! of a genuine one) that forges a status, answers about another certificate or from another
+//! chain, flips a byte — each shown as not valid, as is a receipt too old on the device's clock.
+//! Screenshots of each verdict are kept under `target/test-artifacts/` (or `$CACHET_ARTIFACTS`).
 
 use cachet_tests::browser::{Browser, Tab, artifacts_dir, chromium};
 use cachet_tests::{Devnet, cachet_bin};
@@ -204,6 +206,243 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     tab.open(&format!("{base}/v/{}#{root}", "cd".repeat(32)));
     assert_eq!(verdict(&mut tab), "查無此證書 · Unknown certificate");
     shot(&mut tab, "unknown");
+
+    drop(b);
+    devnet.stop();
+}
+
+/// What the lying node does to `cachet_receipt` answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Lie {
+    None,
+    /// The receipt's certificate record rewritten to say "active".
+    ForgedStatus,
+    /// A genuine receipt, for another certificate.
+    OtherCertificate,
+    /// A genuine receipt from another chain (the example consortium's, from the spec vectors).
+    OtherChain,
+    /// One byte of the genuine receipt flipped.
+    FlippedByte,
+}
+
+/// A node that lies: an HTTP proxy in front of a genuine node that serves its pages and
+/// answers, but rewrites receipts as `lie` says.
+struct LyingNode {
+    addr: String,
+    lie: std::sync::Arc<std::sync::Mutex<Lie>>,
+}
+
+impl LyingNode {
+    fn start(node: String, other_id: String) -> LyingNode {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let lie = std::sync::Arc::new(std::sync::Mutex::new(Lie::None));
+        let shared = lie.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (node, other_id, lie) =
+                    (node.clone(), other_id.clone(), *shared.lock().unwrap());
+                std::thread::spawn(move || serve_lying(conn, &node, &other_id, lie));
+            }
+        });
+        LyingNode { addr, lie }
+    }
+
+    fn set(&self, lie: Lie) {
+        *self.lie.lock().unwrap() = lie;
+    }
+}
+
+fn read_http(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+fn serve_lying(mut client: std::net::TcpStream, node: &str, other_id: &str, lie: Lie) {
+    use std::io::Write;
+    let Some((head, body)) = read_http(&mut client) else {
+        return;
+    };
+    // Forward as is (one request per connection).
+    let mut upstream = std::net::TcpStream::connect(node).unwrap();
+    let head_close = head
+        .replacen("\r\n\r\n", "", 1)
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        + "\r\nConnection: close\r\n\r\n";
+    upstream.write_all(head_close.as_bytes()).unwrap();
+    upstream.write_all(&body).unwrap();
+    let Some((reply_head, reply)) = read_http(&mut upstream) else {
+        return;
+    };
+    let asks_receipt = String::from_utf8_lossy(&body).contains("\"cachet_receipt\"");
+    let reply = if asks_receipt && lie != Lie::None {
+        let mut json: Value = serde_json::from_slice(&reply).unwrap();
+        let genuine = hex::decode(json["result"]["receipt"].as_str().unwrap()).unwrap();
+        let lied = match lie {
+            Lie::ForgedStatus => {
+                let mut r = cachet_chain::receipt::Receipt::decode(&genuine).unwrap();
+                if let cachet_chain::receipt::Subject::Certificate { record, .. } = &mut r.subject {
+                    let mut rec: cachet_chain::state::CertificateRecord =
+                        cachet_chain::state::decode_value(record).unwrap();
+                    rec.status = cachet_chain::state::CertStatus::Active;
+                    *record = cachet_chain::encode(&rec);
+                }
+                r.encode()
+            }
+            Lie::OtherCertificate => {
+                let other =
+                    cachet_tests::rpc(node, "cachet_receipt", serde_json::json!([other_id]))
+                        .unwrap();
+                hex::decode(other["receipt"].as_str().unwrap()).unwrap()
+            }
+            Lie::OtherChain => {
+                let vectors: Value =
+                    serde_json::from_str(include_str!("../../docs/spec/vectors/core.json"))
+                        .unwrap();
+                hex::decode(vectors["receipt/land_title/encoded"].as_str().unwrap()).unwrap()
+            }
+            Lie::FlippedByte => {
+                let mut b = genuine.clone();
+                let i = b.len() / 2;
+                b[i] ^= 0x01;
+                b
+            }
+            Lie::None => genuine,
+        };
+        json["result"]["receipt"] = hex::encode(lied).into();
+        json.to_string().into_bytes()
+    } else {
+        reply
+    };
+    let status = reply_head
+        .lines()
+        .next()
+        .unwrap_or("HTTP/1.1 200 OK")
+        .to_string();
+    let kept: Vec<&str> = reply_head
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.is_empty() && !l.starts_with("content-length:") && !l.starts_with("connection:")
+        })
+        .collect();
+    let mut out = format!("{status}\r\n");
+    for l in kept {
+        out += l;
+        out += "\r\n";
+    }
+    out += &format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.len()
+    );
+    let _ = client.write_all(out.as_bytes());
+    let _ = client.write_all(&reply);
+}
+
+/// A node that lies cannot make the page say "valid": each lie is shown as not valid, with a
+/// reason a citizen understands; so is a genuine receipt on a device whose clock says it is
+/// older than its kind allows.
+#[test]
+fn a_lying_node_cannot_make_the_page_say_valid() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let mut devnet = Devnet::start("lying-node-test");
+    let dir = devnet.dir.clone();
+    let url = devnet.rpc_url(2);
+    let node = url.trim_start_matches("http://").to_string();
+    let key = dir.join("keys/moi-land.key").display().to_string();
+    let anchor = |name: &str| {
+        let doc = dir.join(name);
+        std::fs::write(&doc, format!("the title deed {name}")).unwrap();
+        cachet(&[
+            "anchor",
+            "--rpc",
+            &url,
+            "--kind",
+            "land-title",
+            "--json",
+            "--key",
+            &key,
+            "--file",
+            doc.to_str().unwrap(),
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let revoked = anchor("revoked.txt");
+    let other = anchor("other.txt");
+    cachet(&[
+        "revoke", "--rpc", &url, "--id", &revoked, "--reason", "fraud", "--json", "--key", &key,
+    ]);
+    let liar = LyingNode::start(node, other.clone());
+    let host = "lying.cachet.test";
+    let port = liar.addr.rsplit(':').next().unwrap().to_string();
+    let b = Browser::launch(browser, &format!("MAP {host} 127.0.0.1"));
+    let page = |id: &str| format!("http://{host}:{port}/verify?id={id}");
+
+    let mut tab = b.tab();
+    tab.open(&page(&revoked));
+    assert_eq!(
+        verdict(&mut tab),
+        "已撤銷 · Revoked",
+        "through an honest proxy"
+    );
+    for (lie, id, reason, name) in [
+        (Lie::ForgedStatus, &revoked, "altered", "forged-status"),
+        (
+            Lie::OtherCertificate,
+            &revoked,
+            "different certificate",
+            "other-certificate",
+        ),
+        (Lie::OtherChain, &revoked, "another chain", "other-chain"),
+        (Lie::FlippedByte, &other, "", "flipped-byte"),
+    ] {
+        liar.set(lie);
+        tab.open(&page(id));
+        assert_eq!(verdict(&mut tab), "無效 · Not valid", "{name}");
+        let why = text_of(&mut tab, "reason");
+        assert!(why.contains(reason), "{name}: {why}");
+        shot(&mut tab, &format!("lie-{name}"));
+    }
+
+    // A genuine receipt, on a device whose clock is two days on: too old to trust.
+    liar.set(Lie::None);
+    let mut late = b.tab();
+    late.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        serde_json::json!({ "source": "{ const real = Date.now; Date.now = () => real() + 2 * 86400000; }" }),
+    );
+    late.open(&page(&other));
+    assert_eq!(verdict(&mut late), "無效 · Not valid");
+    assert!(text_of(&mut late, "reason").contains("too old"));
+    shot(&mut late, "lie-stale");
 
     drop(b);
     devnet.stop();
