@@ -116,7 +116,7 @@ pub async fn run(
         certificates,
         net.nodes.len(),
     );
-    let checked = check_receipts(net, &generator.samples).await?;
+    let (checked, receipt_bytes) = check_receipts(net, &generator.samples).await?;
     let (p50, p99) = outcome.p50_p99();
     Ok(json!({
         "leaves_per_batch": leaves,
@@ -129,16 +129,19 @@ pub async fn run(
         "disk_bytes_per_certificate_per_node": disk.map(milli),
         "store_bytes_per_certificate_per_node": store,
         "receipts_checked": checked,
+        "receipt_bytes_batch_entry": receipt_bytes,
         "load_generator_cpu_s": milli((probe::own_cpu_ticks() - generator0) as f64 / probe::TICKS_PER_SECOND),
         "steps": outcome.steps,
     }))
 }
 
 /// Fetch one entry's receipt from each sampled batch and verify it offline against the
-/// genesis; every one whose batch committed must say `valid`. Returns how many were checked.
-async fn check_receipts(net: &Net, samples: &[Sample]) -> Result<usize> {
+/// genesis; every one whose batch committed must say `valid`. Returns how many were checked
+/// and the largest receipt's size in bytes.
+async fn check_receipts(net: &Net, samples: &[Sample]) -> Result<(usize, usize)> {
     let trust = net.trust()?;
     let mut checked = 0;
+    let mut largest = 0;
     let committed: Vec<&Sample> = {
         let seen = lock(&net.committed);
         samples
@@ -166,8 +169,9 @@ async fn check_receipts(net: &Net, samples: &[Sample]) -> Result<usize> {
         let bytes = hex::decode(reply["receipt"].as_str().context("receipt")?)?;
         Net::check_valid(&trust, &bytes)?;
         checked += 1;
+        largest = largest.max(bytes.len());
     }
-    Ok(checked)
+    Ok((checked, largest))
 }
 
 #[cfg(test)]

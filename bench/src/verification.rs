@@ -172,6 +172,7 @@ pub async fn run(
         "anchors_offered_tps": anchor_rate.round(),
         "anchors_finalized_tps": anchored.round(),
         "receipts_verified_offline": checked,
+        "receipt_bytes_single": samples.iter().map(Vec::len).max().unwrap_or(0),
         "serving_node_cpu_us_per_receipt": milli(serving_cpu_ms * 1000.0 / served.max(1) as f64),
         "load_generator_cpu_s": milli(own_cpu_ms / 1000.0),
         "rss_mb_max_per_minute": max_per_minute(&lock(&net.rss_timeline)[rss_from..]),

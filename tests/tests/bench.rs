@@ -65,6 +65,10 @@ fn bench_reports_throughput_latency_and_the_bound() {
     assert_eq!(b["leaves_per_batch"], 64, "{b}");
     assert!(b["certificates_per_s"].as_f64().unwrap() > 0.0, "{b}");
     assert!(b["receipts_checked"].as_u64().unwrap() >= 1, "{b}");
+    assert!(
+        (500..65_536).contains(&b["receipt_bytes_batch_entry"].as_u64().unwrap()),
+        "{b}"
+    );
     // A number, or null when compaction of the anchor phase's garbage shrank the directories
     // more than the batches grew them.
     let disk = &b["disk_bytes_per_certificate_per_node"];
@@ -80,6 +84,10 @@ fn bench_reports_throughput_latency_and_the_bound() {
     assert!(r["receipts_per_s"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert!(r["receipts_verified_offline"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        (500..65_536).contains(&r["receipt_bytes_single"].as_u64().unwrap()),
+        "{r}"
+    );
     assert!(
         r["serving_node_cpu_us_per_receipt"].as_f64().unwrap() > 0.0,
         "{r}"
