@@ -476,7 +476,7 @@ fn log_tail(path: &std::path::Path, lines: usize) -> String {
 }
 
 /// This machine's clock, as a chain timestamp: the time a verifier checks a receipt at.
-fn now() -> cachet_chain::ids::Timestamp {
+pub(crate) fn now() -> cachet_chain::ids::Timestamp {
     cachet_chain::ids::Timestamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -382,6 +382,56 @@ fn check_issuer(
     Ok(())
 }
 
+/// Verifies many receipts against one trust, checking each distinct head (header, commit and
+/// validator-set changes) once: receipts fetched at one height share it, and its signatures
+/// are most of a receipt's cost. The answers are exactly [`verify`]'s.
+pub struct Verifier<'a> {
+    trust: &'a Trust,
+    /// Digests of heads already checked.
+    heads: std::collections::HashSet<Hash32>,
+}
+
+impl<'a> Verifier<'a> {
+    /// A verifier trusting `trust`.
+    pub fn new(trust: &'a Trust) -> Verifier<'a> {
+        Verifier {
+            trust,
+            heads: Default::default(),
+        }
+    }
+
+    /// [`verify`], sharing the head check with earlier receipts.
+    pub fn verify(
+        &mut self,
+        receipt: &Receipt,
+        now: Timestamp,
+        document: Option<(&Fingerprint, &Salt)>,
+    ) -> Result<Verified, ReceiptError> {
+        // The head's bytes, not its header alone: another commit or other transitions with
+        // the same header must be checked on their own.
+        let mut h = blake3::Hasher::new();
+        h.update(&codec::encode(&receipt.header));
+        h.update(&codec::encode(&receipt.commit));
+        h.update(&codec::encode(&receipt.transitions));
+        let head = Hash32(*h.finalize().as_bytes());
+        if !self.heads.contains(&head) {
+            check_head(
+                &receipt.header,
+                &receipt.commit,
+                &receipt.transitions,
+                self.trust,
+            )?;
+            self.heads.insert(head);
+        }
+        verify_claims(receipt, self.trust, now, document)
+    }
+
+    /// How many distinct heads were checked.
+    pub fn heads_checked(&self) -> usize {
+        self.heads.len()
+    }
+}
+
 /// Verify `receipt` against `trust` at the verifier's time `now`, optionally checking that a
 /// document (its fingerprint and the certificate's salt) opens the certificate's commitment.
 pub fn verify(

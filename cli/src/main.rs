@@ -250,7 +250,11 @@ enum Command {
         /// The certificate's salt (64 hex), when there is no certificate file.
         #[arg(long)]
         salt: Option<String>,
-        /// Print one JSON object.
+        /// Instead, verify every `*.receipt` file in this directory (one line each; exit 0
+        /// only when all are valid).
+        #[arg(long, conflicts_with_all = ["receipt", "qr", "rpc", "id", "certificate_file", "document", "salt"])]
+        batch: Option<PathBuf>,
+        /// Print one JSON object (with --batch, one per receipt).
         #[arg(long)]
         json: bool,
     },
@@ -733,8 +737,12 @@ fn main() -> Result<()> {
             certificate_file,
             document,
             salt,
+            batch,
             json,
         } => {
+            if let Some(dir) = batch {
+                std::process::exit(verifier::run_batch(&dir, &trust, json)?);
+            }
             let file = certificate_file
                 .as_deref()
                 .map(verifier::CertificateFile::read)

@@ -1,5 +1,6 @@
 //! Commands of verifiers: `cachet receipt` fetches a receipt; `cachet verify` checks one against
-//! a trusted genesis alone (no node needed), optionally with the document itself.
+//! a trusted genesis alone (no node needed), optionally with the document itself, or a whole
+//! directory of receipts (`--batch`), sharing the checks of receipts from one height.
 //!
 //! Exit codes of `verify`: 0 valid, 1 invalid proof or error, 2 revoked, 3 superseded,
 //! 4 expired, 5 not yet valid, 6 unknown, 7 pending approval, 8 receipt too old.
@@ -8,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::genesis::GenesisDoc;
 use cachet_chain::ids::Timestamp;
-use cachet_chain::receipt::{Receipt, ReceiptError, verify};
+use cachet_chain::receipt::{Receipt, ReceiptError, Verifier, verify};
 use cachet_chain::state::CertStatus;
 use cachet_chain::trust::Trust;
 use cachet_chain::verdict::Verdict;
@@ -324,4 +325,67 @@ fn reason(v: &cachet_chain::receipt::Verified) -> String {
         };
     }
     "no certificate with this id exists (proven absent)".into()
+}
+
+/// Verify every `*.receipt` file in `dir` against a genesis, each block head once; print one
+/// line (or JSON object) per receipt and a summary; exit 0 only when every one is valid.
+pub fn run_batch(dir: &Path, trust_path: &Path, json_out: bool) -> Result<i32> {
+    let doc = GenesisDoc::from_json(
+        &std::fs::read_to_string(trust_path)
+            .with_context(|| format!("cannot read {}", trust_path.display()))?,
+    )?;
+    let trust = Trust::from_genesis(&doc)?;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "receipt"))
+        .collect();
+    files.sort();
+    let mut verifier = Verifier::new(&trust);
+    let now = now();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for path in &files {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let result = Receipt::decode(&bytes)
+            .map_err(|e| ReceiptError::Malformed(e.to_string()))
+            .and_then(|r| verifier.verify(&r, now, None));
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let (verdict, line) = match &result {
+            Ok(v) => (
+                v.verdict.to_string(),
+                json!({ "file": name, "verdict": v.verdict, "id": v.id, "kind": v.kind,
+                        "issuer": v.issuer, "height": v.height, "reason": reason(v) }),
+            ),
+            Err(e) => {
+                let verdict = if matches!(e, ReceiptError::TooOld { .. }) {
+                    "stale"
+                } else {
+                    "invalid"
+                };
+                (
+                    verdict.to_string(),
+                    json!({ "file": name, "verdict": verdict, "reason": e.to_string() }),
+                )
+            }
+        };
+        if json_out {
+            println!("{line}");
+        } else {
+            println!(
+                "{verdict:<14} {}  {name}",
+                line["id"].as_str().unwrap_or("-")
+            );
+        }
+        *counts.entry(verdict).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {v}")).collect();
+    eprintln!(
+        "{} receipts, {} block heads checked: {}",
+        files.len(),
+        verifier.heads_checked(),
+        summary.join(", ")
+    );
+    let all_valid = !files.is_empty() && counts.keys().all(|v| v == "valid");
+    Ok(if all_valid { 0 } else { 1 })
 }

@@ -88,6 +88,14 @@ fn bench_reports_throughput_latency_and_the_bound() {
         (500..65_536).contains(&r["receipt_bytes_single"].as_u64().unwrap()),
         "{r}"
     );
+    assert!(r["offline"]["receipts"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["offline"]["receipts_verified_per_s_per_core"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{r}"
+    );
     assert!(
         r["serving_node_cpu_us_per_receipt"].as_f64().unwrap() > 0.0,
         "{r}"

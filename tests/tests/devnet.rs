@@ -366,6 +366,33 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         "valid",
         0,
     );
+    // The whole directory at once: one line per receipt, each head checked once.
+    let o = Command::new(cachet_bin())
+        .args(["verify", "--batch"])
+        .arg(&receipts)
+        .args(["--trust", &genesis, "--json"])
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let verdict_of = |file: &str| {
+        lines
+            .iter()
+            .find(|l| l["file"] == file)
+            .map(|l| l["verdict"].as_str().unwrap().to_string())
+    };
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(
+        verdict_of("old-title.receipt").as_deref(),
+        Some("superseded")
+    );
+    assert_eq!(verdict_of("order.receipt").as_deref(), Some("valid"));
+    assert_eq!(verdict_of("none.receipt").as_deref(), Some("unknown"));
+    assert_eq!(o.status.code(), Some(1), "not every receipt is valid");
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(summary.contains("6 receipts"), "{summary}");
     // The receipt as a QR code (PNG and SVG), read back by an independent decoder (rqrr).
     let png = receipts.join("permit.png");
     let run = |args: &[&str]| {
