@@ -2,15 +2,13 @@
 //! signatures, another chain or too old a receipt is refused.
 
 mod common;
-use cachet_chain::Commitment;
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{CertKind, Timestamp};
-use cachet_chain::merkle::MerkleTree;
 use cachet_chain::receipt::{CommitSignatures, Receipt, ReceiptError, Subject, verify};
-use cachet_chain::state::{StateKey, ValidatorSet};
-use cachet_chain::tx::{Action, BatchEntry, BatchIssuance, RevocationReason, batch_leaf};
+use cachet_chain::state::ValidatorSet;
+use cachet_chain::tx::{Action, BatchEntry, RevocationReason};
 use cachet_chain::verdict::Verdict;
 use cachet_contracts::example;
 use common::receipts::*;
@@ -100,17 +98,7 @@ fn verdicts_follow_the_lifecycle() {
 #[test]
 fn a_batch_entry_receipt_proves_inclusion_and_non_revocation() {
     let mut w = World::new();
-    let commitments: Vec<Commitment> = (0..1000).map(|i| doc(&format!("order-{i}"))).collect();
-    let tree = MerkleTree::new(&commitments.iter().map(batch_leaf).collect::<Vec<_>>());
-    let b = BatchIssuance {
-        kind: CertKind::RewardOrder,
-        root: tree.root(),
-        leaf_count: 1000,
-        valid_from: None,
-        valid_until: None,
-    };
-    w.submit("dgpa-personnel", Action::IssueBatch(b.clone()))
-        .unwrap();
+    let (b, tree, commitments) = issue_reward_orders(&mut w);
     let entry_receipt =
         |w: &World, i: usize| batch_entry_receipt(w, "dgpa-personnel", &b, &tree, &commitments, i);
     assert_eq!(
@@ -230,43 +218,21 @@ fn untrusted_sets_too_few_signatures_and_other_chains_are_refused() {
 
 #[test]
 fn receipts_cross_validator_set_changes_with_transitions() {
-    use cachet_chain::receipt::{Transition, Transitions};
-    use cachet_chain::tx::GovernanceChange;
+    use cachet_chain::receipt::Transitions;
     let mut w = World::new();
-    let old_keys: Vec<SecretKey> = example::AGENCIES
-        .iter()
-        .filter(|a| a.3)
-        .map(|a| example::validator_key(a.0))
-        .collect();
-    let v5 = SecretKey::dev("validator-5");
-    let change = GovernanceChange::AddValidator {
-        agency: id("nia-immigration"),
-        key: v5.public(),
-        power: 1,
-    };
-    let events = w.submit("moi-land", Action::Propose { change }).unwrap();
-    let proposal = proposal_id(&events);
-    w.submit("moea-investment", Action::Vote { proposal })
-        .unwrap();
-    w.submit("dgpa-personnel", Action::Vote { proposal })
-        .unwrap();
-    let changed = w.chain.head().clone();
-    let old_set = example::genesis().validator_set().unwrap();
-    let new_set: ValidatorSet = w.chain.get(&StateKey::Validators).unwrap().unwrap();
+    let Joined {
+        transition,
+        old_set,
+        new_set,
+        new_keys,
+    } = a_validator_joins(&mut w);
     assert_eq!(new_set.validators.len(), 5);
-    assert_eq!(changed.next_validators_hash, new_set.hash());
-    let transition = Transition {
-        commit: sign_with(&changed, &old_set, &old_keys),
-        header: changed,
-        next: new_set.clone(),
-    };
+    assert_eq!(transition.header.next_validators_hash, new_set.hash());
 
     // A title issued after the change is signed by the new set.
     let t = w.issue_title("moi-land", "deed-after-change", "lot-9");
     let mut r = certificate_receipt(&w, t);
-    let mut all_keys = old_keys.clone();
-    all_keys.push(v5.clone());
-    r.commit = sign_with(w.chain.head(), &new_set, &all_keys);
+    r.commit = sign_with(w.chain.head(), &new_set, &new_keys);
     assert_eq!(
         verify(&r, &trust(), soon(&w), None).unwrap_err(),
         ReceiptError::UntrustedValidators

@@ -248,23 +248,7 @@ fn http_put(addr: &str, path: &str) -> (u16, String, String) {
     )
     .unwrap();
     // DevTools keeps the connection open: read the head, then Content-Length bytes.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    s.read_exact(&mut body).unwrap();
+    let (head, body) = crate::read_http(&mut s).unwrap();
     let status = head
         .split_whitespace()
         .nth(1)
@@ -291,16 +275,10 @@ impl WebSocket {
         )
         .unwrap();
         // The handshake reply ends with an empty line; frames follow.
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
+        let head = crate::read_http_head(&mut stream).unwrap();
         assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "no WebSocket upgrade: {}",
-            String::from_utf8_lossy(&head)
+            head.starts_with("HTTP/1.1 101"),
+            "no WebSocket upgrade: {head}"
         );
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))

@@ -83,6 +83,33 @@ pub fn rpc(addr: &str, method: &str, params: Value) -> Result<Value, RpcError> {
     Ok(v["result"].clone())
 }
 
+/// The head of an HTTP/1.1 message, up to and with its blank line.
+pub fn read_http_head(s: &mut impl Read) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// One HTTP/1.1 message: its head and its `Content-Length` body (the connection may stay open).
+pub fn read_http(s: &mut impl Read) -> std::io::Result<(String, Vec<u8>)> {
+    let head = read_http_head(s)?;
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body)?;
+    Ok((head, body))
+}
+
 /// One HTTP/1.1 GET of `path` from `addr` (`127.0.0.1:port`), with a 10 s timeout: the status,
 /// the content type and the body.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String, String)> {

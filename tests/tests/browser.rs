@@ -10,7 +10,7 @@
 //! Screenshots of each verdict are kept under `target/test-artifacts/` (or `$CACHET_ARTIFACTS`).
 
 use cachet_tests::browser::{Browser, Tab, artifacts_dir, chromium};
-use cachet_tests::{Devnet, cachet_bin};
+use cachet_tests::{Devnet, cachet_bin, read_http};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -254,33 +254,9 @@ impl LyingNode {
     }
 }
 
-fn read_http(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    s.read_exact(&mut body).ok()?;
-    Some((head, body))
-}
-
 fn serve_lying(mut client: std::net::TcpStream, node: &str, other_id: &str, lie: Lie) {
     use std::io::Write;
-    let Some((head, body)) = read_http(&mut client) else {
+    let Ok((head, body)) = read_http(&mut client) else {
         return;
     };
     // Forward as is (one request per connection).
@@ -294,7 +270,7 @@ fn serve_lying(mut client: std::net::TcpStream, node: &str, other_id: &str, lie:
         + "\r\nConnection: close\r\n\r\n";
     upstream.write_all(head_close.as_bytes()).unwrap();
     upstream.write_all(&body).unwrap();
-    let Some((reply_head, reply)) = read_http(&mut upstream) else {
+    let Ok((reply_head, reply)) = read_http(&mut upstream) else {
         return;
     };
     let asks_receipt = String::from_utf8_lossy(&body).contains("\"cachet_receipt\"");

@@ -14,15 +14,12 @@ use cachet_chain::crypto::SecretKey;
 use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{CertKind, Timestamp};
-use cachet_chain::merkle::MerkleTree;
 use cachet_chain::receipt::{
-    CommitSignatures, Receipt, ReceiptError, Transition, Transitions, Verified, verify,
+    CommitSignatures, Receipt, ReceiptError, Transitions, Verified, verify,
 };
-use cachet_chain::state::{StateKey, Validator, ValidatorSet};
+use cachet_chain::state::{Validator, ValidatorSet};
 use cachet_chain::trust::Trust;
-use cachet_chain::tx::{
-    Action, BatchEntry, BatchIssuance, GovernanceChange, RevocationReason, batch_leaf,
-};
+use cachet_chain::tx::{Action, BatchEntry, RevocationReason};
 use cachet_contracts::example;
 use cachet_tests::browser::{chromium, render};
 use common::receipts::*;
@@ -365,18 +362,7 @@ fn build() -> Corpus {
 
     // A reward-order batch: an entry valid, with its document, one revoked, one claimed with
     // the commitment of another position.
-    let names: Vec<String> = (0..1000).map(|i| format!("order-{i}")).collect();
-    let commitments: Vec<_> = names.iter().map(|n| doc(n)).collect();
-    let tree = MerkleTree::new(&commitments.iter().map(batch_leaf).collect::<Vec<_>>());
-    let b = BatchIssuance {
-        kind: CertKind::RewardOrder,
-        root: tree.root(),
-        leaf_count: 1000,
-        valid_from: None,
-        valid_until: None,
-    };
-    w.submit("dgpa-personnel", Action::IssueBatch(b.clone()))
-        .unwrap();
+    let (b, tree, commitments) = issue_reward_orders(&mut w);
     let entry = |w: &World, i| batch_entry_receipt(w, "dgpa-personnel", &b, &tree, &commitments, i);
     let entry417 = entry(&w, 417);
     c.case("batch entry", &entry417, "genesis", soon(&w), None);
@@ -442,36 +428,15 @@ fn build() -> Corpus {
     );
 
     // A validator joins: later receipts carry the transition signed by the set before.
-    let old_keys: Vec<SecretKey> = example::AGENCIES
-        .iter()
-        .filter(|a| a.3)
-        .map(|a| example::validator_key(a.0))
-        .collect();
-    let v5 = SecretKey::dev("validator-5");
-    let change = GovernanceChange::AddValidator {
-        agency: id("nia-immigration"),
-        key: v5.public(),
-        power: 1,
-    };
-    let events = w.submit("moi-land", Action::Propose { change }).unwrap();
-    let proposal = proposal_id(&events);
-    w.submit("moea-investment", Action::Vote { proposal })
-        .unwrap();
-    w.submit("dgpa-personnel", Action::Vote { proposal })
-        .unwrap();
-    let changed = w.chain.head().clone();
-    let old_set = example::genesis().validator_set().unwrap();
-    let new_set: ValidatorSet = w.chain.get(&StateKey::Validators).unwrap().unwrap();
-    let transition = Transition {
-        commit: sign_with(&changed, &old_set, &old_keys),
-        header: changed,
-        next: new_set.clone(),
-    };
+    let Joined {
+        transition,
+        old_set,
+        new_set,
+        new_keys,
+    } = a_validator_joins(&mut w);
     let after = w.issue_title("moi-land", "deed-after-change", "lot-9");
     let mut r = certificate_receipt(&w, after);
-    let mut all_keys = old_keys;
-    all_keys.push(v5);
-    r.commit = sign_with(w.chain.head(), &new_set, &all_keys);
+    r.commit = sign_with(w.chain.head(), &new_set, &new_keys);
     c.case(
         "title signed by a set it shows no way to",
         &r,

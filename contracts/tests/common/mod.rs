@@ -228,6 +228,33 @@ pub mod receipts {
         }
     }
 
+    /// The reward orders `order-0` … `order-999` issued by `dgpa-personnel` as one batch:
+    /// the issuance, its tree and the entries' commitments.
+    pub fn issue_reward_orders(
+        w: &mut World,
+    ) -> (
+        cachet_chain::tx::BatchIssuance,
+        cachet_chain::merkle::MerkleTree,
+        Vec<cachet_chain::Commitment>,
+    ) {
+        let commitments: Vec<_> = (0..1000).map(|i| doc(&format!("order-{i}"))).collect();
+        let leaves: Vec<_> = commitments
+            .iter()
+            .map(cachet_chain::tx::batch_leaf)
+            .collect();
+        let tree = cachet_chain::merkle::MerkleTree::new(&leaves);
+        let b = cachet_chain::tx::BatchIssuance {
+            kind: CertKind::RewardOrder,
+            root: tree.root(),
+            leaf_count: 1000,
+            valid_from: None,
+            valid_until: None,
+        };
+        w.submit("dgpa-personnel", Action::IssueBatch(b.clone()))
+            .unwrap();
+        (b, tree, commitments)
+    }
+
     /// The receipt of entry `i` of batch `b` issued by `agency` (its tree over `commitments`
     /// is `tree`), signed by validators 1, 2 and 3.
     pub fn batch_entry_receipt(
@@ -257,6 +284,52 @@ pub mod receipts {
                 revocation_proof,
             },
             issuer: Some(issuer(w, agency)),
+        }
+    }
+
+    /// A fifth validator joins by governance: the block that changes the set, signed by the
+    /// set before it (the transition a later receipt carries), the set after it, and every
+    /// key of the set after it.
+    pub struct Joined {
+        pub transition: cachet_chain::receipt::Transition,
+        pub old_set: ValidatorSet,
+        pub new_set: ValidatorSet,
+        pub new_keys: Vec<SecretKey>,
+    }
+
+    pub fn a_validator_joins(w: &mut World) -> Joined {
+        let old_keys: Vec<SecretKey> = example::AGENCIES
+            .iter()
+            .filter(|a| a.3)
+            .map(|a| example::validator_key(a.0))
+            .collect();
+        let v5 = SecretKey::dev("validator-5");
+        let change = cachet_chain::tx::GovernanceChange::AddValidator {
+            agency: id("nia-immigration"),
+            key: v5.public(),
+            power: 1,
+        };
+        let events = w.submit("moi-land", Action::Propose { change }).unwrap();
+        let proposal = proposal_id(&events);
+        w.submit("moea-investment", Action::Vote { proposal })
+            .unwrap();
+        w.submit("dgpa-personnel", Action::Vote { proposal })
+            .unwrap();
+        let changed = w.chain.head().clone();
+        let old_set = example::genesis().validator_set().unwrap();
+        let new_set: ValidatorSet = w.chain.get(&StateKey::Validators).unwrap().unwrap();
+        let transition = cachet_chain::receipt::Transition {
+            commit: sign_with(&changed, &old_set, &old_keys),
+            header: changed,
+            next: new_set.clone(),
+        };
+        let mut new_keys = old_keys;
+        new_keys.push(v5);
+        Joined {
+            transition,
+            old_set,
+            new_set,
+            new_keys,
         }
     }
 
