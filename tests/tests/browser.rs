@@ -187,7 +187,45 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     assert_eq!(verdict(&mut tab), "有效 · Valid");
     shot(&mut tab, "static-copy");
 
+    // A title transferred twice: its lineage, each earlier title verified from its own receipt.
+    let mut current = id.clone();
+    for step in 1..=2 {
+        let next = docs.join(format!("deed-{step}.txt"));
+        std::fs::write(&next, format!("the deed after transfer {step}")).unwrap();
+        current = cachet(&[
+            "supersede",
+            "--rpc",
+            &url,
+            "--key",
+            &key("moi-land"),
+            "--id",
+            &current,
+            "--file",
+            next.to_str().unwrap(),
+            "--json",
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    tab.open(&format!("{base}/verify?id={current}#{root}"));
+    assert_eq!(verdict(&mut tab), "有效 · Valid");
+    let lineage = tab.wait_for_text(
+        "(document.getElementById('lineage') || {}).textContent === '…' ? '' : (document.getElementById('lineage') || {}).textContent || ''",
+        Duration::from_secs(30),
+    );
+    assert!(
+        lineage.contains("2 earlier certificates, each verified on this device")
+            && lineage.contains(&id),
+        "{lineage}"
+    );
+    shot(&mut tab, "lineage");
+    tab.open(&format!("{base}/v/{id}#{root}"));
+    assert_eq!(verdict(&mut tab), "已被取代 · Superseded");
+    assert!(text_of(&mut tab, "facts").contains("Replaced by"));
+
     // Revoked, then unknown.
+    let id = current;
     cachet(&[
         "revoke",
         "--rpc",
