@@ -250,9 +250,10 @@ enum Command {
         /// The certificate's salt (64 hex), when there is no certificate file.
         #[arg(long)]
         salt: Option<String>,
-        /// Instead, verify every `*.receipt` file in this directory (one line each; exit 0
-        /// only when all are valid).
-        #[arg(long, conflicts_with_all = ["receipt", "qr", "rpc", "id", "certificate_file", "document", "salt"])]
+        /// Instead, verify many: every `*.receipt` file in this directory, or with --rpc the
+        /// certificates whose ids this file lists (one a line). One line each; exit 0 only when
+        /// all are valid.
+        #[arg(long, conflicts_with_all = ["receipt", "qr", "id", "certificate_file", "document", "salt"])]
         batch: Option<PathBuf>,
         /// Print one JSON object (with --batch, one per receipt).
         #[arg(long)]
@@ -740,8 +741,14 @@ fn main() -> Result<()> {
             batch,
             json,
         } => {
-            if let Some(dir) = batch {
-                std::process::exit(verifier::run_batch(&dir, &trust, json)?);
+            if let Some(path) = batch {
+                let receipts = match &rpc {
+                    Some(rpc) => runtime()?.block_on(async {
+                        verifier::receipts_for(&cachet_client::Client::new(rpc)?, &path).await
+                    })?,
+                    None => verifier::receipts_in(&path)?,
+                };
+                std::process::exit(verifier::run_batch(&receipts, &trust, json)?);
             }
             let file = certificate_file
                 .as_deref()

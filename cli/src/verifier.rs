@@ -327,34 +327,92 @@ fn reason(v: &cachet_chain::receipt::Verified) -> String {
     "no certificate with this id exists (proven absent)".into()
 }
 
-/// Verify every `*.receipt` file in `dir` against a genesis, each block head once; print one
-/// line (or JSON object) per receipt and a summary; exit 0 only when every one is valid.
-pub fn run_batch(dir: &Path, trust_path: &Path, json_out: bool) -> Result<i32> {
-    let doc = GenesisDoc::from_json(
-        &std::fs::read_to_string(trust_path)
-            .with_context(|| format!("cannot read {}", trust_path.display()))?,
-    )?;
-    let trust = Trust::from_genesis(&doc)?;
+/// One receipt of a bulk check.
+pub struct Named {
+    /// Its file's name, or the id it was fetched for.
+    name: String,
+    /// What it must be about, when known.
+    asked: Option<String>,
+    /// The encoded receipt.
+    bytes: Vec<u8>,
+}
+
+/// The receipts of a bulk check: every `*.receipt` file in a directory, by file name.
+pub fn receipts_in(dir: &Path) -> Result<Vec<Named>> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "receipt"))
         .collect();
     files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            Ok(Named {
+                name: name.into_owned(),
+                asked: None,
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// The receipts of a bulk check through a node: one for each certificate id listed in `list`
+/// (one a line; blank lines and `#` comments skipped), named by its id, which it must be about.
+pub async fn receipts_for(client: &Client, list: &Path) -> Result<Vec<Named>> {
+    let text =
+        std::fs::read_to_string(list).with_context(|| format!("cannot read {}", list.display()))?;
+    let mut out = Vec::new();
+    for id in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let asked = asked_about(Some(id), None)?.unwrap_or_default();
+        let bytes = fetch(client, Some(id), None).await?;
+        out.push(Named {
+            name: id.to_string(),
+            asked: Some(asked),
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// Verify receipts (named — a file name or a listed id — each with what it must be about if
+/// known) against a genesis, each block head once; print one line (or JSON object) per receipt
+/// and a summary; exit 0 only when every one is valid.
+pub fn run_batch(receipts: &[Named], trust_path: &Path, json_out: bool) -> Result<i32> {
+    let doc = GenesisDoc::from_json(
+        &std::fs::read_to_string(trust_path)
+            .with_context(|| format!("cannot read {}", trust_path.display()))?,
+    )?;
+    let trust = Trust::from_genesis(&doc)?;
     let mut verifier = Verifier::new(&trust);
     let now = now();
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for path in &files {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let result = Receipt::decode(&bytes)
+    for Named { name, asked, bytes } in receipts {
+        let asked = asked.as_deref().map(|a| {
+            a.parse::<cachet_chain::CertId>()
+                .map_or_else(|_| a.to_string(), |id| id.to_string())
+        });
+        let result = Receipt::decode(bytes)
             .map_err(|e| ReceiptError::Malformed(e.to_string()))
-            .and_then(|r| verifier.verify(&r, now, None));
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
+            .and_then(|r| verifier.verify(&r, now, None))
+            .and_then(|v| match &asked {
+                Some(a) if *a != v.id => Err(ReceiptError::Malformed(format!(
+                    "the receipt is about {}, not {a}",
+                    v.id
+                ))),
+                _ => Ok(v),
+            });
         let (verdict, line) = match &result {
             Ok(v) => (
                 v.verdict.to_string(),
-                json!({ "file": name, "verdict": v.verdict, "id": v.id, "kind": v.kind,
+                json!({ "name": name, "verdict": v.verdict, "id": v.id, "kind": v.kind,
                         "issuer": v.issuer, "height": v.height, "reason": reason(v) }),
             ),
             Err(e) => {
@@ -365,7 +423,7 @@ pub fn run_batch(dir: &Path, trust_path: &Path, json_out: bool) -> Result<i32> {
                 };
                 (
                     verdict.to_string(),
-                    json!({ "file": name, "verdict": verdict, "reason": e.to_string() }),
+                    json!({ "name": name, "verdict": verdict, "reason": e.to_string() }),
                 )
             }
         };
@@ -382,10 +440,10 @@ pub fn run_batch(dir: &Path, trust_path: &Path, json_out: bool) -> Result<i32> {
     let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {v}")).collect();
     eprintln!(
         "{} receipts, {} block heads checked: {}",
-        files.len(),
+        receipts.len(),
         verifier.heads_checked(),
         summary.join(", ")
     );
-    let all_valid = !files.is_empty() && counts.keys().all(|v| v == "valid");
+    let all_valid = !receipts.is_empty() && counts.keys().all(|v| v == "valid");
     Ok(if all_valid { 0 } else { 1 })
 }

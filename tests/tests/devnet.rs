@@ -292,6 +292,27 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     );
     let r_none = fetch("none", &["--id", &"ab".repeat(32)]);
     let genesis = m["genesis"].as_str().unwrap().to_string();
+    // A bank's list of ids, checked through a node: every receipt verified here.
+    let ids = dir.join("ids.txt");
+    std::fs::write(
+        &ids,
+        format!("# to check\n{permit_id}\n{}\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let o = Command::new(cachet_bin())
+        .args(["verify", "--batch"])
+        .arg(&ids)
+        .args(["--rpc", &url, "--trust", &genesis])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        listed.lines().count() == 2
+            && listed.contains(&format!("valid          {permit_id}"))
+            && listed.contains("unknown"),
+        "{listed}"
+    );
+    assert_eq!(o.status.code(), Some(1));
 
     let pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
     devnet.stop();
@@ -380,7 +401,7 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     let verdict_of = |file: &str| {
         lines
             .iter()
-            .find(|l| l["file"] == file)
+            .find(|l| l["name"] == file)
             .map(|l| l["verdict"].as_str().unwrap().to_string())
     };
     assert_eq!(lines.len(), 6, "{lines:?}");
