@@ -2,6 +2,7 @@
 
 use cachet_tests::{Devnet, cachet_bin, rpc, wait_until};
 use serde_json::{Value, json};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -254,6 +255,41 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     assert!(heights[1] > heights[0], "{heights:?}");
     let discover = rpc(&addr, "rpc.discover", json!([])).unwrap();
     assert_eq!(discover["openrpc"], "1.2.6");
+
+    // Web pages on any site may read (CORS); operator methods refuse them.
+    let from_page = |method: &str, verb: &str, params: Value| {
+        let body =
+            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "{verb} / HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://agency.example\r\n\
+             Access-Control-Request-Method: POST\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let (head, body) = cachet_tests::read_http(&mut s).unwrap();
+        (
+            head.to_ascii_lowercase(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    };
+    let (head, _) = from_page("cachet_status", "OPTIONS", json!([]));
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    let (head, body) = from_page("cachet_status", "POST", json!([]));
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    assert!(body.contains("\"chain_id\""), "{body}");
+    let (_, body) = from_page(
+        "cachet_admin_addPeer",
+        "POST",
+        json!(["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]),
+    );
+    assert!(
+        body.contains("2004") && body.contains("from_web_page"),
+        "{body}"
+    );
 
     // Receipts, then verification with every node stopped.
     let receipts = dir.join("receipts");
