@@ -754,9 +754,12 @@ fn main() -> Result<()> {
                 .as_deref()
                 .map(verifier::CertificateFile::read)
                 .transpose()?;
-            let bytes = match (receipt, qr_image, rpc) {
-                (Some(path), _, _) => std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
+            let (bytes, lineage) = match (receipt, qr_image, rpc) {
+                (Some(path), _, _) => (
+                    std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                    Vec::new(),
+                ),
                 (None, Some(image), _) => {
                     let (root, receipt) = qr::parse_receipt_link(&qr::read_png(&image)?)?;
                     let trusted = trust_root(&trust)?;
@@ -766,15 +769,13 @@ fn main() -> Result<()> {
                             trust.display()
                         );
                     }
-                    receipt
+                    (receipt, Vec::new())
                 }
                 (None, None, Some(rpc)) => runtime()?.block_on(async {
-                    verifier::fetch(
-                        &cachet_client::Client::new(&rpc)?,
-                        id.as_deref(),
-                        file.as_ref(),
-                    )
-                    .await
+                    let client = cachet_client::Client::new(&rpc)?;
+                    let bytes = verifier::fetch(&client, id.as_deref(), file.as_ref()).await?;
+                    let lineage = verifier::lineage(&client, &trust, &bytes).await?;
+                    anyhow::Ok((bytes, lineage))
                 })?,
                 (None, None, None) => anyhow::bail!(
                     "give --receipt FILE, --qr IMAGE, or --rpc URL with --id or --certificate-file"
@@ -783,6 +784,7 @@ fn main() -> Result<()> {
             let asked = verifier::asked_about(id.as_deref(), file.as_ref())?;
             let code = verifier::run(
                 &bytes,
+                &lineage,
                 &trust,
                 asked.as_deref(),
                 document.as_deref(),

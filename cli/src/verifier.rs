@@ -150,10 +150,60 @@ pub fn asked_about(id: Option<&str>, file: Option<&CertificateFile>) -> Result<O
     }
 }
 
-/// Verify receipt bytes against a genesis; print the verdict; return the process exit code.
-/// With `asked`, a receipt about anything else is invalid.
+/// Most earlier certificates followed back from one.
+const MAX_LINEAGE: usize = 64;
+
+/// The certificates the receipt's certificate replaced, newest first, each fetched from the
+/// node and verified here against the genesis, each naming the next as its successor. Empty
+/// when the receipt does not verify (its own verdict says why).
+pub async fn lineage(
+    client: &Client,
+    trust_path: &Path,
+    receipt: &[u8],
+) -> Result<Vec<cachet_chain::receipt::Verified>> {
+    let doc = GenesisDoc::from_json(
+        &std::fs::read_to_string(trust_path)
+            .with_context(|| format!("cannot read {}", trust_path.display()))?,
+    )?;
+    let trust = Trust::from_genesis(&doc)?;
+    let mut verifier = Verifier::new(&trust);
+    let now = now();
+    let Some(mut next) = Receipt::decode(receipt)
+        .ok()
+        .and_then(|r| verifier.verify(&r, now, None).ok())
+    else {
+        return Ok(Vec::new());
+    };
+    let mut hops = Vec::new();
+    while let Some(prev) = next.record.as_ref().and_then(|r| r.supersedes) {
+        if hops.len() == MAX_LINEAGE {
+            break;
+        }
+        let bytes = fetch(client, Some(&prev.to_string()), None).await?;
+        let hop = verifier
+            .verify(&Receipt::decode(&bytes)?, now, None)
+            .with_context(|| format!("the lineage does not verify at {prev}"))?;
+        let names_next = hop.record.as_ref().is_some_and(
+            |r| matches!(r.status, CertStatus::Superseded { by, .. } if by.to_string() == next.id),
+        );
+        if hop.id != prev.to_string() || !names_next {
+            bail!(
+                "the lineage does not verify: {prev} does not name {} as its successor",
+                next.id
+            );
+        }
+        hops.push(hop.clone());
+        next = hop;
+    }
+    Ok(hops)
+}
+
+/// Verify receipt bytes against a genesis; print the verdict (and the `lineage` fetched with
+/// it); return the process exit code. With `asked`, a receipt about anything else is invalid.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     receipt: &[u8],
+    lineage: &[cachet_chain::receipt::Verified],
     trust_path: &Path,
     asked: Option<&str>,
     document: Option<&Path>,
@@ -237,6 +287,17 @@ pub fn run(
     if json_out {
         let mut out = serde_json::to_value(&v)?;
         out["reason"] = json!(reason(&v));
+        out["lineage"] = json!(
+            lineage
+                .iter()
+                .map(|h| json!({
+                    "id": h.id,
+                    "issuer": h.issuer,
+                    "issued_time": h.record.as_ref().map(|r| r.issued_time),
+                    "reason": reason(h),
+                }))
+                .collect::<Vec<_>>()
+        );
         if v.document_matches == Some(false) {
             out["verdict"] = json!("invalid");
         }
@@ -270,6 +331,10 @@ pub fn run(
         Some(true) => println!("  document     matches the certificate"),
         Some(false) => println!("  document     DOES NOT match the certificate"),
         None => {}
+    }
+    for (i, h) in lineage.iter().enumerate() {
+        let label = if i == 0 { "lineage" } else { "" };
+        println!("  {label:<12} {} ({})", h.id, reason(h));
     }
     println!(
         "  as of        height {} ({}), signed by the trusted validators",

@@ -349,6 +349,16 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         "{listed}"
     );
     assert_eq!(o.status.code(), Some(1));
+    // Through a node, the lineage: every earlier title verified here.
+    let o = Command::new(cachet_bin())
+        .args([
+            "verify", "--rpc", &url, "--id", &new_title, "--trust", &genesis, "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["lineage"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["lineage"][0]["id"], title_id.as_str(), "{v}");
 
     let pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
     devnet.stop();
