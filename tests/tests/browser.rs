@@ -224,6 +224,28 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     assert_eq!(verdict(&mut tab), "已被取代 · Superseded");
     assert!(text_of(&mut tab, "facts").contains("Replaced by"));
 
+    // An investment permit waiting for its approvals.
+    let permit = docs.join("permit.txt");
+    std::fs::write(&permit, "an investment permit").unwrap();
+    let permit_id = cachet(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--kind",
+        "investment-permit",
+        "--json",
+        "--key",
+        &key("moea-investment"),
+        "--file",
+        permit.to_str().unwrap(),
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tab.open(&format!("{base}/verify?id={permit_id}#{root}"));
+    assert_eq!(verdict(&mut tab), "待核准 · Pending approval");
+    shot(&mut tab, "pending");
+
     // Revoked, then unknown.
     let id = current;
     cachet(&[
