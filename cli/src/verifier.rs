@@ -150,6 +150,15 @@ pub fn asked_about(id: Option<&str>, file: Option<&CertificateFile>) -> Result<O
     }
 }
 
+/// The trust of a genesis file.
+fn load_trust(path: &Path) -> Result<Trust> {
+    let doc = GenesisDoc::from_json(
+        &std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    )?;
+    Ok(Trust::from_genesis(&doc)?)
+}
+
 /// Most earlier certificates followed back from one.
 const MAX_LINEAGE: usize = 64;
 
@@ -161,11 +170,7 @@ pub async fn lineage(
     trust_path: &Path,
     receipt: &[u8],
 ) -> Result<Vec<cachet_chain::receipt::Verified>> {
-    let doc = GenesisDoc::from_json(
-        &std::fs::read_to_string(trust_path)
-            .with_context(|| format!("cannot read {}", trust_path.display()))?,
-    )?;
-    let trust = Trust::from_genesis(&doc)?;
+    let trust = load_trust(trust_path)?;
     let mut verifier = Verifier::new(&trust);
     let now = now();
     let Some(mut next) = Receipt::decode(receipt)
@@ -211,11 +216,7 @@ pub fn run(
     salt: Option<&str>,
     json_out: bool,
 ) -> Result<i32> {
-    let doc = GenesisDoc::from_json(
-        &std::fs::read_to_string(trust_path)
-            .with_context(|| format!("cannot read {}", trust_path.display()))?,
-    )?;
-    let trust = Trust::from_genesis(&doc)?;
+    let trust = load_trust(trust_path)?;
     let opening = match (document, file, salt) {
         (Some(path), Some(f), _) => {
             let (alg, salt) = f.salt()?;
@@ -451,11 +452,7 @@ pub async fn receipts_for(client: &Client, list: &Path) -> Result<Vec<Named>> {
 /// known) against a genesis, each block head once; print one line (or JSON object) per receipt
 /// and a summary; exit 0 only when every one is valid.
 pub fn run_batch(receipts: &[Named], trust_path: &Path, json_out: bool) -> Result<i32> {
-    let doc = GenesisDoc::from_json(
-        &std::fs::read_to_string(trust_path)
-            .with_context(|| format!("cannot read {}", trust_path.display()))?,
-    )?;
-    let trust = Trust::from_genesis(&doc)?;
+    let trust = load_trust(trust_path)?;
     let mut verifier = Verifier::new(&trust);
     let now = now();
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
