@@ -541,6 +541,44 @@ fn the_javascript_verifier_agrees_with_the_rust_one_in_node() {
     assert!(text.contains(" 0 disagreements"), "{text}");
 }
 
+/// The page's hash functions, on inputs across BLAKE3's block and chunk boundaries and
+/// SHA-2's padding, give the Rust crates' digests (and Node's own SHA-2).
+#[test]
+fn the_javascript_hashes_match_the_rust_ones() {
+    let Some(node) = node() else { return };
+    let lengths = [
+        0usize, 1, 55, 56, 63, 64, 65, 111, 112, 128, 1023, 1024, 1025, 2048, 2049, 3072, 3073,
+        4096, 4097, 5121, 8192, 8193, 16_384, 31_744, 65_536, 100_001,
+    ];
+    let cases: Vec<Value> = lengths
+        .iter()
+        .map(|&n| {
+            let input: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            json!({
+                "len": n,
+                "blake3": Fingerprint::of(FingerprintAlg::Blake3, &input).digest.to_string(),
+                "sha256": Fingerprint::of(FingerprintAlg::Sha256, &input).digest.to_string(),
+            })
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("cachet-hashes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hashes.json");
+    std::fs::write(&path, Value::from(cases).to_string()).unwrap();
+    let out = Command::new(node)
+        .arg(verifier_dir().join("test/hashes.js"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" 0 differences"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_javascript_verifier_agrees_with_the_rust_one_in_chromium() {
     let Some(browser) = chromium() else { return };
