@@ -8,7 +8,7 @@ use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{CertKind, Timestamp};
 use cachet_chain::receipt::{CommitSignatures, Receipt, ReceiptError, Subject, verify};
 use cachet_chain::state::ValidatorSet;
-use cachet_chain::tx::{Action, BatchEntry, RevocationReason};
+use cachet_chain::tx::{Action, RevocationReason};
 use cachet_chain::verdict::Verdict;
 use cachet_contracts::example;
 use common::receipts::*;
@@ -107,19 +107,7 @@ fn a_batch_entry_receipt_proves_inclusion_and_non_revocation() {
             .verdict,
         Verdict::Valid
     );
-    let entry = BatchEntry {
-        batch: b.batch_id(),
-        commitment: commitments[417],
-        proof: tree.proof(417).unwrap(),
-    };
-    w.submit(
-        "dgpa-personnel",
-        Action::RevokeBatchEntry {
-            entry,
-            reason: RevocationReason::IssuedInError,
-        },
-    )
-    .unwrap();
+    revoke_reward_order(&mut w, &b, &tree, &commitments, 417);
     assert_eq!(
         verify(&entry_receipt(&w, 417), &trust(), soon(&w), None)
             .unwrap()
@@ -296,15 +284,7 @@ fn a_title_stays_valid_after_its_issuers_key_is_rotated() {
 #[test]
 fn a_permit_is_not_yet_valid_before_its_window_and_expired_after_it() {
     let mut w = World::new();
-    let mut p = w.permit("permit-window");
-    let from = w.time.plus_ms(DAY);
-    let until = from.plus_ms(30 * DAY);
-    (p.valid_from, p.valid_until) = (Some(from), Some(until));
-    let pid = p.cert_id();
-    w.submit("moea-investment", Action::Issue(p)).unwrap();
-    w.submit("nia-immigration", Action::Approve { id: pid })
-        .unwrap();
-    w.submit("mol-labor", Action::Approve { id: pid }).unwrap();
+    let (pid, from, until) = approved_permit_from_tomorrow(&mut w);
     let verdict = |w: &World| {
         verify(&certificate_receipt(w, pid), &trust(), soon(w), None)
             .unwrap()

@@ -19,7 +19,7 @@ use cachet_chain::receipt::{
 };
 use cachet_chain::state::{Validator, ValidatorSet};
 use cachet_chain::trust::Trust;
-use cachet_chain::tx::{Action, BatchEntry, RevocationReason};
+use cachet_chain::tx::{Action, RevocationReason};
 use cachet_contracts::example;
 use cachet_tests::browser::{chromium, render};
 use common::receipts::*;
@@ -324,16 +324,7 @@ fn build() -> Corpus {
         soon(&w),
         None,
     );
-    let mut p = w.permit("permit-window");
-    let from = w.time.plus_ms(DAY);
-    let until = from.plus_ms(30 * DAY);
-    (p.valid_from, p.valid_until) = (Some(from), Some(until));
-    let windowed = p.cert_id();
-    w.submit("moea-investment", Action::Issue(p)).unwrap();
-    w.submit("nia-immigration", Action::Approve { id: windowed })
-        .unwrap();
-    w.submit("mol-labor", Action::Approve { id: windowed })
-        .unwrap();
+    let (windowed, from, until) = approved_permit_from_tomorrow(&mut w);
     c.case(
         "permit before its window",
         &certificate_receipt(&w, windowed),
@@ -381,19 +372,7 @@ fn build() -> Corpus {
         Some(&document("order-418")),
     );
     c.flips("batch entry", &entry417, soon(&w), &[0, 7]);
-    let revoke = BatchEntry {
-        batch: b.batch_id(),
-        commitment: commitments[417],
-        proof: tree.proof(417).unwrap(),
-    };
-    w.submit(
-        "dgpa-personnel",
-        Action::RevokeBatchEntry {
-            entry: revoke,
-            reason: RevocationReason::IssuedInError,
-        },
-    )
-    .unwrap();
+    revoke_reward_order(&mut w, &b, &tree, &commitments, 417);
     c.case(
         "revoked batch entry",
         &entry(&w, 417),

@@ -255,6 +255,49 @@ pub mod receipts {
         (b, tree, commitments)
     }
 
+    /// An investment permit valid from a day after now for 30 days, issued and approved:
+    /// its id and its window.
+    pub fn approved_permit_from_tomorrow(
+        w: &mut World,
+    ) -> (
+        cachet_chain::CertId,
+        cachet_chain::Timestamp,
+        cachet_chain::Timestamp,
+    ) {
+        let mut p = w.permit("permit-window");
+        let from = w.time.plus_ms(super::DAY);
+        let until = from.plus_ms(30 * super::DAY);
+        (p.valid_from, p.valid_until) = (Some(from), Some(until));
+        let id = p.cert_id();
+        w.submit("moea-investment", Action::Issue(p)).unwrap();
+        w.submit("nia-immigration", Action::Approve { id }).unwrap();
+        w.submit("mol-labor", Action::Approve { id }).unwrap();
+        (id, from, until)
+    }
+
+    /// Revoke entry `i` of batch `b` (its tree `tree` over `commitments`) as its issuer.
+    pub fn revoke_reward_order(
+        w: &mut World,
+        b: &cachet_chain::tx::BatchIssuance,
+        tree: &cachet_chain::merkle::MerkleTree,
+        commitments: &[cachet_chain::Commitment],
+        i: usize,
+    ) {
+        let entry = cachet_chain::tx::BatchEntry {
+            batch: b.batch_id(),
+            commitment: commitments[i],
+            proof: tree.proof(i).unwrap(),
+        };
+        w.submit(
+            "dgpa-personnel",
+            Action::RevokeBatchEntry {
+                entry,
+                reason: cachet_chain::tx::RevocationReason::IssuedInError,
+            },
+        )
+        .unwrap();
+    }
+
     /// The receipt of entry `i` of batch `b` issued by `agency` (its tree over `commitments`
     /// is `tree`), signed by validators 1, 2 and 3.
     pub fn batch_entry_receipt(
