@@ -20,12 +20,24 @@ pub struct GenesisDoc {
     pub genesis_time: Timestamp,
     /// Heights a governance proposal stays open.
     pub proposal_ttl: u64,
+    /// Every block at a multiple of this height is a checkpoint (see
+    /// [`ChainParams::checkpoint_interval`](crate::state::ChainParams)).
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: u64,
     /// The founding agencies.
     pub agencies: Vec<GenesisAgency>,
     /// The founding validators.
     pub validators: Vec<Validator>,
     /// The policy of every kind.
     pub policies: BTreeMap<CertKind, KindPolicy>,
+}
+
+/// A checkpoint every 10,000 heights: a few a day on a busy chain (an idle one grows slowly),
+/// so a verifier's pinned root is rarely far behind.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 10_000;
+
+fn default_checkpoint_interval() -> u64 {
+    DEFAULT_CHECKPOINT_INTERVAL
 }
 
 /// An agency in the genesis document.
@@ -117,6 +129,9 @@ impl GenesisDoc {
         }
         if self.proposal_ttl == 0 {
             return bad("proposal_ttl must be at least 1".into());
+        }
+        if self.checkpoint_interval == 0 {
+            return bad("checkpoint_interval must be at least 1".into());
         }
         Ok(())
     }

@@ -13,10 +13,13 @@
 //! - [`ids`], [`crypto`], [`document`]: names, keys and signatures, document commitments.
 //! - [`tx`], [`block`], [`state`], [`genesis`]: what goes on chain and what the state holds.
 //! - [`merkle`], [`state_tree`]: batch/transaction trees and the sparse Merkle state tree.
+//! - [`receipt`], [`trust`], [`checkpoint`], [`verdict`]: what a verifier checks, what it
+//!   trusts, and how that trust moves forward.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod block;
+pub mod checkpoint;
 pub mod codec;
 pub mod crypto;
 pub mod document;

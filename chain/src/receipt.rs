@@ -5,9 +5,9 @@
 //! A receipt carries the block header of height `h`, at least two thirds of the voting power's
 //! precommit signatures for it, and state proofs against its state root: the certificate record
 //! (with its lineage and approvals) or the proof that no such certificate exists; for an entry
-//! of a Merkle batch, the batch record, the entry's inclusion proof and the proof that the entry
-//! has no revocation record; and the issuing agency's record, whose key history shows the signing
-//! key was the agency's at the issuance height. The byte format is in `docs/spec/receipt.md`.
+//! of a Merkle batch, the batch record, the entry's inclusion proof and, once the batch has
+//! revocations, the proof of the entry's own; and, when asked for, the issuing agency's record
+//! (for its name). The byte format is in `docs/spec/receipt.md`.
 
 use crate::block::BlockHeader;
 use crate::codec::{self, DecodeError, bounded_vec, limits};
@@ -22,7 +22,7 @@ use crate::state::{
 };
 use crate::state_tree::{StateProof, value_hash};
 use crate::trust::Trust;
-use crate::tx::{BatchId, batch_leaf};
+use crate::tx::batch_leaf;
 use crate::verdict::{Verdict, batch_entry_verdict, certificate_verdict};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::Serialize;
@@ -124,14 +124,50 @@ pub enum Subject {
         commitment: Commitment,
         /// Its inclusion proof in the batch root.
         inclusion: BatchProof,
-        /// Encoded [`RevocationRecord`], if the entry was revoked.
-        revocation: Option<Vec<u8>>,
-        /// Proof of `StateKey::BatchRevocation(id, index)`: membership or absence.
-        revocation_proof: StateProof,
+        /// Whether the entry is revoked.
+        revocation: EntryRevocation,
     },
 }
 
-/// The issuing agency's record, proven.
+/// Whether a batch entry is revoked, proven.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum EntryRevocation {
+    /// The batch record counts no revoked entry: nothing more to prove.
+    NoneInBatch,
+    /// The entry's revocation record.
+    Revoked {
+        /// Encoded [`RevocationRecord`].
+        record: Vec<u8>,
+        /// Membership proof of `StateKey::BatchRevocation(batch id, index)`.
+        proof: StateProof,
+    },
+    /// The batch has revocations, but not this entry.
+    NotRevoked {
+        /// Non-membership proof of `StateKey::BatchRevocation(batch id, index)`.
+        proof: StateProof,
+    },
+}
+
+impl EntryRevocation {
+    /// What a receipt for an entry of `batch` carries: nothing while the batch counts no
+    /// revoked entry, else what `prove` finds under the entry's `BatchRevocation` key (its
+    /// record and proof, or the proof that it has none).
+    pub fn for_entry<E>(
+        batch: &BatchRecord,
+        prove: impl FnOnce() -> Result<(Option<Vec<u8>>, StateProof), E>,
+    ) -> Result<EntryRevocation, E> {
+        if batch.revoked == 0 {
+            return Ok(EntryRevocation::NoneInBatch);
+        }
+        Ok(match prove()? {
+            (Some(record), proof) => EntryRevocation::Revoked { record, proof },
+            (None, proof) => EntryRevocation::NotRevoked { proof },
+        })
+    }
+}
+
+/// The issuing agency's record, proven: it names the agency. (Which key signed the issuance
+/// is the chain's check, made when it ran the transaction.)
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct IssuerProof {
     /// Encoded [`AgencyRecord`].
@@ -151,10 +187,10 @@ pub struct Receipt {
     pub commit: CommitProof,
     /// What is proven.
     pub subject: Subject,
-    /// The issuer's record (absent for [`Subject::Absent`]).
+    /// The issuer's record, when the receipt was asked with it (never for [`Subject::Absent`]).
     pub issuer: Option<IssuerProof>,
-    /// How the signing validator set follows from the genesis set: every block since genesis
-    /// that changed the set, in height order.
+    /// How the signing validator set follows from the trusted one: every block after the
+    /// trusted height that changed the set, in height order.
     pub transitions: Transitions,
 }
 
@@ -221,9 +257,6 @@ pub enum ReceiptError {
     /// A proof does not lead to the block's state root.
     #[error("proof does not verify: {0}")]
     BadProof(&'static str),
-    /// The issuing key was not the issuer's at the issuance height.
-    #[error("the issuing key was not authorized for {0} at the issuance height")]
-    IssuerKeyNotAuthorized(AgencyId),
     /// Older than the kind's maximum receipt age.
     #[error("the receipt is {age_ms} ms old; {kind} receipts are trusted for {max_ms} ms")]
     TooOld {
@@ -247,6 +280,8 @@ pub struct Verified {
     pub kind: Option<CertKind>,
     /// The issuing agency.
     pub issuer: Option<AgencyId>,
+    /// Its name, when the receipt carries its record.
+    pub issuer_name: Option<String>,
     /// The height the proof is as of.
     pub height: Height,
     /// The block time the proof is as of.
@@ -358,16 +393,16 @@ fn check_signed(
     Ok(())
 }
 
-fn check_issuer(
+/// The issuer's name, from its record if the receipt carries one (proven, and the agency the
+/// record names).
+fn issuer_name(
     root: &Hash32,
     issuer: &Option<IssuerProof>,
     agency: &AgencyId,
-    key: &PublicKey,
-    at: Height,
-) -> Result<(), ReceiptError> {
-    let proof = issuer
-        .as_ref()
-        .ok_or(ReceiptError::Malformed("no issuer record".into()))?;
+) -> Result<Option<String>, ReceiptError> {
+    let Some(proof) = issuer else {
+        return Ok(None);
+    };
     check_member(
         root,
         StateKey::Agency(agency.clone()),
@@ -376,10 +411,12 @@ fn check_issuer(
         "issuer record",
     )?;
     let record: AgencyRecord = decode_record(&proof.agency, "issuer record")?;
-    if record.id != *agency || !record.key_valid_at(key, at) {
-        return Err(ReceiptError::IssuerKeyNotAuthorized(agency.clone()));
+    if record.id != *agency {
+        return Err(ReceiptError::Malformed(
+            "the issuer record is another agency's".into(),
+        ));
     }
-    Ok(())
+    Ok(Some(record.name.as_str().to_owned()))
 }
 
 /// Verifies many receipts against one trust, checking each distinct head (header, commit and
@@ -450,7 +487,7 @@ pub fn verify(
 }
 
 /// The rest of [`verify`] once [`check_head`] has accepted the receipt's header and commit:
-/// the version, the state proofs, the issuer's key, the verdict at `now` and the age limit.
+/// the version, the state proofs, the issuer's name, the verdict at `now` and the age limit.
 /// On its own it proves nothing about the header; a node that checks its committed head once
 /// per height uses it to check each receipt it serves.
 pub fn verify_claims(
@@ -472,29 +509,19 @@ pub fn verify_claims(
     let verified = match &receipt.subject {
         Subject::Certificate { record, proof } => {
             let r: CertificateRecord = decode_record(record, "certificate record")?;
+            let id = r.id();
             check_member(
                 &root,
-                StateKey::Certificate(r.id),
+                StateKey::Certificate(id),
                 record,
                 proof,
                 "certificate record",
             )?;
-            if CertId::derive(r.kind, &r.commitment) != r.id {
-                return Err(ReceiptError::Malformed(
-                    "record id does not match its commitment".into(),
-                ));
-            }
-            check_issuer(
-                &root,
-                &receipt.issuer,
-                &r.issuer,
-                &r.issuer_key,
-                r.issued_at,
-            )?;
             Verified {
                 verdict: certificate_verdict(&r, now),
-                id: r.id.to_string(),
+                id: id.to_string(),
                 kind: Some(r.kind),
+                issuer_name: issuer_name(&root, &receipt.issuer, &r.issuer)?,
                 issuer: Some(r.issuer.clone()),
                 height,
                 as_of,
@@ -513,6 +540,7 @@ pub fn verify_claims(
                 id: id.to_string(),
                 kind: None,
                 issuer: None,
+                issuer_name: None,
                 height,
                 as_of,
                 record: None,
@@ -527,48 +555,43 @@ pub fn verify_claims(
             commitment,
             inclusion,
             revocation,
-            revocation_proof,
         } => {
             let b: BatchRecord = decode_record(batch, "batch record")?;
+            let id = b.id();
             check_member(
                 &root,
-                StateKey::Batch(b.id),
+                StateKey::Batch(id),
                 batch,
                 batch_proof,
                 "batch record",
             )?;
-            if BatchId::derive(b.kind, &b.root, b.leaf_count) != b.id {
-                return Err(ReceiptError::Malformed(
-                    "batch id does not match its root".into(),
-                ));
-            }
             if !inclusion.verify(&b.root, b.leaf_count, &batch_leaf(commitment)) {
                 return Err(ReceiptError::BadProof("inclusion in the batch"));
             }
-            let rkey = StateKey::BatchRevocation(b.id, inclusion.index);
+            let rkey = StateKey::BatchRevocation(id, inclusion.index);
             let revoked: Option<RevocationRecord> = match revocation {
-                Some(bytes) => {
-                    check_member(&root, rkey, bytes, revocation_proof, "revocation record")?;
-                    Some(decode_record(bytes, "revocation record")?)
+                EntryRevocation::NoneInBatch if b.revoked == 0 => None,
+                EntryRevocation::NoneInBatch => {
+                    return Err(ReceiptError::BadProof(
+                        "the batch has revoked entries, but no proof for this one",
+                    ));
                 }
-                None => {
-                    if !revocation_proof.verify_absence(&root, &rkey.hash()) {
+                EntryRevocation::Revoked { record, proof } => {
+                    check_member(&root, rkey, record, proof, "revocation record")?;
+                    Some(decode_record(record, "revocation record")?)
+                }
+                EntryRevocation::NotRevoked { proof } => {
+                    if !proof.verify_absence(&root, &rkey.hash()) {
                         return Err(ReceiptError::BadProof("absence of a revocation"));
                     }
                     None
                 }
             };
-            check_issuer(
-                &root,
-                &receipt.issuer,
-                &b.issuer,
-                &b.issuer_key,
-                b.issued_at,
-            )?;
             Verified {
                 verdict: batch_entry_verdict(&b, revoked.as_ref(), now),
-                id: format!("{}#{}", b.id, inclusion.index),
+                id: format!("{}#{}", id, inclusion.index),
                 kind: Some(b.kind),
+                issuer_name: issuer_name(&root, &receipt.issuer, &b.issuer)?,
                 issuer: Some(b.issuer.clone()),
                 height,
                 as_of,

@@ -57,7 +57,12 @@ pub struct ChainParams {
     pub chain_id: ChainId,
     /// Heights a governance proposal stays open.
     pub proposal_ttl: u64,
+    /// Every block whose height is a multiple of this is a *checkpoint*: every node keeps its
+    /// trust anchor, so that a verifier can pin it and take receipts that carry only the
+    /// validator-set changes after it.
+    pub checkpoint_interval: u64,
 }
+
 
 bounded_vec!(
     /// The members of a validator set.
@@ -181,13 +186,6 @@ impl AgencyRecord {
             .filter(|e| e.until.is_none())
             .map(|e| &e.key)
     }
-
-    /// Was `key` this agency's signing key at some point of `height`?
-    pub fn key_valid_at(&self, key: &PublicKey, height: Height) -> bool {
-        self.keys
-            .iter()
-            .any(|e| e.key == *key && e.from <= height && e.until.is_none_or(|u| height <= u))
-    }
 }
 
 /// An agency may issue a kind.
@@ -262,17 +260,16 @@ pub enum RecordTerms {
     },
 }
 
-/// Everything the chain knows about one certificate.
+/// Everything the chain knows about one certificate. It holds neither its id, which is its
+/// state key and follows from its kind and commitment ([`CertificateRecord::id`]), nor the key
+/// that signed its issuance: the chain checked that key when it ran the transaction, which the
+/// block keeps. Every certificate pays for what a record repeats, once per node.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct CertificateRecord {
-    /// Its id.
-    pub id: CertId,
     /// Its kind.
     pub kind: CertKind,
     /// The issuing agency.
     pub issuer: AgencyId,
-    /// The issuer's key that signed the issuance.
-    pub issuer_key: PublicKey,
     /// The document commitment.
     pub commitment: Commitment,
     /// Issued at this height.
@@ -297,21 +294,21 @@ pub struct CertificateRecord {
     pub updated_at: Height,
 }
 
-/// A Merkle batch of certificates.
+/// A Merkle batch of certificates. Like a [`CertificateRecord`], it holds neither its id
+/// ([`BatchRecord::id`]) nor the issuing key.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct BatchRecord {
-    /// Its id.
-    pub id: BatchId,
     /// Kind of every entry.
     pub kind: CertKind,
     /// The issuing agency.
     pub issuer: AgencyId,
-    /// The issuer's key that signed it.
-    pub issuer_key: PublicKey,
     /// Merkle root over the entries.
     pub root: Hash32,
     /// Number of entries.
     pub leaf_count: u32,
+    /// How many entries are revoked. While none is, an entry's receipt needs no proof that its
+    /// own revocation record is absent.
+    pub revoked: u32,
     /// Issued at this height.
     pub issued_at: Height,
     /// Issued at this block time.
@@ -320,6 +317,20 @@ pub struct BatchRecord {
     pub valid_from: Option<Timestamp>,
     /// Valid until (exclusive), every entry.
     pub valid_until: Option<Timestamp>,
+}
+
+impl CertificateRecord {
+    /// Its id, `H_cert_id(kind ‖ commitment)`: the key it is stored under.
+    pub fn id(&self) -> CertId {
+        CertId::derive(self.kind, &self.commitment)
+    }
+}
+
+impl BatchRecord {
+    /// Its id, `H_batch_id(kind ‖ root ‖ leaf_count)`: the key it is stored under.
+    pub fn id(&self) -> BatchId {
+        BatchId::derive(self.kind, &self.root, self.leaf_count)
+    }
 }
 
 /// A revoked batch entry.

@@ -18,7 +18,7 @@ use crate::genesis::GenesisDoc;
 use crate::hash::Hash32;
 use crate::ids::{CertKind, ChainId, Height};
 use crate::state::{KindPolicy, StateKey, ValidatorSet, decode_value};
-use crate::state_tree::{StateProof, value_hash};
+use crate::state_tree::{self, StateProof, StoreError, TreeStore, value_hash};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -127,6 +127,33 @@ impl TrustAnchor {
     /// Decode an anchor from untrusted bytes.
     pub fn decode(bytes: &[u8]) -> Result<TrustAnchor, DecodeError> {
         codec::decode(bytes, MAX_ANCHOR_BYTES)
+    }
+
+    /// The anchor of a committed `header` whose state `store` holds: the validator set that
+    /// state names (the one that signs the next block) and every kind's policy in it, proven.
+    pub fn build<S: TreeStore>(store: &S, header: BlockHeader) -> Result<TrustAnchor, StoreError> {
+        let root = header.state_root;
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+        let validators = state_tree::get(store, &root, &StateKey::Validators.hash())?
+            .ok_or_else(|| StoreError::Corrupt("the state names no validator set".into()))?;
+        let validators: ValidatorSet = decode_value(&validators).map_err(|e| corrupt(&e))?;
+        let mut policies = Vec::new();
+        for kind in CertKind::ALL {
+            let (policy, proof) =
+                state_tree::get_with_proof(store, &root, &StateKey::Policy(kind).hash())?;
+            if let Some(policy) = policy {
+                policies.push(PolicyProof {
+                    kind,
+                    policy,
+                    proof,
+                });
+            }
+        }
+        Ok(TrustAnchor {
+            header,
+            validators,
+            policies: PolicyProofs::new(policies).map_err(|e| corrupt(&e))?,
+        })
     }
 
     /// The trust root this anchor stands for: its header's hash.

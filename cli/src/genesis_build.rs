@@ -101,6 +101,7 @@ pub fn build(
         chain_id: ChainId::new(chain_id)?,
         genesis_time: Timestamp(genesis_time.unwrap_or(now)),
         proposal_ttl: 10_000,
+        checkpoint_interval: cachet_chain::genesis::DEFAULT_CHECKPOINT_INTERVAL,
         agencies,
         validators,
         policies: policy_map,

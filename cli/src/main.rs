@@ -213,6 +213,10 @@ enum Command {
         /// The node's RPC URL.
         #[arg(long)]
         rpc: String,
+        /// The genesis or checkpoint file its verifiers trust: the receipt carries only the
+        /// validator-set changes after it (default: the genesis, all of them).
+        #[arg(long)]
+        trust: Option<PathBuf>,
         /// The certificate id.
         #[arg(long)]
         id: Option<String>,
@@ -232,7 +236,7 @@ enum Command {
         /// A receipt QR code image (PNG).
         #[arg(long)]
         qr: Option<PathBuf>,
-        /// The genesis file to trust (chain id, validator set, policies).
+        /// The genesis or checkpoint file to trust (chain id, validator set, policies).
         #[arg(long)]
         trust: PathBuf,
         /// Fetch the receipt from this node instead of a file.
@@ -258,6 +262,20 @@ enum Command {
         /// Print one JSON object (with --batch, one per receipt).
         #[arg(long)]
         json: bool,
+    },
+    /// Move a verifier's trust to the consortium's latest checkpoint: fetch it from a node,
+    /// check that it follows from the trusted genesis or checkpoint (each validator-set change
+    /// signed by the set before it), and write a checkpoint file for `--trust`.
+    Checkpoint {
+        /// The genesis or checkpoint file trusted now.
+        #[arg(long)]
+        trust: PathBuf,
+        /// The node's RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// Where to write the checkpoint file.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write the verify page as one self-contained file (`DIR/index.html`) for an agency's web
     /// site: it verifies receipts in the browser against the trust root of the genesis file and
@@ -286,7 +304,7 @@ enum Command {
         /// The verify page: a node's `https://node.example/verify`, or an agency's copy.
         #[arg(long, required_unless_present = "read")]
         page: Option<String>,
-        /// The genesis file whose hash (the trust root) the link pins.
+        /// The genesis or checkpoint file whose root the link pins.
         #[arg(long, required_unless_present = "read")]
         trust: Option<PathBuf>,
         /// Output file, `.png` or `.svg`.
@@ -436,12 +454,8 @@ enum Alg {
 }
 
 /// The trust root (genesis hash) of a genesis file.
-fn trust_root(genesis: &std::path::Path) -> Result<cachet_chain::hash::Hash32> {
-    let doc = cachet_chain::genesis::GenesisDoc::from_json(
-        &std::fs::read_to_string(genesis)
-            .with_context(|| format!("cannot read {}", genesis.display()))?,
-    )?;
-    Ok(cachet_contracts::genesis_state(&doc)?.0.hash())
+fn trust_root(trust: &std::path::Path) -> Result<cachet_chain::hash::Hash32> {
+    Ok(verifier::load_pinned(trust)?.root)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -645,6 +659,7 @@ fn main() -> Result<()> {
         }),
         Command::Receipt {
             rpc,
+            trust,
             id,
             certificate_file,
             out,
@@ -653,10 +668,15 @@ fn main() -> Result<()> {
                 .as_deref()
                 .map(verifier::CertificateFile::read)
                 .transpose()?;
+            let trusted_height = match &trust {
+                Some(path) => verifier::load_pinned(path)?.trust.height.0,
+                None => 0,
+            };
             let bytes = verifier::fetch(
                 &cachet_client::Client::new(&rpc)?,
                 id.as_deref(),
                 file.as_ref(),
+                trusted_height,
             )
             .await?;
             std::fs::write(&out, &bytes)
@@ -667,6 +687,9 @@ fn main() -> Result<()> {
                 out.display()
             );
             Ok(())
+        }),
+        Command::Checkpoint { trust, rpc, out } => runtime()?.block_on(async {
+            verifier::checkpoint(&cachet_client::Client::new(&rpc)?, &trust, &out).await
         }),
         Command::Qr {
             read: Some(image), ..
@@ -716,16 +739,22 @@ fn main() -> Result<()> {
                     .with_context(|| format!("cannot read {}", genesis.display()))?,
             )?;
             let anchor = cachet_contracts::anchor(&doc)?;
+            let advance = runtime()?.block_on(verifier::latest_advance(&anchor, &rpc));
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             let path = out.join("index.html");
-            std::fs::write(&path, cachet_rpc::web::page(&anchor, &rpc))
+            let page = cachet_rpc::web::page(&anchor, &rpc, advance.as_ref().map(|a| &a.1[..]));
+            std::fs::write(&path, page)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             println!(
-                "verify page written to {}; trust root {} (chain {})",
+                "verify page written to {}; trust root {} (chain {}){}",
                 path.display(),
                 anchor.root(),
-                doc.chain_id
+                doc.chain_id,
+                match &advance {
+                    Some((height, _)) => format!(", carrying the checkpoint at height {height}"),
+                    None => String::new(),
+                }
             );
             Ok(())
         }
@@ -741,10 +770,16 @@ fn main() -> Result<()> {
             batch,
             json,
         } => {
+            let trusted_height = verifier::load_pinned(&trust)?.trust.height.0;
             if let Some(path) = batch {
                 let receipts = match &rpc {
                     Some(rpc) => runtime()?.block_on(async {
-                        verifier::receipts_for(&cachet_client::Client::new(rpc)?, &path).await
+                        verifier::receipts_for(
+                            &cachet_client::Client::new(rpc)?,
+                            &path,
+                            trusted_height,
+                        )
+                        .await
                     })?,
                     None => verifier::receipts_in(&path)?,
                 };
@@ -773,7 +808,9 @@ fn main() -> Result<()> {
                 }
                 (None, None, Some(rpc)) => runtime()?.block_on(async {
                     let client = cachet_client::Client::new(&rpc)?;
-                    let bytes = verifier::fetch(&client, id.as_deref(), file.as_ref()).await?;
+                    let bytes =
+                        verifier::fetch(&client, id.as_deref(), file.as_ref(), trusted_height)
+                            .await?;
                     let lineage = verifier::lineage(&client, &trust, &bytes).await?;
                     anyhow::Ok((bytes, lineage))
                 })?,

@@ -1,17 +1,20 @@
 //! Commands of verifiers: `cachet receipt` fetches a receipt; `cachet verify` checks one against
-//! a trusted genesis alone (no node needed), optionally with the document itself, or a whole
-//! directory of receipts (`--batch`), sharing the checks of receipts from one height.
+//! a trusted genesis or checkpoint alone (no node needed), optionally with the document itself,
+//! or a whole directory of receipts (`--batch`), sharing the checks of receipts from one height;
+//! `cachet checkpoint` moves a verifier's trust to the consortium's latest checkpoint.
 //!
 //! Exit codes of `verify`: 0 valid, 1 invalid proof or error, 2 revoked, 3 superseded,
 //! 4 expired, 5 not yet valid, 6 unknown, 7 pending approval, 8 receipt too old.
 
 use anyhow::{Context, Result, bail};
+use cachet_chain::checkpoint::Advance;
 use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::genesis::GenesisDoc;
+use cachet_chain::hash::Hash32;
 use cachet_chain::ids::Timestamp;
 use cachet_chain::receipt::{Receipt, ReceiptError, Verifier, verify};
 use cachet_chain::state::CertStatus;
-use cachet_chain::trust::Trust;
+use cachet_chain::trust::{Trust, TrustAnchor};
 use cachet_chain::verdict::Verdict;
 use cachet_client::Client;
 use serde_json::{Value, json};
@@ -61,11 +64,15 @@ impl CertificateFile {
 
 /// Fetch a receipt from a node: for a certificate id, or for what a certificate file names
 /// (a batch entry needs its file: the node does not know the batch's leaves).
+/// `trusted_height` is the height of the verifier's trust root: the receipt carries only the
+/// validator-set changes after it.
 pub async fn fetch(
     client: &Client,
     id: Option<&str>,
     file: Option<&CertificateFile>,
+    trusted_height: u64,
 ) -> Result<Vec<u8>> {
+    let options = json!({ "trusted_height": trusted_height });
     let v = match (id, file) {
         (_, Some(f)) if !f.json["batch"].is_null() => {
             let b = &f.json["batch"];
@@ -78,16 +85,21 @@ pub async fn fetch(
                         b["batch"].clone(),
                         f.json["commitment"].clone(),
                         json!(hex::encode(cachet_chain::encode(&proof))),
+                        options,
                     ],
                 )
                 .await?
         }
         (_, Some(f)) => {
             client
-                .call("cachet_receipt", vec![f.json["id"].clone()])
+                .call("cachet_receipt", vec![f.json["id"].clone(), options])
                 .await?
         }
-        (Some(id), None) => client.call("cachet_receipt", vec![json!(id)]).await?,
+        (Some(id), None) => {
+            client
+                .call("cachet_receipt", vec![json!(id), options])
+                .await?
+        }
         (None, None) => bail!("name the certificate: --id or --certificate-file"),
     };
     Ok(hex::decode(
@@ -150,13 +162,111 @@ pub fn asked_about(id: Option<&str>, file: Option<&CertificateFile>) -> Result<O
     }
 }
 
-/// The trust of a genesis file.
+/// What a verifier's trust file pins: a genesis file (its root is the genesis hash), or a
+/// checkpoint file written by `cachet checkpoint` (`{root, chain_id, height, anchor}`).
+pub struct Pinned {
+    /// The trust root.
+    pub root: Hash32,
+    /// What it stands for, checked against it.
+    pub trust: Trust,
+}
+
+/// Read a trust file (a genesis file or a checkpoint file).
+pub fn load_pinned(path: &Path) -> Result<Pinned> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a genesis or checkpoint file", path.display()))?;
+    if json.get("anchor").is_none() {
+        let anchor = cachet_contracts::anchor(&GenesisDoc::from_json(&text)?)?;
+        let root = anchor.root();
+        return Ok(Pinned {
+            trust: anchor.trust(&root)?,
+            root,
+        });
+    }
+    let field = |k: &str| {
+        json[k]
+            .as_str()
+            .with_context(|| format!("{}: no {k}", path.display()))
+    };
+    let root: Hash32 = field("root")?
+        .parse()
+        .with_context(|| format!("{}: the root is not 64 hex", path.display()))?;
+    let anchor = TrustAnchor::decode(&hex::decode(field("anchor")?)?)?;
+    Ok(Pinned {
+        trust: anchor
+            .trust(&root)
+            .with_context(|| format!("{} does not stand for its root", path.display()))?,
+        root,
+    })
+}
+
 fn load_trust(path: &Path) -> Result<Trust> {
-    let doc = GenesisDoc::from_json(
-        &std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
+    Ok(load_pinned(path)?.trust)
+}
+
+/// The latest checkpoint the first of `nodes` that answers offers from `anchor`'s root, checked
+/// here: its height and the encoded advance. `None` when no node has a checkpoint past the root
+/// (or none answers, or its checkpoint does not verify).
+pub async fn latest_advance(anchor: &TrustAnchor, nodes: &[String]) -> Option<(u64, Vec<u8>)> {
+    let trust = anchor.trust(&anchor.root()).ok()?;
+    for url in nodes {
+        let Ok(client) = Client::new(url) else {
+            continue;
+        };
+        let Ok(reply) = client
+            .call("cachet_checkpoint", vec![json!(trust.height.0)])
+            .await
+        else {
+            continue;
+        };
+        let Some(bytes) = reply["advance"].as_str().and_then(|h| hex::decode(h).ok()) else {
+            continue;
+        };
+        if let Some((reached, _)) = Advance::decode(&bytes)
+            .ok()
+            .and_then(|a| a.verify(&trust).ok())
+        {
+            return Some((reached.height.0, bytes));
+        }
+    }
+    None
+}
+
+/// Move the trust of `from` (a trust file) to the consortium's latest checkpoint, checked here:
+/// each validator-set change since the trusted height signed by the set before it, the
+/// checkpoint committed by the set they lead to. Writes the checkpoint file to `out`.
+pub async fn checkpoint(client: &Client, from: &Path, out: &Path) -> Result<()> {
+    let pinned = load_pinned(from)?;
+    let reply = client
+        .call("cachet_checkpoint", vec![json!(pinned.trust.height.0)])
+        .await?;
+    let bytes = hex::decode(
+        reply["advance"]
+            .as_str()
+            .context("node returned no checkpoint")?,
     )?;
-    Ok(Trust::from_genesis(&doc)?)
+    let advance = Advance::decode(&bytes)?;
+    let (trust, root) = advance
+        .verify(&pinned.trust)
+        .context("the node's checkpoint does not follow from the trusted one")?;
+    let file = json!({
+        "root": root.to_string(),
+        "chain_id": trust.chain_id.as_str(),
+        "height": trust.height.0,
+        "anchor": hex::encode(advance.anchor.encode()),
+    });
+    std::fs::write(out, serde_json::to_string_pretty(&file)? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "checkpoint at height {} (root {root}), reached from height {} through {} validator-set change(s); written to {}",
+        trust.height.0,
+        pinned.trust.height.0,
+        advance.transitions.len(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// Most earlier certificates followed back from one.
@@ -184,7 +294,7 @@ pub async fn lineage(
         if hops.len() == MAX_LINEAGE {
             break;
         }
-        let bytes = fetch(client, Some(&prev.to_string()), None).await?;
+        let bytes = fetch(client, Some(&prev.to_string()), None, trust.height.0).await?;
         let hop = verifier
             .verify(&Receipt::decode(&bytes)?, now, None)
             .with_context(|| format!("the lineage does not verify at {prev}"))?;
@@ -382,7 +492,9 @@ fn reason(v: &cachet_chain::receipt::Verified) -> String {
         return match &v.revocation {
             Some(r) => format!(
                 "entry of batch {} revoked by {} at height {}",
-                b.id, r.by, r.at
+                b.id(),
+                r.by,
+                r.at
             ),
             None => format!(
                 "entry of a batch of {} issued at height {}; not revoked",
@@ -428,7 +540,7 @@ pub fn receipts_in(dir: &Path) -> Result<Vec<Named>> {
 
 /// The receipts of a bulk check through a node: one for each certificate id listed in `list`
 /// (one a line; blank lines and `#` comments skipped), named by its id, which it must be about.
-pub async fn receipts_for(client: &Client, list: &Path) -> Result<Vec<Named>> {
+pub async fn receipts_for(client: &Client, list: &Path, trusted_height: u64) -> Result<Vec<Named>> {
     let text =
         std::fs::read_to_string(list).with_context(|| format!("cannot read {}", list.display()))?;
     let mut out = Vec::new();
@@ -438,7 +550,7 @@ pub async fn receipts_for(client: &Client, list: &Path) -> Result<Vec<Named>> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
         let asked = asked_about(Some(id), None)?.unwrap_or_default();
-        let bytes = fetch(client, Some(id), None).await?;
+        let bytes = fetch(client, Some(id), None, trusted_height).await?;
         out.push(Named {
             name: id.to_string(),
             asked: Some(asked),

@@ -8,7 +8,6 @@
 use crate::error::{Failure, TxError};
 use crate::events::Event;
 use crate::view::TxView;
-use cachet_chain::crypto::PublicKey;
 use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
 use cachet_chain::state::{AgencyRecord, CertificateRecord, KindPolicy, StateKey, ValidatorSet};
 use cachet_chain::state_tree::{StoreError, TreeStore};
@@ -22,7 +21,6 @@ pub(crate) struct Ctx<'v, 'a, S> {
     pub(crate) chain_id: ChainId,
     pub(crate) proposal_ttl: u64,
     pub(crate) signer: AgencyId,
-    pub(crate) key: PublicKey,
     pub(crate) tx_id: TxId,
     pub(crate) events: Vec<Event>,
 }

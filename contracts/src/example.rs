@@ -149,6 +149,7 @@ pub fn genesis() -> GenesisDoc {
         chain_id: ChainId::new(EXAMPLE_CHAIN_ID).expect("valid"),
         genesis_time: EXAMPLE_GENESIS_TIME,
         proposal_ttl: 10_000,
+        checkpoint_interval: 1_000,
         agencies: agencies_doc,
         validators,
         policies,

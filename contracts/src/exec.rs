@@ -86,7 +86,6 @@ impl<'a, S: TreeStore> Executor<'a, S> {
             chain_id: self.params.chain_id.clone(),
             proposal_ttl: self.params.proposal_ttl,
             signer: tx.body.signer.clone(),
-            key: tx.body.key,
             tx_id: tx.id(),
             events: Vec::new(),
         };

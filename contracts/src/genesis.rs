@@ -11,7 +11,7 @@ use cachet_chain::state::{
     Accreditation, AgencyRecord, ChainParams, KeyEpoch, KeyHistory, StateKey,
 };
 use cachet_chain::state_tree::{self, EMPTY, MemoryTreeStore, TreeBatch};
-use cachet_chain::trust::{PolicyProof, PolicyProofs, TrustAnchor};
+use cachet_chain::trust::TrustAnchor;
 use std::collections::BTreeMap;
 
 /// The genesis header (height 0) and the tree writes of the initial state.
@@ -27,6 +27,7 @@ pub fn genesis_state(doc: &GenesisDoc) -> Result<(BlockHeader, TreeBatch), Genes
         encode(&ChainParams {
             chain_id: doc.chain_id.clone(),
             proposal_ttl: doc.proposal_ttl,
+            checkpoint_interval: doc.checkpoint_interval,
         }),
     );
     put(StateKey::Validators, encode(&validators));
@@ -81,26 +82,7 @@ pub fn genesis_state(doc: &GenesisDoc) -> Result<(BlockHeader, TreeBatch), Genes
 /// its proof against the genesis state. Its root is the genesis hash.
 pub fn anchor(doc: &GenesisDoc) -> Result<TrustAnchor, GenesisError> {
     let (header, batch) = genesis_state(doc)?;
-    let invalid = |e: &dyn std::fmt::Display| GenesisError::Invalid(e.to_string());
     let mut tree = MemoryTreeStore::new();
     tree.write(batch);
-    let policies = doc
-        .policies
-        .iter()
-        .map(|(kind, policy)| {
-            let key = StateKey::Policy(*kind).hash();
-            let proof =
-                state_tree::prove(&tree, &header.state_root, &key).map_err(|e| invalid(&e))?;
-            Ok(PolicyProof {
-                kind: *kind,
-                policy: encode(policy),
-                proof,
-            })
-        })
-        .collect::<Result<Vec<_>, GenesisError>>()?;
-    Ok(TrustAnchor {
-        header,
-        validators: doc.validator_set()?,
-        policies: PolicyProofs::new(policies).map_err(|e| invalid(&e))?,
-    })
+    TrustAnchor::build(&tree, header).map_err(|e| GenesisError::Invalid(e.to_string()))
 }

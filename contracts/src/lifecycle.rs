@@ -77,10 +77,8 @@ pub(crate) fn issue<S: TreeStore>(
     let terms = kinds::check_issue(ctx, &policy, issuance)?;
     let pending = policy.approvals_required > 0;
     let record = CertificateRecord {
-        id,
         kind: issuance.kind,
         issuer: ctx.signer.clone(),
-        issuer_key: ctx.key,
         commitment: issuance.commitment,
         issued_at: ctx.height,
         issued_time: ctx.time,
@@ -92,7 +90,7 @@ pub(crate) fn issue<S: TreeStore>(
         } else {
             CertStatus::Active
         },
-        supersedes: supersedes.map(|p| p.id),
+        supersedes: supersedes.map(|p| p.id()),
         approvals: ApprovalList::default(),
         mortgages: MortgageList::default(),
         updated_at: ctx.height,
@@ -121,9 +119,10 @@ fn mark_superseded<S: TreeStore>(
         time: ctx.time,
     };
     previous.updated_at = ctx.height;
-    ctx.view.put(&StateKey::Certificate(previous.id), &previous);
+    let id = previous.id();
+    ctx.view.put(&StateKey::Certificate(id), &previous);
     ctx.emit(Event::Superseded {
-        previous: previous.id,
+        previous: id,
         next: by,
     });
 }
@@ -266,12 +265,11 @@ pub(crate) fn issue_batch<S: TreeStore>(
         return Err(TxError::AlreadyExists(format!("batch {id}")).into());
     }
     let record = BatchRecord {
-        id,
         kind: batch.kind,
         issuer: ctx.signer.clone(),
-        issuer_key: ctx.key,
         root: batch.root,
         leaf_count: batch.leaf_count,
+        revoked: 0,
         issued_at: ctx.height,
         issued_time: ctx.time,
         valid_from: batch.valid_from,
@@ -293,7 +291,7 @@ pub(crate) fn revoke_batch_entry<S: TreeStore>(
     entry: &BatchEntry,
     reason: RevocationReason,
 ) -> Result<(), Failure> {
-    let batch: BatchRecord = ctx
+    let mut batch: BatchRecord = ctx
         .view
         .get(&StateKey::Batch(entry.batch))?
         .ok_or_else(|| TxError::UnknownBatch(entry.batch.to_string()))?;
@@ -320,6 +318,10 @@ pub(crate) fn revoke_batch_entry<S: TreeStore>(
             reason,
         },
     );
+    // Counted on the batch, so that receipts of its other entries need no proof while it
+    // has none.
+    batch.revoked += 1;
+    ctx.view.put(&StateKey::Batch(entry.batch), &batch);
     ctx.emit(Event::BatchEntryRevoked {
         batch: entry.batch,
         index: entry.proof.index,

@@ -93,6 +93,11 @@ impl LocalChain {
             .transpose()
     }
 
+    /// The trust anchor of the head, as a node keeps it for a checkpoint.
+    pub fn anchor(&self) -> Result<cachet_chain::trust::TrustAnchor, StoreError> {
+        cachet_chain::trust::TrustAnchor::build(&self.store, self.head().clone())
+    }
+
     /// The raw value and a proof for `key` in the latest state.
     pub fn prove(&self, key: &StateKey) -> Result<(Option<Vec<u8>>, StateProof), StoreError> {
         let root = self.head().state_root;

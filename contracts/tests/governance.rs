@@ -180,9 +180,15 @@ fn key_rotation_keeps_history_and_retires_the_old_key() {
     let rotated_at = w.chain.head().height;
     let agency = w.agency("moi-land");
     assert_eq!(agency.current_key(), Some(&new_key.public()));
-    assert!(agency.key_valid_at(&old_key.public(), Height(1)));
-    assert!(!agency.key_valid_at(&old_key.public(), Height(rotated_at.0 + 1)));
-    assert!(agency.key_valid_at(&new_key.public(), rotated_at));
+    // The history keeps the old key, retired at the rotation's height, and the new one from it.
+    let [.., old, new] = &agency.keys[..] else {
+        panic!("two keys in the history: {:?}", agency.keys)
+    };
+    assert_eq!((old.key, old.until), (old_key.public(), Some(rotated_at)));
+    assert_eq!(
+        (new.key, new.from, new.until),
+        (new_key.public(), rotated_at, None)
+    );
     // moi-land's nonce has moved on since `stale` was signed; re-sign with the old key at the right nonce.
     let mut stale = stale;
     stale.body.nonce = agency.next_nonce;

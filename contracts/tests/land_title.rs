@@ -36,7 +36,8 @@ fn a_land_office_issues_a_title() {
             parcel: parcel("lot-1")
         }
     );
-    assert_eq!(r.issuer_key, w.keys["moi-land"].public());
+    // The record is stored under the id its kind and commitment give.
+    assert_eq!(r.id(), t);
 }
 
 #[test]

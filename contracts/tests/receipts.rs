@@ -6,7 +6,9 @@ use cachet_chain::crypto::SecretKey;
 use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{CertKind, Timestamp};
-use cachet_chain::receipt::{CommitSignatures, Receipt, ReceiptError, Subject, verify};
+use cachet_chain::receipt::{
+    CommitSignatures, EntryRevocation, Receipt, ReceiptError, Subject, Transitions, verify,
+};
 use cachet_chain::state::ValidatorSet;
 use cachet_chain::tx::{Action, RevocationReason};
 use cachet_chain::verdict::Verdict;
@@ -101,13 +103,30 @@ fn a_batch_entry_receipt_proves_inclusion_and_non_revocation() {
     let (b, tree, commitments) = issue_reward_orders(&mut w);
     let entry_receipt =
         |w: &World, i: usize| batch_entry_receipt(w, "dgpa-personnel", &b, &tree, &commitments, i);
+    // While no entry is revoked, the batch record says so and nothing more is proven.
+    let before = entry_receipt(&w, 417);
+    assert!(matches!(
+        &before.subject,
+        Subject::BatchEntry {
+            revocation: EntryRevocation::NoneInBatch,
+            ..
+        }
+    ));
     assert_eq!(
-        verify(&entry_receipt(&w, 417), &trust(), soon(&w), None)
-            .unwrap()
-            .verdict,
+        verify(&before, &trust(), soon(&w), None).unwrap().verdict,
         Verdict::Valid
     );
     revoke_reward_order(&mut w, &b, &tree, &commitments, 417);
+    // Once one is, every entry's receipt must prove its own: the old shape is refused.
+    let mut unproven = entry_receipt(&w, 418);
+    if let Subject::BatchEntry { revocation, .. } = &mut unproven.subject {
+        assert!(matches!(revocation, EntryRevocation::NotRevoked { .. }));
+        *revocation = EntryRevocation::NoneInBatch;
+    }
+    assert!(matches!(
+        verify(&unproven, &trust(), soon(&w), None),
+        Err(ReceiptError::BadProof(_))
+    ));
     assert_eq!(
         verify(&entry_receipt(&w, 417), &trust(), soon(&w), None)
             .unwrap()
@@ -206,7 +225,6 @@ fn untrusted_sets_too_few_signatures_and_other_chains_are_refused() {
 
 #[test]
 fn receipts_cross_validator_set_changes_with_transitions() {
-    use cachet_chain::receipt::Transitions;
     let mut w = World::new();
     let Joined {
         transition,
@@ -270,15 +288,6 @@ fn a_title_stays_valid_after_its_issuers_key_is_rotated() {
     assert_eq!(agency.current_key(), Some(&new_key.public()));
     let v = verify(&certificate_receipt(&w, cert), &trust(), soon(&w), None).unwrap();
     assert_eq!(v.verdict, Verdict::Valid);
-    // A record that claims the new key at a height before it was rotated in is refused.
-    let r = certificate_receipt(&w, cert);
-    let Subject::Certificate { record, .. } = &r.subject else {
-        panic!("a certificate receipt")
-    };
-    let mut forged: cachet_chain::state::CertificateRecord =
-        cachet_chain::state::decode_value(record).unwrap();
-    forged.issuer_key = new_key.public();
-    assert!(!agency.key_valid_at(&forged.issuer_key, forged.issued_at));
 }
 
 #[test]
@@ -362,5 +371,81 @@ fn a_receipt_at_or_below_the_trusted_height_is_refused() {
     assert!(matches!(
         verify(&r, &later, soon(&w), None),
         Err(ReceiptError::BadCommit(_))
+    ));
+}
+
+#[test]
+fn a_verifier_advances_to_a_checkpoint_and_then_needs_no_older_transitions() {
+    use cachet_chain::checkpoint::{Advance, AdvanceError};
+    let mut w = World::new();
+    let Joined {
+        transition,
+        new_set,
+        new_keys,
+        ..
+    } = a_validator_joins(&mut w);
+    w.issue_title("moi-land", "deed-at-checkpoint", "lot-c");
+    let checkpoint = w.chain.head().clone();
+    let advance = Advance {
+        transitions: Transitions::new(vec![transition.clone()]).unwrap(),
+        commit: sign_with(&checkpoint, &new_set, &new_keys),
+        anchor: w.chain.anchor().unwrap(),
+    };
+    let decoded = Advance::decode(&advance.encode()).unwrap();
+    let (advanced, root) = decoded.verify(&trust()).unwrap();
+    assert_eq!(root, checkpoint.hash());
+    assert_eq!(advanced.height, checkpoint.height);
+    assert_eq!(advanced.validators, new_set);
+    assert_eq!(advanced.policies, trust().policies);
+
+    // A title issued after the checkpoint: its receipt carries no transition for this verifier;
+    // one that trusts only the genesis needs the set change.
+    let t = w.issue_title("moi-land", "deed-after-checkpoint", "lot-d");
+    let mut r = certificate_receipt(&w, t);
+    r.commit = sign_with(w.chain.head(), &new_set, &new_keys);
+    assert_eq!(
+        verify(&r, &advanced, soon(&w), None).unwrap().verdict,
+        Verdict::Valid
+    );
+    assert_eq!(
+        verify(&r, &trust(), soon(&w), None).unwrap_err(),
+        ReceiptError::UntrustedValidators
+    );
+    // Transitions at or below the checkpoint are not the advanced verifier's to follow.
+    r.transitions = Transitions::new(vec![transition.clone()]).unwrap();
+    assert!(matches!(
+        verify(&r, &advanced, soon(&w), None),
+        Err(ReceiptError::BadCommit(_))
+    ));
+    // A receipt from before the checkpoint proves nothing to a verifier past it.
+    let old = certificate_receipt(&w, t);
+    assert!(verify(&old, &advanced, soon(&w), None).is_err());
+
+    // The advance itself: without the set change, signed by too few, or from a verifier that
+    // is already past it.
+    let mut skipped = advance.clone();
+    skipped.transitions = Transitions::default();
+    assert_eq!(
+        skipped.verify(&trust()).unwrap_err(),
+        AdvanceError::NotCommitted(ReceiptError::UntrustedValidators)
+    );
+    let mut thin = advance.clone();
+    thin.commit = sign_with(&checkpoint, &new_set, &new_keys[..3]);
+    assert!(matches!(
+        thin.verify(&trust()),
+        Err(AdvanceError::NotCommitted(
+            ReceiptError::InsufficientPower { .. }
+        ))
+    ));
+    assert!(matches!(
+        advance.verify(&advanced),
+        Err(AdvanceError::NotCommitted(ReceiptError::BadCommit(_)))
+    ));
+    // An anchor whose validator set is not the one its header names.
+    let mut other = advance;
+    other.anchor.validators = example::genesis().validator_set().unwrap();
+    assert!(matches!(
+        other.verify(&trust()),
+        Err(AdvanceError::Anchor(_))
     ));
 }

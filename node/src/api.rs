@@ -125,13 +125,26 @@ impl NodeApi for Api {
             v.map_err(|e| Failure::internal(e.to_string()))
         };
         let corrupt = |e: cachet_chain::DecodeError| Failure::internal(e.to_string());
+        // A record does not repeat its key; a client reading it as JSON gets it back as `id`.
+        let with_id = |mut v: serde_json::Value, id: String| {
+            if let Some(fields) = v.as_object_mut() {
+                fields.insert("id".into(), id.into());
+            }
+            v
+        };
         Ok(Some(match key {
-            StateKey::Certificate(_) => json(serde_json::to_value(
-                state::decode_value::<state::CertificateRecord>(&bytes).map_err(corrupt)?,
-            ))?,
-            StateKey::Batch(_) => json(serde_json::to_value(
-                state::decode_value::<state::BatchRecord>(&bytes).map_err(corrupt)?,
-            ))?,
+            StateKey::Certificate(id) => with_id(
+                json(serde_json::to_value(
+                    state::decode_value::<state::CertificateRecord>(&bytes).map_err(corrupt)?,
+                ))?,
+                id.to_string(),
+            ),
+            StateKey::Batch(id) => with_id(
+                json(serde_json::to_value(
+                    state::decode_value::<state::BatchRecord>(&bytes).map_err(corrupt)?,
+                ))?,
+                id.to_string(),
+            ),
             StateKey::Agency(_) => json(serde_json::to_value(
                 state::decode_value::<state::AgencyRecord>(&bytes).map_err(corrupt)?,
             ))?,
@@ -142,9 +155,13 @@ impl NodeApi for Api {
         }))
     }
 
-    fn receipt(&self, id: &cachet_chain::CertId) -> Result<Vec<u8>, Failure> {
+    fn receipt(
+        &self,
+        id: &cachet_chain::CertId,
+        options: &cachet_rpc::ReceiptOptions,
+    ) -> Result<Vec<u8>, Failure> {
         self.receipts
-            .certificate(&self.node, id)
+            .certificate(&self.node, id, options)
             .map(|r| r.encode())
     }
 
@@ -153,14 +170,26 @@ impl NodeApi for Api {
         batch: &cachet_chain::tx::BatchId,
         commitment: cachet_chain::Commitment,
         inclusion: cachet_chain::merkle::BatchProof,
+        options: &cachet_rpc::ReceiptOptions,
     ) -> Result<Vec<u8>, Failure> {
         self.receipts
-            .batch_entry(&self.node, batch, commitment, inclusion)
+            .batch_entry(&self.node, batch, commitment, inclusion, options)
             .map(|r| r.encode())
     }
 
+    fn checkpoint(&self, trusted_height: u64) -> Result<Vec<u8>, Failure> {
+        self.receipts
+            .advance(&self.node, trusted_height)
+            .map(|a| a.encode())
+    }
+
     fn verify(&self, id: &cachet_chain::CertId) -> Result<cachet_rpc::Verification, Failure> {
-        let receipt = self.receipts.certificate(&self.node, id)?;
+        // With the issuer's record: the verdict names the agency.
+        let options = cachet_rpc::ReceiptOptions {
+            issuer: true,
+            ..Default::default()
+        };
+        let receipt = self.receipts.certificate(&self.node, id, &options)?;
         let now = cachet_chain::Timestamp(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

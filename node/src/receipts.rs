@@ -1,6 +1,7 @@
-//! Building receipts from the committed state: the latest committed header, its precommits
-//! (re-indexed by position in the validator set that signed it) and state proofs against its
-//! state root. What every receipt at one height shares is built and checked once, and kept in
+//! Building receipts from the committed state: the latest committed header, just enough of its
+//! precommits (re-indexed by position in the validator set that signed it) and state proofs
+//! against its state root; and the advances that take a verifier to the latest checkpoint.
+//! What every receipt at one height shares is built and checked once, and kept in
 //! [`Receipts`] until the head moves or its certificate is replaced.
 //!
 //! It is not verification (`cachet_chain::receipt`), which the node applies to its own receipts
@@ -10,31 +11,70 @@ use crate::context::CachetContext;
 use crate::shared::Shared;
 use cachet_chain::AgencyId;
 use cachet_chain::block::BlockHeader;
+use cachet_chain::checkpoint::Advance;
 use cachet_chain::document::{CertId, Commitment};
 use cachet_chain::merkle::BatchProof;
 use cachet_chain::receipt::{
-    CommitProof, CommitSignature, CommitSignatures, IssuerProof, RECEIPT_VERSION, Receipt, Subject,
-    Transition, Transitions, check_head,
+    CommitProof, CommitSignature, CommitSignatures, EntryRevocation, IssuerProof, RECEIPT_VERSION,
+    Receipt, Subject, Transition, Transitions, check_head,
 };
 use cachet_chain::state::{AgencyRecord, BatchRecord, CertificateRecord, StateKey, decode_value};
 use cachet_chain::state_tree;
 use cachet_chain::tx::BatchId;
-use cachet_rpc::Failure;
+use cachet_rpc::{Failure, ReceiptOptions};
 use malachite_app::types::core::CommitCertificate;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 impl ReceiptHead {
-    fn receipt(&self, subject: Subject, issuer: Option<IssuerProof>) -> Receipt {
-        Receipt {
+    fn receipt(
+        &self,
+        subject: Subject,
+        issuer: Option<IssuerProof>,
+        options: &ReceiptOptions,
+    ) -> Result<Receipt, Failure> {
+        Ok(Receipt {
             version: RECEIPT_VERSION,
             header: self.header.clone(),
             commit: self.commit.clone(),
             subject,
             issuer,
-            transitions: self.transitions.clone(),
-        }
+            transitions: after(&self.transitions, options.trusted_height)?,
+        })
     }
+
+    /// Refuse a verifier whose trust is not below this head: nothing here is news to it.
+    fn check_trusted_height(&self, options: &ReceiptOptions) -> Result<(), Failure> {
+        if options.trusted_height >= self.header.height.0 {
+            return Err(trusted_height_ahead(
+                options.trusted_height,
+                self.header.height.0,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The transitions a verifier trusting `trusted_height` follows: those above it.
+fn after(transitions: &Transitions, trusted_height: u64) -> Result<Transitions, Failure> {
+    Transitions::new(
+        transitions
+            .iter()
+            .filter(|t| t.header.height.0 > trusted_height)
+            .cloned()
+            .collect(),
+    )
+    .map_err(internal)
+}
+
+fn trusted_height_ahead(trusted: u64, head: u64) -> Failure {
+    Failure::new(
+        3002,
+        "trusted_height_ahead",
+        format!(
+            "the verifier trusts height {trusted}, and this node's head is {head}: it has nothing newer to prove"
+        ),
+    )
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {
@@ -92,21 +132,28 @@ impl Receipts {
     }
 
     /// A receipt for certificate `id`: its record, or the proof that it does not exist.
-    pub fn certificate(&self, shared: &Shared, id: &CertId) -> Result<Receipt, Failure> {
+    pub fn certificate(
+        &self,
+        shared: &Shared,
+        id: &CertId,
+        options: &ReceiptOptions,
+    ) -> Result<Receipt, Failure> {
         let head = self.committed_head(shared)?;
+        head.check_trusted_height(options)?;
         let root = head.header.state_root;
         let (value, proof) = raw_with_proof(shared, &root, &StateKey::Certificate(*id))?;
         let (subject, issuer) = match value {
             Some(record) => {
                 let r: CertificateRecord = decode_value(&record).map_err(internal)?;
-                (
-                    Subject::Certificate { record, proof },
-                    Some(issuer(shared, &head, &r.issuer)?),
-                )
+                let issuer = match options.issuer {
+                    true => Some(issuer(shared, &head, &r.issuer)?),
+                    false => None,
+                };
+                (Subject::Certificate { record, proof }, issuer)
             }
             None => (Subject::Absent { id: *id, proof }, None),
         };
-        Ok(head.receipt(subject, issuer))
+        head.receipt(subject, issuer, options)
     }
 
     /// A receipt for one entry of a batch.
@@ -116,30 +163,70 @@ impl Receipts {
         batch: &BatchId,
         commitment: Commitment,
         inclusion: BatchProof,
+        options: &ReceiptOptions,
     ) -> Result<Receipt, Failure> {
         let head = self.committed_head(shared)?;
+        head.check_trusted_height(options)?;
         let root = head.header.state_root;
         let (value, batch_proof) = raw_with_proof(shared, &root, &StateKey::Batch(*batch))?;
         let batch_bytes = value
             .ok_or_else(|| Failure::new(1322, "unknown_batch", format!("unknown batch {batch}")))?;
         let b: BatchRecord = decode_value(&batch_bytes).map_err(internal)?;
-        let (revocation, revocation_proof) = raw_with_proof(
-            shared,
-            &root,
-            &StateKey::BatchRevocation(*batch, inclusion.index),
-        )?;
-        let issuer = issuer(shared, &head, &b.issuer)?;
-        Ok(head.receipt(
+        let revocation = EntryRevocation::for_entry(&b, || {
+            raw_with_proof(
+                shared,
+                &root,
+                &StateKey::BatchRevocation(*batch, inclusion.index),
+            )
+        })?;
+        let issuer = match options.issuer {
+            true => Some(issuer(shared, &head, &b.issuer)?),
+            false => None,
+        };
+        head.receipt(
             Subject::BatchEntry {
                 batch: batch_bytes,
                 batch_proof,
                 commitment,
                 inclusion,
                 revocation,
-                revocation_proof,
             },
-            Some(issuer),
-        ))
+            issuer,
+            options,
+        )
+    }
+
+    /// What takes a verifier trusting `trusted_height` to the latest checkpoint: the
+    /// validator-set changes after its height and below the checkpoint, the checkpoint's
+    /// commit and its anchor.
+    pub fn advance(&self, shared: &Shared, trusted_height: u64) -> Result<Advance, Failure> {
+        let head = self.committed_head(shared)?;
+        let anchor = shared
+            .checkpoint_at_or_below(head.header.height.0)
+            .map_err(internal)?;
+        let at = anchor.header.height.0;
+        if at <= trusted_height {
+            return Err(Failure::new(
+                3003,
+                "no_newer_checkpoint",
+                format!(
+                    "the latest checkpoint is at height {at}, not above the verifier's trusted height {trusted_height}"
+                ),
+            ));
+        }
+        let transitions = Transitions::new(
+            head.transitions
+                .iter()
+                .filter(|t| t.header.height.0 > trusted_height && t.header.height.0 < at)
+                .cloned()
+                .collect(),
+        )
+        .map_err(internal)?;
+        Ok(Advance {
+            transitions,
+            commit: commit_proof(shared, at)?,
+            anchor,
+        })
     }
 }
 
@@ -201,6 +288,18 @@ fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
         })
         .collect();
     signatures.sort_by_key(|s| s.validator);
+    // Just more than two thirds of the power, the rest left out: each signature is 67 bytes of
+    // every receipt (and of every transition in one), and a verifier needs no more.
+    let total = set.total_power();
+    let mut signed = 0u64;
+    let enough = signatures
+        .iter()
+        .position(|s| {
+            signed += set.validators[s.validator as usize].power;
+            signed.saturating_mul(3) > total.saturating_mul(2)
+        })
+        .map_or(signatures.len(), |last| last + 1);
+    signatures.truncate(enough);
     let round = cert
         .round
         .as_u32()

@@ -38,6 +38,8 @@ pub struct Shared {
     pub(crate) trust: cachet_chain::trust::Trust,
     /// What the genesis hash stands for, for verifiers (the verify page's trust).
     pub(crate) anchor: cachet_chain::trust::TrustAnchor,
+    /// The chain's checkpoint interval (fixed at genesis).
+    pub(crate) checkpoint_interval: u64,
     pub(crate) blocks: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// How many times the committed height's stored certificate was replaced (the finalized
     /// one may carry more precommits than the decided one): what is built from it is stale.
@@ -79,6 +81,37 @@ impl Shared {
     /// How many times a committed height's certificate was replaced so far.
     pub(crate) fn certificate_updates(&self) -> u64 {
         self.certificate_updates.load(Ordering::Acquire)
+    }
+
+    /// Keep the trust anchor of `header` if it is a checkpoint the store lacks: right after
+    /// its commit, while its state is the head's (pruning never reaches it then).
+    pub(crate) fn keep_checkpoint(&self, header: &BlockHeader) -> eyre::Result<()> {
+        let h = header.height.0;
+        if h == 0 || !h.is_multiple_of(self.checkpoint_interval.max(1)) {
+            return Ok(());
+        }
+        if self
+            .store
+            .checkpoint_at_or_below(h)?
+            .is_some_and(|a| a.header.height.0 == h)
+        {
+            return Ok(());
+        }
+        let anchor = cachet_chain::trust::TrustAnchor::build(&*self.store, header.clone())?;
+        self.store.put_checkpoint(&anchor)?;
+        info!(height = h, root = %anchor.root(), "checkpoint");
+        Ok(())
+    }
+
+    /// The trust anchor of the latest checkpoint at or below `height` (the genesis if none).
+    pub(crate) fn checkpoint_at_or_below(
+        &self,
+        height: u64,
+    ) -> Result<cachet_chain::trust::TrustAnchor, cachet_chain::state_tree::StoreError> {
+        Ok(self
+            .store
+            .checkpoint_at_or_below(height)?
+            .unwrap_or_else(|| self.anchor.clone()))
     }
 
     pub(crate) fn with_head<T>(&self, f: impl FnOnce(&Head<'_, Store>) -> T) -> T {

@@ -131,6 +131,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         net_requests: RwLock::new(None),
         trust,
         anchor,
+        checkpoint_interval: genesis.checkpoint_interval,
         blocks: tokio::sync::broadcast::channel(256).0,
         certificate_updates: Default::default(),
         metrics: Arc::default(),
@@ -145,6 +146,9 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
             })
         },
     });
+
+    // A crash between a checkpoint's commit and its anchor leaves the head at the checkpoint.
+    shared.keep_checkpoint(&shared.head())?;
 
     // Transaction gossip, permissioned to the configured consortium peers.
     let gossip_peers: Vec<(libp2p::PeerId, libp2p::Multiaddr)> = multiaddrs(&config.gossip.peers)?

@@ -1095,6 +1095,15 @@ fn every_key_a_committed_store_holds_is_one_its_format_section_documents() {
             .put_undecided(9, 0, &header.hash(), b"proposal")
             .unwrap();
         store.put_evidence(8, b"evidence").unwrap();
+        // Height 8 as a checkpoint: the latest at or below any later height, none below it.
+        let anchor = cachet_chain::trust::TrustAnchor {
+            header: header.clone(),
+            validators: validators.clone(),
+            policies: Default::default(),
+        };
+        store.put_checkpoint(&anchor).unwrap();
+        assert_eq!(store.checkpoint_at_or_below(20).unwrap(), Some(anchor));
+        assert_eq!(store.checkpoint_at_or_below(7).unwrap(), None);
         // Some heights pruned, the later ones' stale records kept.
         store.prune(4).unwrap();
         store.prune(4).unwrap();

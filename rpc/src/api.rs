@@ -12,6 +12,18 @@ use cachet_chain::tx::TxId;
 use jsonrpsee::types::ErrorObjectOwned;
 use serde::{Deserialize, Serialize};
 
+/// What a verifier asks of a receipt (the optional last parameter of `cachet_receipt` and
+/// `cachet_batchReceipt`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptOptions {
+    /// The height of the verifier's trust root (0, the genesis, by default): the receipt carries
+    /// only the validator-set changes after it.
+    pub trusted_height: u64,
+    /// Carry the issuing agency's record, for a verifier that shows the agency's name.
+    pub issuer: bool,
+}
+
 /// A refusal with its stable code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -130,14 +142,22 @@ pub trait NodeApi: Send + Sync + 'static {
     /// Recorded misbehaviour: `(height, description)`.
     fn evidence(&self) -> Result<Vec<(u64, String)>, Failure>;
     /// A receipt for certificate `id` as of the latest committed block (encoded).
-    fn receipt(&self, id: &cachet_chain::CertId) -> Result<Vec<u8>, Failure>;
+    fn receipt(
+        &self,
+        id: &cachet_chain::CertId,
+        options: &ReceiptOptions,
+    ) -> Result<Vec<u8>, Failure>;
     /// A receipt for the batch entry with `commitment` and `inclusion` proof (encoded).
     fn batch_receipt(
         &self,
         batch: &cachet_chain::tx::BatchId,
         commitment: cachet_chain::Commitment,
         inclusion: cachet_chain::merkle::BatchProof,
+        options: &ReceiptOptions,
     ) -> Result<Vec<u8>, Failure>;
+    /// What takes a verifier trusting `trusted_height` to the latest checkpoint: an encoded
+    /// [`Advance`](cachet_chain::checkpoint::Advance).
+    fn checkpoint(&self, trusted_height: u64) -> Result<Vec<u8>, Failure>;
     /// Verify certificate `id` with a fresh receipt against this node's genesis: the verdict,
     /// the record and the receipt a client can re-check itself.
     fn verify(&self, id: &cachet_chain::CertId) -> Result<Verification, Failure>;

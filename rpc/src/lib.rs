@@ -19,7 +19,7 @@ use std::sync::Arc;
 mod api;
 pub mod web;
 
-pub use api::{BlockInfo, Failure, NodeApi, Status, TxStatus, Verification};
+pub use api::{BlockInfo, Failure, NodeApi, ReceiptOptions, Status, TxStatus, Verification};
 
 /// The OpenRPC description of these methods (`docs/openrpc.json`).
 pub const OPENRPC: &str = include_str!("../../docs/openrpc.json");
@@ -62,6 +62,18 @@ fn receipt_reply(receipt: &[u8]) -> Result<Box<serde_json::value::RawValue>, Fai
     let mut fields = serde_json::Map::new();
     fields.insert("bytes".into(), receipt.len().into());
     with_receipt(&fields, receipt)
+}
+
+/// `[id]` or `[id, options]`: a hash and a verifier's [`ReceiptOptions`].
+fn hash_and_options(p: &jsonrpsee::types::Params<'_>) -> Result<(Hash32, ReceiptOptions), Failure> {
+    let invalid = |e: ErrorObjectOwned| Failure::invalid_params(e.message());
+    let mut seq = p.sequence();
+    let s: String = seq.next().map_err(invalid)?;
+    let options: Option<ReceiptOptions> = seq.optional_next().map_err(invalid)?;
+    let id = s
+        .parse()
+        .map_err(|_| Failure::invalid_params("expected a 64-character hex id"))?;
+    Ok((id, options.unwrap_or_default()))
 }
 
 fn hash_param(p: &jsonrpsee::types::Params<'_>) -> Result<Hash32, Failure> {
@@ -218,17 +230,22 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
     m.register_method(
         "cachet_receipt",
         |params, api, _| -> RpcResult<Box<serde_json::value::RawValue>> {
-            let id = cachet_chain::CertId(hash_param(&params)?);
-            Ok(receipt_reply(&api.receipt(&id)?)?)
+            let (id, options) = hash_and_options(&params)?;
+            Ok(receipt_reply(
+                &api.receipt(&cachet_chain::CertId(id), &options)?,
+            )?)
         },
     )
     .expect("unique method name");
     m.register_method(
         "cachet_batchReceipt",
         |params, api, _| -> RpcResult<Box<serde_json::value::RawValue>> {
-            let (batch, commitment, inclusion): (String, String, String) = params
-                .parse()
-                .map_err(|e| Failure::invalid_params(e.to_string()))?;
+            let invalid = |e: ErrorObjectOwned| Failure::invalid_params(e.message());
+            let mut seq = params.sequence();
+            let batch: String = seq.next().map_err(invalid)?;
+            let commitment: String = seq.next().map_err(invalid)?;
+            let inclusion: String = seq.next().map_err(invalid)?;
+            let options: Option<ReceiptOptions> = seq.optional_next().map_err(invalid)?;
             let bad = |what: &str| Failure::invalid_params(format!("bad {what}"));
             let batch = cachet_chain::tx::BatchId(batch.parse().map_err(|_| bad("batch id"))?);
             let commitment =
@@ -238,9 +255,32 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
                 4096,
             )
             .map_err(|_| bad("inclusion proof"))?;
-            Ok(receipt_reply(
-                &api.batch_receipt(&batch, commitment, inclusion)?,
-            )?)
+            Ok(receipt_reply(&api.batch_receipt(
+                &batch,
+                commitment,
+                inclusion,
+                &options.unwrap_or_default(),
+            )?)?)
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_checkpoint",
+        |params, api, _| -> RpcResult<serde_json::Value> {
+            let trusted_height: Option<u64> = params
+                .sequence()
+                .optional_next()
+                .map_err(|e| Failure::invalid_params(e.message()))?;
+            let trusted_height = trusted_height.unwrap_or(0);
+            let bytes = api.checkpoint(trusted_height)?;
+            let advance = cachet_chain::checkpoint::Advance::decode(&bytes)
+                .map_err(|e| Failure::internal(e.to_string()))?;
+            Ok(serde_json::json!({
+                "root": advance.root(),
+                "height": advance.anchor.header.height.0,
+                "bytes": bytes.len(),
+                "advance": hex::encode(&bytes),
+            }))
         },
     )
     .expect("unique method name");
@@ -361,7 +401,7 @@ pub async fn serve(
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(32))
         .build();
     let pages_api = api.clone();
-    let page: Arc<str> = web::page(&api.trust_anchor(), &[]).into();
+    let page: Arc<str> = web::page(&api.trust_anchor(), &[], None).into();
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(
@@ -410,7 +450,11 @@ mod tests {
         fn evidence(&self) -> Result<Vec<(u64, String)>, Failure> {
             no()
         }
-        fn receipt(&self, _: &cachet_chain::CertId) -> Result<Vec<u8>, Failure> {
+        fn receipt(
+            &self,
+            _: &cachet_chain::CertId,
+            _: &crate::ReceiptOptions,
+        ) -> Result<Vec<u8>, Failure> {
             no()
         }
         fn batch_receipt(
@@ -418,7 +462,11 @@ mod tests {
             _: &cachet_chain::tx::BatchId,
             _: cachet_chain::Commitment,
             _: cachet_chain::merkle::BatchProof,
+            _: &crate::ReceiptOptions,
         ) -> Result<Vec<u8>, Failure> {
+            no()
+        }
+        fn checkpoint(&self, _: u64) -> Result<Vec<u8>, Failure> {
             no()
         }
         fn verify(&self, _: &cachet_chain::CertId) -> Result<Verification, Failure> {

@@ -30,12 +30,15 @@ pub const VERIFIER: [&str; 5] = [
 ];
 
 /// The verify page trusting `anchor`'s root, fetching receipts from `nodes` (JSON-RPC URLs; when
-/// empty, from the node that served the page).
-pub fn page(anchor: &TrustAnchor, nodes: &[String]) -> String {
+/// empty, from the node that served the page). `advance`, an encoded
+/// [`Advance`](cachet_chain::checkpoint::Advance) from that root, takes the page to a checkpoint
+/// with no node to ask (the page checks it; it also asks its nodes for a newer one).
+pub fn page(anchor: &TrustAnchor, nodes: &[String], advance: Option<&[u8]>) -> String {
     let config = serde_json::json!({
         "root": anchor.root().to_string(),
         "anchor": hex::encode(anchor.encode()),
         "nodes": nodes,
+        "advance": advance.map(hex::encode),
     });
     // Inside a <script>, "</" could end it: JSON allows the escape.
     let config = format!(

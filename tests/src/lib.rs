@@ -174,9 +174,26 @@ pub struct Devnet {
 impl Devnet {
     /// Start `cachet devnet` in a fresh directory named after `name` and wait for its manifest.
     pub fn start(name: &str) -> Devnet {
+        Devnet::start_prepared(name, |_| {})
+    }
+
+    /// [`Devnet::start`], after `prepare` has changed what `cachet devnet --no-start` wrote in
+    /// the devnet's directory (its genesis file, say): the devnet then starts from it.
+    pub fn start_prepared(name: &str, prepare: impl FnOnce(&Path)) -> Devnet {
         let dir = std::env::temp_dir().join(format!("cachet-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("devnet directory");
+        let written = Command::new(cachet_bin())
+            .args(["devnet", "--no-start", "--dir"])
+            .arg(&dir)
+            .output()
+            .expect("cachet devnet --no-start runs");
+        assert!(
+            written.status.success(),
+            "devnet --no-start: {}",
+            String::from_utf8_lossy(&written.stderr)
+        );
+        prepare(&dir);
         let log = dir.join("devnet.log");
         let out = std::fs::File::create(&log).expect("devnet log");
         let mut child = Command::new(cachet_bin())

@@ -28,7 +28,14 @@ fn pid_alive(pid: u64) -> bool {
 
 #[test]
 fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
-    let mut devnet = Devnet::start("devnet-test");
+    // A checkpoint every 10 heights, so that the test sees some.
+    let mut devnet = Devnet::start_prepared("devnet-test", |dir| {
+        let path = dir.join("genesis.json");
+        let mut genesis: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        genesis["checkpoint_interval"] = json!(10);
+        std::fs::write(&path, genesis.to_string()).unwrap();
+    });
     let dir = devnet.dir.clone();
     let m: Value = devnet.manifest.clone();
     let nodes = m["nodes"].as_array().unwrap();
@@ -291,6 +298,73 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         "{body}"
     );
 
+    // A verifier moves its trust from the genesis to the latest checkpoint, checked on its side;
+    // receipts for it carry no validator-set change from before it, and verify against it.
+    let genesis = m["genesis"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            rpc(&addr, "cachet_checkpoint", json!([0])).is_ok()
+        }),
+        "no checkpoint after 120 s"
+    );
+    let checkpoint = dir.join("checkpoint.json");
+    let o = Command::new(cachet_bin())
+        .args(["checkpoint", "--trust", &genesis, "--rpc", &url, "--out"])
+        .arg(&checkpoint)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && said.contains("checkpoint at height"),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let pinned: Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    let at = pinned["height"].as_u64().unwrap();
+    assert!(at >= 10 && at.is_multiple_of(10), "{pinned}");
+    let cp_receipt = dir.join("checkpoint-title.receipt");
+    let o = Command::new(cachet_bin())
+        .args(["receipt", "--rpc", &url, "--id", &new_title, "--trust"])
+        .arg(&checkpoint)
+        .arg("--out")
+        .arg(&cp_receipt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(cachet_bin())
+        .args(["verify", "--json", "--receipt"])
+        .arg(&cp_receipt)
+        .arg("--trust")
+        .arg(&checkpoint)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The new title was revoked above: the receipt proves it, as of a height past the checkpoint.
+    assert_eq!(
+        (v["verdict"].as_str(), v["id"].as_str(), o.status.code()),
+        (Some("revoked"), Some(new_title.as_str()), Some(2)),
+        "{v}"
+    );
+    assert!(v["height"].as_u64().unwrap() > at, "{v}");
+    // Nothing newer than a verifier's own trust: a clear refusal, not an empty answer.
+    let refused = rpc(&addr, "cachet_checkpoint", json!([at + 1_000_000])).unwrap_err();
+    assert_eq!(refused.code, 3003, "{refused:?}");
+    let refused = rpc(
+        &addr,
+        "cachet_receipt",
+        json!([new_title, { "trusted_height": 1_000_000_000u64 }]),
+    )
+    .unwrap_err();
+    assert_eq!(refused.code, 3002, "{refused:?}");
+    let refused = rpc(
+        &addr,
+        "cachet_receipt",
+        json!([new_title, { "trusted": 1 }]),
+    )
+    .unwrap_err();
+    assert_eq!(refused.code, 1000, "{refused:?}");
+
     // Receipts, then verification with every node stopped.
     let receipts = dir.join("receipts");
     std::fs::create_dir_all(&receipts).unwrap();
@@ -327,7 +401,6 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         &["--certificate-file", order_file.to_str().unwrap()],
     );
     let r_none = fetch("none", &["--id", &"ab".repeat(32)]);
-    let genesis = m["genesis"].as_str().unwrap().to_string();
     // A bank's list of ids, checked through a node: every receipt verified here.
     let ids = dir.join("ids.txt");
     std::fs::write(

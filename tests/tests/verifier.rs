@@ -1,7 +1,8 @@
 //! The verify page's verifier (`rpc/web/verifier/`, plain JavaScript written from
 //! `docs/spec/receipt.md`) is a second implementation of the spec beside
 //! `cachet_chain::receipt::verify`. Here the Rust verifier judges receipts of every verdict and
-//! of every way a receipt fails, and every single-bit change of three receipts; the corpus and
+//! of every way a receipt fails, every single-bit change of three receipts, and advances of a
+//! verifier's trust to a checkpoint; the corpus and
 //! its judgements are pinned as the spec's receipt vectors (`docs/spec/vectors/receipts.json`),
 //! and the JavaScript verifier runs over it in Node.js and in headless Chromium. The two
 //! implementations must agree on every receipt.
@@ -9,16 +10,17 @@
 #[path = "../../contracts/tests/common/mod.rs"]
 mod common;
 
+use cachet_chain::checkpoint::{Advance, AdvanceError};
 use cachet_chain::codec::encode;
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::document::{Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{CertKind, Timestamp};
 use cachet_chain::receipt::{
-    CommitSignatures, Receipt, ReceiptError, Transitions, Verified, verify,
+    CommitSignatures, EntryRevocation, Receipt, ReceiptError, Transitions, Verified, verify,
 };
 use cachet_chain::state::{Validator, ValidatorSet};
-use cachet_chain::trust::Trust;
+use cachet_chain::trust::{Trust, TrustAnchor};
 use cachet_chain::tx::{Action, RevocationReason};
 use cachet_contracts::example;
 use cachet_tests::browser::{chromium, render};
@@ -35,11 +37,10 @@ fn verifier_dir() -> PathBuf {
 /// The verifier's files, in the order the page includes them.
 const PARTS: [&str; 5] = ["hash", "ed25519", "encoding", "receipt", "trust"];
 
-/// The genesis trust goes to the JavaScript verifier as the page gets it — the genesis hash and
-/// the anchor it stands for — and the others as their parts.
-fn trust_json(name: &str, t: &Trust) -> Value {
-    if name == "genesis" {
-        let anchor = cachet_contracts::anchor(&example::genesis()).unwrap();
+/// A trust with an anchor (the genesis, a checkpoint) goes to the JavaScript verifier as the
+/// page gets it — the root and the anchor it stands for — and the others as their parts.
+fn trust_json(t: &Trust, anchor: Option<&TrustAnchor>) -> Value {
+    if let Some(anchor) = anchor {
         return json!({ "root": anchor.root().to_string(), "anchor": hex::encode(anchor.encode()) });
     }
     let policies: serde_json::Map<String, Value> = t
@@ -63,7 +64,6 @@ fn error_code(e: &ReceiptError) -> &'static str {
         ReceiptError::BadCommit(_) => "bad_commit",
         ReceiptError::InsufficientPower { .. } => "insufficient_power",
         ReceiptError::BadProof(_) => "bad_proof",
-        ReceiptError::IssuerKeyNotAuthorized(_) => "issuer_key_not_authorized",
         ReceiptError::TooOld { .. } => "too_old",
     }
 }
@@ -76,6 +76,7 @@ fn judgement(r: &Result<Verified, ReceiptError>) -> Value {
             "id": v.id,
             "kind": v.kind.map(|k| k.to_string()),
             "issuer": v.issuer.as_ref().map(|a| a.as_str()),
+            "issuer_name": v.issuer_name,
             "height": v.height.0,
             "as_of": v.as_of.0,
             "document_matches": v.document_matches,
@@ -84,8 +85,17 @@ fn judgement(r: &Result<Verified, ReceiptError>) -> Value {
     }
 }
 
+fn advance_judgement(r: &Result<(Trust, Hash32), AdvanceError>) -> Value {
+    match r {
+        Ok((t, root)) => json!({ "ok": true, "root": root.to_string(), "height": t.height.0 }),
+        Err(AdvanceError::Malformed(_)) => json!({ "ok": false, "error": "malformed" }),
+        Err(AdvanceError::NotCommitted(e)) => json!({ "ok": false, "error": error_code(e) }),
+        Err(AdvanceError::Anchor(_)) => json!({ "ok": false, "error": "bad_anchor" }),
+    }
+}
+
 /// The example consortium's trust, and two a verifier of another consortium might hold.
-fn trusts() -> Vec<(&'static str, Trust)> {
+fn trusts() -> Vec<(&'static str, Trust, Option<TrustAnchor>)> {
     let mut other_set = trust();
     other_set.validators = ValidatorSet::new(vec![Validator {
         agency: id("moi-land"),
@@ -95,17 +105,19 @@ fn trusts() -> Vec<(&'static str, Trust)> {
     .unwrap();
     let mut other_chain = trust();
     other_chain.chain_id = cachet_chain::ChainId::new("other-chain").unwrap();
+    let genesis = cachet_contracts::anchor(&example::genesis()).unwrap();
     vec![
-        ("genesis", trust()),
-        ("other-set", other_set),
-        ("other-chain", other_chain),
+        ("genesis", trust(), Some(genesis)),
+        ("other-set", other_set, None),
+        ("other-chain", other_chain, None),
     ]
 }
 
 struct Corpus {
-    trusts: Vec<(&'static str, Trust)>,
+    trusts: Vec<(&'static str, Trust, Option<TrustAnchor>)>,
     cases: Vec<Value>,
     flips: Vec<Value>,
+    advances: Vec<Value>,
     verdicts: std::collections::BTreeSet<String>,
 }
 
@@ -113,7 +125,21 @@ type Document = (Fingerprint, Salt);
 
 impl Corpus {
     fn trust(&self, name: &str) -> &Trust {
-        &self.trusts.iter().find(|(n, _)| *n == name).unwrap().1
+        &self.trusts.iter().find(|(n, ..)| *n == name).unwrap().1
+    }
+
+    /// Judge an advance from trust `from` (after an encode/decode round trip) and keep it.
+    fn advance(&mut self, name: &str, a: &Advance, from: &str) {
+        let bytes = a.encode();
+        let judged = Advance::decode(&bytes)
+            .map_err(|e| AdvanceError::Malformed(e.to_string()))
+            .and_then(|a| a.verify(self.trust(from)));
+        self.advances.push(json!({
+            "name": name,
+            "advance": hex::encode(&bytes),
+            "from": from,
+            "expect": advance_judgement(&judged),
+        }));
     }
 
     /// Judge `receipt` (after an encode/decode round trip, as a verifier receives it) and keep
@@ -172,9 +198,14 @@ impl Corpus {
         let trusts: serde_json::Map<String, Value> = self
             .trusts
             .iter()
-            .map(|(n, t)| (n.to_string(), trust_json(n, t)))
+            .map(|(n, t, a)| (n.to_string(), trust_json(t, a.as_ref())))
             .collect();
-        json!({ "trusts": trusts, "cases": self.cases, "flips": self.flips })
+        json!({
+            "trusts": trusts,
+            "cases": self.cases,
+            "flips": self.flips,
+            "advances": self.advances,
+        })
     }
 }
 
@@ -195,6 +226,7 @@ fn build() -> Corpus {
         trusts: trusts(),
         cases: vec![],
         flips: vec![],
+        advances: vec![],
         verdicts: Default::default(),
     };
     let mut w = World::new();
@@ -205,6 +237,15 @@ fn build() -> Corpus {
     let land = certificate_receipt(&w, t);
     let now = soon(&w);
     c.case("title", &land, "genesis", now, None);
+    let mut nameless = land.clone();
+    nameless.issuer = None;
+    c.case(
+        "title without its issuer's record",
+        &nameless,
+        "genesis",
+        now,
+        None,
+    );
     c.case(
         "title with its document",
         &land,
@@ -380,6 +421,24 @@ fn build() -> Corpus {
         soon(&w),
         None,
     );
+    c.case(
+        "batch entry of a batch with a revoked entry",
+        &entry(&w, 418),
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let mut hiding = entry(&w, 418);
+    if let cachet_chain::receipt::Subject::BatchEntry { revocation, .. } = &mut hiding.subject {
+        *revocation = EntryRevocation::NoneInBatch;
+    }
+    c.case(
+        "batch entry hiding its batch's revocations",
+        &hiding,
+        "genesis",
+        soon(&w),
+        None,
+    );
     let mut wrong = entry(&w, 10);
     if let cachet_chain::receipt::Subject::BatchEntry { commitment, .. } = &mut wrong.subject {
         *commitment = commitments[11];
@@ -432,13 +491,66 @@ fn build() -> Corpus {
         None,
     );
     c.flips("title after a transition", &r, soon(&w), &[0]);
-    let mut forged = transition;
-    forged.next = old_set;
-    r.transitions = Transitions::new(vec![forged]).unwrap();
+    let mut forged = transition.clone();
+    forged.next = old_set.clone();
+    r.transitions = Transitions::new(vec![forged.clone()]).unwrap();
     c.case(
         "a transition naming another set",
         &r,
         "genesis",
+        soon(&w),
+        None,
+    );
+
+    // A checkpoint after the change: a verifier advances to it from the genesis, and then
+    // takes receipts that carry no transition.
+    let checkpoint = w.chain.anchor().unwrap();
+    let advance = Advance {
+        transitions: Transitions::new(vec![transition.clone()]).unwrap(),
+        commit: sign_with(&checkpoint.header, &new_set, &new_keys),
+        anchor: checkpoint.clone(),
+    };
+    c.advance("checkpoint after a transition", &advance, "genesis");
+    let (advanced, _) = advance.verify(&trust()).unwrap();
+    c.trusts
+        .push(("checkpoint", advanced, Some(checkpoint.clone())));
+    let mut skipped = advance.clone();
+    skipped.transitions = Transitions::default();
+    c.advance("checkpoint without its transition", &skipped, "genesis");
+    let mut thin = advance.clone();
+    thin.commit = sign_with(&checkpoint.header, &new_set, &new_keys[..3]);
+    c.advance("checkpoint signed by three of five", &thin, "genesis");
+    let mut forged_anchor = advance.clone();
+    forged_anchor.anchor.validators = old_set;
+    c.advance("checkpoint naming another set", &forged_anchor, "genesis");
+    c.advance(
+        "checkpoint from another chain's trust",
+        &advance,
+        "other-chain",
+    );
+    c.advance("checkpoint from itself", &advance, "checkpoint");
+    let past = w.issue_title("moi-land", "deed-after-checkpoint", "lot-10");
+    let mut r = certificate_receipt(&w, past);
+    r.commit = sign_with(w.chain.head(), &new_set, &new_keys);
+    c.case(
+        "title after the checkpoint, no transition",
+        &r,
+        "checkpoint",
+        soon(&w),
+        None,
+    );
+    c.case(
+        "title after the checkpoint, trusting the genesis",
+        &r,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    r.transitions = Transitions::new(vec![transition]).unwrap();
+    c.case(
+        "title after the checkpoint with a transition before it",
+        &r,
+        "checkpoint",
         soon(&w),
         None,
     );

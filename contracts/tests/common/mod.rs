@@ -237,7 +237,19 @@ pub mod receipts {
         cachet_chain::merkle::MerkleTree,
         Vec<cachet_chain::Commitment>,
     ) {
-        let commitments: Vec<_> = (0..1000).map(|i| doc(&format!("order-{i}"))).collect();
+        issue_reward_orders_of(w, 1000)
+    }
+
+    /// The reward orders `order-0` … `order-<n - 1>`, as [`issue_reward_orders`].
+    pub fn issue_reward_orders_of(
+        w: &mut World,
+        n: usize,
+    ) -> (
+        cachet_chain::tx::BatchIssuance,
+        cachet_chain::merkle::MerkleTree,
+        Vec<cachet_chain::Commitment>,
+    ) {
+        let commitments: Vec<_> = (0..n).map(|i| doc(&format!("order-{i}"))).collect();
         let leaves: Vec<_> = commitments
             .iter()
             .map(cachet_chain::tx::batch_leaf)
@@ -246,7 +258,7 @@ pub mod receipts {
         let b = cachet_chain::tx::BatchIssuance {
             kind: CertKind::RewardOrder,
             root: tree.root(),
-            leaf_count: 1000,
+            leaf_count: n as u32,
             valid_from: None,
             valid_until: None,
         };
@@ -309,22 +321,25 @@ pub mod receipts {
         i: usize,
     ) -> Receipt {
         let (batch, batch_proof) = w.chain.prove(&StateKey::Batch(b.batch_id())).unwrap();
-        let (revocation, revocation_proof) = w
-            .chain
-            .prove(&StateKey::BatchRevocation(b.batch_id(), i as u32))
-            .unwrap();
+        let batch = batch.unwrap();
+        let record: cachet_chain::state::BatchRecord =
+            cachet_chain::state::decode_value(&batch).unwrap();
+        let revocation = cachet_chain::receipt::EntryRevocation::for_entry(&record, || {
+            w.chain
+                .prove(&StateKey::BatchRevocation(b.batch_id(), i as u32))
+        })
+        .unwrap();
         Receipt {
             version: RECEIPT_VERSION,
             transitions: Default::default(),
             header: w.chain.head().clone(),
             commit: commit(w, &[1, 2, 3]),
             subject: Subject::BatchEntry {
-                batch: batch.unwrap(),
+                batch,
                 batch_proof,
                 commitment: commitments[i],
                 inclusion: tree.proof(i).unwrap(),
                 revocation,
-                revocation_proof,
             },
             issuer: Some(issuer(w, agency)),
         }

@@ -61,6 +61,7 @@ impl App {
             writing.elapsed(),
         );
         self.shared.set_head(candidate.block.header.clone());
+        self.shared.keep_checkpoint(&candidate.block.header)?;
         self.shared
             .after_commit(&candidate.block, &candidate.executed);
         if candidate.block.header.next_validators_hash != candidate.block.header.validators_hash {

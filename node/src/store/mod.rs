@@ -29,6 +29,7 @@
 //! | `meta` | `"tree"` | `"memory"`; present only while the tree's nodes are held in memory |
 //! | `meta` | `"valset-change:" height:8` | empty: this height's block changed the validator set |
 //! | `meta` | `"validators:" height:8` | the validator set in the state after this height (genesis, and each height that changed it), as a state value |
+//! | `meta` | `"checkpoint:" height:8` | the encoded `TrustAnchor` of a checkpoint (a height at a multiple of the chain's `checkpoint_interval`), written right after its commit (and at start if a crash came in between) |
 //!
 //! RocksDB's own `default` family is unused and stays empty. `node/tests/store.rs` reads this
 //! table and checks that every key of a committed store is one of its rows, and that every row
@@ -50,8 +51,9 @@
 //! [`prune`](self)): each height's `stale` record lists what it replaced, and pruning deletes
 //! each node and value unless it was written again since (its `written_at` says so; from a
 //! process's first pruning step on, the stale ones are also tracked in memory, so that pruning
-//! reads none). Blocks, certificates and validator sets are kept for good: peers sync from
-//! them, and receipts carry the validator-set changes.
+//! reads none). Blocks, certificates, validator sets and checkpoints are kept for good: peers
+//! sync from them, receipts carry the validator-set changes, and verifiers advance to
+//! checkpoints.
 //!
 //! # The tree in memory
 //!

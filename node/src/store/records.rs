@@ -8,6 +8,7 @@ use cachet_chain::block::{Block, BlockHeader};
 use cachet_chain::hash::Hash32;
 use cachet_chain::state::{ValidatorSet, decode_value};
 use cachet_chain::state_tree::StoreError;
+use cachet_chain::trust::TrustAnchor;
 use cachet_chain::tx::TxId;
 use rocksdb::WriteBatch;
 
@@ -132,6 +133,36 @@ impl Store {
             .filter(|(k, _)| k.starts_with(META_VALIDATORS))
             .ok_or_else(|| StoreError::Corrupt("no validator set recorded".into()))?;
         decode_value(&v).map_err(|e| StoreError::Corrupt(format!("validator set {}: {e}", hex(&k))))
+    }
+
+    /// Keep the trust anchor of the checkpoint at `anchor.header.height`.
+    pub fn put_checkpoint(&self, anchor: &TrustAnchor) -> Result<(), StoreError> {
+        let mut key = META_CHECKPOINT.to_vec();
+        key.extend_from_slice(&be(anchor.header.height.0));
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), key, anchor.encode());
+        self.write(batch)
+    }
+
+    /// The trust anchor of the latest checkpoint kept at or below `height`.
+    pub fn checkpoint_at_or_below(&self, height: u64) -> Result<Option<TrustAnchor>, StoreError> {
+        let mut key = META_CHECKPOINT.to_vec();
+        key.extend_from_slice(&be(height));
+        let mut iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            rocksdb::IteratorMode::From(&key, rocksdb::Direction::Reverse),
+        );
+        let Some((k, v)) = iter
+            .next()
+            .transpose()
+            .map_err(backend)?
+            .filter(|(k, _)| k.starts_with(META_CHECKPOINT))
+        else {
+            return Ok(None);
+        };
+        TrustAnchor::decode(&v)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint {}: {e}", hex(&k))))
     }
 
     /// Record misbehaviour evidence observed at `height` (idempotent per distinct evidence).

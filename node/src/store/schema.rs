@@ -45,6 +45,7 @@ pub(super) const META_GENESIS: &[u8] = b"genesis";
 pub(super) const META_VALSET: &[u8] = b"valset-change:";
 /// The validator set in the state after a height (genesis, and every height that changed it).
 pub(super) const META_VALIDATORS: &[u8] = b"validators:";
+pub(super) const META_CHECKPOINT: &[u8] = b"checkpoint:";
 /// The last height whose stale nodes are deleted.
 pub(super) const META_PRUNED: &[u8] = b"pruned";
 pub(super) const META_FORMAT: &[u8] = b"format";

@@ -177,10 +177,8 @@
   }
   const timestampOpt = (r) => r.option((r) => r.u64());
   const certificateRecord = (r) => ({
-    id: hash32(r),
     kind: kind(r),
     issuer: id(r),
-    issuer_key: publicKey(r),
     commitment: hash32(r),
     issued_at: r.u64(),
     issued_time: r.u64(),
@@ -194,12 +192,11 @@
     updated_at: r.u64(),
   });
   const batchRecord = (r) => ({
-    id: hash32(r),
     kind: kind(r),
     issuer: id(r),
-    issuer_key: publicKey(r),
     root: hash32(r),
     leaf_count: r.u32(),
+    revoked: r.u32(),
     issued_at: r.u64(),
     issued_time: r.u64(),
     valid_from: timestampOpt(r),
@@ -224,9 +221,15 @@
         batch_proof: stateProof(r),
         commitment: hash32(r),
         inclusion: batchProof(r),
-        revocation: r.option((r) => r.byteVec()),
-        revocation_proof: stateProof(r),
+        revocation: entryRevocation(r),
       };
+    }
+  }
+  function entryRevocation(r) {
+    switch (r.tag(["none_in_batch", "revoked", "not_revoked"])) {
+      case 0: return { type: "none_in_batch" };
+      case 1: return { type: "revoked", record: r.byteVec(), proof: stateProof(r) };
+      default: return { type: "not_revoked", proof: stateProof(r) };
     }
   }
   // Headers and validator sets keep their bytes: their hashes are taken over them.
@@ -278,7 +281,7 @@
   C.encoding = {
     DecodeError, Reader, decodeAll, KINDS, H, concat, stateKey, ids,
     types: {
-      receipt, blockHeader, validatorSet, commitProof, stateProof, batchProof, agencyRecord,
+      receipt, transition, blockHeader, validatorSet, commitProof, stateProof, batchProof, agencyRecord,
       kindPolicy, certificateRecord, batchRecord, revocationRecord,
     },
   };

@@ -1,6 +1,7 @@
 // Cachet verifier, part 5 of 5: the trust a receipt is checked against — the chain id, the
 // validator set whose signatures count, and the kind policies (for each kind's maximum receipt
-// age) — built from parts the verifier already trusts.
+// age) — built from parts the verifier already trusts, and moved forward to a later checkpoint
+// (receipt.md#checkpoints).
 //
 // What it is: the one place a `trust` object (as receipt.js reads it) is made, so every path
 // to one checks the same things.
@@ -51,6 +52,10 @@
     } catch (e) {
       throw new AnchorError("malformed trust anchor: " + e.message);
     }
+    return checkAnchor(root, a);
+  }
+
+  function checkAnchor(root, a) {
     const got = E.H("block-header", a.header.bytes);
     if (C.receipt.hex(got) !== C.receipt.hex(root)) {
       throw new AnchorError("the trust anchor's header hashes to " + C.receipt.hex(got) + ", not to the trusted root " + C.receipt.hex(root));
@@ -77,5 +82,26 @@
     return { chain_id: a.header.value.chain_id, height: a.header.value.height, validators, policies };
   }
 
-  C.trust = { fromParts, fromAnchor, AnchorError, unhex };
+  const advanceType = (r) => ({
+    transitions: r.vec(E.types.transition, 256),
+    commit: E.types.commitProof(r),
+    anchor: anchorType(r),
+  });
+
+  // Move `trust` to the checkpoint an advance (bytes) leads to: its header must be committed by
+  // the set the transitions reach from `trust`, and its anchor must be what its header names.
+  // Returns { trust, root } of the checkpoint; throws a ReceiptError or an AnchorError.
+  function advance(trust, bytes) {
+    let a;
+    try {
+      a = E.decodeAll(bytes, advanceType, 256 * 1024);
+    } catch (e) {
+      throw new C.receipt.ReceiptError("malformed", "malformed checkpoint: " + e.message);
+    }
+    C.receipt.checkHead({ header: a.anchor.header, commit: a.commit, transitions: a.transitions }, trust);
+    const root = E.H("block-header", a.anchor.header.bytes);
+    return { trust: checkAnchor(root, a.anchor), root };
+  }
+
+  C.trust = { fromParts, fromAnchor, advance, AnchorError, unhex };
 })(globalThis.cachet = globalThis.cachet || {});

@@ -20,6 +20,7 @@ if (runByNode) {
         id: v.id,
         kind: v.kind,
         issuer: v.issuer,
+        issuer_name: v.issuer_name,
         height: Number(v.height),
         as_of: Number(v.as_of),
         document_matches: v.document_matches,
@@ -27,6 +28,17 @@ if (runByNode) {
     } catch (e) {
       if (!(e instanceof R.ReceiptError)) throw e;
       return { ok: false, error: e.code };
+    }
+  }
+
+  function advanceOutcome(bytes, trust) {
+    try {
+      const a = C.trust.advance(trust, bytes);
+      return { ok: true, root: R.hex(a.root), height: Number(a.trust.height) };
+    } catch (e) {
+      if (e instanceof R.ReceiptError) return { ok: false, error: e.code };
+      if (e instanceof C.trust.AnchorError) return { ok: false, error: "bad_anchor" };
+      throw e;
     }
   }
 
@@ -61,6 +73,11 @@ if (runByNode) {
           if (got.ok) mismatches.push({ name: f.name + " byte " + i + " bit " + b, expected: "rejected", got });
         }
       }
+    }
+    for (const a of corpus.advances) {
+      const got = advanceOutcome(unhex(a.advance), trusts[a.from]);
+      checked++;
+      if (canonical(got) !== canonical(a.expect)) mismatches.push({ name: a.name, expected: a.expect, got });
     }
     return { checked, mismatches };
   }
