@@ -1,7 +1,9 @@
 //! Writes a seed corpus for every fuzz target: valid encodings the fuzzer mutates from.
 //! Run from `fuzz/`: `cargo run --release --example seeds`.
 
+use cachet_chain::checkpoint::Advance;
 use cachet_chain::codec::encode;
+use cachet_chain::receipt::{CommitProof, RECEIPT_VERSION, Receipt, Subject};
 use cachet_chain::document::{Commitment, Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{AgencyId, CertKind, Height, Timestamp};
@@ -66,5 +68,22 @@ fn main() {
     }
     write("decode_proofs", "batch", &[&[1u8][..], &encode(&tree.proof(5).expect("in range"))].concat());
     write("genesis_json", "example", genesis.to_json().as_bytes());
+    // A receipt of the title as a node builds it (its commit left unsigned: the structure is
+    // what the fuzzer mutates), the head's trust anchor, and an advance to it.
+    let (record, proof) = state_tree::get_with_proof(chain.store(), &root, &StateKey::Certificate(title.cert_id()).hash()).expect("in memory");
+    let commit = CommitProof { round: 0, signatures: Default::default() };
+    let receipt = Receipt {
+        version: RECEIPT_VERSION,
+        header: chain.head().clone(),
+        commit: commit.clone(),
+        subject: Subject::Certificate { record: record.expect("issued"), proof },
+        issuer: None,
+        transitions: Default::default(),
+    };
+    write("decode_receipt", "receipt", &[&[0u8][..], &receipt.encode()].concat());
+    let anchor = chain.anchor().expect("in memory");
+    write("decode_receipt", "anchor", &[&[1u8][..], &anchor.encode()].concat());
+    let advance = Advance { transitions: Default::default(), commit, anchor };
+    write("decode_receipt", "advance", &[&[2u8][..], &advance.encode()].concat());
     println!("seeds written under fuzz/corpus/");
 }
