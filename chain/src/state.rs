@@ -63,7 +63,6 @@ pub struct ChainParams {
     pub checkpoint_interval: u64,
 }
 
-
 bounded_vec!(
     /// The members of a validator set.
     ValidatorList,

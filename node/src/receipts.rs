@@ -196,13 +196,14 @@ impl Receipts {
         )
     }
 
-    /// What takes a verifier trusting `trusted_height` to the latest checkpoint: the
+    /// What takes a verifier trusting `trusted_height` to the latest checkpoint below the head
+    /// (a verifier at the head itself could get no receipt until the next block): the
     /// validator-set changes after its height and below the checkpoint, the checkpoint's
     /// commit and its anchor.
     pub fn advance(&self, shared: &Shared, trusted_height: u64) -> Result<Advance, Failure> {
         let head = self.committed_head(shared)?;
         let anchor = shared
-            .checkpoint_at_or_below(head.header.height.0)
+            .checkpoint_at_or_below(head.header.height.0 - 1)
             .map_err(internal)?;
         let at = anchor.header.height.0;
         if at <= trusted_height {

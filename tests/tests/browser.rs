@@ -3,14 +3,15 @@
 //! origin is not a secure context, so nothing the page needs may depend on one (WebCrypto
 //! does). The page verifies every receipt itself against its compiled trust root: a title and a
 //! batch entry by id and by document, a wrong document, a revoked and an unknown certificate, a
-//! link that trusts another consortium, and an agency's static copy (`cachet verify-page`)
-//! opened from `file://` that fetches receipts cross-origin; and a lying node (a proxy in front
+//! link that trusts another consortium, an agency's static copy (`cachet verify-page`)
+//! opened from `file://` that fetches receipts cross-origin, and a receipt link (through its QR
+//! code) pinning a checkpoint the page reaches from its genesis root; and a lying node (a proxy in front
 //! of a genuine one) that forges a status, answers about another certificate or from another
 //! chain, flips a byte — each shown as not valid, as is a receipt too old on the device's clock.
 //! Screenshots of each verdict are kept under `target/test-artifacts/` (or `$CACHET_ARTIFACTS`).
 
 use cachet_tests::browser::{Browser, Tab, artifacts_dir, chromium};
-use cachet_tests::{Devnet, cachet_bin, read_http};
+use cachet_tests::{Devnet, cachet_bin, read_http, wait_until};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -27,6 +28,17 @@ fn cachet(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Run `cachet` and return what it printed; it must succeed.
+fn cachet_text(args: &[&str]) -> String {
+    let out = Command::new(cachet_bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cachet {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn verdict(tab: &mut Tab) -> String {
@@ -66,7 +78,14 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     let Some(browser) = chromium() else {
         return;
     };
-    let mut devnet = Devnet::start("browser-test");
+    // A checkpoint every 10 heights: the page moves its trust to one while the test runs.
+    let mut devnet = Devnet::start_prepared("browser-test", |dir| {
+        let path = dir.join("genesis.json");
+        let mut genesis: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        genesis["checkpoint_interval"] = serde_json::json!(10);
+        std::fs::write(&path, genesis.to_string()).unwrap();
+    });
     let dir = devnet.dir.clone();
     let url = devnet.rpc_url(1);
     let port = url.rsplit(':').next().unwrap().to_string();
@@ -223,6 +242,79 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     tab.open(&format!("{base}/v/{id}#{root}"));
     assert_eq!(verdict(&mut tab), "已被取代 · Superseded");
     assert!(text_of(&mut tab, "facts").contains("Replaced by"));
+
+    // Checkpoints: the page has moved its trust from the genesis root compiled into it to the
+    // node's latest checkpoint, checked on the device; a receipt made for that checkpoint and
+    // carried in a link pinning its root verifies with no alarm, and one pinning a root the
+    // page cannot reach raises one.
+    let node = url.replace("http://", "");
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            cachet_tests::rpc(&node, "cachet_checkpoint", serde_json::json!([0])).is_ok()
+        }),
+        "no checkpoint after 120 s"
+    );
+    let checkpoint = dir.join("checkpoint.json");
+    cachet_text(&[
+        "checkpoint",
+        "--trust",
+        genesis.to_str().unwrap(),
+        "--rpc",
+        &url,
+        "--out",
+        checkpoint.to_str().unwrap(),
+    ]);
+    let pinned: Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    let checkpoint_root = pinned["root"].as_str().unwrap().to_string();
+    let carried = dir.join("current.receipt");
+    cachet_text(&[
+        "receipt",
+        "--rpc",
+        &url,
+        "--id",
+        &current,
+        "--trust",
+        checkpoint.to_str().unwrap(),
+        "--out",
+        carried.to_str().unwrap(),
+    ]);
+    // Through the QR code the CLI prints for it, read back.
+    let qr = dir.join("current.png");
+    cachet_text(&[
+        "qr",
+        "--receipt",
+        carried.to_str().unwrap(),
+        "--page",
+        &format!("{base}/verify"),
+        "--trust",
+        checkpoint.to_str().unwrap(),
+        "--out",
+        qr.to_str().unwrap(),
+    ]);
+    let link = cachet_text(&["qr", "--read", qr.to_str().unwrap()]);
+    let link = link.trim();
+    assert!(
+        link.starts_with(&format!("{base}/verify#{checkpoint_root}.")),
+        "{link}"
+    );
+    tab.open(link);
+    assert_eq!(verdict(&mut tab), "有效 · Valid");
+    assert_eq!(text_of(&mut tab, "alarms"), "");
+    assert!(
+        text_of(&mut tab, "chain").contains("checkpoint at height"),
+        "{}",
+        text_of(&mut tab, "chain")
+    );
+    assert!(text_of(&mut tab, "proof").contains("a checkpoint reached from"));
+    shot(&mut tab, "checkpoint-receipt-link");
+    // (Another path: a change of the fragment alone does not load the page again.)
+    tab.open(&link.replace(
+        &format!("/verify#{checkpoint_root}"),
+        &format!("/verify?again#{}", "ef".repeat(32)),
+    ));
+    verdict(&mut tab);
+    assert!(text_of(&mut tab, "alarms").contains("trusts a different consortium"));
 
     // An investment permit waiting for its approvals.
     let permit = docs.join("permit.txt");
