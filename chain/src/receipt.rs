@@ -17,8 +17,8 @@ use crate::hash::Hash32;
 use crate::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
 use crate::merkle::BatchProof;
 use crate::state::{
-    AgencyRecord, BatchRecord, CertificateRecord, RevocationRecord, StateKey, ValidatorSet,
-    decode_value,
+    AgencyRecord, BatchRecord, CertStatus, CertificateRecord, RevocationRecord, StateKey,
+    ValidatorSet, decode_value,
 };
 use crate::state_tree::{StateProof, value_hash};
 use crate::trust::Trust;
@@ -97,6 +97,58 @@ pub struct CommitProof {
     pub signatures: CommitSignatures,
 }
 
+bounded_vec!(
+    /// The certificates a certificate replaced, newest first.
+    Lineage,
+    LineageHop,
+    MAX_LINEAGE
+);
+
+/// Most earlier certificates a receipt carries.
+pub const MAX_LINEAGE: usize = 64;
+
+/// One certificate a receipt's certificate replaced (directly or through others), proven in
+/// the same state.
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, serde::Deserialize,
+)]
+pub struct LineageHop {
+    /// Encoded [`CertificateRecord`].
+    pub record: Vec<u8>,
+    /// Membership proof of `StateKey::Certificate(its id)`.
+    pub proof: StateProof,
+}
+
+impl Lineage {
+    /// The certificates `record` replaced, newest first (at most [`MAX_LINEAGE`]), each read
+    /// with `prove`: a certificate's stored value and its proof in the state. Stops where a
+    /// predecessor is missing or does not decode (a verifier then sees the lineage end there).
+    pub fn collect<E>(
+        record: &CertificateRecord,
+        mut prove: impl FnMut(CertId) -> Result<(Option<Vec<u8>>, StateProof), E>,
+    ) -> Result<Lineage, E> {
+        let mut hops = Vec::new();
+        let mut previous = record.supersedes;
+        while let Some(id) = previous {
+            if hops.len() == MAX_LINEAGE {
+                break;
+            }
+            let (Some(bytes), proof) = prove(id)? else {
+                break;
+            };
+            let Ok(r) = decode_value::<CertificateRecord>(&bytes) else {
+                break;
+            };
+            previous = r.supersedes;
+            hops.push(LineageHop {
+                record: bytes,
+                proof,
+            });
+        }
+        Ok(Lineage(hops))
+    }
+}
+
 /// What the receipt is about.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Subject {
@@ -106,6 +158,9 @@ pub enum Subject {
         record: Vec<u8>,
         /// Membership proof of `StateKey::Certificate(id)`.
         proof: StateProof,
+        /// The certificates it replaced, newest first, when asked for (a land title's chain
+        /// of transfers): each superseded by the one before it.
+        lineage: Lineage,
     },
     /// No certificate with this id exists.
     Absent {
@@ -288,6 +343,8 @@ pub struct Verified {
     pub as_of: Timestamp,
     /// The certificate record, when there is one.
     pub record: Option<CertificateRecord>,
+    /// The certificates it replaced that the receipt carries, newest first, with their ids.
+    pub lineage: Vec<(CertId, CertificateRecord)>,
     /// The batch record, for a batch entry.
     pub batch: Option<BatchRecord>,
     /// The revocation of a batch entry.
@@ -391,6 +448,38 @@ fn check_signed(
         return Err(ReceiptError::InsufficientPower { signed, total });
     }
     Ok(())
+}
+
+/// Check a certificate's lineage: each hop proven in the state, the certificate the one before
+/// it (starting with `record`, whose id is `id`) replaced, and superseded by it.
+fn check_lineage(
+    root: &Hash32,
+    id: CertId,
+    record: &CertificateRecord,
+    lineage: &Lineage,
+) -> Result<Vec<(CertId, CertificateRecord)>, ReceiptError> {
+    let mut out = Vec::with_capacity(lineage.len());
+    let (mut next_id, mut replaced) = (id, record.supersedes);
+    for (i, hop) in lineage.iter().enumerate() {
+        let r: CertificateRecord = decode_record(&hop.record, "lineage record")?;
+        let hop_id = r.id();
+        check_member(
+            root,
+            StateKey::Certificate(hop_id),
+            &hop.record,
+            &hop.proof,
+            "lineage record",
+        )?;
+        let names_next = matches!(r.status, CertStatus::Superseded { by, .. } if by == next_id);
+        if replaced != Some(hop_id) || !names_next {
+            return Err(ReceiptError::Malformed(format!(
+                "the lineage is broken at hop {i}: {hop_id} is not the certificate {next_id} replaced"
+            )));
+        }
+        (next_id, replaced) = (hop_id, r.supersedes);
+        out.push((hop_id, r));
+    }
+    Ok(out)
 }
 
 /// The issuer's name, from its record if the receipt carries one (proven, and the agency the
@@ -507,7 +596,11 @@ pub fn verify_claims(
     let height = receipt.header.height;
     let opens = |c: &Commitment| document.map(|(fp, salt)| c.opens_to(fp, salt));
     let verified = match &receipt.subject {
-        Subject::Certificate { record, proof } => {
+        Subject::Certificate {
+            record,
+            proof,
+            lineage,
+        } => {
             let r: CertificateRecord = decode_record(record, "certificate record")?;
             let id = r.id();
             check_member(
@@ -517,6 +610,7 @@ pub fn verify_claims(
                 proof,
                 "certificate record",
             )?;
+            let lineage = check_lineage(&root, id, &r, lineage)?;
             Verified {
                 verdict: certificate_verdict(&r, now),
                 id: id.to_string(),
@@ -527,6 +621,7 @@ pub fn verify_claims(
                 as_of,
                 document_matches: opens(&r.commitment),
                 record: Some(r),
+                lineage,
                 batch: None,
                 revocation: None,
             }
@@ -544,6 +639,7 @@ pub fn verify_claims(
                 height,
                 as_of,
                 record: None,
+                lineage: Vec::new(),
                 batch: None,
                 revocation: None,
                 document_matches: None,
@@ -597,6 +693,7 @@ pub fn verify_claims(
                 as_of,
                 document_matches: opens(commitment),
                 record: None,
+                lineage: Vec::new(),
                 batch: Some(b),
                 revocation: revoked,
             }

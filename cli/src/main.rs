@@ -226,6 +226,10 @@ enum Command {
         /// Where to write the receipt (binary).
         #[arg(long)]
         out: PathBuf,
+        /// Also carry the certificates it replaced (a land title's transfers), each proven, so
+        /// that its whole lineage verifies offline (a larger receipt: not for a QR code).
+        #[arg(long)]
+        lineage: bool,
     },
     /// Verify a certificate against a trusted genesis: from a receipt file (offline), or by id
     /// or certificate file through a node. Exit 0 only when valid (see `docs/verify.md`).
@@ -663,6 +667,7 @@ fn main() -> Result<()> {
             id,
             certificate_file,
             out,
+            lineage,
         } => runtime()?.block_on(async {
             let file = certificate_file
                 .as_deref()
@@ -677,6 +682,7 @@ fn main() -> Result<()> {
                 id.as_deref(),
                 file.as_ref(),
                 trusted_height,
+                lineage,
             )
             .await?;
             std::fs::write(&out, &bytes)
@@ -789,12 +795,9 @@ fn main() -> Result<()> {
                 .as_deref()
                 .map(verifier::CertificateFile::read)
                 .transpose()?;
-            let (bytes, lineage) = match (receipt, qr_image, rpc) {
-                (Some(path), _, _) => (
-                    std::fs::read(&path)
-                        .with_context(|| format!("cannot read {}", path.display()))?,
-                    Vec::new(),
-                ),
+            let bytes = match (receipt, qr_image, rpc) {
+                (Some(path), _, _) => std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
                 (None, Some(image), _) => {
                     let (root, receipt) = qr::parse_receipt_link(&qr::read_png(&image)?)?;
                     let trusted = trust_root(&trust)?;
@@ -804,15 +807,13 @@ fn main() -> Result<()> {
                             trust.display()
                         );
                     }
-                    (receipt, Vec::new())
+                    receipt
                 }
+                // With the certificate's lineage, verified here with the receipt.
                 (None, None, Some(rpc)) => runtime()?.block_on(async {
                     let client = cachet_client::Client::new(&rpc)?;
-                    let bytes =
-                        verifier::fetch(&client, id.as_deref(), file.as_ref(), trusted_height)
-                            .await?;
-                    let lineage = verifier::lineage(&client, &trust, &bytes).await?;
-                    anyhow::Ok((bytes, lineage))
+                    verifier::fetch(&client, id.as_deref(), file.as_ref(), trusted_height, true)
+                        .await
                 })?,
                 (None, None, None) => anyhow::bail!(
                     "give --receipt FILE, --qr IMAGE, or --rpc URL with --id or --certificate-file"
@@ -821,7 +822,6 @@ fn main() -> Result<()> {
             let asked = verifier::asked_about(id.as_deref(), file.as_ref())?;
             let code = verifier::run(
                 &bytes,
-                &lineage,
                 &trust,
                 asked.as_deref(),
                 document.as_deref(),

@@ -65,14 +65,15 @@ impl CertificateFile {
 /// Fetch a receipt from a node: for a certificate id, or for what a certificate file names
 /// (a batch entry needs its file: the node does not know the batch's leaves).
 /// `trusted_height` is the height of the verifier's trust root: the receipt carries only the
-/// validator-set changes after it.
+/// validator-set changes after it; with `lineage`, it carries the certificates it replaced.
 pub async fn fetch(
     client: &Client,
     id: Option<&str>,
     file: Option<&CertificateFile>,
     trusted_height: u64,
+    lineage: bool,
 ) -> Result<Vec<u8>> {
-    let options = json!({ "trusted_height": trusted_height });
+    let options = json!({ "trusted_height": trusted_height, "lineage": lineage });
     let v = match (id, file) {
         (_, Some(f)) if !f.json["batch"].is_null() => {
             let b = &f.json["batch"];
@@ -269,56 +270,11 @@ pub async fn checkpoint(client: &Client, from: &Path, out: &Path) -> Result<()> 
     Ok(())
 }
 
-/// Most earlier certificates followed back from one.
-const MAX_LINEAGE: usize = 64;
-
-/// The certificates the receipt's certificate replaced, newest first, each fetched from the
-/// node and verified here against the genesis, each naming the next as its successor. Empty
-/// when the receipt does not verify (its own verdict says why).
-pub async fn lineage(
-    client: &Client,
-    trust_path: &Path,
-    receipt: &[u8],
-) -> Result<Vec<cachet_chain::receipt::Verified>> {
-    let trust = load_trust(trust_path)?;
-    let mut verifier = Verifier::new(&trust);
-    let now = now();
-    let Some(mut next) = Receipt::decode(receipt)
-        .ok()
-        .and_then(|r| verifier.verify(&r, now, None).ok())
-    else {
-        return Ok(Vec::new());
-    };
-    let mut hops = Vec::new();
-    while let Some(prev) = next.record.as_ref().and_then(|r| r.supersedes) {
-        if hops.len() == MAX_LINEAGE {
-            break;
-        }
-        let bytes = fetch(client, Some(&prev.to_string()), None, trust.height.0).await?;
-        let hop = verifier
-            .verify(&Receipt::decode(&bytes)?, now, None)
-            .with_context(|| format!("the lineage does not verify at {prev}"))?;
-        let names_next = hop.record.as_ref().is_some_and(
-            |r| matches!(r.status, CertStatus::Superseded { by, .. } if by.to_string() == next.id),
-        );
-        if hop.id != prev.to_string() || !names_next {
-            bail!(
-                "the lineage does not verify: {prev} does not name {} as its successor",
-                next.id
-            );
-        }
-        hops.push(hop.clone());
-        next = hop;
-    }
-    Ok(hops)
-}
-
-/// Verify receipt bytes against a genesis; print the verdict (and the `lineage` fetched with
-/// it); return the process exit code. With `asked`, a receipt about anything else is invalid.
-#[allow(clippy::too_many_arguments)]
+/// Verify receipt bytes against a genesis or checkpoint; print the verdict (and the lineage the
+/// receipt carries, verified with it); return the process exit code. With `asked`, a receipt
+/// about anything else is invalid.
 pub fn run(
     receipt: &[u8],
-    lineage: &[cachet_chain::receipt::Verified],
     trust_path: &Path,
     asked: Option<&str>,
     document: Option<&Path>,
@@ -399,13 +355,13 @@ pub fn run(
         let mut out = serde_json::to_value(&v)?;
         out["reason"] = json!(reason(&v));
         out["lineage"] = json!(
-            lineage
+            v.lineage
                 .iter()
-                .map(|h| json!({
-                    "id": h.id,
-                    "issuer": h.issuer,
-                    "issued_time": h.record.as_ref().map(|r| r.issued_time),
-                    "reason": reason(h),
+                .map(|(id, r)| json!({
+                    "id": id,
+                    "issuer": r.issuer,
+                    "issued_time": r.issued_time,
+                    "reason": record_reason(r),
                 }))
                 .collect::<Vec<_>>()
         );
@@ -443,9 +399,9 @@ pub fn run(
         Some(false) => println!("  document     DOES NOT match the certificate"),
         None => {}
     }
-    for (i, h) in lineage.iter().enumerate() {
+    for (i, (id, r)) in v.lineage.iter().enumerate() {
         let label = if i == 0 { "lineage" } else { "" };
-        println!("  {label:<12} {} ({})", h.id, reason(h));
+        println!("  {label:<12} {id} ({})", record_reason(r));
     }
     println!(
         "  as of        height {} ({}), signed by the trusted validators",
@@ -457,36 +413,7 @@ pub fn run(
 
 fn reason(v: &cachet_chain::receipt::Verified) -> String {
     if let Some(r) = &v.record {
-        let mut s = match &r.status {
-            CertStatus::Active => format!(
-                "issued at height {} ({})",
-                r.issued_at,
-                time_text(r.issued_time)
-            ),
-            CertStatus::Pending => format!("waiting for approvals ({} so far)", r.approvals.len()),
-            CertStatus::Revoked {
-                at,
-                time,
-                by,
-                reason,
-            } => format!(
-                "revoked by {by} at height {at} ({}), reason {reason:?}",
-                time_text(*time)
-            ),
-            CertStatus::Superseded { by, at, time } => {
-                format!("superseded by {by} at height {at} ({})", time_text(*time))
-            }
-        };
-        if let Some(prev) = r.supersedes {
-            s.push_str(&format!("; supersedes {prev}"));
-        }
-        if let Some(u) = r.valid_until {
-            s.push_str(&format!("; valid until {}", time_text(u)));
-        }
-        if !r.mortgages.is_empty() {
-            s.push_str(&format!("; {} active mortgage(s)", r.mortgages.len()));
-        }
-        return s;
+        return record_reason(r);
     }
     if let Some(b) = &v.batch {
         return match &v.revocation {
@@ -503,6 +430,39 @@ fn reason(v: &cachet_chain::receipt::Verified) -> String {
         };
     }
     "no certificate with this id exists (proven absent)".into()
+}
+
+fn record_reason(r: &cachet_chain::state::CertificateRecord) -> String {
+    let mut s = match &r.status {
+        CertStatus::Active => format!(
+            "issued at height {} ({})",
+            r.issued_at,
+            time_text(r.issued_time)
+        ),
+        CertStatus::Pending => format!("waiting for approvals ({} so far)", r.approvals.len()),
+        CertStatus::Revoked {
+            at,
+            time,
+            by,
+            reason,
+        } => format!(
+            "revoked by {by} at height {at} ({}), reason {reason:?}",
+            time_text(*time)
+        ),
+        CertStatus::Superseded { by, at, time } => {
+            format!("superseded by {by} at height {at} ({})", time_text(*time))
+        }
+    };
+    if let Some(prev) = r.supersedes {
+        s.push_str(&format!("; supersedes {prev}"));
+    }
+    if let Some(u) = r.valid_until {
+        s.push_str(&format!("; valid until {}", time_text(u)));
+    }
+    if !r.mortgages.is_empty() {
+        s.push_str(&format!("; {} active mortgage(s)", r.mortgages.len()));
+    }
+    s
 }
 
 /// One receipt of a bulk check.
@@ -550,7 +510,7 @@ pub async fn receipts_for(client: &Client, list: &Path, trusted_height: u64) -> 
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
         let asked = asked_about(Some(id), None)?.unwrap_or_default();
-        let bytes = fetch(client, Some(id), None, trusted_height).await?;
+        let bytes = fetch(client, Some(id), None, trusted_height, false).await?;
         out.push(Named {
             name: id.to_string(),
             asked: Some(asked),

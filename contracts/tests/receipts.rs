@@ -449,3 +449,70 @@ fn a_verifier_advances_to_a_checkpoint_and_then_needs_no_older_transitions() {
         Err(AdvanceError::Anchor(_))
     ));
 }
+
+#[test]
+fn a_title_transferred_ten_times_carries_its_whole_lineage_in_one_receipt() {
+    use cachet_chain::receipt::Lineage;
+    let mut w = World::new();
+    let first = title("deed-0", "lot-chain");
+    let mut ids = vec![first.cert_id()];
+    w.submit("moi-land", Action::Issue(first)).unwrap();
+    for i in 1..=10 {
+        let next = title(&format!("deed-{i}"), "lot-chain");
+        let id = next.cert_id();
+        w.submit(
+            "guting-land-office",
+            Action::Supersede {
+                previous: *ids.last().unwrap(),
+                next,
+            },
+        )
+        .unwrap();
+        ids.push(id);
+    }
+    let current = *ids.last().unwrap();
+    let r = lineage_receipt(&w, current);
+    let decoded = Receipt::decode(&r.encode()).unwrap();
+    let v = verify(&decoded, &trust(), soon(&w), None).unwrap();
+    assert_eq!(v.verdict, Verdict::Valid);
+    // Newest first: the ten earlier titles, each superseded by the one after it.
+    let hops: Vec<_> = v.lineage.iter().map(|(id, _)| *id).collect();
+    let mut expected: Vec<_> = ids[..10].to_vec();
+    expected.reverse();
+    assert_eq!(hops, expected);
+    assert!(v.lineage[9].1.supersedes.is_none(), "the first title");
+
+    // A lineage with a hop left out, or with another certificate's record, is refused.
+    let Subject::Certificate { lineage, .. } = &r.subject else {
+        panic!("a certificate receipt")
+    };
+    let mut gapped: Vec<_> = lineage.iter().cloned().collect();
+    gapped.remove(3);
+    let mut broken = r.clone();
+    if let Subject::Certificate { lineage, .. } = &mut broken.subject {
+        *lineage = Lineage::new(gapped).unwrap();
+    }
+    assert!(matches!(
+        verify(&broken, &trust(), soon(&w), None),
+        Err(ReceiptError::Malformed(_))
+    ));
+    let other = w.issue_title("moi-land", "deed-elsewhere", "lot-elsewhere");
+    let Subject::Certificate {
+        record: other_record,
+        proof: other_proof,
+        ..
+    } = certificate_receipt(&w, other).subject
+    else {
+        panic!("a certificate receipt")
+    };
+    let mut foreign = lineage_receipt(&w, current);
+    if let Subject::Certificate { lineage, .. } = &mut foreign.subject {
+        let mut hops: Vec<_> = lineage.iter().cloned().collect();
+        hops[0] = cachet_chain::receipt::LineageHop {
+            record: other_record,
+            proof: other_proof,
+        };
+        *lineage = Lineage::new(hops).unwrap();
+    }
+    assert!(verify(&foreign, &trust(), soon(&w), None).is_err());
+}

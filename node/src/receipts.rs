@@ -15,8 +15,8 @@ use cachet_chain::checkpoint::Advance;
 use cachet_chain::document::{CertId, Commitment};
 use cachet_chain::merkle::BatchProof;
 use cachet_chain::receipt::{
-    CommitProof, CommitSignature, CommitSignatures, EntryRevocation, IssuerProof, RECEIPT_VERSION,
-    Receipt, Subject, Transition, Transitions, check_head,
+    CommitProof, CommitSignature, CommitSignatures, EntryRevocation, IssuerProof, Lineage,
+    RECEIPT_VERSION, Receipt, Subject, Transition, Transitions, check_head,
 };
 use cachet_chain::state::{AgencyRecord, BatchRecord, CertificateRecord, StateKey, decode_value};
 use cachet_chain::state_tree;
@@ -149,7 +149,20 @@ impl Receipts {
                     true => Some(issuer(shared, &head, &r.issuer)?),
                     false => None,
                 };
-                (Subject::Certificate { record, proof }, issuer)
+                let lineage = match options.lineage {
+                    true => Lineage::collect(&r, |id| {
+                        raw_with_proof(shared, &root, &StateKey::Certificate(id))
+                    })?,
+                    false => Lineage::default(),
+                };
+                (
+                    Subject::Certificate {
+                        record,
+                        proof,
+                        lineage,
+                    },
+                    issuer,
+                )
             }
             None => (Subject::Absent { id: *id, proof }, None),
         };

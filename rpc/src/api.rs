@@ -22,6 +22,9 @@ pub struct ReceiptOptions {
     pub trusted_height: u64,
     /// Carry the issuing agency's record, for a verifier that shows the agency's name.
     pub issuer: bool,
+    /// Carry the certificates a certificate replaced (a land title's transfers), each proven,
+    /// so that its whole lineage verifies from the one receipt.
+    pub lineage: bool,
 }
 
 /// A refusal with its stable code.

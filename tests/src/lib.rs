@@ -36,6 +36,17 @@ pub fn cachet_bin() -> PathBuf {
     bin
 }
 
+/// Make every block at a multiple of `interval` a checkpoint in the genesis file a devnet in
+/// `dir` will start from (see [`Devnet::start_prepared`]).
+pub fn set_checkpoint_interval(dir: &Path, interval: u64) {
+    let path = dir.join("genesis.json");
+    let mut genesis: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("genesis file"))
+            .expect("genesis JSON");
+    genesis["checkpoint_interval"] = json!(interval);
+    std::fs::write(&path, genesis.to_string()).expect("genesis file written");
+}
+
 /// An error answer from a node's RPC.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {

@@ -20,14 +20,9 @@ use std::time::Duration;
 /// The name the browser reaches the node by (mapped to 127.0.0.1 for the browser only).
 const HOST: &str = "verify.cachet.test";
 
+/// Run `cachet`; it must succeed. What it printed, as JSON (null if it is not).
 fn cachet(args: &[&str]) -> Value {
-    let out = Command::new(cachet_bin()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "cachet {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    serde_json::from_str(&cachet_text(args)).unwrap_or(Value::Null)
 }
 
 /// Run `cachet` and return what it printed; it must succeed.
@@ -80,11 +75,7 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     };
     // A checkpoint every 10 heights: the page moves its trust to one while the test runs.
     let mut devnet = Devnet::start_prepared("browser-test", |dir| {
-        let path = dir.join("genesis.json");
-        let mut genesis: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        genesis["checkpoint_interval"] = serde_json::json!(10);
-        std::fs::write(&path, genesis.to_string()).unwrap();
+        cachet_tests::set_checkpoint_interval(dir, 10)
     });
     let dir = devnet.dir.clone();
     let url = devnet.rpc_url(1);
@@ -206,7 +197,7 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     assert_eq!(verdict(&mut tab), "有效 · Valid");
     shot(&mut tab, "static-copy");
 
-    // A title transferred twice: its lineage, each earlier title verified from its own receipt.
+    // A title transferred twice: its lineage, the earlier titles proven in its one receipt.
     let mut current = id.clone();
     for step in 1..=2 {
         let next = docs.join(format!("deed-{step}.txt"));
@@ -234,7 +225,8 @@ fn the_verify_page_verifies_receipts_on_the_device() {
         Duration::from_secs(30),
     );
     assert!(
-        lineage.contains("2 earlier certificates, each verified on this device")
+        lineage
+            .contains("2 earlier certificates, proven in one receipt and verified on this device")
             && lineage.contains(&id),
         "{lineage}"
     );

@@ -30,11 +30,7 @@ fn pid_alive(pid: u64) -> bool {
 fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     // A checkpoint every 10 heights, so that the test sees some.
     let mut devnet = Devnet::start_prepared("devnet-test", |dir| {
-        let path = dir.join("genesis.json");
-        let mut genesis: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        genesis["checkpoint_interval"] = json!(10);
-        std::fs::write(&path, genesis.to_string()).unwrap();
+        cachet_tests::set_checkpoint_interval(dir, 10)
     });
     let dir = devnet.dir.clone();
     let m: Value = devnet.manifest.clone();
@@ -422,7 +418,7 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         "{listed}"
     );
     assert_eq!(o.status.code(), Some(1));
-    // Through a node, the lineage: every earlier title verified here.
+    // Through a node, the lineage: the earlier titles proven in the receipt, verified here.
     let o = Command::new(cachet_bin())
         .args([
             "verify", "--rpc", &url, "--id", &new_title, "--trust", &genesis, "--json",
@@ -432,6 +428,22 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["lineage"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["lineage"][0]["id"], title_id.as_str(), "{v}");
+    // The same lineage in a receipt file, verified offline (below, with every node stopped).
+    let with_lineage = dir.join("new-title-lineage.receipt").display().to_string();
+    let o = Command::new(cachet_bin())
+        .args([
+            "receipt",
+            "--rpc",
+            &url,
+            "--id",
+            &new_title,
+            "--lineage",
+            "--out",
+        ])
+        .arg(&with_lineage)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
     devnet.stop();
@@ -583,6 +595,19 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         (Some("valid"), Some(0)),
         "{v}"
     );
+    let o = Command::new(cachet_bin())
+        .args([
+            "verify",
+            "--json",
+            "--trust",
+            &genesis,
+            "--receipt",
+            &with_lineage,
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["lineage"][0]["id"], title_id.as_str(), "{v}");
     let link_png = receipts.join("link.png");
     qr("--id", &permit_id, &link_png);
     let doc =

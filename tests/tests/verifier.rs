@@ -77,6 +77,7 @@ fn judgement(r: &Result<Verified, ReceiptError>) -> Value {
             "kind": v.kind.map(|k| k.to_string()),
             "issuer": v.issuer.as_ref().map(|a| a.as_str()),
             "issuer_name": v.issuer_name,
+            "lineage": v.lineage.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
             "height": v.height.0,
             "as_of": v.as_of.0,
             "document_matches": v.document_matches,
@@ -460,6 +461,39 @@ fn build() -> Corpus {
     c.case(
         "title whose issuer's key rotated since",
         &certificate_receipt(&w, before),
+        "genesis",
+        soon(&w),
+        None,
+    );
+
+    // A title transferred ten times: its receipt carries the ten earlier titles, each proven.
+    let first = title("deed-chain-0", "lot-chain");
+    let mut previous = first.cert_id();
+    w.submit("moi-land", Action::Issue(first)).unwrap();
+    for i in 1..=10 {
+        let next = title(&format!("deed-chain-{i}"), "lot-chain");
+        let id = next.cert_id();
+        w.submit("moi-land", Action::Supersede { previous, next })
+            .unwrap();
+        previous = id;
+    }
+    let chained = lineage_receipt(&w, previous);
+    c.case(
+        "title with a lineage of ten",
+        &chained,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let mut gapped = chained.clone();
+    if let cachet_chain::receipt::Subject::Certificate { lineage, .. } = &mut gapped.subject {
+        let mut hops: Vec<_> = lineage.iter().cloned().collect();
+        hops.remove(4);
+        *lineage = cachet_chain::receipt::Lineage::new(hops).unwrap();
+    }
+    c.case(
+        "title with a hop left out of its lineage",
+        &gapped,
         "genesis",
         soon(&w),
         None,

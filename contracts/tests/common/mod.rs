@@ -212,7 +212,11 @@ pub mod receipts {
                 let r: cachet_chain::state::CertificateRecord =
                     cachet_chain::state::decode_value(&record).unwrap();
                 (
-                    Subject::Certificate { record, proof },
+                    Subject::Certificate {
+                        record,
+                        proof,
+                        lineage: Default::default(),
+                    },
                     Some(issuer(w, r.issuer.as_str())),
                 )
             }
@@ -226,6 +230,22 @@ pub mod receipts {
             subject,
             issuer,
         }
+    }
+
+    /// [`certificate_receipt`] carrying the certificate's lineage (the certificates it replaced).
+    pub fn lineage_receipt(w: &World, cert: cachet_chain::CertId) -> Receipt {
+        let mut r = certificate_receipt(w, cert);
+        if let Subject::Certificate {
+            record, lineage, ..
+        } = &mut r.subject
+        {
+            let record = cachet_chain::state::decode_value(record).unwrap();
+            *lineage = cachet_chain::receipt::Lineage::collect(&record, |id| {
+                w.chain.prove(&StateKey::Certificate(id))
+            })
+            .unwrap();
+        }
+        r
     }
 
     /// The reward orders `order-0` … `order-999` issued by `dgpa-personnel` as one batch:

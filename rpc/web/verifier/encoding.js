@@ -10,7 +10,7 @@
 (function (C) {
   class DecodeError extends Error {}
 
-  const MAX_SET_LEN = 256, MAX_KEY_HISTORY = 64, MAX_BATCH_PROOF_LEN = 32, MAX_PROOF_DEPTH = 256;
+  const MAX_SET_LEN = 256, MAX_KEY_HISTORY = 64, MAX_BATCH_PROOF_LEN = 32, MAX_PROOF_DEPTH = 256, MAX_LINEAGE = 64;
   const MAX_NAME_LEN = 120;
   // 1-40 bytes of a-z, 0-9 and "-", not starting with "-".
   const ID_RULE = /^[a-z0-9][a-z0-9-]{0,39}$/;
@@ -213,7 +213,10 @@
   // ---------------------------------------------------------------- the receipt
   function subject(r) {
     switch (r.tag(["certificate", "absent", "batch_entry"])) {
-      case 0: return { type: "certificate", record: r.byteVec(), proof: stateProof(r) };
+      case 0: return {
+        type: "certificate", record: r.byteVec(), proof: stateProof(r),
+        lineage: r.vec((r) => ({ record: r.byteVec(), proof: stateProof(r) }), MAX_LINEAGE),
+      };
       case 1: return { type: "absent", id: hash32(r), proof: stateProof(r) };
       default: return {
         type: "batch_entry",

@@ -155,6 +155,26 @@
     checkSigned(receipt.header, receipt.commit, current, trust);
   }
 
+  // ------------------------------------------------------------ lineage (step 4)
+  // Each hop: proven in the same state, the certificate the one before it replaced, and
+  // superseded by it. Returns the records, newest first, each with its id.
+  function checkLineage(root, r, hops) {
+    const out = [];
+    let next = r;
+    hops.forEach((hop, i) => {
+      const h = record(hop.record, T.certificateRecord, "lineage record");
+      h.id = E.ids.certificate(h.kind, h.commitment);
+      checkMember(root, E.stateKey.certificate(h.id), hop.record, hop.proof, "lineage record");
+      const namesNext = h.status.state === "superseded" && equal(h.status.by, next.id);
+      if (next.supersedes === null || !equal(next.supersedes, h.id) || !namesNext) {
+        throw new ReceiptError("malformed", "malformed receipt: the lineage is broken at hop " + i);
+      }
+      out.push(h);
+      next = h;
+    });
+    return out;
+  }
+
   // ------------------------------------------------------------ issuer (step 5)
   // The agency's name, from its record when the receipt carries one.
   function issuerName(root, issuer, agency) {
@@ -210,10 +230,11 @@
       const id = E.ids.certificate(r.kind, r.commitment);
       checkMember(root, E.stateKey.certificate(id), s.record, s.proof, "certificate record");
       r.id = id;
+      const lineage = checkLineage(root, r, s.lineage);
       out = {
         verdict: certificateVerdict(r, now), id: hex(id), kind: r.kind, issuer: r.issuer,
         issuer_name: issuerName(root, receipt.issuer, r.issuer), document_matches: opens(r.commitment),
-        record: r, batch: null, revocation: null,
+        record: r, lineage, batch: null, revocation: null,
       };
     } else if (s.type === "absent") {
       if (!proves(s.proof, root, E.stateKey.certificate(s.id), null)) throw new ReceiptError("bad_proof", "proof does not verify: absence of the certificate");

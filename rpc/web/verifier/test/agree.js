@@ -21,6 +21,7 @@ if (runByNode) {
         kind: v.kind,
         issuer: v.issuer,
         issuer_name: v.issuer_name,
+        lineage: (v.lineage || []).map((h) => R.hex(h.id)),
         height: Number(v.height),
         as_of: Number(v.as_of),
         document_matches: v.document_matches,
