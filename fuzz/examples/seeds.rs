@@ -76,7 +76,7 @@ fn main() {
         version: RECEIPT_VERSION,
         header: chain.head().clone(),
         commit: commit.clone(),
-        subject: Subject::Certificate { record: record.expect("issued"), proof },
+        subject: Subject::Certificate { record: record.expect("issued"), proof, lineage: Default::default() },
         issuer: None,
         transitions: Default::default(),
     };
