@@ -259,11 +259,11 @@ fn prepare(
             .map(|(_, o)| o)
             .collect();
         // A devnet started again on its directory keeps each node's tuning (consensus,
-        // mempool, storage) as the operator left it; only the addresses are new.
+        // mempool, storage, health) as the operator left it; only the addresses are new.
         let config_path = p.dir.join("config.toml");
-        let (consensus, mempool, mut storage) = if config_path.exists() {
+        let (consensus, mempool, mut storage, health) = if config_path.exists() {
             let old = NodeConfig::load(&config_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            (old.consensus, old.mempool, old.storage)
+            (old.consensus, old.mempool, old.storage, old.health)
         } else {
             Default::default()
         };
@@ -302,6 +302,7 @@ fn prepare(
             consensus,
             mempool,
             storage,
+            health,
             byzantine: None,
         };
         std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;

@@ -281,6 +281,34 @@ impl NodeApi for Api {
     }
 
     /// This node's metrics, then Malachite's.
+    fn readiness(&self) -> cachet_rpc::Readiness {
+        let head = self.node.head();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let validators = self
+            .node
+            .store
+            .validators_after(head.height.0)
+            .map(|s| s.validators.len())
+            .unwrap_or(0);
+        crate::health::readiness(
+            &crate::health::Observed {
+                height: head.height.0,
+                head_age_ms: now.saturating_sub(head.time.0),
+                peers: self
+                    .node
+                    .metrics
+                    .gossip_peers
+                    .load(std::sync::atomic::Ordering::Relaxed) as usize,
+                validators,
+                home: &self.node.home,
+            },
+            &self.node.health,
+        )
+    }
+
     fn metrics(&self) -> String {
         let head = self.node.head();
         let (node_cache, value_cache) = self.node.store.cache_fill();

@@ -34,9 +34,32 @@ pub struct NodeConfig {
     /// In-memory caches in front of the database.
     #[serde(default)]
     pub storage: Storage,
+    /// When the node calls itself ready (`GET /readyz`).
+    #[serde(default)]
+    pub health: Health,
     /// Test-only misbehaviour; honoured only by binaries built with the `byzantine` feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byzantine: Option<Byzantine>,
+}
+
+/// When a node calls itself ready to serve (`GET /readyz`, see [`crate::health`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// The committed head may be at most this old: a chain idle for longer still makes empty
+    /// blocks (`consensus.idle_block_ms`), so an older head means the node does not follow.
+    pub max_head_age_ms: u64,
+    /// Free space the data directory's file system must keep, in MiB.
+    pub min_free_disk_mb: u64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            max_head_age_ms: 30_000,
+            min_free_disk_mb: 1024,
+        }
+    }
 }
 
 /// Misbehaviour a Byzantine test node shows.

@@ -21,6 +21,7 @@ pub mod codec;
 pub mod config;
 pub mod context;
 pub mod gossip;
+pub mod health;
 pub mod mempool;
 pub mod metrics;
 pub mod receipts;

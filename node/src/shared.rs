@@ -40,6 +40,10 @@ pub struct Shared {
     pub(crate) anchor: cachet_chain::trust::TrustAnchor,
     /// The chain's checkpoint interval (fixed at genesis).
     pub(crate) checkpoint_interval: u64,
+    /// The data directory.
+    pub(crate) home: std::path::PathBuf,
+    /// When the node calls itself ready.
+    pub(crate) health: crate::config::Health,
     pub(crate) blocks: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// How many times the committed height's stored certificate was replaced (the finalized
     /// one may carry more precommits than the decided one): what is built from it is stale.

@@ -132,6 +132,8 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         trust,
         anchor,
         checkpoint_interval: genesis.checkpoint_interval,
+        home: config.home.clone(),
+        health: config.health.clone(),
         blocks: tokio::sync::broadcast::channel(256).0,
         certificate_updates: Default::default(),
         metrics: Arc::default(),

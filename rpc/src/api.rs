@@ -27,6 +27,28 @@ pub struct ReceiptOptions {
     pub lineage: bool,
 }
 
+/// One readiness check: what it is, whether it passes, and what it saw.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// `following`, `peers` or `disk`.
+    pub name: String,
+    /// Whether it passes.
+    pub ok: bool,
+    /// What it saw, for an operator.
+    pub detail: String,
+}
+
+/// What `GET /readyz` answers: ready when every check passes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Every check passes.
+    pub ready: bool,
+    /// The committed head's height.
+    pub height: u64,
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
 /// A refusal with its stable code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -177,6 +199,8 @@ pub trait NodeApi: Send + Sync + 'static {
     fn subscribe_blocks(&self) -> tokio::sync::broadcast::Receiver<serde_json::Value>;
     /// The operator's metrics, as OpenMetrics text (served at `GET /metrics`).
     fn metrics(&self) -> String;
+    /// Whether the node is fit to serve (served at `GET /readyz`).
+    fn readiness(&self) -> Readiness;
     /// This node's network identity: `{peer_id, p2p, gossip}` (full multiaddrs with `/p2p/`).
     fn node_info(&self) -> Result<serde_json::Value, Failure>;
     /// The trust anchor of the chain's genesis: what the genesis hash, a verifier's default

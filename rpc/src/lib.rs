@@ -19,7 +19,9 @@ use std::sync::Arc;
 mod api;
 pub mod web;
 
-pub use api::{BlockInfo, Failure, NodeApi, ReceiptOptions, Status, TxStatus, Verification};
+pub use api::{
+    BlockInfo, Check, Failure, NodeApi, Readiness, ReceiptOptions, Status, TxStatus, Verification,
+};
 
 /// The OpenRPC description of these methods (`docs/openrpc.json`).
 pub const OPENRPC: &str = include_str!("../../docs/openrpc.json");
@@ -468,6 +470,13 @@ mod tests {
         }
         fn checkpoint(&self, _: u64) -> Result<Vec<u8>, Failure> {
             no()
+        }
+        fn readiness(&self) -> crate::Readiness {
+            crate::Readiness {
+                ready: false,
+                height: 0,
+                checks: Vec::new(),
+            }
         }
         fn verify(&self, _: &cachet_chain::CertId) -> Result<Verification, Failure> {
             no()

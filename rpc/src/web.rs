@@ -1,6 +1,8 @@
 //! What a node serves over plain HTTP GET beside the JSON-RPC on the same port: the verify page
-//! at `/verify` and `/v/<id>` (the target of link QR codes), and the operator's metrics at
-//! `/metrics` (OpenMetrics text, for Prometheus).
+//! at `/verify` and `/v/<id>` (the target of link QR codes), the operator's metrics at
+//! `/metrics` (OpenMetrics text, for Prometheus), and the probes `/healthz` (the process
+//! answers) and `/readyz` (it follows the chain, reaches the consortium, has disk: 200 or 503,
+//! with each check in JSON).
 //!
 //! The page is plain HTML, CSS and JS with the receipt verifier (`web/verifier/`) and the
 //! consortium's trust root and anchor inlined, so the same page works when an agency copies it
@@ -67,7 +69,38 @@ pub fn is_metrics(method: &http::Method, path: &str) -> bool {
     method == http::Method::GET && path == "/metrics"
 }
 
-/// Tower middleware answering page and metrics requests and passing the rest to the JSON-RPC.
+/// A liveness or readiness probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET /healthz`: the process answers.
+    Live,
+    /// `GET /readyz`: the node is fit to serve.
+    Ready,
+}
+
+/// Is this a probe, and which?
+pub fn probe(method: &http::Method, path: &str) -> Option<Probe> {
+    if method != http::Method::GET {
+        return None;
+    }
+    match path {
+        "/healthz" => Some(Probe::Live),
+        "/readyz" => Some(Probe::Ready),
+        _ => None,
+    }
+}
+
+fn json_response(status: u16, body: String) -> Result<HttpResponse<HttpBody>, BoxError> {
+    HttpResponse::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(HttpBody::from(body))
+        .map_err(|e| Box::new(e) as BoxError)
+}
+
+/// Tower middleware answering page, metrics and probe requests and passing the rest to the
+/// JSON-RPC.
 #[derive(Clone)]
 pub struct Pages<S> {
     /// The JSON-RPC service.
@@ -121,6 +154,21 @@ where
                 .map_err(|e| Box::new(e) as BoxError);
             return Box::pin(async move { response });
         }
+        match probe(request.method(), request.uri().path()) {
+            Some(Probe::Live) => {
+                return Box::pin(async { json_response(200, r#"{"status":"up"}"#.into()) });
+            }
+            Some(Probe::Ready) => {
+                let api = self.api.clone();
+                // The disk check is a system call: off the async threads.
+                return Box::pin(async move {
+                    let ready = tokio::task::spawn_blocking(move || api.readiness()).await?;
+                    let body = serde_json::to_string(&ready)?;
+                    json_response(if ready.ready { 200 } else { 503 }, body)
+                });
+            }
+            None => {}
+        }
         if is_metrics(request.method(), request.uri().path()) {
             let api = self.api.clone();
             // A scrape reads RocksDB properties and /proc: off the async threads.
@@ -169,5 +217,9 @@ mod tests {
         assert!(is_metrics(&get, "/metrics"));
         assert!(!is_metrics(&http::Method::POST, "/metrics"));
         assert!(!is_metrics(&get, "/metrics/x"));
+        assert_eq!(probe(&get, "/healthz"), Some(Probe::Live));
+        assert_eq!(probe(&get, "/readyz"), Some(Probe::Ready));
+        assert_eq!(probe(&http::Method::POST, "/readyz"), None);
+        assert_eq!(probe(&get, "/readyz/"), None);
     }
 }

@@ -29,8 +29,22 @@ fn pid_alive(pid: u64) -> bool {
 #[test]
 fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
     // A checkpoint every 10 heights, so that the test sees some.
+    // A checkpoint every 10 heights, so that the test sees some; and one node that asks for
+    // more free disk than any machine has, so that it is never ready.
     let mut devnet = Devnet::start_prepared("devnet-test", |dir| {
-        cachet_tests::set_checkpoint_interval(dir, 10)
+        cachet_tests::set_checkpoint_interval(dir, 10);
+        let mut nodes: Vec<_> = std::fs::read_dir(dir.join("nodes"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        nodes.sort();
+        let config = nodes.last().unwrap().join("config.toml");
+        let mut toml: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        let mut health = toml::Table::new();
+        health.insert("min_free_disk_mb".into(), toml::Value::Integer(1 << 40));
+        toml.insert("health".into(), toml::Value::Table(health));
+        std::fs::write(&config, toml::to_string(&toml).unwrap()).unwrap();
     });
     let dir = devnet.dir.clone();
     let m: Value = devnet.manifest.clone();
@@ -278,6 +292,55 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
             String::from_utf8_lossy(&body).into_owned(),
         )
     };
+    // Probes: every node is up; all but the one short of disk are ready, and that one says why.
+    let get = |addr: &str, path: &str| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let (head, body) = cachet_tests::read_http(&mut s).unwrap();
+        (head, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            n["rpc"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("http://")
+                .to_string()
+        })
+        .collect();
+    for a in &addrs {
+        let (head, body) = get(a, "/healthz");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body["status"], "up");
+    }
+    let mut unready = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            unready = addrs
+                .iter()
+                .map(|a| get(a, "/readyz"))
+                .filter(|(head, _)| !head.starts_with("HTTP/1.1 200"))
+                .collect();
+            unready.len() == 1
+        }),
+        "{unready:?}"
+    );
+    let (head, body) = &unready[0];
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let failing: Vec<&str> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["disk"], "{body}");
+
     let (head, _) = from_page("cachet_status", "OPTIONS", json!([]));
     assert!(head.starts_with("http/1.1 204"), "{head}");
     assert!(head.contains("access-control-allow-origin: *"), "{head}");
