@@ -454,22 +454,7 @@ fn a_verifier_advances_to_a_checkpoint_and_then_needs_no_older_transitions() {
 fn a_title_transferred_ten_times_carries_its_whole_lineage_in_one_receipt() {
     use cachet_chain::receipt::Lineage;
     let mut w = World::new();
-    let first = title("deed-0", "lot-chain");
-    let mut ids = vec![first.cert_id()];
-    w.submit("moi-land", Action::Issue(first)).unwrap();
-    for i in 1..=10 {
-        let next = title(&format!("deed-{i}"), "lot-chain");
-        let id = next.cert_id();
-        w.submit(
-            "guting-land-office",
-            Action::Supersede {
-                previous: *ids.last().unwrap(),
-                next,
-            },
-        )
-        .unwrap();
-        ids.push(id);
-    }
+    let ids = transferred_title(&mut w, "deed", "lot-chain", "guting-land-office", 10);
     let current = *ids.last().unwrap();
     let r = lineage_receipt(&w, current);
     let decoded = Receipt::decode(&r.encode()).unwrap();

@@ -467,17 +467,8 @@ fn build() -> Corpus {
     );
 
     // A title transferred ten times: its receipt carries the ten earlier titles, each proven.
-    let first = title("deed-chain-0", "lot-chain");
-    let mut previous = first.cert_id();
-    w.submit("moi-land", Action::Issue(first)).unwrap();
-    for i in 1..=10 {
-        let next = title(&format!("deed-chain-{i}"), "lot-chain");
-        let id = next.cert_id();
-        w.submit("moi-land", Action::Supersede { previous, next })
-            .unwrap();
-        previous = id;
-    }
-    let chained = lineage_receipt(&w, previous);
+    let ids = transferred_title(&mut w, "deed-chain", "lot-chain", "moi-land", 10);
+    let chained = lineage_receipt(&w, ids[10]);
     c.case(
         "title with a lineage of ten",
         &chained,

@@ -232,6 +232,28 @@ pub mod receipts {
         }
     }
 
+    /// A land title over `parcel`, `<name>-0` issued by `moi-land`, then transferred `n` times
+    /// by the land office `by` (`<name>-1` …): every id, oldest first.
+    pub fn transferred_title(
+        w: &mut World,
+        name: &str,
+        parcel: &str,
+        by: &str,
+        n: usize,
+    ) -> Vec<cachet_chain::CertId> {
+        let first = title(&format!("{name}-0"), parcel);
+        let mut ids = vec![first.cert_id()];
+        w.submit("moi-land", Action::Issue(first)).unwrap();
+        for i in 1..=n {
+            let next = title(&format!("{name}-{i}"), parcel);
+            let id = next.cert_id();
+            let previous = *ids.last().unwrap();
+            w.submit(by, Action::Supersede { previous, next }).unwrap();
+            ids.push(id);
+        }
+        ids
+    }
+
     /// [`certificate_receipt`] carrying the certificate's lineage (the certificates it replaced).
     pub fn lineage_receipt(w: &World, cert: cachet_chain::CertId) -> Receipt {
         let mut r = certificate_receipt(w, cert);
