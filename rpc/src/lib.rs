@@ -498,7 +498,31 @@ mod tests {
             String::new()
         }
         fn trust_anchor(&self) -> cachet_chain::trust::TrustAnchor {
-            unreachable!("only here to build the method table")
+            // Enough for the page the server builds at start; nothing verifies it here.
+            let set =
+                cachet_chain::state::ValidatorSet::new(vec![cachet_chain::state::Validator {
+                    agency: cachet_chain::AgencyId::new("rpc-test").expect("valid"),
+                    key: cachet_chain::SecretKey::dev("rpc-test").public(),
+                    power: 1,
+                }])
+                .expect("one validator");
+            let zero = Hash32([0; 32]);
+            cachet_chain::trust::TrustAnchor {
+                header: cachet_chain::block::BlockHeader {
+                    chain_id: cachet_chain::ChainId::new("rpc-test").expect("valid"),
+                    height: cachet_chain::Height(0),
+                    time: cachet_chain::Timestamp(0),
+                    parent: zero,
+                    proposer: None,
+                    tx_root: zero,
+                    tx_count: 0,
+                    state_root: zero,
+                    validators_hash: set.hash(),
+                    next_validators_hash: set.hash(),
+                },
+                validators: set,
+                policies: Default::default(),
+            }
         }
         fn node_info(&self) -> Result<serde_json::Value, Failure> {
             no()
@@ -565,5 +589,80 @@ mod tests {
         let e: ErrorObjectOwned = Failure::new(1301, "unknown_certificate", "unknown").into();
         assert_eq!(e.code(), 1301);
         assert!(e.data().unwrap().get().contains("unknown_certificate"));
+    }
+
+    /// POST `body` to the server at `addr`: the HTTP status and the JSON body.
+    fn post(addr: SocketAddr, body: &[u8]) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connects");
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .expect("writes");
+        // The server may answer (413) before reading the whole body, and close.
+        let _ = s.write_all(body);
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        let text = String::from_utf8_lossy(&reply);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let json = text
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b.trim()).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// The codes the JSON-RPC library itself answers with, which `docs/rpc.md` lists: a body
+    /// that is not JSON, an unknown method, a batch over the limit, a body over the limit (also
+    /// HTTP 413); and the project's own code for parameters of the wrong form.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_library_s_own_refusals_carry_the_documented_codes() {
+        let (handle, addr) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Unavailable))
+            .await
+            .expect("serves");
+        let call = |method: &str, params: serde_json::Value| serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let code = |v: &serde_json::Value| v["error"]["code"].as_i64();
+        let cases = tokio::task::spawn_blocking(move || {
+            let batch: Vec<_> = (0..33)
+                .map(|_| call("cachet_status", serde_json::json!([])))
+                .collect();
+            let huge = call(
+                "cachet_submit",
+                serde_json::json!(["ab".repeat(3 * 1024 * 1024)]),
+            );
+            [
+                post(addr, b"{not json"),
+                post(
+                    addr,
+                    call("cachet_nothing", serde_json::json!([]))
+                        .to_string()
+                        .as_bytes(),
+                ),
+                post(
+                    addr,
+                    call("cachet_receipt", serde_json::json!([5]))
+                        .to_string()
+                        .as_bytes(),
+                ),
+                post(addr, serde_json::Value::Array(batch).to_string().as_bytes()),
+                post(addr, huge.to_string().as_bytes()),
+            ]
+        })
+        .await
+        .expect("requests");
+        assert_eq!(code(&cases[0].1), Some(-32700), "{:?}", cases[0]);
+        assert_eq!(code(&cases[1].1), Some(-32601), "{:?}", cases[1]);
+        assert_eq!(code(&cases[2].1), Some(1000), "{:?}", cases[2]);
+        assert_eq!(code(&cases[3].1), Some(-32010), "{:?}", cases[3]);
+        assert_eq!(cases[4].0, 413, "{:?}", cases[4]);
+        assert_eq!(code(&cases[4].1), Some(-32007), "{:?}", cases[4]);
+        handle.stop().expect("stops");
     }
 }
