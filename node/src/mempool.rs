@@ -269,13 +269,18 @@ impl Mempool {
         let signer = head.agency(&tx.body.signer)?;
         let agency =
             envelope::check_signer(&tx.body, head.chain_id, head.height.next(), signer.as_ref())?;
-        envelope::check_nonce(
-            &tx.body,
-            agency.next_nonce,
-            NonceRule::Window {
-                ahead: MAX_NONCE_AHEAD,
-            },
-        )?;
+        let window = NonceRule::Window {
+            ahead: MAX_NONCE_AHEAD,
+        };
+        if let Err(e) = envelope::check_nonce(&tx.body, agency.next_nonce, window) {
+            // The spec checks the signature before the nonce: a forged copy of a used
+            // transaction is refused for its signature. Only refusals pay this check here;
+            // the others' signatures are checked together below.
+            if tx.verify_signature().is_err() {
+                return Err(TxError::BadSignature.into());
+            }
+            return Err(e.into());
+        }
         let next_nonce = agency.next_nonce;
         Ok(Checked { id, tx, next_nonce })
     }

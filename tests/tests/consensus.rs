@@ -177,6 +177,15 @@ fn bad_inputs_get_their_codes_and_change_nothing() {
         "wrong chain"
     );
     assert_eq!(code(c.submit(0, &good)), 1106, "replay");
+    // A forged copy of the used transaction: the signature is checked first (the spec's order).
+    let mut forged_replay = good.clone();
+    forged_replay.signature =
+        cachet_chain::SecretKey::dev("mallory").sign(&forged_replay.signing_message());
+    assert_eq!(
+        code(c.submit(0, &forged_replay)),
+        1102,
+        "bad signature before the nonce"
+    );
     let stranger = cachet_chain::SecretKey::dev("stranger");
     let mut unknown = txs::anchor(0, "y").body;
     unknown.signer = cachet_chain::AgencyId::new("stranger").unwrap();
@@ -220,16 +229,16 @@ fn bad_inputs_get_their_codes_and_change_nothing() {
         .copied()
         .unwrap_or(0.0)
     };
-    for reason in [
-        "malformed",
-        "oversized",
-        "bad_signature",
-        "wrong_chain",
-        "nonce_replayed",
-        "unknown_agency",
-        "not_accredited",
+    for (reason, times) in [
+        ("malformed", 1.0),
+        ("oversized", 1.0),
+        ("bad_signature", 2.0),
+        ("wrong_chain", 1.0),
+        ("nonce_replayed", 1.0),
+        ("unknown_agency", 1.0),
+        ("not_accredited", 1.0),
     ] {
-        assert_eq!(refused(reason), 1.0, "{reason} refusals: {m:?}");
+        assert_eq!(refused(reason), times, "{reason} refusals: {m:?}");
     }
     assert_eq!(m["cachet_transactions_admitted_total{source=\"rpc\"}"], 1.0);
     assert!(m["cachet_height"] >= h as f64);
