@@ -457,11 +457,6 @@ enum Alg {
     Blake3,
 }
 
-/// The trust root (genesis hash) of a genesis file.
-fn trust_root(trust: &std::path::Path) -> Result<cachet_chain::hash::Hash32> {
-    Ok(verifier::load_pinned(trust)?.root)
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -717,7 +712,7 @@ fn main() -> Result<()> {
                 trust.context("--trust is required")?,
                 out.context("--out is required")?,
             );
-            let root = trust_root(&trust)?;
+            let root = verifier::load_pinned(&trust)?.root;
             let text = match (receipt, id) {
                 (Some(path), None) => qr::receipt_link(
                     &page,
@@ -776,7 +771,9 @@ fn main() -> Result<()> {
             batch,
             json,
         } => {
-            let trusted_height = verifier::load_pinned(&trust)?.trust.height.0;
+            // Read once: the genesis file's anchor is the genesis state, built and proven.
+            let pinned = verifier::load_pinned(&trust)?;
+            let trusted_height = pinned.trust.height.0;
             if let Some(path) = batch {
                 let receipts = match &rpc {
                     Some(rpc) => runtime()?.block_on(async {
@@ -789,7 +786,7 @@ fn main() -> Result<()> {
                     })?,
                     None => verifier::receipts_in(&path)?,
                 };
-                std::process::exit(verifier::run_batch(&receipts, &trust, json)?);
+                std::process::exit(verifier::run_batch(&receipts, &pinned.trust, json)?);
             }
             let file = certificate_file
                 .as_deref()
@@ -800,7 +797,7 @@ fn main() -> Result<()> {
                     .with_context(|| format!("cannot read {}", path.display()))?,
                 (None, Some(image), _) => {
                     let (root, receipt) = qr::parse_receipt_link(&qr::read_png(&image)?)?;
-                    let trusted = trust_root(&trust)?;
+                    let trusted = pinned.root;
                     if root != trusted {
                         anyhow::bail!(
                             "the QR code trusts the consortium with root {root}, not the one of {} ({trusted})",
@@ -822,7 +819,7 @@ fn main() -> Result<()> {
             let asked = verifier::asked_about(id.as_deref(), file.as_ref())?;
             let code = verifier::run(
                 &bytes,
-                &trust,
+                &pinned.trust,
                 asked.as_deref(),
                 document.as_deref(),
                 file.as_ref(),

@@ -203,10 +203,6 @@ pub fn load_pinned(path: &Path) -> Result<Pinned> {
     })
 }
 
-fn load_trust(path: &Path) -> Result<Trust> {
-    Ok(load_pinned(path)?.trust)
-}
-
 /// The latest checkpoint the first of `nodes` that answers offers from `anchor`'s root, checked
 /// here: its height and the encoded advance. `None` when no node has a checkpoint past the root
 /// (or none answers, or its checkpoint does not verify).
@@ -275,14 +271,13 @@ pub async fn checkpoint(client: &Client, from: &Path, out: &Path) -> Result<()> 
 /// about anything else is invalid.
 pub fn run(
     receipt: &[u8],
-    trust_path: &Path,
+    trust: &Trust,
     asked: Option<&str>,
     document: Option<&Path>,
     file: Option<&CertificateFile>,
     salt: Option<&str>,
     json_out: bool,
 ) -> Result<i32> {
-    let trust = load_trust(trust_path)?;
     let opening = match (document, file, salt) {
         (Some(path), Some(f), _) => {
             let (alg, salt) = f.salt()?;
@@ -305,7 +300,7 @@ pub fn run(
     };
     let result = Receipt::decode(receipt)
         .map_err(|e| ReceiptError::Malformed(e.to_string()))
-        .and_then(|r| verify(&r, &trust, now(), opening.as_ref().map(|(f, s)| (f, s))));
+        .and_then(|r| verify(&r, trust, now(), opening.as_ref().map(|(f, s)| (f, s))));
     // An id as typed (any case) compares as the id it names.
     let asked = asked.map(|a| {
         a.parse::<cachet_chain::CertId>()
@@ -523,9 +518,8 @@ pub async fn receipts_for(client: &Client, list: &Path, trusted_height: u64) -> 
 /// Verify receipts (named — a file name or a listed id — each with what it must be about if
 /// known) against a genesis, each block head once; print one line (or JSON object) per receipt
 /// and a summary; exit 0 only when every one is valid.
-pub fn run_batch(receipts: &[Named], trust_path: &Path, json_out: bool) -> Result<i32> {
-    let trust = load_trust(trust_path)?;
-    let mut verifier = Verifier::new(&trust);
+pub fn run_batch(receipts: &[Named], trust: &Trust, json_out: bool) -> Result<i32> {
+    let mut verifier = Verifier::new(trust);
     let now = now();
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for Named { name, asked, bytes } in receipts {

@@ -190,12 +190,7 @@ impl NodeApi for Api {
             ..Default::default()
         };
         let receipt = self.receipts.certificate(&self.node, id, &options)?;
-        let now = cachet_chain::Timestamp(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-        );
+        let now = cachet_chain::Timestamp(crate::shared::now_ms());
         // The node checks its own receipt as any verifier would (the shared header and commit
         // once per height, when the receipt head was built); a failure here means the node's
         // store or clock is broken, not the certificate.
@@ -280,13 +275,9 @@ impl NodeApi for Api {
         self.node.blocks.subscribe()
     }
 
-    /// This node's metrics, then Malachite's.
     fn readiness(&self) -> cachet_rpc::Readiness {
         let head = self.node.head();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now = crate::shared::now_ms();
         let validators = self
             .node
             .store
@@ -309,6 +300,7 @@ impl NodeApi for Api {
         )
     }
 
+    /// This node's metrics, then Malachite's.
     fn metrics(&self) -> String {
         let head = self.node.head();
         let (node_cache, value_cache) = self.node.store.cache_fill();

@@ -39,7 +39,11 @@ impl ReceiptHead {
             commit: self.commit.clone(),
             subject,
             issuer,
-            transitions: after(&self.transitions, options.trusted_height)?,
+            transitions: between(
+                &self.transitions,
+                options.trusted_height,
+                self.header.height.0,
+            )?,
         })
     }
 
@@ -55,12 +59,12 @@ impl ReceiptHead {
     }
 }
 
-/// The transitions a verifier trusting `trusted_height` follows: those above it.
-fn after(transitions: &Transitions, trusted_height: u64) -> Result<Transitions, Failure> {
+/// The transitions a verifier trusting height `above` follows to a block at height `below`.
+fn between(transitions: &Transitions, above: u64, below: u64) -> Result<Transitions, Failure> {
     Transitions::new(
         transitions
             .iter()
-            .filter(|t| t.header.height.0 > trusted_height)
+            .filter(|t| t.header.height.0 > above && t.header.height.0 < below)
             .cloned()
             .collect(),
     )
@@ -145,10 +149,10 @@ impl Receipts {
         let (subject, issuer) = match value {
             Some(record) => {
                 let r: CertificateRecord = decode_value(&record).map_err(internal)?;
-                let issuer = match options.issuer {
-                    true => Some(issuer(shared, &head, &r.issuer)?),
-                    false => None,
-                };
+                let issuer = options
+                    .issuer
+                    .then(|| issuer(shared, &head, &r.issuer))
+                    .transpose()?;
                 let lineage = match options.lineage {
                     true => Lineage::collect(&r, |id| {
                         raw_with_proof(shared, &root, &StateKey::Certificate(id))
@@ -192,10 +196,10 @@ impl Receipts {
                 &StateKey::BatchRevocation(*batch, inclusion.index),
             )
         })?;
-        let issuer = match options.issuer {
-            true => Some(issuer(shared, &head, &b.issuer)?),
-            false => None,
-        };
+        let issuer = options
+            .issuer
+            .then(|| issuer(shared, &head, &b.issuer))
+            .transpose()?;
         head.receipt(
             Subject::BatchEntry {
                 batch: batch_bytes,
@@ -228,16 +232,8 @@ impl Receipts {
                 ),
             ));
         }
-        let transitions = Transitions::new(
-            head.transitions
-                .iter()
-                .filter(|t| t.header.height.0 > trusted_height && t.header.height.0 < at)
-                .cloned()
-                .collect(),
-        )
-        .map_err(internal)?;
         Ok(Advance {
-            transitions,
+            transitions: between(&head.transitions, trusted_height, at)?,
             commit: commit_proof(shared, at)?,
             anchor,
         })

@@ -25,6 +25,26 @@ fn cachet(args: &[&str]) -> Value {
     serde_json::from_str(&cachet_text(args)).unwrap_or(Value::Null)
 }
 
+/// `cachet anchor` of `file` (a document or a directory: a batch) as a `kind` signed with the
+/// key file `key`, through `url`: the certificate id (or batch id).
+fn anchor(url: &str, kind: &str, key: &str, file: &Path) -> String {
+    cachet(&[
+        "anchor",
+        "--rpc",
+        url,
+        "--kind",
+        kind,
+        "--json",
+        "--key",
+        key,
+        "--file",
+        file.to_str().unwrap(),
+    ])["id"]
+        .as_str()
+        .expect("an id")
+        .to_string()
+}
+
 /// Run `cachet` and return what it printed; it must succeed.
 fn cachet_text(args: &[&str]) -> String {
     let out = Command::new(cachet_bin()).args(args).output().unwrap();
@@ -87,19 +107,7 @@ fn the_verify_page_verifies_receipts_on_the_device() {
 
     let deed = docs.join("deed.txt");
     std::fs::write(&deed, "land title for the browser test").unwrap();
-    let title = cachet(&[
-        "anchor",
-        "--rpc",
-        &url,
-        "--kind",
-        "land-title",
-        "--json",
-        "--key",
-        &key("moi-land"),
-        "--file",
-        deed.to_str().unwrap(),
-    ]);
-    let id = title["id"].as_str().unwrap().to_string();
+    let id = anchor(&url, "land-title", &key("moi-land"), &deed);
     let deed_certificate = docs.join("deed.txt.cachet.json");
     for i in 0..5 {
         std::fs::write(
@@ -108,18 +116,12 @@ fn the_verify_page_verifies_receipts_on_the_device() {
         )
         .unwrap();
     }
-    cachet(&[
-        "anchor",
-        "--rpc",
+    anchor(
         &url,
-        "--kind",
         "reward-order",
-        "--json",
-        "--key",
         &key("dgpa-personnel"),
-        "--file",
-        docs.join("orders").to_str().unwrap(),
-    ]);
+        &docs.join("orders"),
+    );
     let root = cachet_tests::rpc(
         &url.replace("http://", ""),
         "cachet_trustAnchor",
@@ -311,21 +313,7 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     // An investment permit waiting for its approvals.
     let permit = docs.join("permit.txt");
     std::fs::write(&permit, "an investment permit").unwrap();
-    let permit_id = cachet(&[
-        "anchor",
-        "--rpc",
-        &url,
-        "--kind",
-        "investment-permit",
-        "--json",
-        "--key",
-        &key("moea-investment"),
-        "--file",
-        permit.to_str().unwrap(),
-    ])["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let permit_id = anchor(&url, "investment-permit", &key("moea-investment"), &permit);
     tab.open(&format!("{base}/verify?id={permit_id}#{root}"));
     assert_eq!(verdict(&mut tab), "待核准 · Pending approval");
     shot(&mut tab, "pending");
@@ -496,27 +484,13 @@ fn a_lying_node_cannot_make_the_page_say_valid() {
     let url = devnet.rpc_url(2);
     let node = url.trim_start_matches("http://").to_string();
     let key = dir.join("keys/moi-land.key").display().to_string();
-    let anchor = |name: &str| {
+    let title = |name: &str| {
         let doc = dir.join(name);
         std::fs::write(&doc, format!("the title deed {name}")).unwrap();
-        cachet(&[
-            "anchor",
-            "--rpc",
-            &url,
-            "--kind",
-            "land-title",
-            "--json",
-            "--key",
-            &key,
-            "--file",
-            doc.to_str().unwrap(),
-        ])["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        anchor(&url, "land-title", &key, &doc)
     };
-    let revoked = anchor("revoked.txt");
-    let other = anchor("other.txt");
+    let revoked = title("revoked.txt");
+    let other = title("other.txt");
     cachet(&[
         "revoke", "--rpc", &url, "--id", &revoked, "--reason", "fraud", "--json", "--key", &key,
     ]);

@@ -33,7 +33,7 @@ use malachite_app::types::{LocallyProposedValue, PeerId};
 use malachite_app_channel::{AppMsg, Channels};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tracing::{debug, error, info};
 
 mod budget;
@@ -101,13 +101,6 @@ struct WaitingProposal {
     round: Round,
     deadline: tokio::time::Instant,
     reply: malachite_app_channel::Reply<LocallyProposedValue<CachetContext>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn stream_id(height: u64, round: Round) -> StreamId {

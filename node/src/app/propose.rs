@@ -3,8 +3,9 @@
 //! parts.
 
 use super::budget::WithinBudget;
-use super::{App, Candidate, PART_BYTES, WaitingProposal, now_ms, parts_hash, stream_id};
+use super::{App, Candidate, PART_BYTES, WaitingProposal, parts_hash, stream_id};
 use crate::context::{BlockId, BlockValue, CachetContext, Height, ProposalPart};
+use crate::shared::now_ms;
 use crate::signing::sign_parts;
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::Timestamp;

@@ -2,8 +2,9 @@
 //! execute the block against our committed state before saying whether it is valid. A validator
 //! never votes for a block it did not execute itself.
 
-use super::{App, Candidate, MAX_CLOCK_DRIFT_MS, now_ms, parts_hash};
+use super::{App, Candidate, MAX_CLOCK_DRIFT_MS, parts_hash};
 use crate::context::{Address, BlockId, BlockValue, CachetContext, Height, ProposalPart};
+use crate::shared::now_ms;
 use crate::signing::verify_parts;
 use cachet_chain::block::Block;
 use cachet_contracts::{Signatures, execute_block};
