@@ -190,7 +190,7 @@ impl NodeApi for Api {
             ..Default::default()
         };
         let receipt = self.receipts.certificate(&self.node, id, &options)?;
-        let now = cachet_chain::Timestamp(crate::shared::now_ms());
+        let now = cachet_chain::Timestamp(crate::clock::now_ms());
         // The node checks its own receipt as any verifier would (the shared header and commit
         // once per height, when the receipt head was built); a failure here means the node's
         // store or clock is broken, not the certificate.
@@ -277,17 +277,23 @@ impl NodeApi for Api {
 
     fn readiness(&self) -> cachet_rpc::Readiness {
         let head = self.node.head();
-        let now = crate::shared::now_ms();
+        let now = crate::clock::now_ms();
         let validators = self
             .node
             .store
             .validators_after(head.height.0)
             .map(|s| s.validators.len())
             .unwrap_or(0);
+        let clock = self.node.clock_skew.skew();
+        // By the consortium's time: a clock ahead of it would call every head stale.
+        let now = (now as i64)
+            .saturating_sub(clock.map_or(0, |s| s.ms))
+            .max(0) as u64;
         crate::health::readiness(
             &crate::health::Observed {
                 height: head.height.0,
                 head_age_ms: now.saturating_sub(head.time.0),
+                clock,
                 peers: self
                     .node
                     .metrics
@@ -308,6 +314,7 @@ impl NodeApi for Api {
         let gauges = crate::metrics::Gauges {
             height: head.height.0,
             head_time_ms: head.time.0,
+            clock_skew_ms: self.node.clock_skew.skew().map(|s| s.ms),
             mempool_transactions: self.node.mempool.len(),
             pruned_height: self.node.store.pruned_upto().unwrap_or(0),
             families: self.node.store.family_sizes(),

@@ -68,6 +68,8 @@ impl Default for Health {
 pub struct Byzantine {
     /// Send two conflicting votes for every vote.
     pub equivocate_votes: bool,
+    /// Run this node's clock this many milliseconds ahead of the system's (negative: behind).
+    pub clock_offset_ms: i64,
 }
 
 /// A libp2p endpoint and the consortium peers to keep connections to.

@@ -1,6 +1,6 @@
 //! What a node says of its own fitness to serve, for `GET /readyz` (a load balancer, Docker, a
 //! monitoring system): whether it follows the chain (its head is recent), reaches enough of the
-//! consortium, and has disk to write to. Each check reports what it saw, so that an operator
+//! consortium, has disk to write to, and keeps time with the other validators. Each check reports what it saw, so that an operator
 //! reads why a node is not ready.
 //!
 //! It is not consensus or its liveness (a ready node can still be outvoted) nor a metric store
@@ -14,8 +14,11 @@ use std::path::Path;
 pub struct Observed<'a> {
     /// The committed head's height.
     pub height: u64,
-    /// Milliseconds since the committed head's block time (0 if the clock is behind it).
+    /// Milliseconds since the committed head's block time, by this node's clock corrected by
+    /// its skew (0 if the head's time is later).
     pub head_age_ms: u64,
+    /// How far this node's clock stands from the other proposers', once known.
+    pub clock: Option<crate::clock::Skew>,
     /// Consortium peers connected (transaction gossip).
     pub peers: usize,
     /// Validators in the current set.
@@ -70,7 +73,19 @@ pub fn readiness(seen: &Observed<'_>, limits: &Health) -> Readiness {
             ),
         },
     };
-    let checks = vec![following, peers, disk];
+    let clock = match seen.clock {
+        None => Check {
+            name: "clock".into(),
+            ok: true,
+            detail: "not enough proposals from other validators yet to compare clocks".into(),
+        },
+        Some(skew) => Check {
+            name: "clock".into(),
+            ok: skew.within_drift(),
+            detail: skew.describe(),
+        },
+    };
+    let checks = vec![following, peers, disk, clock];
     Readiness {
         ready: checks.iter().all(|c| c.ok),
         height: seen.height,
@@ -105,12 +120,14 @@ mod tests {
         let seen = |head_age_ms, peers| Observed {
             height: 7,
             head_age_ms,
+            clock: None,
             peers,
             validators: 4,
             home: &home,
         };
         let ready = readiness(&seen(100, 3), &limits);
         assert!(ready.checks[..2].iter().all(|c| c.ok), "{ready:?}");
+        assert!(ready.checks[3].ok, "{ready:?}");
         let stale = readiness(&seen(limits.max_head_age_ms + 1, 3), &limits);
         assert!(!stale.ready && !stale.checks[0].ok, "{stale:?}");
         let alone = readiness(&seen(100, 1), &limits);
@@ -124,5 +141,21 @@ mod tests {
             },
         );
         assert!(!full.ready && !full.checks[2].ok, "{full:?}");
+        for (ms, ok) in [
+            (9_000, true),
+            (-9_000, true),
+            (61_000, false),
+            (-61_000, false),
+        ] {
+            let skewed = readiness(
+                &Observed {
+                    clock: Some(crate::clock::Skew { ms, samples: 15 }),
+                    ..seen(100, 3)
+                },
+                &limits,
+            );
+            assert_eq!(skewed.checks[3].ok, ok, "{skewed:?}");
+            assert_eq!(skewed.ready, ok, "{skewed:?}");
+        }
     }
 }

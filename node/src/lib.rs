@@ -5,7 +5,7 @@
 //! mempool, re-executes proposals with `cachet-contracts` before voting, and commits decided
 //! blocks ([`app`]); the [`mempool`] and its libp2p transaction [`gossip`]; RocksDB [`store`]
 //! of blocks, commit certificates and the state tree; what the host and the RPC share
-//! ([`shared`]); the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
+//! ([`shared`]); its [`clock`]; the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
 //! [`metrics`]; and [`start`](start()), which wires them together.
 //!
 //! Data flows one way: the RPC and the gossip admit transactions into the mempool; the consensus
@@ -17,6 +17,7 @@
 pub mod api;
 pub mod app;
 pub mod cache;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod context;

@@ -208,6 +208,9 @@ pub struct Gauges {
     pub height: u64,
     /// Its block time, ms since the epoch.
     pub head_time_ms: u64,
+    /// How far this node's clock is ahead of the other proposers' (ms; negative: behind), once
+    /// known.
+    pub clock_skew_ms: Option<i64>,
     /// Transactions waiting in the mempool.
     pub mempool_transactions: usize,
     /// The last height whose stale state is deleted.
@@ -497,6 +500,13 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
             }
         }
     }
+    if let Some(ms) = gauges.clock_skew_ms {
+        t.gauge(
+            "cachet_clock_skew_seconds",
+            "How far this node's clock is ahead of the other validators' (negative: behind), the median over their recent proposals.",
+            ms as f64 / 1000.0,
+        );
+    }
     if let Some(nodes) = gauges.tree_nodes_in_memory {
         t.gauge(
             "cachet_state_tree_nodes_in_memory",
@@ -632,6 +642,7 @@ mod tests {
         let gauges = Gauges {
             height: 42,
             head_time_ms: 1_700_000_000_500,
+            clock_skew_ms: Some(-61_250),
             families: vec![FamilySize {
                 name: "nodes",
                 sst_bytes: 10,
@@ -683,6 +694,7 @@ mod tests {
         assert_eq!(get("cachet_height"), 42.0);
         assert_eq!(get("cachet_state_tree_nodes_in_memory"), 1_234.0);
         assert_eq!(get("cachet_head_time_seconds"), 1_700_000_000.5);
+        assert_eq!(get("cachet_clock_skew_seconds"), -61.25);
         assert_eq!(get("cachet_blocks_committed_total"), 2.0);
         assert_eq!(get("cachet_transactions_committed_total"), 6.0);
         assert_eq!(get("cachet_decided_round"), 2.0);

@@ -20,14 +20,6 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-/// This machine's clock, in ms since the Unix epoch (0 before it).
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// What the consensus host, the RPC-facing API and the gossip share.
 pub struct Shared {
     /// The database.
@@ -64,6 +56,8 @@ pub struct Shared {
     pub(crate) me: std::sync::Weak<Shared>,
     /// What an operator watches (`GET /metrics`).
     pub metrics: Arc<Metrics>,
+    /// How far this node's clock stands from the other proposers'.
+    pub(crate) clock_skew: crate::clock::SkewMeter,
 }
 
 /// A consortium peer: its identity and its two endpoints.

@@ -81,6 +81,13 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     let genesis_text = std::fs::read_to_string(&config.genesis)
         .map_err(|e| eyre::eyre!("cannot read genesis {}: {e}", config.genesis.display()))?;
     let genesis = GenesisDoc::from_json(&genesis_text)?;
+    #[cfg(feature = "byzantine")]
+    if let Some(offset) = config.byzantine.as_ref().map(|b| b.clock_offset_ms)
+        && offset != 0
+    {
+        warn!(offset_ms = offset, "BYZANTINE TEST NODE: clock shifted");
+        crate::clock::set_test_offset_ms(offset);
+    }
     std::fs::create_dir_all(&config.home)?;
     let store = Arc::new(Store::open_with_cache(
         &config.home.join("db"),
@@ -137,6 +144,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         blocks: tokio::sync::broadcast::channel(256).0,
         certificate_updates: Default::default(),
         metrics: Arc::default(),
+        clock_skew: Default::default(),
         info: {
             let id = gossip::keypair_of(&key).public().to_peer_id();
             serde_json::json!({

@@ -344,9 +344,24 @@ impl Cluster {
 
     /// Make node `i` an equivocating validator (needs a binary built with `--all-features`).
     pub fn make_byzantine(&mut self, i: usize) {
+        self.misbehave(i, "equivocate_votes = true");
+    }
+
+    /// Run node `i`'s clock `ms` milliseconds ahead of the machine's (negative: behind; needs a
+    /// binary built with `--all-features`).
+    pub fn shift_clock(&mut self, i: usize, ms: i64) {
+        self.misbehave(i, &format!("clock_offset_ms = {ms}"));
+    }
+
+    /// Add `setting` to node `i`'s `[byzantine]` section, the last of its config file.
+    fn misbehave(&mut self, i: usize, setting: &str) {
         let path = &self.nodes[i].config;
         let mut text = std::fs::read_to_string(path).expect("config");
-        text.push_str("\n[byzantine]\nequivocate_votes = true\n");
+        if !text.contains("\n[byzantine]\n") {
+            text.push_str("\n[byzantine]\n");
+        }
+        text.push_str(setting);
+        text.push('\n');
         std::fs::write(path, text).expect("config");
     }
 

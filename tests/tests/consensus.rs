@@ -444,3 +444,81 @@ fn a_fifth_node_joins_by_governance_and_votes_and_a_removed_one_cannot_connect()
         c.height(3)
     );
 }
+
+#[test]
+fn validators_whose_clocks_are_a_minute_off_keep_following_and_say_so() {
+    let mut c = Cluster::new("clocks", 4);
+    c.shift_clock(1, 60_000);
+    c.shift_clock(2, -60_000);
+    c.start_all();
+    assert!(
+        c.wait_height(0, 12, T),
+        "no progress with two skewed clocks:\n{}",
+        c.diagnose()
+    );
+    // Every node follows: the one behind takes the blocks it would not vote for (their times
+    // are ahead of its clock) with their commit certificates; the one ahead has its proposals
+    // refused but takes the others'.
+    for (nonce, i) in [(0, 2), (1, 1)] {
+        let id = c
+            .submit(i, &txs::anchor(nonce, &format!("skewed-{i}")))
+            .expect("admitted");
+        assert!(
+            wait_until(T, || (0..4).all(|n| c.committed_at(n, &id).is_some())),
+            "an anchor sent to node {i} was not committed everywhere:\n{}",
+            c.diagnose()
+        );
+    }
+    let target = c.height(0).unwrap() + 10;
+    assert!(
+        wait_until(2 * T, || (0..4).all(|i| c.height(i).unwrap_or(0) >= target)),
+        "a node stopped following:\n{}",
+        c.diagnose()
+    );
+    for i in 1..4 {
+        c.assert_same_chain(0, i, target);
+    }
+    // Each node says how far its clock is from the others', and the skewed two are not ready.
+    let skew = |i: usize| {
+        c.metrics(i)
+            .get("cachet_clock_skew_seconds")
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let clock_check = |i: usize| {
+        let (status, _, body) = cachet_tests::http_get(c.rpc_addr(i), "/readyz").expect("readyz");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("readyz JSON");
+        let check = body["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ch| ch["name"] == "clock")
+            .cloned()
+            .expect("a clock check");
+        (status, check)
+    };
+    assert!(
+        wait_until(T, || (skew(1) - 60.0).abs() < 10.0
+            && (skew(2) + 60.0).abs() < 10.0),
+        "skews: {} and {}",
+        skew(1),
+        skew(2)
+    );
+    for (i, side) in [(1, "ahead of"), (2, "behind")] {
+        let (status, check) = clock_check(i);
+        assert_eq!(status, 503, "{check}");
+        assert_eq!(check["ok"], false, "{check}");
+        assert!(check["detail"].as_str().unwrap().contains(side), "{check}");
+        let log = std::fs::read_to_string(c.nodes[i].config.with_file_name("node.log"))
+            .unwrap_or_default();
+        assert!(
+            log.contains("fix this machine's time"),
+            "node {i} did not log its skew"
+        );
+    }
+    for i in [0, 3] {
+        assert!(skew(i).abs() < 10.0, "node {i}: skew {}", skew(i));
+        let (_, check) = clock_check(i);
+        assert_eq!(check["ok"], true, "{check}");
+    }
+}

@@ -44,8 +44,6 @@ mod sync;
 
 /// Bytes of block per proposal part.
 const PART_BYTES: usize = 256 * 1024;
-/// How far a proposed block time may be ahead of our clock.
-const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
 
 /// A proposal we have executed and may commit.
 struct Candidate {

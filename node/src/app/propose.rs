@@ -4,8 +4,8 @@
 
 use super::budget::WithinBudget;
 use super::{App, Candidate, PART_BYTES, WaitingProposal, parts_hash, stream_id};
+use crate::clock::now_ms;
 use crate::context::{BlockId, BlockValue, CachetContext, Height, ProposalPart};
-use crate::shared::now_ms;
 use crate::signing::sign_parts;
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::Timestamp;

@@ -1,10 +1,11 @@
 //! Others' proposals: re-assemble a proposer's stream of parts, check its signature, and
 //! execute the block against our committed state before saying whether it is valid. A validator
-//! never votes for a block it did not execute itself.
+//! never votes for a block it did not execute itself, nor for one stamped too far ahead of its
+//! clock; a block that comes with a commit certificate is judged by the rules alone.
 
-use super::{App, Candidate, MAX_CLOCK_DRIFT_MS, parts_hash};
+use super::{App, Candidate, parts_hash};
+use crate::clock::{MAX_DRIFT_MS, now_ms};
 use crate::context::{Address, BlockId, BlockValue, CachetContext, Height, ProposalPart};
-use crate::shared::now_ms;
 use crate::signing::verify_parts;
 use cachet_chain::block::Block;
 use cachet_contracts::{Signatures, execute_block};
@@ -13,6 +14,16 @@ use malachite_app::types::streaming::StreamMessage;
 use malachite_app::types::{PeerId, ProposedValue};
 use malachite_engine::util::streaming::StreamContent;
 use tracing::{error, warn};
+
+/// How a block reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Arrival {
+    /// Proposed for a round we vote in: its time must not be ahead of our clock.
+    Proposed,
+    /// Synced with a commit certificate consensus has verified: more than two thirds of the
+    /// validators took its time, whatever our clock says.
+    Certified,
+}
 
 impl App {
     /// A round starts: forget a proposal we were still waiting to make for another round, and
@@ -37,7 +48,7 @@ impl App {
         // Proposals that arrived before we reached this height.
         if let Some(waiting) = self.future.remove(&height) {
             for (r, p, pol, block) in waiting {
-                if let Some(v) = self.consider(r, p, pol, block)
+                if let Some(v) = self.consider(r, p, pol, block, Arrival::Proposed)
                     && r == round
                 {
                     values.push(v);
@@ -53,7 +64,13 @@ impl App {
                 let Some(proposer) = block.header.proposer else {
                     continue;
                 };
-                if let Some(v) = self.consider(round, Address(proposer), Round::Nil, block) {
+                if let Some(v) = self.consider(
+                    round,
+                    Address(proposer),
+                    Round::Nil,
+                    block,
+                    Arrival::Proposed,
+                ) {
                     values.push(v);
                 }
             }
@@ -117,6 +134,10 @@ impl App {
             bytes.extend_from_slice(d);
         }
         let block = Block::decode(&bytes).ok()?;
+        if height.0 >= self.height && pol_round == Round::Nil && proposer != self.address {
+            // Fresh from its proposer's clock (a re-proposal keeps an older time).
+            self.shared.clock_skew.observe(block.header.time.0);
+        }
         if height.0 > self.height {
             self.future
                 .entry(height.0)
@@ -127,16 +148,17 @@ impl App {
         if height.0 < self.height {
             return None;
         }
-        self.consider(round, proposer, pol_round, block)
+        self.consider(round, proposer, pol_round, block, Arrival::Proposed)
     }
 
-    /// Execute a proposed block of the current height and say whether it is valid.
+    /// Execute a block of the current height and say whether it is valid.
     pub(super) fn consider(
         &mut self,
         round: Round,
         proposer: Address,
         pol_round: Round,
         block: Block,
+        arrival: Arrival,
     ) -> Option<ProposedValue<CachetContext>> {
         let id = block.hash();
         let head = self.head();
@@ -145,10 +167,11 @@ impl App {
         } else if block.header.proposer != Some(proposer.0) {
             warn!(%proposer, "block names another proposer");
             Validity::Invalid
-        } else if block.header.time.0 > now_ms() + MAX_CLOCK_DRIFT_MS {
+        } else if arrival == Arrival::Proposed && block.header.time.0 > now_ms() + MAX_DRIFT_MS {
             warn!(
                 time = block.header.time.0,
-                "block time is too far ahead of our clock"
+                ahead_ms = block.header.time.0 - now_ms(),
+                "proposed block time is too far ahead of our clock: not voting for it"
             );
             Validity::Invalid
         } else {

@@ -2,6 +2,7 @@
 //! accepted only once executed like any proposal.
 
 use super::App;
+use super::receive::Arrival;
 use crate::context::CachetContext;
 use bytes::Bytes;
 use cachet_chain::block::Block;
@@ -39,7 +40,8 @@ impl App {
         Ok(out)
     }
 
-    /// A block a peer synced to us: executed like any proposal; one that does not decode or
+    /// A block a peer synced to us, its commit certificate verified: executed like any
+    /// proposal, but taken whatever our clock says of its time; one that does not decode or
     /// does not execute is the peer's fault.
     pub(super) fn synced_value(
         &mut self,
@@ -54,7 +56,7 @@ impl App {
                 if height != self.height {
                     self.start_height(height);
                 }
-                match self.consider(round, proposer, Round::Nil, block) {
+                match self.consider(round, proposer, Round::Nil, block, Arrival::Certified) {
                     Some(v) => SyncedValueOutcome::Verdict(v),
                     None => SyncedValueOutcome::PeerFault,
                 }
