@@ -553,6 +553,49 @@ fn build_at(
     hash
 }
 
+/// Every entry under `root` (key hash, value hash), in key order, each node read checked: its
+/// encoding hashes to the hash it is stored and referred to under, and a leaf lies on its own
+/// key's path. For consistency checks: it reads the whole tree once.
+pub fn walk<S: TreeStore>(store: &S, root: &Hash32) -> Result<Vec<(Hash32, Hash32)>, StoreError> {
+    let mut entries = Vec::new();
+    let mut stack = vec![(Position::ROOT, *root, Vec::<bool>::new())];
+    // Right pushed before left: entries come out in key order.
+    while let Some((pos, hash, path)) = stack.pop() {
+        if hash == EMPTY {
+            continue;
+        }
+        if pos.depth > KEY_BITS {
+            return Err(StoreError::Corrupt("tree deeper than 256 levels".into()));
+        }
+        let node = load(store, &NodeKey::new(pos, hash))?;
+        if node.hash() != hash {
+            return Err(StoreError::Corrupt(format!(
+                "node {hash} at depth {} does not match its hash",
+                pos.depth
+            )));
+        }
+        match node {
+            Node::Leaf { key, value } => {
+                if path.iter().enumerate().any(|(d, bit)| key.bit(d) != *bit) {
+                    return Err(StoreError::Corrupt(format!(
+                        "leaf of key {key} at depth {} is off its path",
+                        pos.depth
+                    )));
+                }
+                entries.push((key, value));
+            }
+            Node::Internal { left, right } => {
+                for (bit, child) in [(true, right), (false, left)] {
+                    let mut p = path.clone();
+                    p.push(bit);
+                    stack.push((pos.child(bit), child, p));
+                }
+            }
+        }
+    }
+    Ok(entries)
+}
+
 struct Updater<'a, S> {
     store: &'a S,
     created: DigestMap<NodeKey, Node>,
@@ -715,6 +758,45 @@ mod tests {
         d.insert(key(2), None);
         let r1 = apply(&mut store, r3, &d);
         assert_eq!(r1, leaf_hash(&key(0), &value_hash(&[0])));
+    }
+
+    #[test]
+    fn walk_reads_every_entry_in_key_order_and_finds_a_tampered_node() {
+        let mut store = MemoryTreeStore::new();
+        let c: BTreeMap<_, _> = (0..200).map(|i| (key(i), Some(vec![i as u8]))).collect();
+        let root = apply(&mut store, EMPTY, &c);
+        let expected: Vec<_> = c
+            .iter()
+            .map(|(k, v)| (*k, value_hash(v.as_ref().unwrap())))
+            .collect();
+        assert_eq!(walk(&store, &root).unwrap(), expected);
+        assert_eq!(walk(&store, &EMPTY).unwrap(), vec![]);
+        // A leaf whose stored value hash was changed no longer hashes to its key.
+        let (leaf_key, _) = store
+            .nodes
+            .iter()
+            .find(|(_, n)| matches!(n, Node::Leaf { .. }))
+            .map(|(k, n)| (*k, *n))
+            .unwrap();
+        let mut tampered = store.clone();
+        tampered.nodes.insert(
+            leaf_key,
+            Node::Leaf {
+                key: key(0),
+                value: Hash32([7; 32]),
+            },
+        );
+        assert!(matches!(
+            walk(&tampered, &root),
+            Err(StoreError::Corrupt(_))
+        ));
+        // A missing node is named.
+        let mut missing = store.clone();
+        missing.nodes.remove(&leaf_key);
+        assert!(matches!(
+            walk(&missing, &root),
+            Err(StoreError::Missing { what: "node", .. })
+        ));
     }
 
     /// The sorted changes that `ops` (key index, value byte or delete) make, applied to `model`

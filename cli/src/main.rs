@@ -1,6 +1,7 @@
 //! `cachet`: the command line for issuing agencies, verifiers and operators.
 //!
-//! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`. Issuing agencies:
+//! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`, `add-peer`,
+//! `backup`, `restore`, `fsck`. Issuing agencies:
 //! `anchor`, `revoke`, `supersede`, `approve`. Everyone: `fingerprint`, `demo`.
 
 mod allocator;
@@ -9,6 +10,7 @@ mod devnet;
 mod genesis_build;
 mod issuer;
 mod keyfile;
+mod operator;
 mod qr;
 mod verifier;
 
@@ -132,6 +134,50 @@ enum Command {
         /// The new node's gossip address, in the same form.
         #[arg(long)]
         gossip: String,
+    },
+    /// Operators: copy a running node's store into a new directory, without stopping it
+    /// (`cachet_admin_backup`, served on a loopback RPC only). The copy is consistent (whole
+    /// committed heights) and described by its `backup.json`; keys are not in it.
+    Backup {
+        /// The node's RPC URL on loopback (its `rpc.listen`, or `rpc.admin_listen`).
+        #[arg(long)]
+        rpc: String,
+        /// The backup directory, on the node's machine: absent or empty.
+        #[arg(long)]
+        out: PathBuf,
+        /// Print the backup's manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Operators: put a backup in place of a stopped node's lost store (its `db/` must be gone),
+    /// after checking the backup as `fsck` does. The node then syncs the heights after it.
+    Restore {
+        /// The backup directory (`cachet backup --out`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The node's TOML configuration (its home and genesis).
+        #[arg(long)]
+        config: PathBuf,
+        /// Skip the check of the backup.
+        #[arg(long)]
+        no_check: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Operators: check a stopped node's store, or a backup, against itself: every block's
+    /// links, transaction root and index and commit signatures, the checkpoints, and the head's
+    /// state against its state root. Lists each inconsistency by height, the first first; exit
+    /// 0 when consistent, 1 when not.
+    Fsck {
+        /// A node's home directory or a backup directory (either holds `db/`).
+        dir: PathBuf,
+        /// Also check that the store's genesis is this genesis file's.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// The latest block a node has committed.
     Status {
@@ -597,6 +643,18 @@ fn main() -> Result<()> {
             println!("added {p2p} and {gossip}");
             Ok(())
         }),
+        Command::Backup { rpc, out, json } => {
+            runtime()?.block_on(operator::backup(&rpc, &out, json))
+        }
+        Command::Restore {
+            from,
+            config,
+            no_check,
+            json,
+        } => operator::restore(&from, &config, !no_check, json),
+        Command::Fsck { dir, genesis, json } => {
+            std::process::exit(operator::fsck(&dir, genesis.as_ref(), json)?)
+        }
         Command::Status { rpc, json } => runtime()?.block_on(async {
             let v = cachet_client::Client::new(&rpc)?.status().await?;
             print_fields(&v, json, STATUS_FIELDS);

@@ -354,6 +354,22 @@ impl NodeApi for Api {
             .map_err(|e| Failure::new(2003, "peer_refused", format!("{e:#}")))
     }
 
+    async fn backup(&self, dir: String) -> Result<serde_json::Value, Failure> {
+        let node = self.node.clone();
+        let taken = tokio::task::spawn_blocking(move || {
+            crate::backup::take(&node.store, &node.moniker, std::path::Path::new(&dir))
+        })
+        .await
+        .map_err(|e| Failure::internal(e.to_string()))?;
+        match taken {
+            Ok(manifest) => {
+                tracing::info!(height = manifest.height, "backup taken");
+                serde_json::to_value(manifest).map_err(|e| Failure::internal(e.to_string()))
+            }
+            Err(e) => Err(Failure::new(2005, "backup_failed", format!("{e:#}"))),
+        }
+    }
+
     fn evidence(&self) -> Result<Vec<(u64, String)>, Failure> {
         Ok(self
             .node

@@ -6,7 +6,8 @@
 //! blocks ([`app`]); the [`mempool`] and its libp2p transaction [`gossip`]; RocksDB [`store`]
 //! of blocks, commit certificates and the state tree; what the host and the RPC share
 //! ([`shared`]); its [`clock`]; the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
-//! [`metrics`]; and [`start`](start()), which wires them together.
+//! [`metrics`]; [`backup`] and [`fsck`], what an operator runs against a store; and
+//! [`start`](start()), which wires them together.
 //!
 //! Data flows one way: the RPC and the gossip admit transactions into the mempool; the consensus
 //! host proposes from it, executes with `cachet-contracts`, commits to the store and moves the
@@ -16,11 +17,13 @@
 
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod cache;
 pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod context;
+pub mod fsck;
 pub mod gossip;
 pub mod health;
 pub mod mempool;

@@ -18,7 +18,9 @@ use cachet_chain::receipt::{
     CommitProof, CommitSignature, CommitSignatures, EntryRevocation, IssuerProof, Lineage,
     RECEIPT_VERSION, Receipt, Subject, Transition, Transitions, check_head,
 };
-use cachet_chain::state::{AgencyRecord, BatchRecord, CertificateRecord, StateKey, decode_value};
+use cachet_chain::state::{
+    AgencyRecord, BatchRecord, CertificateRecord, StateKey, ValidatorSet, decode_value,
+};
 use cachet_chain::state_tree;
 use cachet_chain::tx::BatchId;
 use cachet_rpc::{Failure, ReceiptOptions};
@@ -275,17 +277,40 @@ fn build_head(shared: &Shared, head: BlockHeader) -> Result<ReceiptHead, Failure
     })
 }
 
-/// The precommits of height `h`, by position in the set that signed it.
+/// The precommits of height `h`, by position in the set that signed it: just more than two
+/// thirds of the power.
 fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
     let cert_bytes = shared
         .store
         .certificate(h)
         .map_err(internal)?
         .ok_or_else(|| internal(format!("no certificate stored for height {h}")))?;
-    let cert: CommitCertificate<CachetContext> =
-        borsh::from_slice(&cert_bytes).map_err(internal)?;
     // The set that signed height h is the one in the state after h - 1.
     let set = shared.store.validators_after(h - 1).map_err(internal)?;
+    let mut commit = commit_of(&cert_bytes, &set).map_err(internal)?;
+    // The rest left out: each signature is 67 bytes of every receipt (and of every transition
+    // in one), and a verifier needs no more.
+    let total = set.total_power();
+    let mut signed = 0u64;
+    let enough = commit
+        .signatures
+        .iter()
+        .position(|s| {
+            signed += set.validators[s.validator as usize].power;
+            signed.saturating_mul(3) > total.saturating_mul(2)
+        })
+        .map_or(commit.signatures.len(), |last| last + 1);
+    let mut signatures = commit.signatures.to_vec();
+    signatures.truncate(enough);
+    commit.signatures = CommitSignatures::new(signatures).map_err(internal)?;
+    Ok(commit)
+}
+
+/// A stored commit certificate (Malachite's, in Borsh) as a receipt's [`CommitProof`]: every
+/// precommit by a member of `set` (the set that signed its height), by position in it.
+pub(crate) fn commit_of(certificate: &[u8], set: &ValidatorSet) -> Result<CommitProof, String> {
+    let cert: CommitCertificate<CachetContext> =
+        borsh::from_slice(certificate).map_err(|e| format!("certificate: {e}"))?;
     let mut signatures: Vec<CommitSignature> = cert
         .commit_signatures
         .iter()
@@ -298,25 +323,13 @@ fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
         })
         .collect();
     signatures.sort_by_key(|s| s.validator);
-    // Just more than two thirds of the power, the rest left out: each signature is 67 bytes of
-    // every receipt (and of every transition in one), and a verifier needs no more.
-    let total = set.total_power();
-    let mut signed = 0u64;
-    let enough = signatures
-        .iter()
-        .position(|s| {
-            signed += set.validators[s.validator as usize].power;
-            signed.saturating_mul(3) > total.saturating_mul(2)
-        })
-        .map_or(signatures.len(), |last| last + 1);
-    signatures.truncate(enough);
     let round = cert
         .round
         .as_u32()
-        .ok_or_else(|| internal("certificate without a round"))?;
+        .ok_or_else(|| "certificate without a round".to_string())?;
     Ok(CommitProof {
         round,
-        signatures: CommitSignatures::new(signatures).map_err(internal)?,
+        signatures: CommitSignatures::new(signatures).map_err(|e| e.to_string())?,
     })
 }
 

@@ -208,6 +208,9 @@ pub trait NodeApi: Send + Sync + 'static {
     fn trust_anchor(&self) -> cachet_chain::trust::TrustAnchor;
     /// Operator: connect to a new consortium peer (consensus and gossip multiaddrs).
     async fn add_peer(&self, p2p: String, gossip: String) -> Result<(), Failure>;
+    /// Operator: copy the node's store, as it runs, into `dir` (an absolute path on the node's
+    /// machine, absent or empty); the backup's manifest.
+    async fn backup(&self, dir: String) -> Result<serde_json::Value, Failure>;
 }
 
 /// What [`NodeApi::verify`] found: the verdict's fields, and the encoded receipt they rest on.

@@ -371,14 +371,7 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
     .expect("unique method name");
     if admin {
         m.register_async_method("cachet_admin_addPeer", |params, api, ext| async move {
-            if ext.get::<web::FromWebPage>().is_some() {
-                return Err(Failure::new(
-                    2004,
-                    "from_web_page",
-                    "operator methods are not served to web pages",
-                )
-                .into());
-            }
+            not_from_a_web_page(&ext)?;
             let (p2p, gossip): (String, String) = params
                 .parse()
                 .map_err(|e| Failure::invalid_params(e.to_string()))?;
@@ -386,8 +379,28 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
             Ok::<_, ErrorObjectOwned>(serde_json::json!({ "added": true }))
         })
         .expect("unique method name");
+        m.register_async_method("cachet_admin_backup", |params, api, ext| async move {
+            not_from_a_web_page(&ext)?;
+            let (dir,): (String,) = params
+                .parse()
+                .map_err(|e| Failure::invalid_params(e.to_string()))?;
+            Ok::<_, ErrorObjectOwned>(api.backup(dir).await?)
+        })
+        .expect("unique method name");
     }
     m
+}
+
+/// Operator methods are not served to a request a web page made (it carries an `Origin`).
+fn not_from_a_web_page(ext: &jsonrpsee::Extensions) -> Result<(), Failure> {
+    match ext.get::<web::FromWebPage>() {
+        Some(_) => Err(Failure::new(
+            2004,
+            "from_web_page",
+            "operator methods are not served to web pages",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Serve the RPC on `addr` until the handle is stopped. Operator methods are served only when
@@ -525,6 +538,9 @@ mod tests {
             }
         }
         fn node_info(&self) -> Result<serde_json::Value, Failure> {
+            no()
+        }
+        async fn backup(&self, _: String) -> Result<serde_json::Value, Failure> {
             no()
         }
         async fn add_peer(&self, _: String, _: String) -> Result<(), Failure> {

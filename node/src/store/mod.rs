@@ -69,8 +69,10 @@
 //! (what is held in memory), `locks`; then the `Store` in parts: opening and committing here,
 //! `records` (blocks, certificates, the transaction index, validator sets, proposals,
 //! evidence), `tree` (state reads), `prune`, `placement` (moving the tree between disk and
-//! memory), `migrate` (older formats), `stats` (what the metrics read).
+//! memory), `migrate` (older formats), `copy` (online copies, opening read-only, the key
+//! index), `stats` (what the metrics read).
 
+mod copy;
 mod locks;
 mod migrate;
 mod placement;
@@ -126,6 +128,8 @@ pub struct Store {
     writing: std::sync::Mutex<StaleNodes>,
     /// Which root the key index holds, read before and after each index lookup.
     indexed: std::sync::RwLock<IndexedRoot>,
+    /// RocksDB's lock on the database, when opened read-only (see [`Store::open_read_only`]).
+    _lock: Option<std::fs::File>,
 }
 
 /// Reads a tree through a batch not written yet.
@@ -191,6 +195,7 @@ impl Store {
             block_cache,
             writing: std::sync::Mutex::new(StaleNodes::default()),
             indexed: Default::default(),
+            _lock: None,
         };
         if store.get_cf(CF_META, META_GENESIS)?.is_some() {
             let format = store.get_cf(CF_META, META_FORMAT)?;

@@ -5,7 +5,6 @@ use super::Store;
 use super::resident::{NodeShards, ResidentTree, TreePlacement};
 use super::schema::*;
 use cachet_chain::block::BlockHeader;
-use cachet_chain::hash::Hash32;
 use cachet_chain::state_tree::{self, NodeKey, StoreError};
 use rocksdb::WriteBatch;
 use std::sync::RwLock;
@@ -79,17 +78,7 @@ impl Store {
     /// and checked against the head's state root.
     fn rebuild_tree(&self, head: &BlockHeader) -> Result<NodeShards, StoreError> {
         let started = std::time::Instant::now();
-        let mut entries = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_KEYS), rocksdb::IteratorMode::Start)
-        {
-            let (key, value) = item.map_err(backend)?;
-            let corrupt = || StoreError::Corrupt(format!("key index entry {}", hex(&key)));
-            let key = Hash32(key[..].try_into().map_err(|_| corrupt())?);
-            let value = Hash32(value[..].try_into().map_err(|_| corrupt())?);
-            entries.push((key, value));
-        }
+        let entries = self.key_index()?;
         // Not reserved ahead: an estimate of the count (about 2.44 nodes per entry) that
         // lands just past a shard's power of two doubles every shard at once. Grown as they
         // fill, shards rehash a little while the tree is built, and end as full as the count

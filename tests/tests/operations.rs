@@ -1,0 +1,234 @@
+//! Operating a node over years, on real processes on 127.0.0.1: a backup taken under load,
+//! restored on a new directory, the node rejoining; `cachet fsck` on clean and corrupted
+//! stores.
+
+use cachet_tests::{Cluster, Nodes, cachet_bin, txs, wait_until};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+fn cachet(args: &[&str]) -> Output {
+    Command::new(cachet_bin())
+        .args(args)
+        .output()
+        .expect("cachet runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// `cachet fsck --json` of `dir`: its exit code and report.
+fn fsck(dir: &Path) -> (i32, Value) {
+    let out = cachet(&["fsck", path(dir), "--json"]);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("fsck report ({e}):\n{}", text(&out)));
+    (out.status.code().expect("exit code"), report)
+}
+
+/// A copy of the backup in `from` whose store `corrupt` changed.
+fn corrupted(from: &Path, to: &Path, corrupt: impl FnOnce(&rocksdb::DB)) {
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let db_path = to.join("db");
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &db_path).expect("families");
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, &families).expect("open");
+    corrupt(&db);
+    for family in &families {
+        db.flush_cf(db.cf_handle(family).unwrap()).expect("flush");
+    }
+}
+
+fn be(h: u64) -> [u8; 8] {
+    h.to_be_bytes()
+}
+
+#[test]
+fn a_backup_taken_under_load_restores_on_a_new_directory_and_the_node_rejoins() {
+    let mut c = Cluster::new("backup", 4);
+    c.start_all();
+    assert!(c.wait_height(0, 2, T), "no progress:\n{}", c.diagnose());
+    let backup = c.dir.join("backup");
+    let rpc3 = format!("http://{}", c.rpc_addr(3));
+
+    // Node 3 is copied while anchors keep coming through node 0.
+    let loading = AtomicBool::new(true);
+    let (ids, manifest) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let mut ids = Vec::new();
+            let mut nonce = 0;
+            while loading.load(Ordering::Relaxed) {
+                if let Ok(id) = c.submit(0, &txs::anchor(nonce, &format!("load-{nonce}"))) {
+                    ids.push(id);
+                    nonce += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ids
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let out = cachet(&["backup", "--rpc", &rpc3, "--out", path(&backup), "--json"]);
+        std::thread::sleep(Duration::from_secs(1));
+        loading.store(false, Ordering::Relaxed);
+        assert!(out.status.success(), "backup:\n{}", text(&out));
+        let manifest: Value = serde_json::from_slice(&out.stdout).expect("manifest");
+        (load.join().expect("load"), manifest)
+    });
+    let backed_up = manifest["height"].as_u64().expect("height");
+    assert!(backed_up >= 2, "{manifest}");
+    assert_eq!(manifest["chain_id"], "cachet-devnet");
+    assert!(ids.len() > 20, "only {} anchors under load", ids.len());
+    // A second backup into the same directory is refused, and leaves the first whole.
+    let again = cachet(&["backup", "--rpc", &rpc3, "--out", path(&backup)]);
+    assert!(!again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("not empty"), "{}", text(&again));
+
+    // A running node's store is not checked in place: its backup is.
+    let live = cachet(&["fsck", path(c.nodes[0].config.parent().unwrap())]);
+    assert!(!live.status.success(), "{}", text(&live));
+    assert!(text(&live).contains("in use"), "{}", text(&live));
+    let (code, report) = fsck(&backup);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["head"], backed_up);
+    assert_eq!(report["blocks"], backed_up);
+    assert!(report["entries"].as_u64().unwrap() > 10, "{report}");
+
+    // Node 3's machine is lost; a new one has its configuration and key, and the backup.
+    assert!(wait_until(T, || ids
+        .iter()
+        .all(|id| c.committed_at(0, id).is_some())));
+    c.kill(3);
+    let old = c.nodes[3].config.parent().unwrap().to_path_buf();
+    let new: PathBuf = old.with_file_name(format!("{}-new", c.nodes[3].name));
+    std::fs::create_dir_all(&new).unwrap();
+    for file in ["config.toml", "validator.key"] {
+        std::fs::copy(old.join(file), new.join(file)).unwrap();
+    }
+    std::fs::remove_dir_all(&old).unwrap();
+    let config = new.join("config.toml");
+    let out = cachet(&[
+        "restore",
+        "--from",
+        path(&backup),
+        "--config",
+        path(&config),
+    ]);
+    assert!(out.status.success(), "restore:\n{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("restored height {backed_up}")),
+        "{}",
+        text(&out)
+    );
+    // Restoring over a store is refused.
+    let twice = cachet(&[
+        "restore",
+        "--from",
+        path(&backup),
+        "--config",
+        path(&config),
+    ]);
+    assert!(!twice.status.success(), "{}", text(&twice));
+    assert!(text(&twice).contains("not empty"), "{}", text(&twice));
+
+    c.nodes[3].config = config;
+    c.start(3);
+    c.wait_serving(3);
+    let target = c.height(0).unwrap();
+    assert!(
+        c.wait_height(3, target, T),
+        "the restored node did not catch up:\n{}",
+        c.log_tail(3)
+    );
+    c.assert_same_chain(0, 3, target);
+    for id in &ids {
+        assert!(
+            c.committed_at(3, id).is_some(),
+            "the restored node lacks {id}"
+        );
+    }
+    // It takes part again: an anchor sent to it is committed everywhere.
+    let id = c
+        .submit(3, &txs::anchor(ids.len() as u64, "after-restore"))
+        .expect("admitted by the restored node");
+    assert!(
+        wait_until(T, || (0..4).all(|i| c.committed_at(i, &id).is_some())),
+        "{}",
+        c.diagnose()
+    );
+
+    // fsck finds each corruption, by height, and restore refuses a corrupted backup.
+    let flipped = c.dir.join("flipped-value");
+    corrupted(&backup, &flipped, |db| {
+        let values = db.cf_handle("values").unwrap();
+        let (key, mut value) = db
+            .iterator_cf(values, rocksdb::IteratorMode::Start)
+            .next()
+            .unwrap()
+            .unwrap();
+        value[0] ^= 1;
+        db.put_cf(values, key, value).unwrap();
+    });
+    let missing = c.dir.join("missing-block");
+    corrupted(&backup, &missing, |db| {
+        db.delete_cf(db.cf_handle("blocks").unwrap(), be(2))
+            .unwrap();
+    });
+    let wrong = c.dir.join("wrong-commit");
+    corrupted(&backup, &wrong, |db| {
+        let commits = db.cf_handle("commits").unwrap();
+        let other = db.get_cf(commits, be(1)).unwrap().unwrap();
+        db.put_cf(commits, be(2), other).unwrap();
+    });
+    for (dir, height, says) in [
+        (&flipped, backed_up, "does not match its hash"),
+        (&missing, 2, "the block is missing"),
+        (&wrong, 2, "the commit does not commit this block"),
+    ] {
+        let (code, report) = fsck(dir);
+        assert_eq!(code, 1, "{report}");
+        let first = &report["problems"][0];
+        assert_eq!(first["height"], height, "{report}");
+        assert!(first["what"].as_str().unwrap().contains(says), "{report}");
+    }
+    let home = c.dir.join("restore-corrupted");
+    std::fs::create_dir_all(&home).unwrap();
+    let cfg = std::fs::read_to_string(&c.nodes[3].config).unwrap();
+    let genesis = c.dir.join("genesis.json");
+    std::fs::write(
+        home.join("config.toml"),
+        cfg.replace("../../genesis.json", path(&genesis)),
+    )
+    .unwrap();
+    let refused = cachet(&[
+        "restore",
+        "--from",
+        path(&wrong),
+        "--config",
+        path(&home.join("config.toml")),
+    ]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("inconsistent at height 2"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!home.join("db").exists());
+}
