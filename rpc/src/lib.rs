@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 mod api;
+pub mod envelope;
 pub mod web;
 
 pub use api::{
@@ -417,19 +418,28 @@ pub async fn serve(
         .build();
     let pages_api = api.clone();
     let page: Arc<str> = web::page(&api.trust_anchor(), &[], None).into();
+    let methods = module(api.clone(), addr.ip().is_loopback());
+    let names: Arc<std::collections::BTreeSet<String>> =
+        Arc::new(methods.method_names().map(str::to_string).collect());
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(
-            tower::ServiceBuilder::new().layer_fn(move |inner| web::Pages {
-                inner,
-                api: pages_api.clone(),
-                page: page.clone(),
-            }),
+            tower::ServiceBuilder::new()
+                .layer_fn(move |inner| web::Pages {
+                    inner,
+                    api: pages_api.clone(),
+                    page: page.clone(),
+                })
+                .layer_fn(move |inner| envelope::Envelope {
+                    inner,
+                    methods: names.clone(),
+                    max_body: MAX_REQUEST_BYTES as usize,
+                }),
         )
         .build(addr)
         .await?;
     let bound = server.local_addr()?;
-    let handle = server.start(module(api, addr.ip().is_loopback()));
+    let handle = server.start(methods);
     Ok((handle, bound))
 }
 
@@ -441,6 +451,9 @@ mod tests {
     /// Answers nothing: only here to build the method table.
     struct Unavailable;
 
+    /// Calls of `submit` that reached the API (only the envelope test submits).
+    static SUBMITTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
     fn no<T>() -> Result<T, Failure> {
         Err(Failure::internal("unavailable"))
     }
@@ -448,6 +461,7 @@ mod tests {
     #[async_trait]
     impl NodeApi for Unavailable {
         async fn submit(&self, _: Vec<u8>) -> Result<TxId, Failure> {
+            SUBMITTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             no()
         }
         fn status(&self) -> Result<Status, Failure> {
@@ -609,17 +623,35 @@ mod tests {
 
     /// POST `body` to the server at `addr`: the HTTP status and the JSON body.
     fn post(addr: SocketAddr, body: &[u8]) -> (u16, serde_json::Value) {
+        post_as(addr, body, false)
+    }
+
+    /// POST `body`, its length declared or (`chunked`) sent in chunks of 64 KiB.
+    fn post_as(addr: SocketAddr, body: &[u8], chunked: bool) -> (u16, serde_json::Value) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(addr).expect("connects");
+        let length = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {}", body.len())
+        };
         write!(
             s,
             "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
+             {length}\r\nConnection: close\r\n\r\n"
         )
         .expect("writes");
         // The server may answer (413) before reading the whole body, and close.
-        let _ = s.write_all(body);
+        if chunked {
+            for chunk in body.chunks(64 * 1024) {
+                let _ = write!(s, "{:x}\r\n", chunk.len());
+                let _ = s.write_all(chunk);
+                let _ = s.write_all(b"\r\n");
+            }
+            let _ = s.write_all(b"0\r\n\r\n");
+        } else {
+            let _ = s.write_all(body);
+        }
         let mut reply = Vec::new();
         let _ = s.read_to_end(&mut reply);
         let text = String::from_utf8_lossy(&reply);
@@ -679,6 +711,80 @@ mod tests {
         assert_eq!(code(&cases[3].1), Some(-32010), "{:?}", cases[3]);
         assert_eq!(cases[4].0, 413, "{:?}", cases[4]);
         assert_eq!(code(&cases[4].1), Some(-32007), "{:?}", cases[4]);
+        handle.stop().expect("stops");
+    }
+
+    /// Envelopes as JSON-RPC 2.0 has them (see `envelope`): odd ids echoed and executed,
+    /// notifications executed and unanswered, ids the standard does not allow refused, deep
+    /// nesting and an oversized chunked body refused with their codes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_envelope_gets_the_answer_json_rpc_prescribes() {
+        let (handle, addr) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Unavailable))
+            .await
+            .expect("serves");
+        let cases = tokio::task::spawn_blocking(move || {
+            let submit = |id: &str| {
+                format!(r#"{{"jsonrpc":"2.0",{id}"method":"cachet_submit","params":["00"]}}"#)
+            };
+            let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+            let big = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"cachet_submit","params":["{}"]}}"#,
+                "ab".repeat(3 * 1024 * 1024)
+            );
+            [
+                post(addr, submit(r#""id":-1,"#).as_bytes()),
+                post(addr, submit(r#""id":1.5,"#).as_bytes()),
+                post(addr, submit(r#""id":18446744073709551617,"#).as_bytes()),
+                post(addr, submit(r#""id":{"a":1},"#).as_bytes()),
+                post(addr, submit("").as_bytes()),
+                post(addr, br#"{"jsonrpc":"2.0","method":"cachet_nothing"}"#),
+                post(
+                    addr,
+                    format!(
+                        "[{},{},{}]",
+                        submit(r#""id":-7,"#),
+                        submit(""),
+                        submit(r#""id":"s","#)
+                    )
+                    .as_bytes(),
+                ),
+                post(addr, deep.as_bytes()),
+                post_as(addr, big.as_bytes(), true),
+            ]
+        })
+        .await
+        .expect("requests");
+        let code = |v: &serde_json::Value| v["error"]["code"].as_i64();
+        // Executed (the API refuses, with its own code) and the id echoed as written.
+        for (case, id) in cases[..3].iter().zip([
+            serde_json::json!(-1),
+            serde_json::json!(1.5),
+            serde_json::json!(18446744073709551617u128 as f64),
+        ]) {
+            assert_eq!(case.0, 200, "{case:?}");
+            assert_eq!(code(&case.1), Some(2900), "{case:?}");
+            assert_eq!(case.1["id"], id, "{case:?}");
+        }
+        assert_eq!(code(&cases[3].1), Some(-32600), "{:?}", cases[3]);
+        assert_eq!(cases[3].1["id"], serde_json::Value::Null);
+        // Notifications: no answer, known or not.
+        assert_eq!(cases[4], (204, serde_json::Value::Null));
+        assert_eq!(cases[5], (204, serde_json::Value::Null));
+        // A batch: one answer per call, none for the notification.
+        let batch = cases[6].1.as_array().expect("a batch answer");
+        let ids: std::collections::BTreeSet<String> =
+            batch.iter().map(|a| a["id"].to_string()).collect();
+        assert_eq!(
+            ids,
+            ["-7".to_string(), "\"s\"".to_string()].into(),
+            "{batch:?}"
+        );
+        // Every call and notification above that reached the API: -1, 1.5, 2^64+1, the lone
+        // notification, and three in the batch.
+        assert_eq!(SUBMITTED.load(std::sync::atomic::Ordering::SeqCst), 7);
+        assert_eq!(code(&cases[7].1), Some(-32700), "{:?}", cases[7]);
+        assert_eq!(cases[8].0, 413, "{:?}", cases[8]);
+        assert_eq!(code(&cases[8].1), Some(-32007), "{:?}", cases[8]);
         handle.stop().expect("stops");
     }
 }
