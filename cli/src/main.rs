@@ -1,7 +1,7 @@
 //! `cachet`: the command line for issuing agencies, verifiers and operators.
 //!
 //! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`, `add-peer`,
-//! `backup`, `restore`, `fsck`. Issuing agencies:
+//! `backup`, `restore`, `fsck`, `probe`. Issuing agencies:
 //! `anchor`, `revoke`, `supersede`, `approve`. Everyone: `fingerprint`, `demo`.
 
 mod allocator;
@@ -178,6 +178,17 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Operators: ask a node whether it is ready (`GET /readyz`; with `--live`, whether it
+    /// answers at all: `GET /healthz`), for a container's health check or a script. Prints the
+    /// answer; exit 0 when it is 200, 1 otherwise.
+    Probe {
+        /// The node's RPC URL (its `rpc.listen` or `rpc.admin_listen`), `http://host:port`.
+        #[arg(long)]
+        rpc: String,
+        /// Only whether the process answers.
+        #[arg(long)]
+        live: bool,
     },
     /// The latest block a node has committed.
     Status {
@@ -655,6 +666,7 @@ fn main() -> Result<()> {
         Command::Fsck { dir, genesis, json } => {
             std::process::exit(operator::fsck(&dir, genesis.as_ref(), json)?)
         }
+        Command::Probe { rpc, live } => std::process::exit(operator::probe(&rpc, live)?),
         Command::Status { rpc, json } => runtime()?.block_on(async {
             let v = cachet_client::Client::new(&rpc)?.status().await?;
             print_fields(&v, json, STATUS_FIELDS);

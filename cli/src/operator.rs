@@ -1,6 +1,6 @@
-//! What an operator runs against a node's store: `backup` (a running node copies its store),
-//! `restore` (a backup put back in place of a stopped node's lost store) and `fsck` (a stopped
-//! node's store, or a backup, checked against itself).
+//! What an operator runs against a node: `backup` (a running node copies its store),
+//! `restore` (a backup put back in place of a stopped node's lost store), `fsck` (a stopped
+//! node's store, or a backup, checked against itself) and `probe` (is it ready?).
 //!
 //! It is not the checks or the copy themselves (`cachet_node::fsck`, `cachet_node::backup`).
 
@@ -141,6 +141,46 @@ fn progress_printer(json: bool) -> impl FnMut(u64, u64) {
         eprint!("\rchecking height {h} of {head}");
         let _ = std::io::stderr().flush();
     }
+}
+
+/// `cachet probe`: `GET /readyz` (or `/healthz`) of the node at `rpc`, printed; 0 when it
+/// answers 200, 1 when it answers anything else or nothing within 5 s.
+pub fn probe(rpc: &str, live: bool) -> Result<i32> {
+    use std::io::{Read, Write};
+    let authority = rpc
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("the RPC URL must be http://host:port, not {rpc}"))?
+        .trim_end_matches('/');
+    let path = if live { "/healthz" } else { "/readyz" };
+    let timeout = std::time::Duration::from_secs(5);
+    let answer = (|| -> std::io::Result<Vec<u8>> {
+        use std::net::ToSocketAddrs;
+        let addr = authority
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer)?;
+        Ok(answer)
+    })();
+    let answer = match answer {
+        Ok(a) => String::from_utf8_lossy(&a).into_owned(),
+        Err(e) => {
+            println!("{rpc}{path}: no answer: {e}");
+            return Ok(1);
+        }
+    };
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("none");
+    println!("{status} {}", body.trim());
+    Ok(if status == "200" { 0 } else { 1 })
 }
 
 fn genesis_hash(path: &Path) -> Result<Hash32> {

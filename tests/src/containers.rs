@@ -188,6 +188,19 @@ impl Consortium {
         ]));
     }
 
+    /// Docker's view of node `i`'s health check (`cachet probe`, in `docker/compose.yml`):
+    /// `starting`, `healthy` or `unhealthy`.
+    pub fn health(&self, i: usize) -> String {
+        stdout(&run(Command::new("docker").args([
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            &self.nodes[i].id,
+        ])))
+        .trim()
+        .to_string()
+    }
+
     /// Run `cachet args...` inside node `i`'s container (its own loopback is reachable there
     /// only), as an operator does with `docker exec`.
     pub fn exec(&self, i: usize, args: &[&str]) -> Output {

@@ -20,6 +20,13 @@ fn heights(c: &Consortium, nodes: &[usize]) -> Vec<u64> {
 fn partitions_never_fork_the_chain_and_it_heals() {
     let c = Consortium::start("partition");
     assert!(c.wait_height(0, 2, T), "no progress:\n{}", c.diagnose());
+    // Docker sees every node ready through its health check (`cachet probe`).
+    assert!(
+        wait_until(T, || (0..4).all(|i| c.health(i) == "healthy")),
+        "health: {:?}\n{}",
+        (0..4).map(|i| c.health(i)).collect::<Vec<_>>(),
+        c.diagnose()
+    );
 
     // 3 | 1: the three keep finalizing; the one cut off, still running, does not.
     c.isolate(3);
@@ -38,6 +45,17 @@ fn partitions_never_fork_the_chain_and_it_heals() {
     let alone = c.height(3).unwrap();
     assert!(alone <= cut_at + 1, "cut off at {cut_at}, now {alone}");
     assert!(c.committed_at(3, &first).is_none());
+    // And it says it is not ready, and why.
+    let mut probe = String::new();
+    assert!(
+        wait_until(T, || {
+            let out = c.exec(3, &["probe", "--rpc", "http://127.0.0.1:26658"]);
+            probe = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.status.code() == Some(1)
+        }),
+        "the cut-off node still probes ready: {probe}"
+    );
+    assert!(probe.starts_with("503 "), "{probe}");
 
     // 2 | 1 | 1: no side has two thirds of the votes, so nothing is finalized anywhere.
     c.isolate(2);
