@@ -5,7 +5,7 @@
 //! mempool, re-executes proposals with `cachet-contracts` before voting, and commits decided
 //! blocks ([`app`]); the [`mempool`] and its libp2p transaction [`gossip`]; RocksDB [`store`]
 //! of blocks, commit certificates and the state tree; what the host and the RPC share
-//! ([`shared`]); its [`clock`]; the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
+//! ([`shared`]); its [`clock`]; who it keeps in touch with ([`membership`]); the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
 //! [`metrics`]; [`backup`] and [`fsck`], what an operator runs against a store; and
 //! [`start`](start()), which wires them together.
 //!
@@ -26,6 +26,7 @@ pub mod context;
 pub mod fsck;
 pub mod gossip;
 pub mod health;
+pub mod membership;
 pub mod mempool;
 pub mod metrics;
 pub mod receipts;

@@ -220,6 +220,9 @@ impl Shared {
         if peer_of(&gossip_addr) != Some(id) {
             eyre::bail!("both addresses must name the same peer id");
         }
+        if crate::membership::removed_validators(&self.store, self.head().height.0)?.contains(&id) {
+            eyre::bail!("governance removed this validator from the set");
+        }
         {
             let net = self
                 .net_requests()
@@ -235,13 +238,16 @@ impl Shared {
             g.command(gossip::Command::AddPeer(id, gossip_addr.clone()))
                 .await;
         }
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers.retain(|p| p.id != id);
-        peers.push(Peer {
+        let peer = Peer {
             id,
             p2p: Some(p2p),
             gossip: Some(gossip_addr),
-        });
+        };
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        // Kept across restarts; under the lock, so that two additions write in turn.
+        crate::membership::remember(&self.home, &peer)?;
+        peers.retain(|p| p.id != id);
+        peers.push(peer);
         info!(peer = %id, "peer added");
         Ok(())
     }
@@ -263,6 +269,9 @@ impl Shared {
         }
         let removed: Vec<Peer> = {
             let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = crate::membership::forget(&self.home, &gone) {
+                warn!(error = %e, "cannot update the added peers");
+            }
             let (out, keep): (Vec<Peer>, Vec<Peer>) =
                 peers.drain(..).partition(|p| gone.contains(&p.id));
             *peers = keep;

@@ -121,7 +121,19 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     );
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let peers = configured_peers(&config)?;
+    let peers = crate::membership::at_start(
+        configured_peers(&config)?,
+        &config.home,
+        &store,
+        head.height.0,
+    )?;
+    let consensus_peers: Vec<libp2p::Multiaddr> =
+        peers.iter().filter_map(|p| p.p2p.clone()).collect();
+    // Transaction gossip, permissioned to the same consortium peers.
+    let gossip_peers: Vec<(libp2p::PeerId, libp2p::Multiaddr)> = peers
+        .iter()
+        .filter_map(|p| Some((p.id, p.gossip.clone()?)))
+        .collect();
     let trust = cachet_chain::trust::Trust::from_genesis(&genesis)?;
     let anchor = cachet_contracts::anchor(&genesis)?;
     let trust_root = anchor.root().to_string();
@@ -160,11 +172,6 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     // A crash between a checkpoint's commit and its anchor leaves the head at the checkpoint.
     shared.keep_checkpoint(&shared.head())?;
 
-    // Transaction gossip, permissioned to the configured consortium peers.
-    let gossip_peers: Vec<(libp2p::PeerId, libp2p::Multiaddr)> = multiaddrs(&config.gossip.peers)?
-        .into_iter()
-        .filter_map(|a| peer_of(&a).map(|p| (p, a)))
-        .collect();
     // Gossip batches waiting for admission (each up to the gossip flush size).
     let (rx_tx, mut rx_rx) = mpsc::channel(4096);
     let g = gossip::spawn(
@@ -227,7 +234,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         ..Default::default()
     };
     mcfg.consensus.p2p.listen_addr = config.p2p.listen.parse()?;
-    mcfg.consensus.p2p.persistent_peers = multiaddrs(&config.p2p.peers)?;
+    mcfg.consensus.p2p.persistent_peers = consensus_peers;
     mcfg.consensus.p2p.persistent_peers_only = true;
     mcfg.consensus.p2p.discovery.enabled = false;
     mcfg.value_sync.status_update_interval = std::time::Duration::from_secs(1);

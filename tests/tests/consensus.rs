@@ -443,6 +443,53 @@ fn a_fifth_node_joins_by_governance_and_votes_and_a_removed_one_cannot_connect()
         stuck,
         c.height(3)
     );
+
+    // Every node restarts with its old configuration file, which still lists the removed
+    // validator and not the added one: the chain's state and the added peers decide.
+    for i in [0, 1, 2, 4, 3] {
+        c.kill(i);
+    }
+    for i in [0, 1, 2, 4, 3] {
+        c.start(i);
+    }
+    for i in [0, 1, 2, 4, 3] {
+        c.wait_serving(i);
+    }
+    let stuck = c.height(3).unwrap();
+    let others = c.height(0).unwrap();
+    assert!(
+        c.wait_height(4, others + 3, T),
+        "the added validator is not back in touch after the restart:\n{}",
+        c.diagnose()
+    );
+    // Progress without an original validator needs the added one's vote (3 of 4).
+    c.kill(1);
+    let h = c.height(0).unwrap();
+    assert!(
+        c.wait_height(0, h + 3, T),
+        "no progress: the added validator does not vote after the restart:\n{}",
+        c.diagnose()
+    );
+    assert!(
+        c.height(3).unwrap() <= stuck + 1,
+        "the removed node syncs again after a restart: {stuck} -> {:?}",
+        c.height(3)
+    );
+    // And an operator cannot let it back in by hand.
+    let again = c.call(
+        0,
+        "cachet_admin_addPeer",
+        json!([
+            c.call(3, "cachet_nodeInfo", json!([])).unwrap()["p2p"],
+            c.call(3, "cachet_nodeInfo", json!([])).unwrap()["gossip"]
+        ]),
+    );
+    assert!(
+        again
+            .as_ref()
+            .is_err_and(|e| e.code == 2003 && e.message.contains("removed")),
+        "{again:?}"
+    );
 }
 
 #[test]
