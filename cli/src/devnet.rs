@@ -298,6 +298,7 @@ fn prepare(
                 admin_listen: (!p.rpc_listen.is_loopback()).then(|| {
                     std::net::SocketAddr::new(Ipv4Addr::LOCALHOST.into(), HOST_ADMIN_PORT)
                 }),
+                operator_token_file: None,
             },
             consensus,
             mempool,

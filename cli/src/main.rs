@@ -128,6 +128,9 @@ enum Command {
         /// The node's RPC URL on loopback (its `rpc.listen`, or `rpc.admin_listen`).
         #[arg(long)]
         rpc: String,
+        /// The node's operator token file, when it has one (`rpc.operator_token_file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// The new node's consensus address, `/ip4/…/tcp/…/p2p/<peer id>`.
         #[arg(long)]
         p2p: String,
@@ -142,6 +145,9 @@ enum Command {
         /// The node's RPC URL on loopback (its `rpc.listen`, or `rpc.admin_listen`).
         #[arg(long)]
         rpc: String,
+        /// The node's operator token file, when it has one (`rpc.operator_token_file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// The backup directory, on the node's machine: absent or empty.
         #[arg(long)]
         out: PathBuf,
@@ -644,8 +650,13 @@ fn main() -> Result<()> {
             init_logging(log_json);
             runtime()?.block_on(start(config))
         }
-        Command::AddPeer { rpc, p2p, gossip } => runtime()?.block_on(async {
-            cachet_client::Client::new(&rpc)?
+        Command::AddPeer {
+            rpc,
+            token_file,
+            p2p,
+            gossip,
+        } => runtime()?.block_on(async {
+            operator::client(&rpc, token_file.as_deref())?
                 .call(
                     "cachet_admin_addPeer",
                     vec![serde_json::json!(p2p), serde_json::json!(gossip)],
@@ -654,9 +665,16 @@ fn main() -> Result<()> {
             println!("added {p2p} and {gossip}");
             Ok(())
         }),
-        Command::Backup { rpc, out, json } => {
-            runtime()?.block_on(operator::backup(&rpc, &out, json))
-        }
+        Command::Backup {
+            rpc,
+            token_file,
+            out,
+            json,
+        } => runtime()?.block_on(operator::backup(
+            &operator::client(&rpc, token_file.as_deref())?,
+            &out,
+            json,
+        )),
         Command::Restore {
             from,
             config,

@@ -12,12 +12,27 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// `cachet backup`: ask the node at `rpc` (a loopback RPC) to copy its store into `out`.
-pub async fn backup(rpc: &str, out: &Path, json: bool) -> Result<()> {
+/// A client for operator calls to the node at `rpc`, with its operator token if `token_file`
+/// is given.
+pub fn client(rpc: &str, token_file: Option<&Path>) -> Result<cachet_client::Client> {
+    let token = token_file
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the operator token {}", f.display()))
+        })
+        .transpose()?;
+    Ok(cachet_client::Client::with_token(
+        rpc,
+        token.as_deref().map(str::trim),
+    )?)
+}
+
+/// `cachet backup`: ask the node (on its operator RPC) to copy its store into `out`.
+pub async fn backup(client: &cachet_client::Client, out: &Path, json: bool) -> Result<()> {
     // The node resolves the path on its own machine: the operator's is made absolute here.
     let out = std::path::absolute(out).context("the backup directory")?;
     let started = Instant::now();
-    let manifest = cachet_client::Client::new(rpc)?
+    let manifest = client
         .call(
             "cachet_admin_backup",
             vec![serde_json::json!(out.to_string_lossy())],

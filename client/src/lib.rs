@@ -34,6 +34,9 @@ pub struct Refused {
 /// Why a call did not give an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The operator token cannot be sent in an HTTP header.
+    #[error("the operator token holds characters an HTTP header cannot carry")]
+    BadToken,
     /// The URL is not one the client can call.
     #[error("bad RPC URL {url}: {source}")]
     BadUrl {
@@ -97,8 +100,22 @@ impl ClientError {
 impl Client {
     /// A client for the node at `url` (e.g. `http://127.0.0.1:26657`).
     pub fn new(url: &str) -> Result<Client, ClientError> {
+        Client::with_token(url, None)
+    }
+
+    /// A client for the node at `url` that sends `token` (the node's operator token) with each
+    /// call, as `Authorization: Bearer <token>`.
+    pub fn with_token(url: &str, token: Option<&str>) -> Result<Client, ClientError> {
+        let mut headers = jsonrpsee::http_client::HeaderMap::new();
+        if let Some(token) = token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| ClientError::BadToken)?;
+            headers.insert("authorization", value);
+        }
         let http = HttpClientBuilder::default()
             .request_timeout(Duration::from_secs(30))
+            .set_headers(headers)
             .build(url)
             .map_err(|source| ClientError::BadUrl {
                 url: url.to_string(),

@@ -88,12 +88,40 @@ pub struct P2p {
 #[serde(deny_unknown_fields)]
 pub struct Rpc {
     /// Listen address (HTTP and WebSocket). The operator methods (`cachet_admin_*`) are
-    /// served here only when it is a loopback address.
+    /// served here when it is a loopback address, or when the node has an operator token.
     pub listen: SocketAddr,
-    /// A second listener, on loopback only, that serves the operator methods too: for a node
-    /// whose `listen` is not loopback (a container's), administered from its own machine.
+    /// A second listener that serves the operator methods too: for a node whose `listen` is
+    /// not loopback (a container's). On loopback unless the node has an operator token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<SocketAddr>,
+    /// A file holding the operator token (at least 32 characters; surrounding white space is
+    /// not part of it). With one, every operator call must carry `Authorization: Bearer
+    /// <token>`, on every listener, and the operator methods may be served off loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_token_file: Option<std::path::PathBuf>,
+}
+
+/// The shortest operator token accepted.
+pub const MIN_OPERATOR_TOKEN: usize = 32;
+
+impl Rpc {
+    /// The operator token, read from its file, if the node has one.
+    pub fn operator_token(&self) -> eyre::Result<Option<std::sync::Arc<str>>> {
+        let Some(path) = &self.operator_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| eyre::eyre!("cannot read the operator token {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.len() < MIN_OPERATOR_TOKEN || token.chars().any(|c| !c.is_ascii_graphic()) {
+            eyre::bail!(
+                "the operator token in {} must be at least {MIN_OPERATOR_TOKEN} printable characters \
+                 without spaces (e.g. `openssl rand -hex 32`)",
+                path.display()
+            );
+        }
+        Ok(Some(token.into()))
+    }
 }
 
 impl Default for Rpc {
@@ -101,6 +129,7 @@ impl Default for Rpc {
         Rpc {
             listen: "127.0.0.1:26657".parse().expect("valid address"),
             admin_listen: None,
+            operator_token_file: None,
         }
     }
 }
@@ -264,7 +293,10 @@ impl NodeConfig {
         let mut cfg: NodeConfig =
             toml::from_str(&text).map_err(|e| eyre::eyre!("config {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(std::path::Path::new(""));
-        for file in [&mut cfg.home, &mut cfg.genesis, &mut cfg.validator_key] {
+        for file in [&mut cfg.home, &mut cfg.genesis, &mut cfg.validator_key]
+            .into_iter()
+            .chain(cfg.rpc.operator_token_file.as_mut())
+        {
             if file.is_relative() {
                 *file = base.join(&*file);
             }
@@ -287,9 +319,11 @@ impl NodeConfig {
         }
         if let Some(admin) = self.rpc.admin_listen
             && !admin.ip().is_loopback()
+            && self.rpc.operator_token_file.is_none()
         {
             eyre::bail!(
-                "rpc.admin_listen ({admin}) must be a loopback address: it serves the operator methods"
+                "rpc.admin_listen ({admin}) must be a loopback address: it serves the operator \
+                 methods (or set rpc.operator_token_file)"
             );
         }
         if c.build_budget_ms == 0 || c.build_budget_ms >= c.timeout_propose_ms {
@@ -399,13 +433,28 @@ mod tests {
     }
 
     #[test]
-    fn the_operator_listener_must_be_on_loopback() {
+    fn the_operator_listener_must_be_on_loopback_unless_a_token_guards_it() {
         let mut config: NodeConfig = toml::from_str(MINIMAL).unwrap();
         config.rpc.admin_listen = Some("0.0.0.0:26658".parse().unwrap());
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("admin_listen"), "{error}");
         config.rpc.admin_listen = Some("127.0.0.1:26658".parse().unwrap());
         config.validate().unwrap();
+        let dir = std::env::temp_dir().join(format!("cachet-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("operator.token");
+        config.rpc.admin_listen = Some("0.0.0.0:26658".parse().unwrap());
+        config.rpc.operator_token_file = Some(file.clone());
+        config.validate().unwrap();
+        std::fs::write(&file, "short\n").unwrap();
+        let error = config.rpc.operator_token().unwrap_err().to_string();
+        assert!(error.contains("at least 32"), "{error}");
+        std::fs::write(&file, format!("{}\n", "ab".repeat(32))).unwrap();
+        assert_eq!(
+            config.rpc.operator_token().unwrap().as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

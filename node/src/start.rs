@@ -298,11 +298,12 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         .write()
         .unwrap_or_else(|p| p.into_inner()) = Some(channels.net_requests.clone());
     let api: Arc<dyn NodeApi> = Arc::new(Api::new(shared.clone()));
-    let (rpc, rpc_addr) = cachet_rpc::serve(config.rpc.listen, api.clone()).await?;
+    let token = config.rpc.operator_token()?;
+    let (rpc, rpc_addr) = cachet_rpc::serve(config.rpc.listen, api.clone(), token.clone()).await?;
     info!(%rpc_addr, "rpc listening");
     let admin_rpc = match config.rpc.admin_listen {
         Some(addr) => {
-            let (handle, addr) = cachet_rpc::serve(addr, api.clone()).await?;
+            let (handle, addr) = cachet_rpc::serve(addr, api.clone(), token.clone()).await?;
             info!(%addr, "rpc with the operator methods listening");
             Some(handle)
         }

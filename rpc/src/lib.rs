@@ -93,8 +93,33 @@ fn found<T>(value: Option<T>, code: u32, name: &str, what: String) -> RpcResult<
     value.ok_or_else(|| Failure::new(code, name, what).into())
 }
 
-/// The method table; operator methods (`cachet_admin_*`) only when `admin` is set.
-pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>> {
+/// Who may call the operator methods (`cachet_admin_*`) on a listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operators {
+    /// Nobody: they are not served.
+    Nobody,
+    /// Any caller: a loopback listener of a node with no operator token.
+    Loopback,
+    /// A caller whose request carries `Authorization: Bearer <token>`, on any listener.
+    Token(Arc<str>),
+}
+
+impl Operators {
+    /// Who may call them on a listener at `addr`, given the node's operator token.
+    pub fn at(addr: &SocketAddr, token: Option<&Arc<str>>) -> Operators {
+        match token {
+            Some(t) => Operators::Token(t.clone()),
+            None if addr.ip().is_loopback() => Operators::Loopback,
+            None => Operators::Nobody,
+        }
+    }
+}
+
+/// The method table; operator methods (`cachet_admin_*`) unless `operators` is
+/// [`Operators::Nobody`].
+pub fn module(api: Arc<dyn NodeApi>, operators: Operators) -> RpcModule<Arc<dyn NodeApi>> {
+    let admin = operators != Operators::Nobody;
+    let need_token = matches!(operators, Operators::Token(_));
     let mut m = RpcModule::new(api);
     m.register_async_method("cachet_submit", |params, api, _| async move {
         let (hexed,): (String,) = params
@@ -371,8 +396,8 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
     )
     .expect("unique method name");
     if admin {
-        m.register_async_method("cachet_admin_addPeer", |params, api, ext| async move {
-            not_from_a_web_page(&ext)?;
+        m.register_async_method("cachet_admin_addPeer", move |params, api, ext| async move {
+            operator(&ext, need_token)?;
             let (p2p, gossip): (String, String) = params
                 .parse()
                 .map_err(|e| Failure::invalid_params(e.to_string()))?;
@@ -380,8 +405,8 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
             Ok::<_, ErrorObjectOwned>(serde_json::json!({ "added": true }))
         })
         .expect("unique method name");
-        m.register_async_method("cachet_admin_backup", |params, api, ext| async move {
-            not_from_a_web_page(&ext)?;
+        m.register_async_method("cachet_admin_backup", move |params, api, ext| async move {
+            operator(&ext, need_token)?;
             let (dir,): (String,) = params
                 .parse()
                 .map_err(|e| Failure::invalid_params(e.to_string()))?;
@@ -392,23 +417,32 @@ pub fn module(api: Arc<dyn NodeApi>, admin: bool) -> RpcModule<Arc<dyn NodeApi>>
     m
 }
 
-/// Operator methods are not served to a request a web page made (it carries an `Origin`).
-fn not_from_a_web_page(ext: &jsonrpsee::Extensions) -> Result<(), Failure> {
-    match ext.get::<web::FromWebPage>() {
-        Some(_) => Err(Failure::new(
+/// May this request call an operator method? Never from a web page (its request carries an
+/// `Origin`); with the node's token when it has one.
+fn operator(ext: &jsonrpsee::Extensions, need_token: bool) -> Result<(), Failure> {
+    if ext.get::<web::FromWebPage>().is_some() {
+        return Err(Failure::new(
             2004,
             "from_web_page",
             "operator methods are not served to web pages",
-        )),
-        None => Ok(()),
+        ));
     }
+    if need_token && ext.get::<web::OperatorToken>().is_none() {
+        return Err(Failure::new(
+            2006,
+            "unauthorized",
+            "operator methods need this node's operator token (Authorization: Bearer …)",
+        ));
+    }
+    Ok(())
 }
 
-/// Serve the RPC on `addr` until the handle is stopped. Operator methods are served only when
-/// `addr` is a loopback address.
+/// Serve the RPC on `addr` until the handle is stopped. Operator methods are served with the
+/// node's operator `token` (on any address), or without one on a loopback address only.
 pub async fn serve(
     addr: SocketAddr,
     api: Arc<dyn NodeApi>,
+    token: Option<Arc<str>>,
 ) -> std::io::Result<(ServerHandle, SocketAddr)> {
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
@@ -418,7 +452,7 @@ pub async fn serve(
         .build();
     let pages_api = api.clone();
     let page: Arc<str> = web::page(&api.trust_anchor(), &[], None).into();
-    let methods = module(api.clone(), addr.ip().is_loopback());
+    let methods = module(api.clone(), Operators::at(&addr, token.as_ref()));
     let names: Arc<std::collections::BTreeSet<String>> =
         Arc::new(methods.method_names().map(str::to_string).collect());
     let server = Server::builder()
@@ -429,6 +463,7 @@ pub async fn serve(
                     inner,
                     api: pages_api.clone(),
                     page: page.clone(),
+                    token: token.clone(),
                 })
                 .layer_fn(move |inner| envelope::Envelope {
                     inner,
@@ -564,7 +599,7 @@ mod tests {
 
     #[test]
     fn the_openrpc_document_lists_exactly_the_served_methods() {
-        let module = module(Arc::new(Unavailable), true);
+        let module = module(Arc::new(Unavailable), Operators::Loopback);
         let mut served: Vec<&str> = module.method_names().collect();
         served.sort();
         let doc: serde_json::Value = serde_json::from_str(OPENRPC).unwrap();
@@ -623,11 +658,17 @@ mod tests {
 
     /// POST `body` to the server at `addr`: the HTTP status and the JSON body.
     fn post(addr: SocketAddr, body: &[u8]) -> (u16, serde_json::Value) {
-        post_as(addr, body, false)
+        post_as(addr, body, false, "")
     }
 
-    /// POST `body`, its length declared or (`chunked`) sent in chunks of 64 KiB.
-    fn post_as(addr: SocketAddr, body: &[u8], chunked: bool) -> (u16, serde_json::Value) {
+    /// POST `body`, its length declared or (`chunked`) sent in chunks of 64 KiB, with `headers`
+    /// (each ending in CRLF) added.
+    fn post_as(
+        addr: SocketAddr,
+        body: &[u8],
+        chunked: bool,
+        headers: &str,
+    ) -> (u16, serde_json::Value) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(addr).expect("connects");
         let length = if chunked {
@@ -638,7 +679,7 @@ mod tests {
         write!(
             s,
             "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             {length}\r\nConnection: close\r\n\r\n"
+             {length}\r\n{headers}Connection: close\r\n\r\n"
         )
         .expect("writes");
         // The server may answer (413) before reading the whole body, and close.
@@ -672,7 +713,7 @@ mod tests {
     /// HTTP 413); and the project's own code for parameters of the wrong form.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_library_s_own_refusals_carry_the_documented_codes() {
-        let (handle, addr) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Unavailable))
+        let (handle, addr) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Unavailable), None)
             .await
             .expect("serves");
         let call = |method: &str, params: serde_json::Value| serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
@@ -719,7 +760,7 @@ mod tests {
     /// nesting and an oversized chunked body refused with their codes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_envelope_gets_the_answer_json_rpc_prescribes() {
-        let (handle, addr) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Unavailable))
+        let (handle, addr) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Unavailable), None)
             .await
             .expect("serves");
         let cases = tokio::task::spawn_blocking(move || {
@@ -749,7 +790,7 @@ mod tests {
                     .as_bytes(),
                 ),
                 post(addr, deep.as_bytes()),
-                post_as(addr, big.as_bytes(), true),
+                post_as(addr, big.as_bytes(), true, ""),
             ]
         })
         .await
@@ -785,6 +826,69 @@ mod tests {
         assert_eq!(code(&cases[7].1), Some(-32700), "{:?}", cases[7]);
         assert_eq!(cases[8].0, 413, "{:?}", cases[8]);
         assert_eq!(code(&cases[8].1), Some(-32007), "{:?}", cases[8]);
+        handle.stop().expect("stops");
+    }
+
+    #[test]
+    fn operator_methods_are_served_off_loopback_only_with_a_token() {
+        let token: Arc<str> = "t".repeat(32).into();
+        let public: SocketAddr = "0.0.0.0:1".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(Operators::at(&public, None), Operators::Nobody);
+        assert_eq!(Operators::at(&local, None), Operators::Loopback);
+        assert_eq!(
+            Operators::at(&public, Some(&token)),
+            Operators::Token(token.clone())
+        );
+        let served = |o: Operators| {
+            module(Arc::new(Unavailable), o)
+                .method_names()
+                .any(|m| m == "cachet_admin_backup")
+        };
+        assert!(!served(Operators::Nobody));
+        assert!(served(Operators::Loopback));
+        assert!(served(Operators::Token(token)));
+    }
+
+    /// With an operator token, an operator call without it, or with another, is refused (2006)
+    /// before it reaches the node; with it, it does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operator_call_needs_the_node_s_token() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let (handle, addr) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Unavailable),
+            Some(token.into()),
+        )
+        .await
+        .expect("serves");
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"cachet_admin_backup","params":["/x"]}"#;
+        let cases = tokio::task::spawn_blocking(move || {
+            [
+                post(addr, call),
+                post_as(addr, call, false, "Authorization: Bearer wrong\r\n"),
+                post_as(
+                    addr,
+                    call,
+                    false,
+                    &format!("Authorization: Bearer {}x\r\n", &token[1..]),
+                ),
+                post_as(
+                    addr,
+                    call,
+                    false,
+                    &format!("Authorization: Bearer {token}\r\n"),
+                ),
+            ]
+        })
+        .await
+        .expect("requests");
+        let code = |v: &serde_json::Value| v["error"]["code"].as_i64();
+        for refused in &cases[..3] {
+            assert_eq!(code(&refused.1), Some(2006), "{refused:?}");
+        }
+        // Past the check: the API itself answers (it has nothing to back up here).
+        assert_eq!(code(&cases[3].1), Some(2900), "{:?}", cases[3]);
         handle.stop().expect("stops");
     }
 }

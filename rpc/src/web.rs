@@ -109,6 +109,8 @@ pub struct Pages<S> {
     pub api: Arc<dyn NodeApi>,
     /// The verify page, built once.
     pub page: Arc<str>,
+    /// The node's operator token, if it has one.
+    pub token: Option<Arc<str>>,
 }
 
 impl<S, B> tower::Service<HttpRequest<B>> for Pages<S>
@@ -143,6 +145,11 @@ where
         }
         if from_page {
             request.extensions_mut().insert(FromWebPage);
+        }
+        if let Some(token) = &self.token
+            && bearer_matches(request.headers(), token)
+        {
+            request.extensions_mut().insert(OperatorToken);
         }
         if is_page(request.method(), request.uri().path()) {
             let response = HttpResponse::builder()
@@ -193,6 +200,27 @@ where
             Ok(response)
         })
     }
+}
+
+/// Marks a JSON-RPC call that carried the node's operator token.
+#[derive(Clone, Copy, Debug)]
+pub struct OperatorToken;
+
+/// Does the request carry `Authorization: Bearer <token>`? Compared in constant time.
+fn bearer_matches(headers: &http::HeaderMap, token: &str) -> bool {
+    let Some(given) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    let token = token.as_bytes();
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Marks a JSON-RPC call that came from a web page (its request carried an `Origin` header):
