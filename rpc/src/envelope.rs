@@ -17,18 +17,15 @@
 //! passed on untouched. It is not the method table, nor the WebSocket transport, whose messages
 //! do not pass through HTTP middleware.
 
+use crate::web::{BoxError, ResponseFuture};
 use http_body_util::BodyExt as _;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Tower middleware normalising the JSON-RPC envelope of HTTP POST requests.
 #[derive(Clone)]
@@ -227,8 +224,7 @@ where
 {
     type Response = HttpResponse<HttpBody>;
     type Error = BoxError;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)

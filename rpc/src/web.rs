@@ -18,7 +18,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// The error type of the HTTP middleware.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What an HTTP middleware's call returns.
+pub(crate) type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<HttpResponse<HttpBody>, BoxError>> + Send + 'static>>;
 
 const TEMPLATE: &str = include_str!("../web/verify.html");
 
@@ -121,8 +126,7 @@ where
 {
     type Response = HttpResponse<HttpBody>;
     type Error = BoxError;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)

@@ -531,6 +531,19 @@ pub trait Nodes {
             );
         }
     }
+
+    /// Wait until node `i` reaches the height node `from` is at now, and check that they
+    /// agree up to it; that height.
+    fn catch_up(&self, i: usize, from: usize, timeout: Duration) -> u64 {
+        let target = self.height(from).expect("the node caught up with answers");
+        assert!(
+            self.wait_height(i, target, timeout),
+            "node {i} did not catch up with node {from} at height {target}; log:\n{}",
+            self.log_tail(i)
+        );
+        self.assert_same_chain(from, i, target);
+        target
+    }
 }
 
 impl Nodes for Cluster {

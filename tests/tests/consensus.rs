@@ -57,13 +57,7 @@ fn one_of_four_down_the_rest_go_on_and_it_catches_up() {
         .expect("admitted");
     assert!(wait_until(T, || c.committed_at(0, &id).is_some()));
     c.start(3);
-    let target = c.height(0).unwrap();
-    assert!(
-        c.wait_height(3, target, T),
-        "restarted node did not catch up; log:\n{}",
-        c.log_tail(3)
-    );
-    c.assert_same_chain(0, 3, target);
+    let target = c.catch_up(3, 0, T);
     assert!(c.committed_at(3, &id).is_some());
     let s0 = c.call(0, "cachet_block", json!([target])).unwrap();
     let s3 = c.call(3, "cachet_block", json!([target])).unwrap();

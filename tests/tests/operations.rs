@@ -151,13 +151,7 @@ fn a_backup_taken_under_load_restores_on_a_new_directory_and_the_node_rejoins() 
     c.nodes[3].config = config;
     c.start(3);
     c.wait_serving(3);
-    let target = c.height(0).unwrap();
-    assert!(
-        c.wait_height(3, target, T),
-        "the restored node did not catch up:\n{}",
-        c.log_tail(3)
-    );
-    c.assert_same_chain(0, 3, target);
+    c.catch_up(3, 0, T);
     for id in &ids {
         assert!(
             c.committed_at(3, id).is_some(),
