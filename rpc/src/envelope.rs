@@ -211,6 +211,71 @@ fn string_ids(requests: &[Box<RawValue>]) -> BTreeSet<String> {
         .collect()
 }
 
+/// What to do with a request body.
+pub enum Plan {
+    /// Pass it on as it is.
+    AsIs,
+    /// Answer -32700: it is not JSON, or nests too deep.
+    ParseError,
+    /// Pass `body` on (`None`: nothing is left to pass on), then make the answer with
+    /// [`Pending::answer`].
+    Rewritten {
+        /// The requests to pass on, rewritten.
+        body: Option<String>,
+        /// What to undo in the answer.
+        pending: Pending,
+    },
+}
+
+/// What a rewritten request needs undone in its answer.
+pub struct Pending {
+    single: bool,
+    rewritten: Rewritten,
+}
+
+impl Pending {
+    /// The answer to send for the library's `answer` (`None`: it was not asked, or said
+    /// nothing); `None` when nothing is to be answered (notifications only).
+    pub fn answer(self, answer: Option<&RawValue>) -> Option<Box<RawValue>> {
+        restore(answer, self.single, self.rewritten)
+    }
+}
+
+/// Read a request `body` for the methods `methods` and say what to do with it.
+pub fn plan(body: &[u8], methods: &BTreeSet<String>) -> Plan {
+    match readable_as_is(body) {
+        Ok(true) => return Plan::AsIs,
+        Ok(false) => {}
+        Err(_) => return Plan::ParseError,
+    }
+    // Read whole once: the fast path skipped what it did not need, at any depth.
+    if serde_json::from_slice::<Value>(body).is_err() {
+        return Plan::ParseError;
+    }
+    let (requests, single) = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => match serde_json::from_slice::<Vec<Box<RawValue>>>(body) {
+            Ok(many) => (many, false),
+            Err(_) => return Plan::ParseError,
+        },
+        _ => match serde_json::from_slice::<Box<RawValue>>(body) {
+            Ok(one) => (vec![one], true),
+            Err(_) => return Plan::ParseError,
+        },
+    };
+    let taken = string_ids(&requests);
+    let mut rewritten = Rewritten::default();
+    let passed = rewrite(requests, methods, &taken, &mut rewritten);
+    let body = match passed.as_slice() {
+        [] => None,
+        [one] if single => Some(one.get().to_string()),
+        many => Some(serde_json::to_string(many).expect("in-memory JSON cannot fail")),
+    };
+    Plan::Rewritten {
+        body,
+        pending: Pending { single, rewritten },
+    }
+}
+
 impl<S, B> tower::Service<HttpRequest<B>> for Envelope<S>
 where
     S: tower::Service<HttpRequest<HttpBody>, Response = HttpResponse<HttpBody>>
@@ -259,58 +324,37 @@ where
                 }
                 Err(e) => return Err(e),
             };
-            match readable_as_is(&bytes) {
-                Ok(true) => {
+            let (body, pending) = match plan(&bytes, &methods) {
+                Plan::AsIs => {
                     let body = HttpBody::new(http_body_util::Full::new(bytes));
                     let request = HttpRequest::from_parts(parts, body);
                     return inner.call(request).await.map_err(Into::into);
                 }
-                Ok(false) => {}
-                Err(_) => return json_response(200, &error(-32700, "Parse error")),
-            }
-            // Read whole once: the fast path skipped what it did not need, at any depth.
-            if serde_json::from_slice::<Value>(&bytes).is_err() {
-                return json_response(200, &error(-32700, "Parse error"));
-            }
-            let (requests, single) = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-                Some(b'[') => match serde_json::from_slice::<Vec<Box<RawValue>>>(&bytes) {
-                    Ok(many) => (many, false),
-                    Err(_) => return json_response(200, &error(-32700, "Parse error")),
-                },
-                _ => match serde_json::from_slice::<Box<RawValue>>(&bytes) {
-                    Ok(one) => (vec![one], true),
-                    Err(_) => return json_response(200, &error(-32700, "Parse error")),
-                },
+                Plan::ParseError => return json_response(200, &error(-32700, "Parse error")),
+                Plan::Rewritten { body, pending } => (body, pending),
             };
-            let taken = string_ids(&requests);
-            let mut rewritten = Rewritten::default();
-            let passed = rewrite(requests, &methods, &taken, &mut rewritten);
-            let answer: Option<Box<RawValue>> = if passed.is_empty() {
-                None
-            } else {
-                let body = if single {
-                    passed[0].get().to_string()
-                } else {
-                    serde_json::to_string(&passed)?
-                };
-                let mut parts = parts;
-                parts.headers.remove(http::header::CONTENT_LENGTH);
-                let request = HttpRequest::from_parts(parts, HttpBody::from(body));
-                let response = inner.call(request).await.map_err(Into::into)?;
-                let (head, body) = response.into_parts();
-                let body = body.collect().await?.to_bytes();
-                match serde_json::from_slice::<Box<RawValue>>(&body) {
-                    Ok(v) => Some(v),
-                    // Not JSON (an HTTP-level refusal): passed on as it is.
-                    Err(_) => {
-                        return Ok(HttpResponse::from_parts(
-                            head,
-                            HttpBody::from(body.to_vec()),
-                        ));
+            let answer: Option<Box<RawValue>> = match body {
+                None => None,
+                Some(body) => {
+                    let mut parts = parts;
+                    parts.headers.remove(http::header::CONTENT_LENGTH);
+                    let request = HttpRequest::from_parts(parts, HttpBody::from(body));
+                    let response = inner.call(request).await.map_err(Into::into)?;
+                    let (head, body) = response.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    match serde_json::from_slice::<Box<RawValue>>(&body) {
+                        Ok(v) => Some(v),
+                        // Not JSON (an HTTP-level refusal): passed on as it is.
+                        Err(_) => {
+                            return Ok(HttpResponse::from_parts(
+                                head,
+                                HttpBody::from(body.to_vec()),
+                            ));
+                        }
                     }
                 }
             };
-            match restore(answer.as_deref(), single, rewritten) {
+            match pending.answer(answer.as_deref()) {
                 Some(v) => json_response(200, &v),
                 // Notifications only: no answer.
                 None => HttpResponse::builder()
@@ -444,5 +488,94 @@ mod tests {
         let id = serde_json::from_str::<Value>(passed[0].get()).unwrap()["id"].clone();
         let answer = raw(&json!({"jsonrpc": "2.0", "result": 1, "id": id}));
         assert!(restore(Some(&answer), true, rewritten).is_none());
+    }
+
+    /// An id as a client may write it, or none (a notification).
+    fn id_strategy() -> impl proptest::strategy::Strategy<Value = Option<String>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            any::<u64>().prop_map(|n| Some(n.to_string())),
+            any::<i64>().prop_map(|n| Some(n.to_string())),
+            (0u32..1000, 1u32..100).prop_map(|(a, b)| Some(format!("{a}.{b}"))),
+            Just(Some("18446744073709551617".into())),
+            (0u8..4).prop_map(|n| Some(format!("\"cachet-envelope-{n}\""))),
+            "[a-z]{0,3}".prop_map(|s| Some(format!("\"{s}\""))),
+            Just(Some("null".into())),
+            Just(Some("{}".into())),
+            Just(Some("[1]".into())),
+            Just(Some("true".into())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the ids: every call gets exactly one answer with its own id as written
+        /// (an id the standard does not allow: one -32600 with `id: null`), and notifications
+        /// none.
+        #[test]
+        fn every_call_gets_its_own_id_back(
+            calls in proptest::collection::vec((id_strategy(), proptest::bool::ANY), 1..12),
+            batch in proptest::bool::ANY,
+        ) {
+            let batch = batch || calls.len() > 1;
+            let requests: Vec<String> = calls
+                .iter()
+                .map(|(id, served)| {
+                    let method = if *served { "cachet_status" } else { "cachet_nothing" };
+                    match id {
+                        Some(id) => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}"}}"#),
+                        None => format!(r#"{{"jsonrpc":"2.0","method":"{method}"}}"#),
+                    }
+                })
+                .collect();
+            let body = if batch { format!("[{}]", requests.join(",")) } else { requests[0].clone() };
+            let mut expected: Vec<String> = calls
+                .iter()
+                .filter_map(|(id, _)| id.clone())
+                .map(|id| if id.starts_with(['{', '[', 't']) { "null".into() } else { id })
+                .collect();
+            expected.sort();
+            let (passed, pending) = match plan(body.as_bytes(), &methods()) {
+                // Every id is one the library reads, and every request a call: it answers.
+                Plan::AsIs => {
+                    proptest::prop_assert!(calls.iter().all(|(id, _)| id.as_deref().is_some_and(|i| read_as_is(&RawValue::from_string(i.into()).unwrap()))));
+                    return Ok(());
+                }
+                Plan::ParseError => panic!("valid JSON refused: {body}"),
+                Plan::Rewritten { body, pending } => (body, pending),
+            };
+            // The library answers each request passed on, by its id, all of which it reads.
+            let answer = passed.map(|passed| {
+                let requests: Vec<Value> = match serde_json::from_str::<Value>(&passed).unwrap() {
+                    Value::Array(many) => many,
+                    one => vec![one],
+                };
+                let answers: Vec<Value> = requests
+                    .iter()
+                    .map(|r| {
+                        let id = r.get("id").expect("every request passed on has an id");
+                        proptest::prop_assert!(read_as_is(&raw(id)), "{id}");
+                        Ok(json!({"jsonrpc": "2.0", "result": 1, "id": id}))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok::<_, proptest::test_runner::TestCaseError>(if batch { raw(&answers) } else { raw(&answers[0]) })
+            }).transpose()?;
+            let mut got: Vec<String> = match pending.answer(answer.as_deref()) {
+                None => Vec::new(),
+                Some(a) => {
+                    let answers: Vec<Box<RawValue>> = if a.get().starts_with('[') {
+                        serde_json::from_str(a.get()).unwrap()
+                    } else {
+                        vec![a]
+                    };
+                    answers
+                        .iter()
+                        .map(|a| serde_json::from_str::<Members>(a.get()).unwrap()["id"].get().to_string())
+                        .collect()
+                }
+            };
+            got.sort();
+            proptest::prop_assert_eq!(got, expected, "{}", body);
+        }
     }
 }
