@@ -13,12 +13,27 @@
 //! multiaddr}`, each address ending in `/p2p/<peer id>`, in the order they were added; written
 //! whole (a temporary file renamed over it) at each change.
 
-use crate::shared::{Peer, peer_of};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use tracing::warn;
+
+/// A consortium peer: its identity and its two endpoints.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    pub(crate) id: libp2p::PeerId,
+    pub(crate) p2p: Option<libp2p::Multiaddr>,
+    pub(crate) gossip: Option<libp2p::Multiaddr>,
+}
+
+/// The peer id an address names, if it ends in `/p2p/<peer id>`.
+pub(crate) fn peer_of(addr: &libp2p::Multiaddr) -> Option<libp2p::PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
 
 /// The file of added peers, in the data directory.
 pub const ADDED_PEERS: &str = "peers.json";

@@ -7,6 +7,7 @@
 //! it, and data flows one way: the host commits, the API reads.
 
 use crate::gossip::{self, Gossip};
+use crate::membership::{self, Peer, peer_of};
 use crate::mempool::{AdmitError, Head, Mempool};
 use crate::metrics::{Metrics, Source};
 use crate::store::Store;
@@ -58,14 +59,6 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// How far this node's clock stands from the other proposers'.
     pub(crate) clock_skew: crate::clock::SkewMeter,
-}
-
-/// A consortium peer: its identity and its two endpoints.
-#[derive(Clone, Debug)]
-pub(crate) struct Peer {
-    pub(crate) id: libp2p::PeerId,
-    pub(crate) p2p: Option<libp2p::Multiaddr>,
-    pub(crate) gossip: Option<libp2p::Multiaddr>,
 }
 
 impl Shared {
@@ -220,7 +213,7 @@ impl Shared {
         if peer_of(&gossip_addr) != Some(id) {
             eyre::bail!("both addresses must name the same peer id");
         }
-        if crate::membership::removed_validators(&self.store, self.head().height.0)?.contains(&id) {
+        if membership::removed_validators(&self.store, self.head().height.0)?.contains(&id) {
             eyre::bail!("governance removed this validator from the set");
         }
         {
@@ -245,7 +238,7 @@ impl Shared {
         };
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         // Kept across restarts; under the lock, so that two additions write in turn.
-        crate::membership::remember(&self.home, &peer)?;
+        membership::remember(&self.home, &peer)?;
         peers.retain(|p| p.id != id);
         peers.push(peer);
         info!(peer = %id, "peer added");
@@ -269,7 +262,7 @@ impl Shared {
         }
         let removed: Vec<Peer> = {
             let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = crate::membership::forget(&self.home, &gone) {
+            if let Err(e) = membership::forget(&self.home, &gone) {
                 warn!(error = %e, "cannot update the added peers");
             }
             let (out, keep): (Vec<Peer>, Vec<Peer>) =
@@ -287,12 +280,4 @@ impl Shared {
             warn!(peer = %p.id, "validator left the set: peer removed");
         }
     }
-}
-
-/// The peer id an address names, if it ends in `/p2p/<peer id>`.
-pub(crate) fn peer_of(addr: &libp2p::Multiaddr) -> Option<libp2p::PeerId> {
-    addr.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
 }
