@@ -277,22 +277,17 @@ impl NodeApi for Api {
 
     fn readiness(&self) -> cachet_rpc::Readiness {
         let head = self.node.head();
-        let now = crate::clock::now_ms();
+        let clock = self.node.clock_skew.skew();
         let validators = self
             .node
             .store
             .validators_after(head.height.0)
             .map(|s| s.validators.len())
             .unwrap_or(0);
-        let clock = self.node.clock_skew.skew();
-        // By the consortium's time: a clock ahead of it would call every head stale.
-        let now = (now as i64)
-            .saturating_sub(clock.map_or(0, |s| s.ms))
-            .max(0) as u64;
         crate::health::readiness(
             &crate::health::Observed {
                 height: head.height.0,
-                head_age_ms: now.saturating_sub(head.time.0),
+                head_age_ms: crate::clock::age_ms(head.time.0, clock),
                 clock,
                 peers: self
                     .node
@@ -315,6 +310,7 @@ impl NodeApi for Api {
             height: head.height.0,
             head_time_ms: head.time.0,
             clock_skew_ms: self.node.clock_skew.skew().map(|s| s.ms),
+            head_age_ms: crate::clock::age_ms(head.time.0, self.node.clock_skew.skew()),
             mempool_transactions: self.node.mempool.len(),
             pruned_height: self.node.store.pruned_upto().unwrap_or(0),
             families: self.node.store.family_sizes(),

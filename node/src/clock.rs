@@ -45,6 +45,13 @@ pub fn now_ms() -> u64 {
         .max(0) as u64
 }
 
+/// How long ago `time_ms` was by the consortium's clocks: this node's, corrected by its `skew`
+/// when known (a clock ahead would call every block old); 0 for a time not yet reached.
+pub fn age_ms(time_ms: u64, skew: Option<Skew>) -> u64 {
+    let now = (now_ms() as i64).saturating_sub(skew.map_or(0, |s| s.ms));
+    now.saturating_sub(time_ms as i64).max(0) as u64
+}
+
 /// Shift this node's clock by `ms`, to test a validator whose clock is wrong.
 #[cfg(feature = "byzantine")]
 pub fn set_test_offset_ms(ms: i64) {

@@ -211,6 +211,8 @@ pub struct Gauges {
     /// How far this node's clock is ahead of the other proposers' (ms; negative: behind), once
     /// known.
     pub clock_skew_ms: Option<i64>,
+    /// How long ago the head was made, by the consortium's clock.
+    pub head_age_ms: u64,
     /// Transactions waiting in the mempool.
     pub mempool_transactions: usize,
     /// The last height whose stale state is deleted.
@@ -500,6 +502,11 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
             }
         }
     }
+    t.gauge(
+        "cachet_head_age_seconds",
+        "How long ago the committed head was made, by the consortium's clock: grows while this node lags or the chain stalls.",
+        gauges.head_age_ms as f64 / 1000.0,
+    );
     if let Some(ms) = gauges.clock_skew_ms {
         t.gauge(
             "cachet_clock_skew_seconds",
@@ -643,6 +650,7 @@ mod tests {
             height: 42,
             head_time_ms: 1_700_000_000_500,
             clock_skew_ms: Some(-61_250),
+            head_age_ms: 2_500,
             families: vec![FamilySize {
                 name: "nodes",
                 sst_bytes: 10,
@@ -695,6 +703,7 @@ mod tests {
         assert_eq!(get("cachet_state_tree_nodes_in_memory"), 1_234.0);
         assert_eq!(get("cachet_head_time_seconds"), 1_700_000_000.5);
         assert_eq!(get("cachet_clock_skew_seconds"), -61.25);
+        assert_eq!(get("cachet_head_age_seconds"), 2.5);
         assert_eq!(get("cachet_blocks_committed_total"), 2.0);
         assert_eq!(get("cachet_transactions_committed_total"), 6.0);
         assert_eq!(get("cachet_decided_round"), 2.0);
