@@ -458,7 +458,15 @@ async fn subscribe(rpc: &str) -> Result<Committed> {
         while let Some(Ok(block)) = sub.next().await {
             let now = Instant::now();
             let mut s = lock(&seen);
-            for id in block["txs"].as_array().into_iter().flatten() {
+            // A transaction refused in its block was not carried out: it is not counted.
+            let refused: Vec<u64> = block["refused"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["index"].as_u64())
+                .collect();
+            let txs = block["txs"].as_array().into_iter().flatten().enumerate();
+            for (_, id) in txs.filter(|(i, _)| !refused.contains(&(*i as u64))) {
                 if let Some(Ok(id)) = id.as_str().map(str::parse::<Hash32>) {
                     s.insert(TxId(id), now);
                 }

@@ -82,7 +82,7 @@ impl Consortium {
         self.round += 1;
         self.time = self.time.plus_ms(2_000);
         let built = self.chain.propose(self.time, proposer, txs)?;
-        if let Some((id, e)) = built.refused.first() {
+        if let Some((id, e)) = built.failures().first() {
             bail!("transaction {id} was refused: {e} (code {})", e.code());
         }
         Ok(())

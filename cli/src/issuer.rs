@@ -16,7 +16,7 @@ use cachet_chain::merkle::{BatchProof, MerkleTree};
 use cachet_chain::tx::{
     Action, BatchIssuance, Issuance, RevocationReason, Terms, TxBody, batch_leaf,
 };
-use cachet_client::Client;
+use cachet_client::{Client, ClientError};
 use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
@@ -25,6 +25,21 @@ use std::time::Duration;
 
 /// How long a command waits for finality.
 const FINALITY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often a submission taken over by another of the agency's submitters signs again.
+const NONCE_ATTEMPTS: u32 = 200;
+/// The door's refusal of a nonce another transaction holds (`docs/spec/errors.md`).
+const NONCE_REPLAYED: i32 = 1106;
+
+/// A random pause of up to `attempt` × 20 ms (at most 1 s), so that submitters who collided
+/// do not collide again in step.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let most = (u64::from(attempt) * 20).min(1000);
+    Duration::from_millis(random % (most + 1))
+}
 
 /// An agency's signing identity.
 pub struct Signer {
@@ -44,29 +59,59 @@ impl Signer {
         Ok(Signer { agency, key })
     }
 
-    /// Sign `action` with the agency's next nonce, submit it, wait for finality.
+    /// Sign `action` with the agency's next free nonce, submit it, wait for finality.
+    ///
+    /// Several submitters of one agency (processes of a case system, people at the CLI) may
+    /// take the same nonce at once. The node refuses all but the first at its door, using
+    /// nothing (`nonce_replayed`); a transaction beaten to its nonce by one submitted to
+    /// another node is dropped, never carried out. Either way it is signed again with the next
+    /// free nonce.
     pub async fn send(&self, client: &Client, action: Action) -> Result<(cachet_chain::TxId, u64)> {
         let status = client.status().await?;
         let chain_id: ChainId = status["chain_id"].as_str().unwrap_or_default().parse()?;
         let height = status["height"].as_u64().unwrap_or(0);
-        let agency = client
-            .call("cachet_agency", vec![json!(self.agency.to_string())])
-            .await?;
-        let nonce = agency["next_nonce"]
-            .as_u64()
-            .context("agency record has no nonce")?;
-        let tx = TxBody {
-            chain_id,
-            signer: self.agency.clone(),
-            key: self.key.public(),
-            nonce,
-            expires_at: Height(height + 200),
-            action,
+        for attempt in 0..NONCE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let tx = TxBody {
+                chain_id: chain_id.clone(),
+                signer: self.agency.clone(),
+                key: self.key.public(),
+                nonce: client.next_nonce(&self.agency).await?,
+                expires_at: Height(height + 200),
+                action: action.clone(),
+            }
+            .sign(&self.key);
+            let outcome = match client.submit(&tx).await {
+                Ok(id) => client
+                    .wait_committed(&id, FINALITY_TIMEOUT)
+                    .await
+                    .map(|h| (id, h)),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(e) if lost_its_nonce(&e) => continue,
+                outcome => return Ok(outcome?),
+            }
         }
-        .sign(&self.key);
-        let id = client.submit(&tx).await?;
-        let h = client.wait_committed(&id, FINALITY_TIMEOUT).await?;
-        Ok((id, h))
+        bail!(
+            "{NONCE_ATTEMPTS} attempts were each beaten to their nonce by another submitter of {}",
+            self.agency
+        )
+    }
+}
+
+/// Whether `e` says a transaction was beaten to its nonce by another of its agency's, so that
+/// nothing of it was carried out and it can be signed again: refused at the door, or dropped
+/// once the other took the nonce.
+fn lost_its_nonce(e: &ClientError) -> bool {
+    match e {
+        ClientError::Refused { refused, .. } => refused.code == NONCE_REPLAYED,
+        ClientError::NotCarriedOut {
+            status, refused, ..
+        } => status == "dropped" && refused.code == NONCE_REPLAYED,
+        _ => false,
     }
 }
 

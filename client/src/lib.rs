@@ -75,6 +75,17 @@ pub enum ClientError {
         /// What is missing or wrong.
         what: String,
     },
+    /// A transaction reached its final status without being carried out: refused in its
+    /// block (its nonce used), or dropped from the mempool (it can never be in a block).
+    #[error("transaction {id} was {status}, {refused}")]
+    NotCarriedOut {
+        /// The transaction.
+        id: TxId,
+        /// `refused` or `dropped`.
+        status: String,
+        /// Why.
+        refused: Refused,
+    },
     /// A transaction was not committed in time.
     #[error("transaction {id} not committed after {waited:?} (status {status})")]
     NotCommitted {
@@ -91,7 +102,9 @@ impl ClientError {
     /// The node's refusal, if that is what this is.
     pub fn refused(&self) -> Option<&Refused> {
         match self {
-            ClientError::Refused { refused, .. } => Some(refused),
+            ClientError::Refused { refused, .. } | ClientError::NotCarriedOut { refused, .. } => {
+                Some(refused)
+            }
             _ => None,
         }
     }
@@ -203,7 +216,20 @@ impl Client {
         ))
     }
 
-    /// Wait until `id` is committed; returns its height.
+    /// The nonce agency `id`'s next transaction should carry, counting the node's mempool
+    /// (`cachet_nextNonce`).
+    pub async fn next_nonce(&self, id: &cachet_chain::AgencyId) -> Result<u64, ClientError> {
+        const METHOD: &str = "cachet_nextNonce";
+        let v = self
+            .call(METHOD, vec![Value::String(id.to_string())])
+            .await?;
+        v["next"]
+            .as_u64()
+            .ok_or_else(|| self.bad_reply(METHOD, "no next nonce"))
+    }
+
+    /// Wait until `id` is committed and carried out; returns its height. A final status
+    /// other than that (refused in its block, dropped) is an error at once.
     pub async fn wait_committed(&self, id: &TxId, timeout: Duration) -> Result<u64, ClientError> {
         const METHOD: &str = "cachet_transaction";
         let start = Instant::now();
@@ -214,6 +240,19 @@ impl Client {
             if v["status"] == "committed" {
                 return v["height"].as_u64().ok_or_else(|| {
                     self.bad_reply(METHOD, "a committed transaction without a height")
+                });
+            }
+            if v["status"] == "refused" || v["status"] == "dropped" {
+                let code = v["code"].as_i64().and_then(|c| i32::try_from(c).ok());
+                let refused = Refused {
+                    code: code.ok_or_else(|| self.bad_reply(METHOD, "a refusal without a code"))?,
+                    name: v["name"].as_str().unwrap_or_default().to_string(),
+                    message: v["message"].as_str().unwrap_or_default().to_string(),
+                };
+                return Err(ClientError::NotCarriedOut {
+                    id: *id,
+                    status: v["status"].as_str().unwrap_or_default().to_string(),
+                    refused,
                 });
             }
             if start.elapsed() > timeout {

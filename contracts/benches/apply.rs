@@ -19,7 +19,7 @@ fn apply(c: &mut Criterion) {
         let txs = anchors(&chain, round * BLOCK as u64);
         let t = chain.head().time.plus_ms(1000);
         let built = chain.propose(t, proposer, txs).expect("in memory");
-        assert!(built.refused.is_empty());
+        assert!(built.failures().is_empty());
     }
     let txs = anchors(&chain, 10 * BLOCK as u64);
     let time = chain.head().time.plus_ms(1000);
@@ -32,7 +32,7 @@ fn apply(c: &mut Criterion) {
         Signatures::Verify,
     )
     .expect("in memory");
-    assert!(built.refused.is_empty());
+    assert!(built.failures().is_empty());
 
     let mut g = c.benchmark_group("apply");
     g.sample_size(10);

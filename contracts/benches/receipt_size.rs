@@ -60,7 +60,7 @@ fn main() {
             })
             .collect();
         let built = w.submit_block(txs);
-        assert!(built.refused.is_empty(), "{:?}", built.refused.first());
+        assert!(built.failures().is_empty(), "{:?}", built.failures());
         issued += n;
     }
     let filled_s = started.elapsed().as_secs_f64();

@@ -6,6 +6,11 @@
 //! the caller between [`check_signer`] and [`check_nonce`], because only the caller knows whether
 //! it verifies one by one, in a batch, or not again (a cached admission).
 //!
+//! A transaction that fails [`check_signer`], its signature or [`check_nonce`] cannot be in a
+//! block. One that passes them but fails [`check_expiry`] or its action's rules can: it is
+//! *refused in the block*, which uses its nonce and changes nothing else, so that a signer's
+//! later transactions are not held up behind it.
+//!
 //! It is not the action's rules: who may issue, revoke or vote is [`crate::lifecycle`],
 //! [`crate::kinds`] and [`crate::governance`].
 
@@ -26,26 +31,18 @@ pub enum NonceRule {
     },
 }
 
-/// The checks that need the signer's record but no signature, in this order: the chain, the
-/// expiry at `height` (the height of the block the transaction would go into), and that
-/// `agency` (the signer's record in the state, if any) exists, is not removed and signs with its
-/// current key. Returns the signer's record.
+/// The checks that need the signer's record but no signature, in this order: the chain, and
+/// that `agency` (the signer's record in the state, if any) exists, is not removed and signs
+/// with its current key. Returns the signer's record.
 pub fn check_signer<'a>(
     body: &TxBody,
     chain_id: &ChainId,
-    height: Height,
     agency: Option<&'a AgencyRecord>,
 ) -> Result<&'a AgencyRecord, TxError> {
     if body.chain_id != *chain_id {
         return Err(TxError::WrongChain {
             expected: chain_id.clone(),
             got: body.chain_id.clone(),
-        });
-    }
-    if height > body.expires_at {
-        return Err(TxError::TxExpired {
-            expires_at: body.expires_at,
-            height,
         });
     }
     let agency = agency.ok_or_else(|| TxError::UnknownAgency(body.signer.clone()))?;
@@ -56,6 +53,17 @@ pub fn check_signer<'a>(
         return Err(TxError::KeyNotAuthorized(body.signer.clone()));
     }
     Ok(agency)
+}
+
+/// That `height` (the height of the block the transaction goes into) is not past its expiry.
+pub fn check_expiry(body: &TxBody, height: Height) -> Result<(), TxError> {
+    if height > body.expires_at {
+        return Err(TxError::TxExpired {
+            expires_at: body.expires_at,
+            height,
+        });
+    }
+    Ok(())
 }
 
 /// The nonce against the signer's `next_nonce`, under `rule`.

@@ -5,7 +5,9 @@ use cachet_chain::document::CertId;
 use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height};
 use cachet_chain::state_tree::StoreError;
 
-/// A transaction the rules refuse. A refused transaction changes nothing.
+/// Why a transaction is refused. One refused at a node's door, or left out of a block, changes
+/// nothing; one refused in a block (its expiry or its action's rules) uses its nonce and
+/// changes nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
     /// Not a valid encoding.
@@ -322,7 +324,8 @@ impl TxError {
 /// A transaction did not apply: refused by the rules, or the state could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
-    /// Refused; nothing changed.
+    /// Refused. From [`crate::Executor::apply`]: the transaction cannot be in the block and
+    /// nothing changed. From an action's rules: it is refused in the block.
     #[error(transparent)]
     Rejected(#[from] TxError),
     /// Storage failed: fatal for the node, not the transaction's fault.
@@ -336,7 +339,7 @@ pub enum BlockError {
     /// Header fields do not follow the parent or do not match the content.
     #[error("invalid header: {0}")]
     Header(String),
-    /// A transaction in the block is refused.
+    /// A transaction in the block cannot be there (its envelope fails).
     #[error("transaction {index} is refused: {error}")]
     Tx {
         /// Position in the block.

@@ -1,5 +1,7 @@
 //! Executing transactions and blocks: each transaction's envelope ([`crate::envelope`]) and
-//! action, the block header checks, and the state root that results.
+//! action, the block header checks, and the state root that results. A transaction whose
+//! envelope fails makes its block invalid; one whose action the rules refuse (or whose expiry
+//! passed) is refused in the block: [`Outcome::Refused`].
 //!
 //! Everything here is deterministic: time comes from the block header, iteration is over sorted
 //! maps, and nothing reads the clock, the network or randomness.
@@ -38,8 +40,20 @@ pub struct Executed {
     pub tree_batch: TreeBatch,
     /// The validator set in the resulting state (it signs the next block).
     pub next_validators: ValidatorSet,
-    /// Events, per transaction, in block order.
+    /// Events, per transaction, in block order (none for a refused one).
     pub events: Vec<Vec<Event>>,
+    /// The transactions refused in the block, by position, with why.
+    pub refused: Vec<(u32, TxError)>,
+}
+
+/// What became of a transaction that can be in a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Its action was carried out, with these events.
+    Executed(&'a [Event]),
+    /// Its expiry had passed or its action's rules refused it: it stays in the block, its
+    /// nonce is used, and nothing else changed.
+    Refused(TxError),
 }
 
 /// Executes transactions one by one on top of a parent state.
@@ -49,6 +63,7 @@ pub struct Executor<'a, S> {
     height: Height,
     time: Timestamp,
     events: Vec<Vec<Event>>,
+    refused: Vec<(u32, TxError)>,
 }
 
 impl<'a, S: TreeStore> Executor<'a, S> {
@@ -73,14 +88,52 @@ impl<'a, S: TreeStore> Executor<'a, S> {
             height,
             time,
             events: Vec::new(),
+            refused: Vec::new(),
         })
     }
 
-    /// Apply one transaction. On `Err` nothing changed.
-    pub fn apply(&mut self, tx: &Transaction, sigs: Signatures) -> Result<&[Event], Failure> {
-        let tx_view = TxView::new(&self.view);
+    /// Apply one transaction. On `Err` it cannot be in this block and nothing changed; on
+    /// [`Outcome::Refused`] it is in the block, its nonce is used and nothing else changed.
+    pub fn apply(&mut self, tx: &Transaction, sigs: Signatures) -> Result<Outcome<'_>, Failure> {
+        let signer: Option<AgencyRecord> =
+            TxView::new(&self.view).get(&StateKey::Agency(tx.body.signer.clone()))?;
+        let agency =
+            envelope::check_signer(&tx.body, &self.params.chain_id, signer.as_ref())?.clone();
+        if sigs == Signatures::Verify && tx.verify_signature().is_err() {
+            return Err(TxError::BadSignature.into());
+        }
+        envelope::check_nonce(&tx.body, agency.next_nonce, NonceRule::Next)?;
+        let carried_out = match envelope::check_expiry(&tx.body, self.height) {
+            Ok(()) => self.carry_out(tx),
+            Err(e) => Err(e.into()),
+        };
+        match carried_out {
+            Ok(events) => {
+                self.events.push(events);
+                Ok(Outcome::Executed(
+                    self.events.last().map(Vec::as_slice).unwrap_or_default(),
+                ))
+            }
+            Err(Failure::Rejected(error)) => {
+                // The action's writes were never kept: only the nonce moves on.
+                let mut view = TxView::new(&self.view);
+                let mut agency = agency;
+                agency.next_nonce += 1;
+                view.put(&StateKey::Agency(agency.id.clone()), &agency);
+                let writes = view.into_writes();
+                self.view.writes.extend(writes);
+                self.refused.push((self.events.len() as u32, error.clone()));
+                self.events.push(Vec::new());
+                Ok(Outcome::Refused(error))
+            }
+            Err(Failure::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Run `tx`'s action and advance its signer's nonce. On `Err` nothing is kept.
+    fn carry_out(&mut self, tx: &Transaction) -> Result<Vec<Event>, Failure> {
         let mut ctx = Ctx {
-            view: tx_view,
+            view: TxView::new(&self.view),
             height: self.height,
             time: self.time,
             chain_id: self.params.chain_id.clone(),
@@ -89,22 +142,15 @@ impl<'a, S: TreeStore> Executor<'a, S> {
             tx_id: tx.id(),
             events: Vec::new(),
         };
-        let signer: Option<AgencyRecord> =
-            ctx.view.get(&StateKey::Agency(tx.body.signer.clone()))?;
-        let agency = envelope::check_signer(&tx.body, &ctx.chain_id, ctx.height, signer.as_ref())?;
-        if sigs == Signatures::Verify && tx.verify_signature().is_err() {
-            return Err(TxError::BadSignature.into());
-        }
-        envelope::check_nonce(&tx.body, agency.next_nonce, NonceRule::Next)?;
         dispatch(&mut ctx, &tx.body.action)?;
         // The action may have changed the signer's record (a governance change): re-read it.
         let mut agency = ctx.agency(&tx.body.signer)?;
         agency.next_nonce += 1;
         ctx.view.put(&StateKey::Agency(agency.id.clone()), &agency);
         let Ctx { view, events, .. } = ctx;
-        self.view.writes.extend(view.into_writes());
-        self.events.push(events);
-        Ok(self.events.last().map(Vec::as_slice).unwrap_or_default())
+        let writes = view.into_writes();
+        self.view.writes.extend(writes);
+        Ok(events)
     }
 
     /// Compute the new state root and the tree writes.
@@ -120,6 +166,7 @@ impl<'a, S: TreeStore> Executor<'a, S> {
             tree_batch,
             next_validators,
             events: self.events,
+            refused: self.refused,
         })
     }
 }
@@ -226,12 +273,25 @@ pub struct BuiltBlock {
     pub block: Block,
     /// Its execution.
     pub executed: Executed,
-    /// Candidates refused, with why.
-    pub refused: Vec<(TxId, TxError)>,
+    /// Candidates that cannot be in this block (their envelope fails: a nonce gap, a key no
+    /// longer current), with why. A candidate refused *in* the block is in
+    /// [`Executed::refused`].
+    pub left_out: Vec<(TxId, TxError)>,
 }
 
-/// Build the block after `parent` from `candidates` in order, leaving out the ones the rules
-/// refuse, up to the block limits.
+impl BuiltBlock {
+    /// Every candidate that was not carried out: refused in the block, then left out.
+    pub fn failures(&self) -> Vec<(TxId, TxError)> {
+        let refused = self.executed.refused.iter().map(|(index, e)| {
+            let id = self.block.txs[*index as usize].id();
+            (id, e.clone())
+        });
+        refused.chain(self.left_out.iter().cloned()).collect()
+    }
+}
+
+/// Build the block after `parent` from `candidates` in order, up to the block limits: each one
+/// whose envelope passes goes in (executed or refused in the block), the others are left out.
 pub fn build_block<S: TreeStore>(
     store: &S,
     parent: &BlockHeader,
@@ -243,7 +303,7 @@ pub fn build_block<S: TreeStore>(
     let height = parent.height.next();
     let mut exec = Executor::new(store, parent.state_root, height, time)?;
     let mut txs = Vec::new();
-    let mut refused = Vec::new();
+    let mut left_out = Vec::new();
     let mut bytes = 0usize;
     for tx in candidates {
         if txs.len() >= limits::MAX_BLOCK_TXS {
@@ -258,7 +318,7 @@ pub fn build_block<S: TreeStore>(
                 bytes += len;
                 txs.push(tx);
             }
-            Err(Failure::Rejected(e)) => refused.push((tx.id(), e)),
+            Err(Failure::Rejected(e)) => left_out.push((tx.id(), e)),
             Err(Failure::Store(e)) => return Err(e),
         }
     }
@@ -278,6 +338,6 @@ pub fn build_block<S: TreeStore>(
     Ok(BuiltBlock {
         block: Block { header, txs },
         executed,
-        refused,
+        left_out,
     })
 }

@@ -4,7 +4,8 @@ mod common;
 use cachet_chain::block::Block;
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{CertKind, Timestamp};
-use cachet_chain::tx::{Action, Issuance, Terms, Transaction};
+use cachet_chain::state::{CertificateRecord, StateKey};
+use cachet_chain::tx::{Action, Issuance, RevocationReason, Terms, Transaction};
 use cachet_contracts::{BlockError, LocalChain, TxError, example};
 use common::*;
 use proptest::prelude::*;
@@ -47,7 +48,7 @@ fn a_follower_replays_blocks_to_the_same_state() {
             .collect();
         leader.time = leader.time.plus_ms(1000);
         let built = leader.chain.propose(leader.time, proposer(), txs).unwrap();
-        assert!(built.refused.is_empty(), "{:?}", built.refused);
+        assert!(built.failures().is_empty(), "{:?}", built.failures());
         // Through the wire format.
         let block = Block::decode(&built.block.encode()).unwrap();
         follower.apply(&block).unwrap();
@@ -130,27 +131,87 @@ fn tampered_blocks_are_rejected() {
     follower.apply(&good).unwrap();
 }
 
+/// A transaction the rules refuse, pipelined between good ones of the same agency, is refused
+/// in the block: its nonce is used, nothing else changes, the ones after it are carried out,
+/// and a follower reaches the same state.
+#[test]
+fn a_refused_transaction_uses_its_nonce_and_holds_nothing_up() {
+    let mut w = World::new();
+    let mut follower = LocalChain::new(&example::genesis()).unwrap();
+    let issued = |tx: &Transaction| match &tx.body.action {
+        Action::Issue(issuance) => issuance.cert_id(),
+        _ => unreachable!(),
+    };
+    let first = title_tx(&w, "moi-land", 0, "a");
+    let id = issued(&first);
+    let revoke = |nonce: u64| {
+        let mut tx = w.tx(
+            "moi-land",
+            Action::Revoke {
+                id,
+                reason: RevocationReason::Cancelled,
+            },
+        );
+        tx.body.nonce = nonce;
+        tx.body.sign(&w.keys["moi-land"])
+    };
+    let mut expired = title_tx(&w, "moi-land", 3, "expired");
+    expired.body.expires_at = w.chain.head().height;
+    let expired = expired.body.sign(&w.keys["moi-land"]);
+    let never_issued = issued(&expired);
+    let txs = vec![
+        first,
+        revoke(1),
+        revoke(2), // revoked already by the one before
+        expired,
+        title_tx(&w, "moi-land", 4, "b"),
+    ];
+    w.time = w.time.plus_ms(1000);
+    let built = w.chain.propose(w.time, proposer(), txs).unwrap();
+    assert!(built.left_out.is_empty(), "{:?}", built.left_out);
+    assert_eq!(built.block.txs.len(), 5);
+    let codes: Vec<_> = built
+        .executed
+        .refused
+        .iter()
+        .map(|(i, e)| (*i, e.code()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![(2, 1303), (3, 1108)],
+        "{:?}",
+        built.executed.refused
+    );
+    assert!(built.executed.events[2].is_empty() && built.executed.events[3].is_empty());
+    assert_eq!(w.agency("moi-land").next_nonce, 5);
+    let never: Option<CertificateRecord> =
+        w.chain.get(&StateKey::Certificate(never_issued)).unwrap();
+    assert!(never.is_none(), "the expired issuance was not carried out");
+    follower.apply(&built.block).unwrap();
+    assert_eq!(follower.head(), w.chain.head());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
     /// The same blocks give the same state root, whatever else happens around them.
     #[test]
     fn same_blocks_same_state_root(names in prop::collection::vec("[a-z]{1,6}", 1..30), split in 1usize..10) {
-        let run = || {
+        let run = || -> Result<_, TestCaseError> {
             let mut w = World::new();
             let mut nonce = 0;
             for chunk in names.chunks(split) {
                 let txs: Vec<_> = chunk.iter().map(|n| { let t = title_tx(&w, "moi-land", nonce, n); nonce += 1; t }).collect();
                 w.time = w.time.plus_ms(1000);
                 let built = w.chain.propose(w.time, proposer(), txs).unwrap();
-                // Duplicate names are refused (AlreadyExists) and leave later nonces dangling.
-                nonce -= built.refused.len() as u64;
-                for tx in &built.block.txs { let _ = tx; }
+                // Duplicate names are refused in the block (AlreadyExists): every one is in it.
+                prop_assert!(built.left_out.is_empty(), "{:?}", built.left_out);
+                prop_assert_eq!(built.block.txs.len(), chunk.len());
             }
-            w.chain.head().clone()
+            Ok(w.chain.head().clone())
         };
-        let a = run();
-        let b = run();
+        let a = run()?;
+        let b = run()?;
         prop_assert_eq!(a, b);
     }
 }

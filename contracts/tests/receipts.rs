@@ -267,7 +267,7 @@ fn a_title_issued_earlier_in_the_block_that_rotates_its_issuers_key_is_valid() {
     let issue = w.tx("guting-land-office", Action::Issue(issuance));
     let vote = w.tx("dgpa-personnel", Action::Vote { proposal });
     let built = w.submit_block(vec![issue, vote]);
-    assert!(built.refused.is_empty(), "{:?}", built.refused);
+    assert!(built.failures().is_empty(), "{:?}", built.failures());
     let agency = w.agency("guting-land-office");
     assert_eq!(agency.current_key(), Some(&new_key.public()));
     assert_eq!(w.cert(&cert).issued_at, w.chain.head().height);

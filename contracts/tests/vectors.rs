@@ -16,9 +16,11 @@ use cachet_chain::merkle::{MerkleTree, leaf_hash};
 use cachet_chain::receipt::{Receipt, verify};
 use cachet_chain::state::StateKey;
 use cachet_chain::state_tree::{self, EMPTY, MemoryTreeStore};
-use cachet_chain::tx::{Action, Issuance, Terms, TxBody, batch_leaf};
+use cachet_chain::tx::{
+    Action, Issuance, RevocationReason, Terms, Transaction, TxBody, batch_leaf,
+};
 use cachet_chain::verdict::Verdict;
-use cachet_contracts::{example, genesis_state};
+use cachet_contracts::{Signatures, build_block, example, genesis_state};
 
 mod common;
 use common::World;
@@ -116,7 +118,7 @@ fn vectors() -> BTreeMap<String, String> {
         &encode(&state_tree::prove(&store, &root, &absent).unwrap()),
     );
 
-    let (genesis, _) = genesis_state(&example::genesis()).unwrap();
+    let (genesis, genesis_batch) = genesis_state(&example::genesis()).unwrap();
     put("genesis/example/header", &encode(&genesis));
     put("genesis/example/hash", genesis.hash().as_bytes());
     let header = BlockHeader {
@@ -133,6 +135,53 @@ fn vectors() -> BTreeMap<String, String> {
     };
     put("block/header_h1/encoded", &encode(&header));
     put("block/header_h1/hash", header.hash().as_bytes());
+
+    // A block whose third transaction is refused in it: only its signer's nonce moves.
+    let issued = match &body.action {
+        Action::Issue(issuance) => issuance.cert_id(),
+        _ => unreachable!("the vector's transaction issues"),
+    };
+    let revoke = Action::Revoke {
+        id: issued,
+        reason: RevocationReason::Cancelled,
+    };
+    let pipeline: Vec<Transaction> = [body.action.clone(), revoke.clone(), revoke]
+        .into_iter()
+        .enumerate()
+        .map(|(nonce, action)| {
+            let mut body = body.clone();
+            body.nonce = nonce as u64;
+            body.action = action;
+            body.sign(&key)
+        })
+        .collect();
+    let mut genesis_store = MemoryTreeStore::new();
+    genesis_store.write(genesis_batch);
+    let built = build_block(
+        &genesis_store,
+        &genesis,
+        Timestamp(1_767_225_601_000),
+        example::validator_key("moi-land").public(),
+        pipeline,
+        Signatures::Verify,
+    )
+    .unwrap();
+    assert!(built.left_out.is_empty(), "{:?}", built.left_out);
+    let refused: Vec<_> = built
+        .executed
+        .refused
+        .iter()
+        .map(|(i, e)| (*i, e.code()))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![(2, 1303)],
+        "the second revocation is refused in the block"
+    );
+    put(
+        "block/refused_third/state_root",
+        built.block.header.state_root.as_bytes(),
+    );
     put("receipt/land_title/encoded", &example_receipt().encode());
     v
 }

@@ -47,7 +47,7 @@ fn store_with_history(dir: &std::path::Path, cached: usize) -> (Store, BlockHead
             Signatures::AlreadyVerified,
         )
         .expect("store");
-        assert!(built.refused.is_empty());
+        assert!(built.failures().is_empty());
         store
             .commit(&built.block, &[], &built.executed)
             .expect("commit");

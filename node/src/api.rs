@@ -11,10 +11,11 @@ use crate::metrics::Source;
 use crate::receipts::Receipts;
 use crate::shared::Shared;
 use async_trait::async_trait;
+use cachet_chain::ids::AgencyId;
 use cachet_chain::state::{self, StateKey};
 use cachet_chain::state_tree;
 use cachet_chain::tx::TxId;
-use cachet_rpc::{BlockInfo, Failure, NodeApi, Status, TxStatus};
+use cachet_rpc::{BlockInfo, Failure, NextNonce, NodeApi, Status, TxStatus};
 use malachite_app::types::core::CommitCertificate;
 use std::sync::Arc;
 
@@ -102,16 +103,43 @@ impl NodeApi for Api {
             .tx_location(id)
             .map_err(|e| Failure::internal(e.to_string()))?
         {
-            return Ok(TxStatus::Committed {
-                height: loc.height,
-                index: loc.index,
+            return Ok(match loc.refused {
+                None => TxStatus::Committed {
+                    height: loc.height,
+                    index: loc.index,
+                },
+                Some(r) => TxStatus::Refused {
+                    height: loc.height,
+                    index: loc.index,
+                    code: r.code,
+                    name: r.name,
+                    message: r.message,
+                },
             });
         }
-        Ok(if self.node.mempool.contains(id) {
-            TxStatus::Pending
-        } else {
-            TxStatus::Unknown
+        if self.node.mempool.contains(id) {
+            return Ok(TxStatus::Pending);
+        }
+        Ok(match self.node.mempool.dropped(id) {
+            Some(e) => TxStatus::Dropped {
+                code: e.code(),
+                name: e.name().to_string(),
+                message: e.to_string(),
+            },
+            None => TxStatus::Unknown,
         })
+    }
+
+    fn next_nonce(&self, id: &AgencyId) -> Result<Option<NextNonce>, Failure> {
+        let record = self
+            .node
+            .with_head(|head| head.agency(id))
+            .map_err(|e| Failure::internal(e.to_string()))?;
+        Ok(record.map(|a| NextNonce {
+            agency: id.clone(),
+            committed: a.next_nonce,
+            next: self.node.mempool.next_free_nonce(id, a.next_nonce),
+        }))
     }
 
     fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure> {

@@ -8,6 +8,13 @@
 //! that an unauthorized issuer or an unknown certificate is refused at the door with its error
 //! code. Admitted transactions are kept per signer in nonce order; a
 //! proposer reaps consecutive nonces per signer. The pool is bounded in count and bytes.
+//!
+//! A transaction whose turn comes after the state changed under it (its certificate revoked
+//! meanwhile, its expiry passed) still goes into a block, refused there with its code: that
+//! uses its nonce, so the signer's later transactions follow. One that can never be in a block
+//! (its signer removed or its key rotated while it waited, its nonce used by another) is
+//! dropped after the next commit, and why is remembered for a while so that its submitter can
+//! ask ([`Mempool::dropped`]).
 
 use cachet_chain::DecodeError;
 use cachet_chain::codec::limits::MAX_TX_BYTES;
@@ -17,12 +24,15 @@ use cachet_chain::state::{AgencyRecord, StateKey, decode_value};
 use cachet_chain::state_tree::{self, StoreError, TreeStore};
 use cachet_chain::tx::{Transaction, TxId};
 use cachet_contracts::envelope::{self, NonceRule};
-use cachet_contracts::{Executor, Failure, Signatures, TxError};
-use std::collections::BTreeMap;
+use cachet_contracts::{Executor, Failure, Outcome, Signatures, TxError};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 /// How far ahead of an agency's next nonce a transaction may be queued.
 pub const MAX_NONCE_AHEAD: u64 = 1024;
+
+/// How many dropped transactions the pool remembers the reason for (the oldest are forgotten).
+pub const REMEMBERED_DROPS: usize = 65_536;
 
 /// Why a transaction was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,7 +103,8 @@ pub struct Head<'a, S> {
 }
 
 impl<S: TreeStore> Head<'_, S> {
-    fn agency(&self, id: &AgencyId) -> Result<Option<AgencyRecord>, StoreError> {
+    /// The record of agency `id` in the committed state.
+    pub fn agency(&self, id: &AgencyId) -> Result<Option<AgencyRecord>, StoreError> {
         state_tree::get(
             self.store,
             &self.state_root,
@@ -126,6 +137,22 @@ struct Pool {
     by_id: DigestMap<TxId, (AgencyId, u64)>,
     by_signer: BTreeMap<AgencyId, BTreeMap<u64, Entry>>,
     bytes: usize,
+    /// Why recently dropped transactions were dropped, oldest first in `drop_order`.
+    dropped: DigestMap<TxId, TxError>,
+    drop_order: VecDeque<TxId>,
+}
+
+impl Pool {
+    fn remember_drop(&mut self, id: TxId, why: TxError) {
+        if self.dropped.insert(id, why).is_none() {
+            self.drop_order.push_back(id);
+        }
+        while self.drop_order.len() > REMEMBERED_DROPS {
+            if let Some(old) = self.drop_order.pop_front() {
+                self.dropped.remove(&old);
+            }
+        }
+    }
 }
 
 /// A bounded pool of admitted transactions.
@@ -179,6 +206,28 @@ impl Mempool {
     /// Is this transaction waiting?
     pub fn contains(&self, id: &TxId) -> bool {
         self.lock().by_id.contains_key(id)
+    }
+
+    /// The first nonce of `agency` from `committed` (its next nonce in the committed state) on
+    /// that no transaction in the pool holds: what its next transaction should carry.
+    pub fn next_free_nonce(&self, agency: &AgencyId, committed: u64) -> u64 {
+        let pool = self.lock();
+        let mut next = committed;
+        if let Some(entries) = pool.by_signer.get(agency) {
+            for n in entries.range(committed..).map(|(n, _)| *n) {
+                if n != next {
+                    break;
+                }
+                next += 1;
+            }
+        }
+        next
+    }
+
+    /// Why this transaction was dropped from the pool without going into a block, if it was
+    /// (recently: the last [`REMEMBERED_DROPS`] are remembered).
+    pub fn dropped(&self, id: &TxId) -> Option<TxError> {
+        self.lock().dropped.get(id).cloned()
     }
 
     /// Is exactly this transaction, signature included, waiting (so its signature was verified
@@ -267,12 +316,13 @@ impl Mempool {
             }
         }
         let signer = head.agency(&tx.body.signer)?;
-        let agency =
-            envelope::check_signer(&tx.body, head.chain_id, head.height.next(), signer.as_ref())?;
+        let agency = envelope::check_signer(&tx.body, head.chain_id, signer.as_ref())?;
         let window = NonceRule::Window {
             ahead: MAX_NONCE_AHEAD,
         };
-        if let Err(e) = envelope::check_nonce(&tx.body, agency.next_nonce, window) {
+        let refused = envelope::check_nonce(&tx.body, agency.next_nonce, window)
+            .and_then(|()| envelope::check_expiry(&tx.body, head.height.next()));
+        if let Err(e) = refused {
             // The spec checks the signature before the nonce: a forged copy of a used
             // transaction is refused for its signature. Only refusals pay this check here;
             // the others' signatures are checked together below.
@@ -303,9 +353,10 @@ impl Mempool {
                 head.height.next(),
                 head.time.plus_ms(1),
             )?;
+            // Refused at the door rather than in a block: its nonce stays free.
             match exec.apply(&tx, Signatures::AlreadyVerified) {
-                Ok(_) => {}
-                Err(Failure::Rejected(e)) => return Err(e.into()),
+                Ok(Outcome::Executed(_)) => {}
+                Ok(Outcome::Refused(e)) | Err(Failure::Rejected(e)) => return Err(e.into()),
                 Err(Failure::Store(e)) => return Err(e.into()),
             }
         }
@@ -370,25 +421,67 @@ impl Mempool {
         }
     }
 
-    /// Drop what a committed block made obsolete: its transactions, and anything whose nonce
-    /// is now used.
-    pub fn prune(&self, next_nonce: impl Fn(&AgencyId) -> u64) {
+    /// Drop what a committed block made obsolete: its transactions (`committed`), anything
+    /// else whose nonce is now used, and what can never be in a block any more (its signer
+    /// removed, or its key no longer the signer's). `agency` reads a signer's committed record;
+    /// a signer whose record cannot be read keeps its transactions.
+    pub fn prune(
+        &self,
+        committed: &[TxId],
+        agency: impl Fn(&AgencyId) -> Result<Option<AgencyRecord>, StoreError>,
+    ) {
         let mut pool = self.lock();
+        let mut drops = Vec::new();
         let Pool {
             by_id,
             by_signer,
             bytes,
+            ..
         } = &mut *pool;
-        by_signer.retain(|agency, entries| {
-            let next = next_nonce(agency);
-            let stale: Vec<u64> = entries.range(..next).map(|(n, _)| *n).collect();
-            for n in stale {
+        by_signer.retain(|signer, entries| {
+            let Ok(record) = agency(signer) else {
+                return true;
+            };
+            let gone: Vec<(u64, TxError)> = match &record {
+                Some(a) if a.removed_at.is_none() => {
+                    let next = a.next_nonce;
+                    let used = entries.range(..next).map(|(n, _)| {
+                        let why = TxError::NonceReplayed {
+                            expected: next,
+                            got: *n,
+                        };
+                        (*n, why)
+                    });
+                    let old_key = entries
+                        .range(next..)
+                        .filter(|(_, e)| a.current_key() != Some(&e.tx.body.key))
+                        .map(|(n, _)| (*n, TxError::KeyNotAuthorized(signer.clone())));
+                    used.chain(old_key).collect()
+                }
+                Some(_) => entries
+                    .keys()
+                    .map(|n| (*n, TxError::AgencyRemoved(signer.clone())))
+                    .collect(),
+                None => entries
+                    .keys()
+                    .map(|n| (*n, TxError::UnknownAgency(signer.clone())))
+                    .collect(),
+            };
+            for (n, why) in gone {
                 if let Some(e) = entries.remove(&n) {
-                    by_id.remove(&e.tx.id());
+                    let id = e.tx.id();
+                    by_id.remove(&id);
                     *bytes -= e.len;
+                    drops.push((id, why));
                 }
             }
             !entries.is_empty()
         });
+        let committed: std::collections::HashSet<&TxId> = committed.iter().collect();
+        for (id, why) in drops {
+            if !committed.contains(&id) {
+                pool.remember_drop(id, why);
+            }
+        }
     }
 }

@@ -49,6 +49,9 @@ pub enum Source {
     Rpc,
     /// Relayed by another node.
     Gossip,
+    /// Refused in a committed block (its expiry passed, or the rules refused it, while it
+    /// waited): its nonce is used.
+    Block,
 }
 
 impl Source {
@@ -56,6 +59,7 @@ impl Source {
         match self {
             Source::Rpc => "rpc",
             Source::Gossip => "gossip",
+            Source::Block => "block",
         }
     }
 }
@@ -358,7 +362,7 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
         t.family(
             "cachet_transactions_refused",
             "counter",
-            "Transactions refused at admission, by where they came in and the refusal's stable name.",
+            "Transactions refused at admission (source rpc or gossip) or in a committed block (source block), by the refusal's stable name.",
         );
         for ((source, reason), n) in counts.iter() {
             if let Some(reason) = reason {

@@ -168,7 +168,7 @@ impl Shared {
         results
     }
 
-    pub(crate) fn after_commit(&self, block: &Block, _executed: &Executed) {
+    pub(crate) fn after_commit(&self, block: &Block, executed: &Executed) {
         // The notice names every transaction (an id hashed and written as hex each), 1% of a
         // validator under load: made only for a subscriber. One that subscribes after this
         // check sees the next block, as it would had it subscribed a moment later. Subscribers
@@ -179,13 +179,16 @@ impl Shared {
                 "hash": block.hash(),
                 "time": block.header.time.0,
                 "txs": block.txs.iter().map(|t| t.id()).collect::<Vec<_>>(),
+                "refused": executed.refused.iter().map(|(index, e)| serde_json::json!({
+                    "index": index,
+                    "code": e.code(),
+                    "name": e.name(),
+                })).collect::<Vec<_>>(),
                 "state_root": block.header.state_root,
             }));
         }
-        self.with_head(|head| {
-            self.mempool
-                .prune(|agency| head.next_nonce(agency).unwrap_or(0));
-        });
+        let committed: Vec<TxId> = block.txs.iter().map(|t| t.id()).collect();
+        self.with_head(|head| self.mempool.prune(&committed, |agency| head.agency(agency)));
     }
 
     pub(crate) fn gossip(&self) -> Option<Gossip> {

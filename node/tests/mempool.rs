@@ -120,8 +120,57 @@ fn a_full_pool_says_so_and_reaping_follows_nonces_across_signers() {
             .len(),
         2
     );
-    pool.prune(|a| if a.as_str() == "moi-land" { 2 } else { 1 });
+    // Nonces 0 and 1 of moi-land went into a block; guting's 0 was beaten by another
+    // transaction with its nonce.
+    let committed = [tx("moi-land", 0, "t0").id(), tx("moi-land", 1, "t1").id()];
+    pool.prune(&committed, |a| {
+        let mut record = head.agency(a)?;
+        if let Some(r) = record.as_mut() {
+            r.next_nonce = if a.as_str() == "moi-land" { 2 } else { 1 };
+        }
+        Ok(record)
+    });
     assert_eq!(pool.len(), 1);
+    assert_eq!(pool.dropped(&committed[0]), None, "committed, not dropped");
+    let beaten = tx("guting-land-office", 0, "g0").id();
+    assert_eq!(pool.dropped(&beaten).map(|e| e.code()), Some(1106));
+}
+
+/// A transaction that can never be in a block any more (its signer's key rotated, or the
+/// signer removed, while it waited) leaves the pool at the next commit, and says why; its
+/// signer's nonce is free again for a new transaction.
+#[test]
+fn what_can_never_be_in_a_block_is_dropped_with_its_reason() {
+    let (store, header) = setup();
+    let head = head(&store, &header);
+    let pool = Mempool::new(10, 1 << 20);
+    let waiting = tx("moi-land", 0, "a");
+    pool.admit(&waiting.encode(), &head).unwrap();
+    let other = tx("guting-land-office", 0, "g");
+    pool.admit(&other.encode(), &head).unwrap();
+    let rotated = cachet_chain::SecretKey::dev("moi-land-2").public();
+    pool.prune(&[], |a| {
+        let mut record = head.agency(a)?;
+        if let Some(r) = record.as_mut() {
+            if a.as_str() == "moi-land" {
+                let mut keys = r.keys.clone().into_vec();
+                keys.push(cachet_chain::state::KeyEpoch {
+                    key: rotated,
+                    from: cachet_chain::ids::Height(1),
+                    until: None,
+                });
+                r.keys = keys.try_into().unwrap();
+            } else {
+                r.removed_at = Some(cachet_chain::ids::Height(1));
+            }
+        }
+        Ok(record)
+    });
+    assert!(pool.is_empty());
+    assert_eq!(pool.dropped(&waiting.id()).map(|e| e.code()), Some(1105));
+    assert_eq!(pool.dropped(&other.id()).map(|e| e.code()), Some(1104));
+    // The nonce the dropped transaction held is free again.
+    pool.admit(&tx("moi-land", 0, "b").encode(), &head).unwrap();
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn build_one(
         Signatures::Verify,
     )
     .unwrap();
-    assert!(built.refused.is_empty());
+    assert!(built.failures().is_empty());
     built
 }
 
@@ -104,6 +104,7 @@ fn commit_changes(
         tree_batch: batch,
         next_validators: validators.clone(),
         events: vec![],
+        refused: vec![],
     };
     let block = cachet_chain::block::Block {
         header: header.clone(),

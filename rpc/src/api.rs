@@ -97,12 +97,37 @@ impl From<Failure> for ErrorObjectOwned {
 pub enum TxStatus {
     /// Waiting in this node's mempool.
     Pending,
-    /// In a committed block.
+    /// In a committed block, carried out.
     Committed {
         /// Block height.
         height: u64,
         /// Position in the block.
         index: u32,
+    },
+    /// In a committed block, refused there (its expiry passed or the rules refused it while
+    /// it waited): its nonce is used and nothing else changed. Final.
+    Refused {
+        /// Block height.
+        height: u64,
+        /// Position in the block.
+        index: u32,
+        /// The refusal's stable code (`docs/spec/errors.md`).
+        code: u32,
+        /// Its stable name.
+        name: String,
+        /// What was wrong, in words.
+        message: String,
+    },
+    /// Dropped from this node's mempool without going into a block: it can never be in one
+    /// (its nonce was used by another transaction, its key rotated or its signer removed
+    /// while it waited). Final; its nonce was not used by it.
+    Dropped {
+        /// The reason's stable code.
+        code: u32,
+        /// Its stable name.
+        name: String,
+        /// What was wrong, in words.
+        message: String,
     },
     /// Not known to this node.
     Unknown,
@@ -125,6 +150,18 @@ pub struct Status {
     pub state_root: Hash32,
     /// Transactions waiting in the mempool.
     pub mempool: usize,
+}
+
+/// What `cachet_nextNonce` returns: the nonce an agency's next transaction should carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextNonce {
+    /// The agency.
+    pub agency: cachet_chain::AgencyId,
+    /// Its next nonce in the committed state.
+    pub committed: u64,
+    /// The first nonce from `committed` on that no transaction in this node's mempool holds:
+    /// what to sign the next transaction with.
+    pub next: u64,
 }
 
 /// What `cachet_block` returns.
@@ -162,6 +199,9 @@ pub trait NodeApi: Send + Sync + 'static {
     fn block(&self, height: u64) -> Result<Option<BlockInfo>, Failure>;
     /// Where a transaction stands.
     fn transaction(&self, id: &TxId) -> Result<TxStatus, Failure>;
+    /// The nonce agency `id`'s next transaction should carry, counting this node's mempool;
+    /// `None` for an agency the chain does not know.
+    fn next_nonce(&self, id: &cachet_chain::AgencyId) -> Result<Option<NextNonce>, Failure>;
     /// A value of the latest committed state, as JSON.
     fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure>;
     /// Recorded misbehaviour: `(height, description)`.

@@ -21,7 +21,8 @@ pub mod envelope;
 pub mod web;
 
 pub use api::{
-    BlockInfo, Check, Failure, NodeApi, Readiness, ReceiptOptions, Status, TxStatus, Verification,
+    BlockInfo, Check, Failure, NextNonce, NodeApi, Readiness, ReceiptOptions, Status, TxStatus,
+    Verification,
 };
 
 /// The OpenRPC description of these methods (`docs/openrpc.json`).
@@ -231,6 +232,25 @@ pub fn module(api: Arc<dyn NodeApi>, operators: Operators) -> RpcModule<Arc<dyn 
                 })?;
             found(
                 api.state(&StateKey::Agency(id.clone()))?,
+                1103,
+                "unknown_agency",
+                format!("unknown agency {id}"),
+            )
+        },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_nextNonce",
+        |params, api, _| -> RpcResult<NextNonce> {
+            let (id,): (String,) = params
+                .parse()
+                .map_err(|e| Failure::invalid_params(e.to_string()))?;
+            let id: cachet_chain::AgencyId =
+                id.parse().map_err(|e: cachet_chain::ids::InvalidId| {
+                    Failure::invalid_params(e.to_string())
+                })?;
+            found(
+                api.next_nonce(&id)?,
                 1103,
                 "unknown_agency",
                 format!("unknown agency {id}"),
@@ -509,6 +529,12 @@ mod tests {
             no()
         }
         fn state(&self, _: &StateKey) -> Result<Option<serde_json::Value>, Failure> {
+            no()
+        }
+        fn next_nonce(
+            &self,
+            _: &cachet_chain::AgencyId,
+        ) -> Result<Option<crate::NextNonce>, Failure> {
             no()
         }
         fn evidence(&self) -> Result<Vec<(u64, String)>, Failure> {

@@ -256,6 +256,89 @@ fn bad_inputs_get_their_codes_and_change_nothing() {
     );
 }
 
+/// An agency pipelines transactions, one of which the rules will refuse by the time its turn
+/// comes (a second revocation of one certificate) and one whose expiry passes while it waits
+/// behind a nonce gap. Each of the two is refused in its block with its code, uses its nonce,
+/// and every good transaction after it is finalized, with no restart.
+#[test]
+fn a_doomed_transaction_between_good_ones_holds_nothing_up() {
+    use cachet_chain::tx::{Action, RevocationReason};
+    let mut c = Cluster::new("doomed", 4);
+    c.start_all();
+    assert!(c.wait_height(0, 2, T));
+    let first = txs::title("pipe-0");
+    let revoke = |nonce| {
+        let action = Action::Revoke {
+            id: first.cert_id(),
+            reason: RevocationReason::Cancelled,
+        };
+        txs::signed("moi-land", nonce, action)
+    };
+    // Later nonces first, so that all four wait in the pool before any can go into a block:
+    // the second revocation is judged when its turn comes, not at the door.
+    let pipeline = [
+        txs::anchor(0, "pipe-0"),
+        revoke(1),
+        revoke(2),
+        txs::anchor(3, "pipe-3"),
+    ];
+    let ids: Vec<String> = pipeline
+        .iter()
+        .rev()
+        .map(|tx| c.submit(0, tx).expect("admitted"))
+        .rev()
+        .collect();
+
+    // Nonce 5 expires two heights from now; nonce 4 is held back until it has.
+    let h = c.height(0).unwrap();
+    let key = cachet_contracts::example::agency_key("moi-land");
+    let mut expiring = txs::anchor(5, "pipe-5").body;
+    expiring.expires_at = cachet_chain::ids::Height(h + 2);
+    let expiring = expiring.sign(&key);
+    let expiring_id = c.submit(0, &expiring).expect("admitted before its expiry");
+    let after = c.submit(0, &txs::anchor(6, "pipe-6")).expect("admitted");
+    assert!(c.wait_height(0, h + 3, T));
+    let held = c.submit(0, &txs::anchor(4, "pipe-4")).expect("admitted");
+
+    let status = |i: usize, id: &str| c.call(i, "cachet_transaction", json!([id])).unwrap();
+    assert!(
+        wait_until(T, || (0..4).all(|i| c.committed_at(i, &after).is_some())),
+        "the transaction after the doomed ones was not finalized: {}\n{}",
+        status(0, &after),
+        c.diagnose()
+    );
+    for i in 0..4 {
+        for id in [&ids[0], &ids[1], &ids[3], &held, &after] {
+            assert_eq!(status(i, id)["status"], "committed", "node {i}: {id}");
+        }
+        let doomed = status(i, &ids[2]);
+        assert_eq!(doomed["status"], "refused", "node {i}: {doomed}");
+        assert_eq!(doomed["code"], 1303, "{doomed}");
+        assert_eq!(doomed["name"], "already_revoked", "{doomed}");
+        let expired = status(i, &expiring_id);
+        assert_eq!(expired["status"], "refused", "node {i}: {expired}");
+        assert_eq!(expired["code"], 1108, "{expired}");
+        let agency = c.call(i, "cachet_agency", json!(["moi-land"])).unwrap();
+        assert_eq!(agency["next_nonce"], 7, "node {i}: every nonce used once");
+        let never = txs::title("pipe-5").cert_id().to_string();
+        assert!(
+            c.call(i, "cachet_certificate", json!([never])).is_err(),
+            "the expired anchor was not carried out"
+        );
+    }
+    let refused_in_block = |reason: &str| {
+        let key =
+            format!("cachet_transactions_refused_total{{source=\"block\",reason=\"{reason}\"}}");
+        c.metrics(0).get(&key).copied().unwrap_or(0.0)
+    };
+    assert_eq!(refused_in_block("already_revoked"), 1.0);
+    assert_eq!(refused_in_block("tx_expired"), 1.0);
+    let top = c.min_height();
+    for i in 1..4 {
+        c.assert_same_chain(0, i, top);
+    }
+}
+
 #[test]
 fn an_equivocating_validator_cannot_fork_the_chain_and_is_recorded() {
     let mut c = Cluster::new("equivocation", 4);

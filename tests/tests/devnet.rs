@@ -694,3 +694,73 @@ fn devnet_runs_the_consortium_and_the_issuer_commands_work() {
         1,
     );
 }
+
+/// One agency's case system anchors 100 documents at once, from 100 processes spread over the
+/// four nodes: submitters that take the same nonce sign again, and every document is anchored
+/// exactly once, each with its own nonce.
+#[test]
+fn one_agency_anchors_a_hundred_documents_at_once() {
+    const DOCS: usize = 100;
+    let devnet = Devnet::start("devnet-concurrent");
+    let m = &devnet.manifest;
+    let key = m["agencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "moi-land")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let addr = devnet.rpc_url(0).trim_start_matches("http://").to_string();
+    let nonce = |addr: &str| {
+        rpc(addr, "cachet_agency", json!(["moi-land"])).unwrap()["next_nonce"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = nonce(&addr);
+    let docs = devnet.dir.join("concurrent");
+    std::fs::create_dir_all(&docs).unwrap();
+    let children: Vec<_> = (0..DOCS)
+        .map(|i| {
+            let doc = docs.join(format!("order-{i}.txt"));
+            std::fs::write(&doc, format!("reward order {i}")).unwrap();
+            Command::new(cachet_bin())
+                .args(["anchor", "--rpc", &devnet.rpc_url(i % 4), "--key", &key])
+                .args(["--kind", "land-title", "--json", "--file"])
+                .arg(&doc)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("cachet anchor starts")
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "anchor {i}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.insert(v["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), DOCS, "one certificate per document");
+    for id in &ids {
+        let cert = rpc(&addr, "cachet_certificate", json!([id])).unwrap();
+        assert_eq!(cert["issuer"], "moi-land");
+    }
+    let after = before + DOCS as u64;
+    assert_eq!(
+        nonce(&addr),
+        after,
+        "each anchor used one nonce, none was wasted"
+    );
+    let next = rpc(&addr, "cachet_nextNonce", json!(["moi-land"])).unwrap();
+    assert_eq!(
+        next,
+        json!({"agency": "moi-land", "committed": after, "next": after})
+    );
+}

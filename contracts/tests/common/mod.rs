@@ -1,13 +1,16 @@
 //! A small world around the example consortium for rule tests: submit one action as one
-//! agency, get the events or the refusal, and check that a refusal changed nothing.
+//! agency, get the events or the refusal, and check that a refusal changed nothing but, when
+//! it is refused in its block, the signer's nonce.
 
 #![allow(dead_code)]
 
+use cachet_chain::codec;
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::Hash32;
 use cachet_chain::ids::{AgencyId, CertKind, Height, Timestamp};
 use cachet_chain::state::{AgencyRecord, CertificateRecord, StateKey};
+use cachet_chain::state_tree;
 use cachet_chain::tx::{Action, Issuance, Terms, Transaction, TxBody};
 use cachet_contracts::{Event, LocalChain, TxError, example};
 use std::collections::HashMap;
@@ -93,22 +96,38 @@ impl World {
         .sign(key)
     }
 
-    /// Put `txs` in the next block, in order; what the rules refuse is left out.
+    /// Put `txs` in the next block, in order.
     pub fn submit_block(&mut self, txs: Vec<Transaction>) -> cachet_contracts::BuiltBlock {
         self.time = self.time.plus_ms(1000);
         let proposer = example::validator_key("moi-land").public();
         self.chain.propose(self.time, proposer, txs).unwrap()
     }
 
-    /// Put `tx` alone in the next block. A refusal must leave the state root unchanged.
+    /// Put `tx` alone in the next block. Left out of it, it must change nothing; refused in
+    /// it, it must change its signer's nonce and nothing else.
     pub fn submit_tx(&mut self, tx: Transaction) -> Result<Vec<Event>, TxError> {
         let before = self.chain.head().state_root;
+        let signer = StateKey::Agency(tx.body.signer.clone());
+        let record: Option<AgencyRecord> = self.chain.get(&signer).unwrap();
         let built = self.submit_block(vec![tx]);
-        if let Some((_, e)) = built.refused.into_iter().next() {
+        if let Some((_, e)) = built.left_out.into_iter().next() {
             assert_eq!(
                 self.chain.head().state_root,
                 before,
-                "a refused transaction changed the state"
+                "a transaction left out of its block changed the state"
+            );
+            return Err(e);
+        }
+        if let Some((_, e)) = built.executed.refused.into_iter().next() {
+            let mut record = record.expect("a refused transaction's signer is registered");
+            record.next_nonce += 1;
+            let only_nonce = [(signer.hash(), Some(codec::encode(&record)))];
+            let (expected, _) =
+                state_tree::update(self.chain.store(), &before, &only_nonce).unwrap();
+            assert_eq!(
+                self.chain.head().state_root,
+                expected,
+                "a transaction refused in its block changed more than its signer's nonce"
             );
             return Err(e);
         }

@@ -3,6 +3,7 @@
 
 use super::{App, Candidate};
 use crate::context::{BlockId, CachetContext, Height};
+use crate::metrics::Source;
 use cachet_chain::block::Block;
 use cachet_contracts::{Signatures, execute_block};
 use malachite_app::types::MisbehaviorEvidence;
@@ -60,6 +61,10 @@ impl App {
             candidate.block.txs.len(),
             writing.elapsed(),
         );
+        let refused = candidate.executed.refused.iter();
+        self.shared
+            .metrics
+            .admission(Source::Block, refused.map(|(_, e)| Some(e.name())));
         self.shared.set_head(candidate.block.header.clone());
         self.shared.keep_checkpoint(&candidate.block.header)?;
         self.shared

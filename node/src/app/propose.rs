@@ -109,9 +109,12 @@ impl App {
             candidates.by_ref(),
             Signatures::AlreadyVerified,
         )?;
-        let left_for_later = reaped - built.block.txs.len() - built.refused.len();
-        for (id, e) in &built.refused {
+        let left_for_later = reaped - built.block.txs.len() - built.left_out.len();
+        for (id, e) in &built.left_out {
             debug!(tx = %id, error = %e, "left out of the block");
+        }
+        for (index, e) in &built.executed.refused {
+            debug!(index, error = %e, "refused in the block");
         }
         let id = built.block.hash();
         store.put_undecided(

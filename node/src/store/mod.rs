@@ -18,7 +18,7 @@
 //! | `nodes` | `path:4 hash:32` | a state-tree node's encoding, then `written_at:8`, the last height that wrote it. The key is a [`NodeKey`]: the first 32 bits of the node's path, then its hash, so a subtree's nodes are neighbours. Empty while the tree is held in memory |
 //! | `values` | `leaf:32` | a state value's bytes, then `written_at:8`; the key is the hash of the leaf that holds it |
 //! | `keys` | `key:32` | `value_hash:32`: the head's state entries, by state-key hash (an entry deleted at a height is deleted here) |
-//! | `txs` | `tx_id:32` | where a committed transaction is: `TxLocation` in Borsh, `height` (u64, little-endian) then `index` (u32, little-endian) |
+//! | `txs` | `tx_id:32` | where a committed transaction is: `height` (u64, little-endian) then `index` (u32, little-endian); for one refused in its block, then its `code` (u32, little-endian), `name` and `message` (each a Borsh string: u32 length, UTF-8) |
 //! | `stale` | `height:8` | what the height made stale: `count:4`, then `count` node keys (`path:4 hash:32` each, none while the tree is in memory), then the leaf hashes (`leaf:32` each) whose values went stale |
 //! | `undecided` | `height:8 round:4 block_id:32` | a block proposed at that height and round, not decided yet (its encoding) |
 //! | `evidence` | `height:8 digest:32` | equivocation evidence seen at that height: `(address, vote, vote)` in Borsh; `digest` is its BLAKE3 hash |
@@ -86,7 +86,7 @@ mod tree;
 mod tuning;
 
 pub use resident::TreePlacement;
-pub use schema::TxLocation;
+pub use schema::{Refusal, TxLocation};
 pub use stale::Pruned;
 pub use tuning::{
     CacheSizes, DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_CACHED_NODES, DEFAULT_CACHED_VALUES,
@@ -393,12 +393,19 @@ impl Store {
         batch.put_cf(self.cf(CF_BLOCKS), be(h), block.encode());
         batch.put_cf(self.cf(CF_COMMITS), be(h), certificate);
         let txs = self.cf(CF_TXS);
+        let mut refused = executed.refused.iter().peekable();
         for (i, tx) in block.txs.iter().enumerate() {
+            let refusal = refused.next_if(|(index, _)| *index as usize == i);
             let loc = TxLocation {
                 height: h,
                 index: i as u32,
+                refused: refusal.map(|(_, e)| Refusal {
+                    code: e.code(),
+                    name: e.name().to_string(),
+                    message: e.to_string(),
+                }),
             };
-            batch.put_cf(txs, tx.id().0.as_bytes(), codec::encode(&loc));
+            batch.put_cf(txs, tx.id().0.as_bytes(), loc.encode());
         }
         batch.put_cf(self.cf(CF_META), META_HEAD, codec::encode(&block.header));
         if block.header.next_validators_hash != block.header.validators_hash {

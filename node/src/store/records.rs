@@ -54,7 +54,7 @@ impl Store {
     /// Where a committed transaction is.
     pub fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError> {
         self.get_cf(CF_TXS, id.0.as_bytes())?
-            .map(|b| borsh::from_slice(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|b| TxLocation::decode(&b))
             .transpose()
     }
 

@@ -60,13 +60,54 @@ pub(super) const TREE_IN_MEMORY: &[u8] = b"memory";
 /// database is rewritten when opened ([`Store::migrate`]).
 pub(super) const FORMAT: u8 = 4;
 
-/// Where a committed transaction is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+/// Where a committed transaction is, and whether it was refused there.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxLocation {
     /// Block height.
     pub height: u64,
     /// Position in the block.
     pub index: u32,
+    /// Why it was refused in its block (its nonce used, nothing else changed); `None` when
+    /// it was carried out.
+    pub refused: Option<Refusal>,
+}
+
+/// Why a transaction was refused in its block: its error's stable code and name, and the
+/// error's message.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Refusal {
+    /// The stable code (`docs/spec/errors.md`).
+    pub code: u32,
+    /// The stable name.
+    pub name: String,
+    /// What was wrong, in words.
+    pub message: String,
+}
+
+impl TxLocation {
+    /// `height` and `index` in Borsh, then the [`Refusal`] in Borsh if there is one.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut bytes = codec::encode(&(self.height, self.index));
+        if let Some(r) = &self.refused {
+            bytes.extend_from_slice(&codec::encode(r));
+        }
+        bytes
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<TxLocation, StoreError> {
+        let corrupt = |e: std::io::Error| StoreError::Corrupt(format!("transaction index: {e}"));
+        let mut rest = bytes;
+        let (height, index) = <(u64, u32)>::deserialize(&mut rest).map_err(corrupt)?;
+        let refused = match rest {
+            [] => None,
+            _ => Some(borsh::from_slice::<Refusal>(rest).map_err(corrupt)?),
+        };
+        Ok(TxLocation {
+            height,
+            index,
+            refused,
+        })
+    }
 }
 
 /// A stored node: its encoding, then the height it was last written at.
