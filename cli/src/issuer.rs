@@ -41,6 +41,58 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(random % (most + 1))
 }
 
+/// Who signs, and through which node.
+#[derive(clap::Args)]
+pub struct IssuerArgs {
+    /// The node's RPC URL.
+    #[arg(long)]
+    pub rpc: String,
+    /// The agency's key file.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The agency id, when the key file does not name it.
+    #[arg(long)]
+    pub agency: Option<cachet_chain::AgencyId>,
+}
+
+impl IssuerArgs {
+    /// The node's client and the agency's signer.
+    pub fn connect(&self) -> Result<(Client, Signer)> {
+        Ok((
+            Client::new(&self.rpc)?,
+            Signer::load(&self.key, self.agency.clone())?,
+        ))
+    }
+}
+
+/// Why a certificate is revoked, as the command line names it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Reason {
+    /// Issued by mistake.
+    IssuedInError,
+    /// Cancelled by the issuer.
+    Cancelled,
+    /// Obtained by fraud.
+    Fraud,
+    /// Ordered by a court.
+    CourtOrder,
+    /// Any other reason.
+    Other,
+}
+
+impl From<Reason> for cachet_chain::tx::RevocationReason {
+    fn from(r: Reason) -> Self {
+        use cachet_chain::tx::RevocationReason as R;
+        match r {
+            Reason::IssuedInError => R::IssuedInError,
+            Reason::Cancelled => R::Cancelled,
+            Reason::Fraud => R::Fraud,
+            Reason::CourtOrder => R::CourtOrder,
+            Reason::Other => R::Other,
+        }
+    }
+}
+
 /// An agency's signing identity.
 pub struct Signer {
     /// The agency.

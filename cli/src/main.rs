@@ -1,9 +1,11 @@
 //! `cachet`: the command line for issuing agencies, verifiers and operators.
 //!
 //! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`, `add-peer`,
-//! `backup`, `restore`, `fsck`, `probe`. Issuing agencies:
-//! `anchor`, `revoke`, `supersede`, `approve`. Everyone: `fingerprint`, `demo`.
+//! `backup`, `restore`, `fsck`, `probe`, `evidence`. Issuing agencies: `anchor`, `revoke`,
+//! `supersede`, `approve`, `revoke-entry`, `mortgage`, `accredit`, `unaccredit`; validator
+//! agencies also `propose` and `vote`. Everyone: `fingerprint`, `history`, `demo`.
 
+mod agency;
 mod allocator;
 mod demo;
 mod devnet;
@@ -20,6 +22,7 @@ use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Sa
 use cachet_chain::genesis::GenesisDoc;
 use cachet_chain::ids::CertKind;
 use clap::{Parser, Subcommand, ValueEnum};
+use issuer::{IssuerArgs, Reason};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -395,6 +398,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Agency(agency::Command),
+    /// A certificate's lineage, oldest first: each record it superseded or was superseded by.
+    History {
+        /// The node's RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// The certificate id.
+        #[arg(long)]
+        id: CertId,
+        /// Print the records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The equivocations a node recorded (a validator's two conflicting votes), decoded.
+    Evidence {
+        /// The node's RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the example consortium in one process: anchor one certificate of each kind, a
     /// batch of 1,000 reward orders, a transfer, a revocation; then verify each from proofs.
     Demo {
@@ -466,52 +492,6 @@ enum GenesisCommand {
         #[arg(long)]
         genesis_time: Option<u64>,
     },
-}
-
-/// Who signs, and through which node.
-#[derive(clap::Args)]
-struct IssuerArgs {
-    /// The node's RPC URL.
-    #[arg(long)]
-    rpc: String,
-    /// The agency's key file.
-    #[arg(long)]
-    key: PathBuf,
-    /// The agency id, when the key file does not name it.
-    #[arg(long)]
-    agency: Option<cachet_chain::AgencyId>,
-}
-
-impl IssuerArgs {
-    /// The node's client and the agency's signer.
-    fn connect(&self) -> Result<(cachet_client::Client, issuer::Signer)> {
-        Ok((
-            cachet_client::Client::new(&self.rpc)?,
-            issuer::Signer::load(&self.key, self.agency.clone())?,
-        ))
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Reason {
-    IssuedInError,
-    Cancelled,
-    Fraud,
-    CourtOrder,
-    Other,
-}
-
-impl From<Reason> for cachet_chain::tx::RevocationReason {
-    fn from(r: Reason) -> Self {
-        use cachet_chain::tx::RevocationReason as R;
-        match r {
-            Reason::IssuedInError => R::IssuedInError,
-            Reason::Cancelled => R::Cancelled,
-            Reason::Fraud => R::Fraud,
-            Reason::CourtOrder => R::CourtOrder,
-            Reason::Other => R::Other,
-        }
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -920,6 +900,12 @@ fn main() -> Result<()> {
             let (client, signer) = issuer.connect()?;
             issuer::approve(&client, &signer, id, json).await
         }),
+        Command::Agency(command) => runtime()?.block_on(agency::run(command)),
+        Command::History { rpc, id, json } => runtime()?.block_on(async {
+            agency::history(&cachet_client::Client::new(&rpc)?, id, json).await
+        }),
+        Command::Evidence { rpc, json } => runtime()?
+            .block_on(async { agency::evidence(&cachet_client::Client::new(&rpc)?, json).await }),
         Command::Demo { json } => demo::run(json),
         Command::Keygen { out, dev } => {
             let (key, note) = match dev {
@@ -994,5 +980,16 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command's arguments are well formed (unique names, valid requirements): clap
+    /// checks this only when a command is parsed, so a bad one would fail its first user.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -5,7 +5,7 @@
 //! It is not the server (`cachet-rpc`: HTTP, JSON, the verify page) nor the consensus host: it
 //! only reads what the host committed, through [`Shared`].
 
-use crate::context::CachetContext;
+use crate::context::{Address, CachetContext, Vote};
 use crate::mempool::AdmitError;
 use crate::metrics::Source;
 use crate::receipts::Receipts;
@@ -15,7 +15,9 @@ use cachet_chain::ids::AgencyId;
 use cachet_chain::state::{self, StateKey};
 use cachet_chain::state_tree;
 use cachet_chain::tx::TxId;
-use cachet_rpc::{BlockInfo, Failure, NextNonce, NodeApi, Status, TxStatus};
+use cachet_rpc::{
+    BlockInfo, EquivocatingVote, Equivocation, Failure, NextNonce, NodeApi, Status, TxStatus,
+};
 use malachite_app::types::core::CommitCertificate;
 use std::sync::Arc;
 
@@ -394,14 +396,61 @@ impl NodeApi for Api {
         }
     }
 
-    fn evidence(&self) -> Result<Vec<(u64, String)>, Failure> {
-        Ok(self
+    fn evidence(&self) -> Result<Vec<Equivocation>, Failure> {
+        let internal = |e: String| Failure::internal(e);
+        let stored = self
             .node
             .store
             .evidence()
-            .map_err(|e| Failure::internal(e.to_string()))?
+            .map_err(|e| internal(e.to_string()))?;
+        stored
             .into_iter()
-            .map(|(h, bytes)| (h, cachet_chain::hash::encode_hex(&bytes)))
-            .collect())
+            .map(|(height, bytes)| {
+                let (validator, a, b): (Address, SignedVote, SignedVote) =
+                    borsh::from_slice(&bytes).map_err(|e| {
+                        internal(format!("evidence recorded at {height} is corrupt: {e}"))
+                    })?;
+                let agency = self
+                    .node
+                    .store
+                    .validators_after(height.saturating_sub(1))
+                    .ok()
+                    .and_then(|set| {
+                        let v = set.validators.iter().find(|v| v.key == validator.0)?;
+                        Some(v.agency.clone())
+                    });
+                Ok(Equivocation {
+                    height,
+                    validator: validator.0,
+                    agency,
+                    votes: vec![seen(&a), seen(&b)],
+                    encoded: cachet_chain::hash::encode_hex(&bytes),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A vote of a recorded equivocation, signed.
+type SignedVote = malachite_app::types::core::SignedMessage<CachetContext, Vote>;
+
+/// A signed vote as `cachet_evidence` shows it.
+fn seen(vote: &SignedVote) -> EquivocatingVote {
+    use malachite_app::types::core::{NilOrVal, VoteType};
+    let v = &vote.message;
+    let cachet_chain::crypto::Signature::Ed25519(signature) = vote.signature.0;
+    EquivocatingVote {
+        kind: match v.vote_type {
+            VoteType::Prevote => "prevote",
+            VoteType::Precommit => "precommit",
+        }
+        .to_string(),
+        height: v.height.0,
+        round: v.round.as_i64(),
+        block: match &v.value {
+            NilOrVal::Nil => None,
+            NilOrVal::Val(id) => Some(id.0),
+        },
+        signature: cachet_chain::hash::encode_hex(&signature),
     }
 }

@@ -164,6 +164,39 @@ pub struct NextNonce {
     pub next: u64,
 }
 
+/// One recorded equivocation: a validator's two conflicting votes of one height and round, as
+/// `cachet_evidence` returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Equivocation {
+    /// The height it was recorded at.
+    pub height: u64,
+    /// The validator's consensus key.
+    pub validator: cachet_chain::PublicKey,
+    /// The agency that runs it, from the validator set of that height (absent when the set
+    /// no longer names it).
+    pub agency: Option<cachet_chain::AgencyId>,
+    /// The two votes.
+    pub votes: Vec<EquivocatingVote>,
+    /// The record as stored, hex: `(address, vote, vote)` in Borsh, each vote with its
+    /// signature, for anyone who checks the signatures themselves.
+    pub encoded: String,
+}
+
+/// One of an equivocation's votes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EquivocatingVote {
+    /// `prevote` or `precommit`.
+    pub kind: String,
+    /// Its height.
+    pub height: u64,
+    /// Its round.
+    pub round: i64,
+    /// The block voted for; `None` for nil.
+    pub block: Option<Hash32>,
+    /// The signature, hex.
+    pub signature: String,
+}
+
 /// What `cachet_block` returns.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BlockInfo {
@@ -204,8 +237,8 @@ pub trait NodeApi: Send + Sync + 'static {
     fn next_nonce(&self, id: &cachet_chain::AgencyId) -> Result<Option<NextNonce>, Failure>;
     /// A value of the latest committed state, as JSON.
     fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure>;
-    /// Recorded misbehaviour: `(height, description)`.
-    fn evidence(&self) -> Result<Vec<(u64, String)>, Failure>;
+    /// Recorded misbehaviour, oldest first.
+    fn evidence(&self) -> Result<Vec<Equivocation>, Failure>;
     /// A receipt for certificate `id` as of the latest committed block (encoded).
     fn receipt(
         &self,

@@ -21,8 +21,8 @@ pub mod envelope;
 pub mod web;
 
 pub use api::{
-    BlockInfo, Check, Failure, NextNonce, NodeApi, Readiness, ReceiptOptions, Status, TxStatus,
-    Verification,
+    BlockInfo, Check, EquivocatingVote, Equivocation, Failure, NextNonce, NodeApi, Readiness,
+    ReceiptOptions, Status, TxStatus, Verification,
 };
 
 /// The OpenRPC description of these methods (`docs/openrpc.json`).
@@ -272,7 +272,7 @@ pub fn module(api: Arc<dyn NodeApi>, operators: Operators) -> RpcModule<Arc<dyn 
     .expect("unique method name");
     m.register_method(
         "cachet_evidence",
-        |_, api, _| -> RpcResult<Vec<(u64, String)>> { Ok(api.evidence()?) },
+        |_, api, _| -> RpcResult<Vec<Equivocation>> { Ok(api.evidence()?) },
     )
     .expect("unique method name");
     m.register_method(
@@ -537,7 +537,7 @@ mod tests {
         ) -> Result<Option<crate::NextNonce>, Failure> {
             no()
         }
-        fn evidence(&self) -> Result<Vec<(u64, String)>, Failure> {
+        fn evidence(&self) -> Result<Vec<crate::Equivocation>, Failure> {
             no()
         }
         fn receipt(

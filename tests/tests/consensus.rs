@@ -353,14 +353,27 @@ fn an_equivocating_validator_cannot_fork_the_chain_and_is_recorded() {
         .submit(1, &txs::anchor(0, "during-attack"))
         .expect("admitted");
     assert!(wait_until(T, || (0..3).all(|i| c.committed_at(i, &id).is_some())));
-    // Honest nodes recorded the double votes as evidence.
+    // Honest nodes recorded the double votes as evidence, decoded: who, where, which votes.
+    let mut recorded = json!([]);
     assert!(
-        wait_until(T, || (0..3).any(|i| c
-            .call(i, "cachet_evidence", json!([]))
-            .is_ok_and(|e| !e.as_array().unwrap().is_empty()))),
+        wait_until(T, || (0..3).any(|i| {
+            recorded = c.call(i, "cachet_evidence", json!([])).unwrap_or_default();
+            recorded.as_array().is_some_and(|e| !e.is_empty())
+        })),
         "no evidence recorded; log:\n{}",
         c.log_tail(0)
     );
+    let byzantine = c.name(3).to_string();
+    let e = &recorded[0];
+    assert_eq!(e["agency"], byzantine, "{e}");
+    let validator_key = cachet_contracts::example::validator_key(&byzantine).public();
+    assert_eq!(e["validator"], validator_key.to_string(), "{e}");
+    let [a, b] = [&e["votes"][0], &e["votes"][1]];
+    assert_eq!(
+        (&a["height"], &a["round"], &a["kind"]),
+        (&b["height"], &b["round"], &b["kind"])
+    );
+    assert_ne!(a["block"], b["block"], "two different votes: {e}");
     let h = c.min_height();
     for i in 1..4 {
         c.assert_same_chain(0, i, h);

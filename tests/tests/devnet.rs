@@ -764,3 +764,289 @@ fn one_agency_anchors_a_hundred_documents_at_once() {
         json!({"agency": "moi-land", "committed": after, "next": after})
     );
 }
+
+/// `cachet` with `args`, expected to fail: its stderr.
+fn cachet_fails(args: &[&str]) -> String {
+    let out = Command::new(cachet_bin())
+        .args(args)
+        .output()
+        .expect("cachet runs");
+    assert!(!out.status.success(), "cachet {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every agency action beyond anchoring has its command, driven as a case system's script
+/// would: governance proposals and votes, accreditation of a newly registered agency, its key
+/// rotated by governance, a mortgage set and cancelled, one entry of a batch revoked, a
+/// certificate's history and the node's evidence.
+#[test]
+fn every_agency_action_has_a_command() {
+    let devnet = Devnet::start("devnet-agency");
+    let m = devnet.manifest.clone();
+    let url = devnet.rpc_url(0);
+    let addr = url.trim_start_matches("http://").to_string();
+    let key = |name: &str| -> String {
+        m["agencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let dir = devnet.dir.join("agency");
+    std::fs::create_dir_all(dir.join("orders")).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let tx = |args: &[&str], signer: &str| {
+        let k = key(signer);
+        let mut all = args.to_vec();
+        all.extend(["--rpc", url.as_str(), "--key", k.as_str(), "--json"]);
+        cachet(&all)
+    };
+    let record = |method: &str, id: &str| rpc(&addr, method, json!([id])).unwrap();
+
+    // A new land office: a key of its own, registered and accredited by the accreditor.
+    let office_key = dir.join("hsinchu.key");
+    let made = Command::new(cachet_bin())
+        .args(["keygen", "--out"])
+        .arg(&office_key)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pubkey_of = |path: &Path| {
+        let out = Command::new(cachet_bin())
+            .args(["pubkey", "--key"])
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let office_pub = pubkey_of(&office_key);
+    let accredited = tx(
+        &[
+            "accredit",
+            "--kind",
+            "land-title",
+            "--for",
+            "hsinchu-land-office",
+            "--name",
+            "新竹地政事務所 Hsinchu Land Office",
+            "--pubkey",
+            &office_pub,
+        ],
+        "moi-land",
+    );
+    assert_eq!(accredited["registered"], true);
+    let office = office_key.to_str().unwrap();
+    let deed = write("deed.txt", "a title issued by the new office");
+    let anchor_as_office = |file: &str, key: &str| {
+        cachet(&[
+            "anchor",
+            "--rpc",
+            &url,
+            "--key",
+            key,
+            "--agency",
+            "hsinchu-land-office",
+            "--kind",
+            "land-title",
+            "--file",
+            file,
+            "--json",
+        ])
+    };
+    let title = anchor_as_office(&deed, office)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A mortgage set on the title, and cancelled.
+    let registration = "bank of taiwan, NT$8,000,000, reg. 113-0042, secret 7f3a";
+    tx(
+        &["mortgage", "--id", &title, "--registration", registration],
+        "moi-land",
+    );
+    let mortgages = |id: &str| {
+        record("cachet_certificate", id)["mortgages"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(mortgages(&title), 1);
+    tx(
+        &[
+            "mortgage",
+            "--id",
+            &title,
+            "--registration",
+            registration,
+            "--cancel",
+        ],
+        "moi-land",
+    );
+    assert_eq!(mortgages(&title), 0);
+
+    // Governance: the office's key is rotated by three of the four validator agencies.
+    let new_key = dir.join("hsinchu-2.key");
+    Command::new(cachet_bin())
+        .args(["keygen", "--out"])
+        .arg(&new_key)
+        .output()
+        .unwrap();
+    let new_pub = pubkey_of(&new_key);
+    let proposed = tx(
+        &[
+            "propose",
+            "rotate-key",
+            "--for",
+            "hsinchu-land-office",
+            "--pubkey",
+            &new_pub,
+        ],
+        "moi-land",
+    );
+    let proposal = proposed["tx"].as_str().unwrap().to_string();
+    assert_eq!(
+        proposed["proposed"]["rotate_agency_key"]["key"],
+        new_pub.as_str()
+    );
+    for voter in ["moea-investment", "dgpa-personnel"] {
+        tx(&["vote", "--proposal", &proposal], voter);
+    }
+    let agency = record("cachet_agency", "hsinchu-land-office");
+    let keys = agency["keys"].as_array().unwrap();
+    assert_eq!(keys.last().unwrap()["key"], new_pub.as_str(), "{agency}");
+    let old_signed = cachet_fails(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        office,
+        "--agency",
+        "hsinchu-land-office",
+        "--kind",
+        "land-title",
+        "--file",
+        &write("late.txt", "signed with the retired key"),
+    ]);
+    assert!(old_signed.contains("1105"), "{old_signed}");
+    anchor_as_office(
+        &write("deed-2.txt", "signed with the new key"),
+        new_key.to_str().unwrap(),
+    );
+
+    // Accreditation withdrawn: the office may no longer issue titles.
+    tx(
+        &[
+            "unaccredit",
+            "--kind",
+            "land-title",
+            "--for",
+            "hsinchu-land-office",
+        ],
+        "moi-land",
+    );
+    let refused = cachet_fails(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        new_key.to_str().unwrap(),
+        "--agency",
+        "hsinchu-land-office",
+        "--kind",
+        "land-title",
+        "--file",
+        &write("deed-3.txt", "too late"),
+    ]);
+    assert!(refused.contains("1201"), "{refused}");
+
+    // One entry of a reward-order batch revoked from its certificate file.
+    for i in 0..3 {
+        write(
+            &format!("orders/order-{i}.txt"),
+            &format!("reward order {i}"),
+        );
+    }
+    let batch = cachet(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        &key("dgpa-personnel"),
+        "--kind",
+        "reward-order",
+        "--file",
+        dir.join("orders").to_str().unwrap(),
+        "--json",
+    ]);
+    let entry_file = dir.join("orders/order-1.txt.cachet.json");
+    let revoked = tx(
+        &[
+            "revoke-entry",
+            "--certificate",
+            entry_file.to_str().unwrap(),
+            "--reason",
+            "issued-in-error",
+        ],
+        "dgpa-personnel",
+    );
+    assert_eq!(revoked["revoked_entry"], 1);
+    assert_eq!(
+        record("cachet_batch", batch["id"].as_str().unwrap())["revoked"],
+        1
+    );
+
+    // A validator agency proposes a new agency; the proposal alone does not carry it out.
+    let pending = tx(
+        &[
+            "propose",
+            "add-agency",
+            "--id",
+            "tainan-land-office",
+            "--name",
+            "臺南地政 Tainan",
+            "--pubkey",
+            &new_pub,
+        ],
+        "moc-culture",
+    );
+    assert!(rpc(&addr, "cachet_agency", json!(["tainan-land-office"])).is_err());
+    assert!(pending["tx"].as_str().is_some());
+
+    // History and evidence, read back.
+    let superseded = cachet(&[
+        "supersede",
+        "--rpc",
+        &url,
+        "--key",
+        &key("moi-land"),
+        "--id",
+        &title,
+        "--file",
+        &write("deed-after-sale.txt", "sold"),
+        "--json",
+    ]);
+    let history = cachet(&["history", "--rpc", &url, "--id", &title, "--json"]);
+    let lineage: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lineage,
+        vec![title.as_str(), superseded["id"].as_str().unwrap()]
+    );
+    assert_eq!(cachet(&["evidence", "--rpc", &url, "--json"]), json!([]));
+}
