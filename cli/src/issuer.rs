@@ -169,7 +169,7 @@ fn lost_its_nonce(e: &ClientError) -> bool {
 
 /// The file a holder keeps with a document.
 #[derive(Serialize)]
-struct CertificateFile {
+pub(crate) struct CertificateFile {
     id: CertId,
     kind: CertKind,
     issuer: AgencyId,
@@ -184,7 +184,7 @@ struct CertificateFile {
 
 impl CertificateFile {
     /// The file of a certificate anchored on its own (not in a batch).
-    fn single(
+    pub(crate) fn single(
         id: CertId,
         kind: CertKind,
         signer: &Signer,
@@ -214,10 +214,10 @@ struct BatchEntryFile {
 }
 
 /// A document's fingerprint, a fresh salt, and the commitment they make.
-type Opening = (Fingerprint, Salt, Commitment);
+pub(crate) type Opening = (Fingerprint, Salt, Commitment);
 
 /// Fingerprint `path` and commit to it with a fresh salt.
-fn commit_to(path: &Path) -> Result<Opening> {
+pub(crate) fn commit_to(path: &Path) -> Result<Opening> {
     let fp = fingerprint(path)?;
     let salt = Salt::random();
     Ok((fp, salt, Commitment::new(&fp, &salt)))
@@ -237,7 +237,8 @@ fn certificate_path(doc: &Path) -> PathBuf {
     doc.with_file_name(name)
 }
 
-fn write_certificate(doc: &Path, file: &CertificateFile) -> Result<()> {
+/// Write `file` next to the document `doc` (`<doc>.cachet.json`).
+pub(crate) fn write_certificate(doc: &Path, file: &CertificateFile) -> Result<()> {
     let path = certificate_path(doc);
     std::fs::write(&path, serde_json::to_string_pretty(file)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))
@@ -251,7 +252,8 @@ pub struct IssueOptions {
     pub valid_days: Option<u64>,
 }
 
-fn now_ms() -> u64 {
+/// This machine's clock, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -3,7 +3,8 @@
 //! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`, `add-peer`,
 //! `backup`, `restore`, `fsck`, `probe`, `evidence`. Issuing agencies: `anchor`, `revoke`,
 //! `supersede`, `approve`, `revoke-entry`, `mortgage`, `accredit`, `unaccredit`; validator
-//! agencies also `propose` and `vote`. Everyone: `fingerprint`, `history`, `demo`.
+//! agencies also `propose` and `vote`; licensors `license-request` and `license`, their
+//! oracles `attest`. Everyone: `fingerprint`, `history`, `demo`.
 
 mod agency;
 mod allocator;
@@ -12,6 +13,7 @@ mod devnet;
 mod genesis_build;
 mod issuer;
 mod keyfile;
+mod license;
 mod operator;
 mod qr;
 mod verifier;
@@ -400,6 +402,8 @@ enum Command {
     },
     #[command(flatten)]
     Agency(agency::Command),
+    #[command(flatten)]
+    License(license::Command),
     /// A certificate's lineage, oldest first: each record it superseded or was superseded by.
     History {
         /// The node's RPC URL.
@@ -901,6 +905,7 @@ fn main() -> Result<()> {
             issuer::approve(&client, &signer, id, json).await
         }),
         Command::Agency(command) => runtime()?.block_on(agency::run(command)),
+        Command::License(command) => runtime()?.block_on(license::run(command)),
         Command::History { rpc, id, json } => runtime()?.block_on(async {
             agency::history(&cachet_client::Client::new(&rpc)?, id, json).await
         }),

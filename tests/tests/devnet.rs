@@ -1024,6 +1024,90 @@ fn every_agency_action_has_a_command() {
     assert!(rpc(&addr, "cachet_agency", json!(["tainan-land-office"])).is_err());
     assert!(pending["tx"].as_str().is_some());
 
+    // A licence over a deposited work, attested by two of the three oracles.
+    let work = tx(
+        &[
+            "anchor",
+            "--kind",
+            "cultural-license",
+            "--file",
+            &write("work.txt", "a painting"),
+        ],
+        "moc-culture",
+    );
+    let licence_doc = write("licence.txt", "licence to reproduce the painting");
+    let request = dir.join("request.json");
+    cachet(&[
+        "license-request",
+        "--rpc",
+        &url,
+        "--work",
+        work["id"].as_str().unwrap(),
+        "--file",
+        &licence_doc,
+        "--licensee",
+        "National Palace Museum shop",
+        "--scope",
+        "reproduce,distribute",
+        "--valid-days",
+        "30",
+        "--out",
+        request.to_str().unwrap(),
+    ]);
+    let attest = |oracle: &str| {
+        let key = dir.join(format!("{oracle}.key"));
+        let made = Command::new(cachet_bin())
+            .args(["keygen", "--dev", &format!("oracle:{oracle}"), "--out"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let out = dir.join(format!("{oracle}.attestation.json"));
+        cachet(&[
+            "attest",
+            "--key",
+            key.to_str().unwrap(),
+            "--request",
+            request.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        out.to_str().unwrap().to_string()
+    };
+    let (first, second) = (attest("oracle-1"), attest("oracle-2"));
+    let too_few = cachet_fails(&[
+        "license",
+        "--rpc",
+        &url,
+        "--key",
+        &key("moc-culture"),
+        "--request",
+        request.to_str().unwrap(),
+        "--attestation",
+        &first,
+    ]);
+    assert!(too_few.contains("1407"), "{too_few}");
+    let licence = tx(
+        &[
+            "license",
+            "--request",
+            request.to_str().unwrap(),
+            "--attestation",
+            &first,
+            "--attestation",
+            &second,
+        ],
+        "moc-culture",
+    );
+    let granted = record("cachet_certificate", licence["id"].as_str().unwrap());
+    assert_eq!(granted["terms"]["license"]["work"], work["id"], "{granted}");
+    assert_eq!(granted["terms"]["license"]["scope"], 3);
+    assert!(dir.join("licence.txt.cachet.json").exists());
+
     // History and evidence, read back.
     let superseded = cachet(&[
         "supersede",
