@@ -1108,6 +1108,83 @@ fn every_agency_action_has_a_command() {
     assert_eq!(granted["terms"]["license"]["scope"], 3);
     assert!(dir.join("licence.txt.cachet.json").exists());
 
+    // The rest of governance, each carried out by three of the four validator agencies: a
+    // kind's policy replaced from a JSON file, a validator added and removed, an agency
+    // removed.
+    let pass = |change: &[&str]| {
+        let mut args = vec!["propose"];
+        args.extend_from_slice(change);
+        let proposal = tx(&args, "moi-land")["tx"].as_str().unwrap().to_string();
+        for voter in ["moea-investment", "dgpa-personnel"] {
+            tx(&["vote", "--proposal", &proposal], voter);
+        }
+    };
+    let policy = dir.join("land-title-policy.json");
+    let land_policy = json!({
+        "accreditors": ["moi-land"], "approvers": [], "approvals_required": 0, "oracles": [],
+        "oracle_threshold": 0, "max_attestation_window_ms": 0, "requires_validity": false,
+        "max_validity_ms": 0, "max_batch_leaves": 1000, "max_receipt_age_ms": 86_400_000
+    });
+    std::fs::write(&policy, land_policy.to_string()).unwrap();
+    std::fs::create_dir_all(dir.join("titles")).unwrap();
+    for i in 0..2 {
+        write(&format!("titles/title-{i}.txt"), &format!("title {i}"));
+    }
+    let titles = dir.join("titles");
+    let batch_of_titles = [
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        &key("moi-land"),
+        "--kind",
+        "land-title",
+        "--file",
+        titles.to_str().unwrap(),
+        "--json",
+    ];
+    assert!(
+        cachet_fails(&batch_of_titles).contains("1320"),
+        "no batches of titles yet"
+    );
+    pass(&[
+        "set-policy",
+        "--kind",
+        "land-title",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        cachet(&batch_of_titles)["count"],
+        2,
+        "batches of titles allowed now"
+    );
+    let spare = dir.join("spare-validator.key");
+    Command::new(cachet_bin())
+        .args(["keygen", "--out"])
+        .arg(&spare)
+        .output()
+        .unwrap();
+    let spare_pub = pubkey_of(&spare);
+    let validators = || {
+        rpc(&addr, "cachet_validators", json!([])).unwrap()["validators"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    pass(&[
+        "add-validator",
+        "--for",
+        "moc-culture",
+        "--pubkey",
+        &spare_pub,
+    ]);
+    assert_eq!(validators(), 5);
+    pass(&["remove-validator", "--pubkey", &spare_pub]);
+    assert_eq!(validators(), 4);
+    pass(&["remove-agency", "--id", "hsinchu-land-office"]);
+    assert!(!record("cachet_agency", "hsinchu-land-office")["removed_at"].is_null());
+
     // History and evidence, read back.
     let superseded = cachet(&[
         "supersede",
