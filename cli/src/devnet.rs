@@ -299,6 +299,10 @@ fn prepare(
                     std::net::SocketAddr::new(Ipv4Addr::LOCALHOST.into(), HOST_ADMIN_PORT)
                 }),
                 operator_token_file: None,
+                // The bench's verification phase is one client asking as fast as it can: a
+                // devnet measures capacity, so its nodes do not limit a client's reads.
+                reads_per_second_per_client: 0,
+                ..Rpc::default()
             },
             consensus,
             mempool,

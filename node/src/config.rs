@@ -99,6 +99,36 @@ pub struct Rpc {
     /// <token>`, on every listener, and the operator methods may be served off loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_token_file: Option<std::path::PathBuf>,
+    /// Serve over TLS with this certificate chain (PEM); `tls_key_file` holds its key. Both
+    /// or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate_file: Option<std::path::PathBuf>,
+    /// The TLS certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// Connections one client address may hold open at once (of the 1,024 a listener
+    /// serves): one client holding idle WebSockets cannot lock the others out.
+    #[serde(default = "default_connections_per_client")]
+    pub connections_per_client: usize,
+    /// Read calls (everything but submissions and operator methods) one client address may
+    /// make per second, on average; beyond, calls get error 2007 `rate_limited`. 0: no limit.
+    #[serde(default = "default_reads_per_second")]
+    pub reads_per_second_per_client: u32,
+    /// Read calls a client may make at once after a pause; at least the per-second rate.
+    #[serde(default = "default_read_burst")]
+    pub read_burst_per_client: u32,
+}
+
+fn default_connections_per_client() -> usize {
+    64
+}
+
+fn default_reads_per_second() -> u32 {
+    1_000
+}
+
+fn default_read_burst() -> u32 {
+    2_000
 }
 
 /// The shortest operator token accepted.
@@ -122,6 +152,31 @@ impl Rpc {
         }
         Ok(Some(token.into()))
     }
+
+    /// How the listeners are served: TLS from the certificate files, and the per-client
+    /// limits.
+    pub fn serving(&self) -> eyre::Result<cachet_rpc::Serving> {
+        let tls = match (&self.tls_certificate_file, &self.tls_key_file) {
+            (None, None) => None,
+            (Some(certificate), Some(key)) => {
+                Some(cachet_rpc::listen::tls_acceptor(certificate, key)?)
+            }
+            _ => eyre::bail!(
+                "[rpc] tls_certificate_file and tls_key_file go together: set both or neither"
+            ),
+        };
+        if self.connections_per_client == 0 {
+            eyre::bail!("[rpc] connections_per_client must be at least 1");
+        }
+        Ok(cachet_rpc::Serving {
+            tls,
+            limits: cachet_rpc::Limits {
+                connections_per_client: self.connections_per_client,
+                reads_per_second: self.reads_per_second_per_client,
+                read_burst: self.read_burst_per_client,
+            },
+        })
+    }
 }
 
 impl Default for Rpc {
@@ -130,6 +185,11 @@ impl Default for Rpc {
             listen: "127.0.0.1:26657".parse().expect("valid address"),
             admin_listen: None,
             operator_token_file: None,
+            tls_certificate_file: None,
+            tls_key_file: None,
+            connections_per_client: default_connections_per_client(),
+            reads_per_second_per_client: default_reads_per_second(),
+            read_burst_per_client: default_read_burst(),
         }
     }
 }
@@ -390,6 +450,27 @@ mod tests {
         assert_eq!(config.consensus.build_budget_ms, 1000);
         assert_eq!(config.storage.block_cache_mb, 64);
         assert_eq!(config.storage.memtables_mb, 182);
+    }
+
+    #[test]
+    fn the_rpc_limits_default_and_tls_needs_both_files() {
+        let config: NodeConfig = toml::from_str(MINIMAL).unwrap();
+        let serving = config.rpc.serving().unwrap();
+        assert!(serving.tls.is_none());
+        assert_eq!(serving.limits.connections_per_client, 64);
+        assert_eq!(serving.limits.reads_per_second, 1_000);
+        let half =
+            format!("{MINIMAL}\n[rpc]\nlisten = \"127.0.0.1:26657\"\ntls_key_file = \"rpc.key\"\n");
+        let config: NodeConfig = toml::from_str(&half).unwrap();
+        let refused = config.rpc.serving().map(|_| ()).unwrap_err().to_string();
+        assert!(refused.contains("set both or neither"), "{refused}");
+        let missing = half.replace(
+            "tls_key_file",
+            "tls_certificate_file = \"/nonexistent.crt\"\ntls_key_file",
+        );
+        let config: NodeConfig = toml::from_str(&missing).unwrap();
+        let refused = config.rpc.serving().map(|_| ()).unwrap_err().to_string();
+        assert!(refused.contains("/nonexistent.crt"), "{refused}");
     }
 
     #[test]

@@ -300,11 +300,19 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         .unwrap_or_else(|p| p.into_inner()) = Some(channels.net_requests.clone());
     let api: Arc<dyn NodeApi> = Arc::new(Api::new(shared.clone()));
     let token = config.rpc.operator_token()?;
-    let (rpc, rpc_addr) = cachet_rpc::serve(config.rpc.listen, api.clone(), token.clone()).await?;
+    let serving = config.rpc.serving()?;
+    let (rpc, rpc_addr) = cachet_rpc::serve(
+        config.rpc.listen,
+        api.clone(),
+        token.clone(),
+        serving.clone(),
+    )
+    .await?;
     info!(%rpc_addr, "rpc listening");
     let admin_rpc = match config.rpc.admin_listen {
         Some(addr) => {
-            let (handle, addr) = cachet_rpc::serve(addr, api.clone(), token.clone()).await?;
+            let (handle, addr) =
+                cachet_rpc::serve(addr, api.clone(), token.clone(), serving.clone()).await?;
             info!(%addr, "rpc with the operator methods listening");
             Some(handle)
         }

@@ -18,7 +18,11 @@ use std::sync::Arc;
 
 mod api;
 pub mod envelope;
+pub mod limit;
+pub mod listen;
 pub mod web;
+
+pub use limit::Limits;
 
 pub use api::{
     BlockInfo, Check, EquivocatingVote, Equivocation, Failure, NextNonce, NodeApi, Readiness,
@@ -457,12 +461,22 @@ fn operator(ext: &jsonrpsee::Extensions, need_token: bool) -> Result<(), Failure
     Ok(())
 }
 
+/// How a listener is served: over TLS or not, and the per-client limits.
+#[derive(Clone, Default)]
+pub struct Serving {
+    /// TLS, when the node has a certificate.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The per-client limits.
+    pub limits: Limits,
+}
+
 /// Serve the RPC on `addr` until the handle is stopped. Operator methods are served with the
 /// node's operator `token` (on any address), or without one on a loopback address only.
 pub async fn serve(
     addr: SocketAddr,
     api: Arc<dyn NodeApi>,
     token: Option<Arc<str>>,
+    serving: Serving,
 ) -> std::io::Result<(ServerHandle, SocketAddr)> {
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
@@ -475,7 +489,8 @@ pub async fn serve(
     let methods = module(api.clone(), Operators::at(&addr, token.as_ref()));
     let names: Arc<std::collections::BTreeSet<String>> =
         Arc::new(methods.method_names().map(str::to_string).collect());
-    let server = Server::builder()
+    let buckets = limit::Buckets::new(serving.limits);
+    let builder = Server::builder()
         .set_config(config)
         .set_http_middleware(
             tower::ServiceBuilder::new()
@@ -491,10 +506,38 @@ pub async fn serve(
                     max_body: MAX_REQUEST_BYTES as usize,
                 }),
         )
-        .build(addr)
-        .await?;
-    let bound = server.local_addr()?;
-    let handle = server.start(methods);
+        .set_rpc_middleware(
+            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(move |inner| {
+                limit::RateLimit {
+                    inner,
+                    buckets: buckets.clone(),
+                }
+            }),
+        )
+        .to_service_builder();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    let methods: jsonrpsee::Methods = methods.into();
+    let make = {
+        let stop = stop.clone();
+        move || {
+            let builder = builder.clone();
+            let methods = methods.clone();
+            let stop = stop.clone();
+            tower::service_fn(move |request| {
+                let mut service = builder.clone().build(methods.clone(), stop.clone());
+                async move { tower::Service::call(&mut service, request).await }
+            })
+        }
+    };
+    tokio::spawn(listen::accept(
+        listener,
+        serving.tls,
+        serving.limits,
+        stop,
+        make,
+    ));
     Ok((handle, bound))
 }
 
@@ -695,19 +738,45 @@ mod tests {
         chunked: bool,
         headers: &str,
     ) -> (u16, serde_json::Value) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).expect("connects");
+        let s = std::net::TcpStream::connect(addr).expect("connects");
+        exchange(s, addr, body, chunked, headers)
+    }
+
+    /// POST `body` from the local address `from` (any of 127.0.0.0/8: another client).
+    fn post_from(
+        from: std::net::IpAddr,
+        addr: SocketAddr,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        socket
+            .bind(&SocketAddr::new(from, 0).into())
+            .expect("binds to the client address");
+        socket.connect(&addr.into()).expect("connects");
+        exchange(std::net::TcpStream::from(socket), addr, body, false, "")
+    }
+
+    /// Send one HTTP request over `s` and read the answer: its status and JSON body.
+    fn exchange(
+        mut s: impl std::io::Read + std::io::Write,
+        addr: SocketAddr,
+        body: &[u8],
+        chunked: bool,
+        headers: &str,
+    ) -> (u16, serde_json::Value) {
         let length = if chunked {
             "Transfer-Encoding: chunked".to_string()
         } else {
             format!("Content-Length: {}", body.len())
         };
-        write!(
+        // A server that refuses the connection may close it first: what it answered, if
+        // anything, is read below either way.
+        let _ = write!(
             s,
             "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
              {length}\r\n{headers}Connection: close\r\n\r\n"
-        )
-        .expect("writes");
+        );
         // The server may answer (413) before reading the whole body, and close.
         if chunked {
             for chunk in body.chunks(64 * 1024) {
@@ -739,9 +808,14 @@ mod tests {
     /// HTTP 413); and the project's own code for parameters of the wrong form.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_library_s_own_refusals_carry_the_documented_codes() {
-        let (handle, addr) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Unavailable), None)
-            .await
-            .expect("serves");
+        let (handle, addr) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Unavailable),
+            None,
+            Serving::default(),
+        )
+        .await
+        .expect("serves");
         let call = |method: &str, params: serde_json::Value| serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let code = |v: &serde_json::Value| v["error"]["code"].as_i64();
         let cases = tokio::task::spawn_blocking(move || {
@@ -786,9 +860,14 @@ mod tests {
     /// nesting and an oversized chunked body refused with their codes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_envelope_gets_the_answer_json_rpc_prescribes() {
-        let (handle, addr) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Unavailable), None)
-            .await
-            .expect("serves");
+        let (handle, addr) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Unavailable),
+            None,
+            Serving::default(),
+        )
+        .await
+        .expect("serves");
         let cases = tokio::task::spawn_blocking(move || {
             let submit = |id: &str| {
                 format!(r#"{{"jsonrpc":"2.0",{id}"method":"cachet_submit","params":["00"]}}"#)
@@ -885,6 +964,7 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             Arc::new(Unavailable),
             Some(token.into()),
+            Serving::default(),
         )
         .await
         .expect("serves");
@@ -916,5 +996,199 @@ mod tests {
         // Past the check: the API itself answers (it has nothing to back up here).
         assert_eq!(code(&cases[3].1), Some(2900), "{:?}", cases[3]);
         handle.stop().expect("stops");
+    }
+    /// One client address holds at most its share of connections: past it, a new connection
+    /// is answered 429 with error 2008 and closed, while another client is still served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_holding_its_connections_locks_nobody_else_out() {
+        let limits = Limits {
+            connections_per_client: 8,
+            ..Limits::default()
+        };
+        let (handle, addr) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Unavailable),
+            None,
+            Serving { tls: None, limits },
+        )
+        .await
+        .expect("serves");
+        let status = br#"{"jsonrpc":"2.0","id":1,"method":"cachet_status","params":[]}"#;
+        let (over, other) = tokio::task::spawn_blocking(move || {
+            // Eight idle connections, as a client holding WebSockets open would.
+            let idle: Vec<_> = (0..8)
+                .map(|_| std::net::TcpStream::connect(addr).expect("connects"))
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let over = post(addr, status);
+            let other = post_from("127.0.0.2".parse().unwrap(), addr, status);
+            drop(idle);
+            (over, other)
+        })
+        .await
+        .unwrap();
+        assert_eq!(over.0, 429, "{over:?}");
+        assert_eq!(over.1["error"]["code"], 2008, "{over:?}");
+        assert_eq!(other.0, 200, "another client is served: {other:?}");
+        assert_eq!(
+            other.1["error"]["code"], 2900,
+            "the node answered it: {other:?}"
+        );
+        // Its connections closed, the first client is served again.
+        let again = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            post(addr, status)
+        })
+        .await
+        .unwrap();
+        assert_eq!(again.0, 200, "{again:?}");
+        handle.stop().expect("stops");
+    }
+
+    /// A client past its read rate gets error 2007 with the time to wait, call by call and
+    /// in batches; its submissions are not counted, and another client is not slowed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_greedy_client_is_rate_limited_and_others_are_not() {
+        let limits = Limits {
+            reads_per_second: 5,
+            read_burst: 5,
+            ..Limits::default()
+        };
+        let (handle, addr) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Unavailable),
+            None,
+            Serving { tls: None, limits },
+        )
+        .await
+        .expect("serves");
+        let read = br#"{"jsonrpc":"2.0","id":7,"method":"cachet_status","params":[]}"#;
+        let submit = br#"{"jsonrpc":"2.0","id":8,"method":"cachet_submit","params":["00"]}"#;
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"cachet_status","params":[]},{"jsonrpc":"2.0","id":2,"method":"cachet_status","params":[]}]"#;
+        let (first, sixth, submitted, batched, other) = tokio::task::spawn_blocking(move || {
+            let first: Vec<_> = (0..5).map(|_| post(addr, read)).collect();
+            let sixth = post(addr, read);
+            let submitted = post(addr, submit);
+            let batched = post(addr, batch);
+            let other = post_from("127.0.0.3".parse().unwrap(), addr, read);
+            (first, sixth, submitted, batched, other)
+        })
+        .await
+        .unwrap();
+        for (status, body) in &first {
+            assert_eq!(
+                (*status, &body["error"]["code"]),
+                (200, &serde_json::json!(2900))
+            );
+        }
+        assert_eq!(sixth.1["error"]["code"], RATE_LIMITED_CODE, "{sixth:?}");
+        assert_eq!(sixth.1["id"], 7);
+        assert_eq!(sixth.1["error"]["data"]["name"], "rate_limited");
+        assert!(sixth.1["error"]["data"]["retry_after_ms"].as_u64().unwrap() <= 200);
+        assert_ne!(
+            submitted.1["error"]["code"], RATE_LIMITED_CODE,
+            "{submitted:?}"
+        );
+        let codes: Vec<_> = batched
+            .1
+            .as_array()
+            .expect("a batch answer")
+            .iter()
+            .map(|r| r["error"]["code"].clone())
+            .collect();
+        assert_eq!(
+            codes,
+            vec![serde_json::json!(RATE_LIMITED_CODE); 2],
+            "{batched:?}"
+        );
+        assert_eq!(
+            other.1["error"]["code"], 2900,
+            "another client is not limited: {other:?}"
+        );
+        handle.stop().expect("stops");
+    }
+
+    const RATE_LIMITED_CODE: i32 = limit::RATE_LIMITED;
+
+    /// Over TLS, with a self-signed certificate: a client that trusts it is served, an operator
+    /// call without the node's token is refused (2006), and plain HTTP gets no answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_rpc_is_served_over_tls() {
+        let dir = std::env::temp_dir().join(format!("cachet-rpc-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert_path, key_path) = (dir.join("rpc.crt"), dir.join("rpc.key"));
+        std::fs::write(&cert_path, issued.cert.pem()).unwrap();
+        std::fs::write(&key_path, issued.key_pair.serialize_pem()).unwrap();
+        let tls = listen::tls_acceptor(&cert_path, &key_path).expect("a TLS configuration");
+        let token = "0123456789abcdef0123456789abcdef";
+        let (handle, addr) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Unavailable),
+            Some(token.into()),
+            Serving {
+                tls: Some(tls),
+                limits: Limits::default(),
+            },
+        )
+        .await
+        .expect("serves");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(issued.cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let over_tls = |body: &'static [u8]| {
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let mut tls = connector.connect(name, tcp).await.expect("handshake");
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let head = format!(
+                    "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                tls.write_all(head.as_bytes()).await.unwrap();
+                tls.write_all(body).await.unwrap();
+                let mut reply = Vec::new();
+                let _ = tls.read_to_end(&mut reply).await;
+                let text = String::from_utf8_lossy(&reply).into_owned();
+                let json: serde_json::Value = text
+                    .split_once("\r\n\r\n")
+                    .and_then(|(_, b)| serde_json::from_str(b.trim()).ok())
+                    .unwrap_or_default();
+                json
+            }
+        };
+        let status =
+            over_tls(br#"{"jsonrpc":"2.0","id":1,"method":"cachet_status","params":[]}"#).await;
+        assert_eq!(status["error"]["code"], 2900, "served over TLS: {status}");
+        let operator =
+            over_tls(br#"{"jsonrpc":"2.0","id":2,"method":"cachet_admin_backup","params":["/x"]}"#)
+                .await;
+        assert_eq!(
+            operator["error"]["code"], 2006,
+            "no token, no operator call: {operator}"
+        );
+        let plain = tokio::task::spawn_blocking(move || {
+            post(
+                addr,
+                br#"{"jsonrpc":"2.0","id":1,"method":"cachet_status","params":[]}"#,
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            plain.0, 0,
+            "plain HTTP on a TLS port gets no HTTP answer: {plain:?}"
+        );
+        handle.stop().expect("stops");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
