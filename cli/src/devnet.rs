@@ -73,6 +73,7 @@ impl NodePlan {
                 &key,
                 None,
                 Some("development validator key: INSECURE".into()),
+                None,
             )?;
         }
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -209,6 +210,7 @@ fn prepare(
                     &example::agency_key(a.id.as_str()),
                     Some(a.id.clone()),
                     Some("development key: INSECURE".into()),
+                    None,
                 )?;
             }
         }
@@ -259,11 +261,19 @@ fn prepare(
             .map(|(_, o)| o)
             .collect();
         // A devnet started again on its directory keeps each node's tuning (consensus,
-        // mempool, storage, health) as the operator left it; only the addresses are new.
+        // mempool, storage, health) and its key's passphrase file as the operator left them;
+        // only the addresses are new.
         let config_path = p.dir.join("config.toml");
-        let (consensus, mempool, mut storage, health) = if config_path.exists() {
+        let (consensus, mempool, mut storage, health, passphrase) = if config_path.exists() {
             let old = NodeConfig::load(&config_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            (old.consensus, old.mempool, old.storage, old.health)
+            let passphrase = old.validator_key_passphrase_file;
+            (
+                old.consensus,
+                old.mempool,
+                old.storage,
+                old.health,
+                passphrase,
+            )
         } else {
             Default::default()
         };
@@ -277,6 +287,7 @@ fn prepare(
             home: PathBuf::from("."),
             genesis: PathBuf::from("../../genesis.json"),
             validator_key: PathBuf::from("validator.key"),
+            validator_key_passphrase_file: passphrase,
             p2p: P2p {
                 listen: NodePlan::multiaddr(p.host, p.p2p),
                 peers: others

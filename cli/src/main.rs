@@ -441,6 +441,18 @@ enum Command {
         /// recompute it).
         #[arg(long)]
         dev: Option<String>,
+        /// Seal the key under a passphrase (from the file named by CACHET_PASSPHRASE_FILE,
+        /// else asked twice at the terminal; at least 12 characters).
+        #[arg(long)]
+        seal: bool,
+    },
+    /// Seal a key file in place under a passphrase (Argon2id, XChaCha20-Poly1305; see
+    /// `docs/spec/keyfile.md`). Reading it then needs the passphrase: from the file named by
+    /// CACHET_PASSPHRASE_FILE, the terminal, or a node's validator_key_passphrase_file.
+    SealKey {
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
     },
     /// Print the public key of a key file (and check the file).
     Pubkey {
@@ -529,7 +541,11 @@ fn init_logging(json: bool) {
 
 async fn start(config: PathBuf) -> Result<()> {
     let config = cachet_node::NodeConfig::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let key = keyfile::read(&config.validator_key)?;
+    let passphrase = match &config.validator_key_passphrase_file {
+        Some(file) => keyfile::Passphrase::File(file.clone()),
+        None => keyfile::Passphrase::Ask,
+    };
+    let (key, _) = keyfile::read_with(&config.validator_key, &passphrase)?;
     let node = cachet_node::start(config, key)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -912,7 +928,12 @@ fn main() -> Result<()> {
         Command::Evidence { rpc, json } => runtime()?
             .block_on(async { agency::evidence(&cachet_client::Client::new(&rpc)?, json).await }),
         Command::Demo { json } => demo::run(json),
-        Command::Keygen { out, dev } => {
+        Command::SealKey { key } => {
+            let public = keyfile::seal_in_place(&key, &keyfile::Passphrase::Ask)?;
+            println!("{public}");
+            Ok(())
+        }
+        Command::Keygen { out, dev, seal } => {
             let (key, note) = match dev {
                 Some(name) => (
                     SecretKey::dev(&name),
@@ -922,7 +943,8 @@ fn main() -> Result<()> {
                 ),
                 None => (SecretKey::generate(), None),
             };
-            keyfile::write(&out, &key, None, note)?;
+            let seal = seal.then_some(keyfile::Passphrase::Ask);
+            keyfile::write(&out, &key, None, note, seal.as_ref())?;
             println!("{}", key.public());
             Ok(())
         }

@@ -75,6 +75,89 @@ fn keygen_writes_a_private_key_file_that_reads_back() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `cachet` with `args` and the environment `env`, stdin not a terminal: its output.
+fn cachet_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cachet"));
+    command.args(args).stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("cachet runs")
+}
+
+/// A key sealed under a passphrase (at creation, or later in place) reads back only with it;
+/// without one, and with no terminal to ask at, the command says where to put it.
+#[test]
+fn a_sealed_key_file_opens_only_with_its_passphrase() {
+    let dir = std::env::temp_dir().join(format!("cachet-cli-seal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (right, wrong, short) = (dir.join("right"), dir.join("wrong"), dir.join("short"));
+    std::fs::write(&right, "a long enough passphrase\n").unwrap();
+    std::fs::write(&wrong, "another long passphrase\n").unwrap();
+    std::fs::write(&short, "too short\n").unwrap();
+    let env = "CACHET_PASSPHRASE_FILE";
+    let sealed = dir.join("sealed.key");
+    let s = sealed.to_str().unwrap();
+    let made = cachet_env(&["keygen", "--seal", "--out", s], &[(env, &right)]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let text = std::fs::read_to_string(&sealed).unwrap();
+    assert!(
+        text.contains("\"sealed\"") && !text.contains("\"secret\""),
+        "{text}"
+    );
+    let read = cachet_env(&["pubkey", "--key", s], &[(env, &right)]);
+    assert_eq!(read.stdout, made.stdout, "the same key reads back");
+    let refused = cachet_env(&["pubkey", "--key", s], &[(env, &wrong)]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("wrong passphrase"));
+    let unasked = cachet_env(&["pubkey", "--key", s], &[]);
+    assert!(!unasked.status.success());
+    assert!(String::from_utf8_lossy(&unasked.stderr).contains("CACHET_PASSPHRASE_FILE"));
+    let weak = cachet_env(
+        &[
+            "keygen",
+            "--seal",
+            "--out",
+            dir.join("weak.key").to_str().unwrap(),
+        ],
+        &[(env, &short)],
+    );
+    assert!(!weak.status.success(), "a short passphrase is refused");
+
+    // A key in the clear, sealed in place: same public key, no secret left in the file.
+    let clear = dir.join("clear.key");
+    let c = clear.to_str().unwrap();
+    let public = cachet(&["keygen", "--out", c]).stdout;
+    let resealed = cachet_env(&["seal-key", "--key", c], &[(env, &right)]);
+    assert!(
+        resealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resealed.stderr)
+    );
+    assert_eq!(resealed.stdout, public);
+    assert!(
+        !std::fs::read_to_string(&clear)
+            .unwrap()
+            .contains("\"secret\"")
+    );
+    assert_eq!(
+        cachet_env(&["pubkey", "--key", c], &[(env, &right)]).stdout,
+        public
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&clear).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_example_genesis_checks_and_matches_the_committed_file() {
     let printed = String::from_utf8(cachet(&["genesis", "example"]).stdout).unwrap();

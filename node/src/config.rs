@@ -18,6 +18,11 @@ pub struct NodeConfig {
     pub genesis: PathBuf,
     /// The validator's key file (consensus key, also its network identity).
     pub validator_key: PathBuf,
+    /// For a key file sealed under a passphrase: the file holding the passphrase (a service
+    /// credential, e.g. systemd's `LoadCredential`). Unset, it is asked for as the CLI does
+    /// (`CACHET_PASSPHRASE_FILE`, or the terminal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator_key_passphrase_file: Option<PathBuf>,
     /// Consensus network (Malachite).
     pub p2p: P2p,
     /// Transaction gossip network.
@@ -356,6 +361,9 @@ impl NodeConfig {
         for file in [&mut cfg.home, &mut cfg.genesis, &mut cfg.validator_key]
             .into_iter()
             .chain(cfg.rpc.operator_token_file.as_mut())
+            .chain(cfg.validator_key_passphrase_file.as_mut())
+            .chain(cfg.rpc.tls_certificate_file.as_mut())
+            .chain(cfg.rpc.tls_key_file.as_mut())
         {
             if file.is_relative() {
                 *file = base.join(&*file);

@@ -781,7 +781,35 @@ fn cachet_fails(args: &[&str]) -> String {
 /// certificate's history and the node's evidence.
 #[test]
 fn every_agency_action_has_a_command() {
-    let devnet = Devnet::start("devnet-agency");
+    // The first node's validator key is sealed under a passphrase its config names.
+    let devnet = Devnet::start_prepared("devnet-agency", |dir| {
+        let mut nodes: Vec<_> = std::fs::read_dir(dir.join("nodes"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        nodes.sort();
+        let node = &nodes[0];
+        std::fs::write(node.join("passphrase"), "the first node's passphrase\n").unwrap();
+        let sealed = Command::new(cachet_bin())
+            .args(["seal-key", "--key"])
+            .arg(node.join("validator.key"))
+            .env("CACHET_PASSPHRASE_FILE", node.join("passphrase"))
+            .output()
+            .unwrap();
+        assert!(
+            sealed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sealed.stderr)
+        );
+        let config = node.join("config.toml");
+        let mut toml: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        toml.insert(
+            "validator_key_passphrase_file".into(),
+            toml::Value::String("passphrase".into()),
+        );
+        std::fs::write(&config, toml::to_string(&toml).unwrap()).unwrap();
+    });
     let m = devnet.manifest.clone();
     let url = devnet.rpc_url(0);
     let addr = url.trim_start_matches("http://").to_string();
@@ -869,6 +897,43 @@ fn every_agency_action_has_a_command() {
         .as_str()
         .unwrap()
         .to_string();
+
+    // An agency whose key file is sealed: each command opens it with the passphrase.
+    let sealed_key = dir.join("moi-land-sealed.key");
+    std::fs::copy(key("moi-land"), &sealed_key).unwrap();
+    let passphrase = dir.join("moi-land.passphrase");
+    std::fs::write(&passphrase, "the land department's passphrase\n").unwrap();
+    let with_passphrase = |args: &[&str]| {
+        Command::new(cachet_bin())
+            .args(args)
+            .env("CACHET_PASSPHRASE_FILE", &passphrase)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let sealed = with_passphrase(&["seal-key", "--key", sealed_key.to_str().unwrap()]);
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let anchored = with_passphrase(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        sealed_key.to_str().unwrap(),
+        "--kind",
+        "land-title",
+        "--file",
+        &write("sealed-deed.txt", "anchored with a sealed key"),
+        "--json",
+    ]);
+    assert!(
+        anchored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&anchored.stderr)
+    );
 
     // A mortgage set on the title, and cancelled.
     let registration = "bank of taiwan, NT$8,000,000, reg. 113-0042, secret 7f3a";
