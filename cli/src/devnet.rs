@@ -9,7 +9,6 @@
 //! address of their own (containers: see `docker/`), on fixed ports. Configs name their files
 //! relative to their own directory either way, so the directory can be mounted anywhere.
 
-use crate::keyfile;
 use anyhow::{Context, Result, bail};
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::genesis::{GenesisAgency, GenesisDoc};
@@ -17,6 +16,7 @@ use cachet_chain::ids::{AgencyId, ChainId, Timestamp};
 use cachet_chain::state::{Name, Validator};
 use cachet_client::Client;
 use cachet_contracts::example;
+use cachet_keys::file as keyfile;
 use cachet_node::config::{NodeConfig, P2p, Rpc};
 use cachet_node::store::TreePlacement;
 use serde_json::json;
@@ -355,7 +355,8 @@ async fn smoke_check(dir: &Path, plans: &[NodePlan]) -> Result<()> {
         .as_nanos();
     std::fs::write(&doc, format!("Cachet devnet check, {stamp}\n"))?;
     let first = Client::new(&format!("http://127.0.0.1:{}", plans[0].rpc))?;
-    let signer = crate::issuer::Signer::load(&dir.join("keys").join("moi-land.key"), None)?;
+    let key = dir.join("keys").join("moi-land.key");
+    let signer = crate::issuer::Signer::load(&key.to_string_lossy(), None)?;
     let fp =
         cachet_chain::Fingerprint::of(cachet_chain::FingerprintAlg::Sha256, &std::fs::read(&doc)?);
     let commitment = cachet_chain::Commitment::new(&fp, &cachet_chain::Salt::random());

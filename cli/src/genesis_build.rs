@@ -1,10 +1,10 @@
 //! `cachet genesis build`: a genesis document from agency and validator key files.
 
-use crate::keyfile;
 use anyhow::{Context, Result, bail};
 use cachet_chain::genesis::{GenesisAgency, GenesisDoc};
 use cachet_chain::ids::{AgencyId, CertKind, ChainId, Timestamp};
 use cachet_chain::state::{AgencyList, KindPolicy, Name, Validator};
+use cachet_keys::file as keyfile;
 use std::collections::BTreeMap;
 use std::path::Path;
 

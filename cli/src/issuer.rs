@@ -6,17 +6,17 @@
 //! certificate id, the salt and, for a batch entry, its inclusion proof. The holder needs it to
 //! prove which document the certificate is about; the chain never sees the document or salt.
 
-use crate::keyfile;
 use anyhow::{Context, Result, bail};
-use cachet_chain::crypto::SecretKey;
+use cachet_chain::crypto::{SignPurpose, signing_message};
 use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::{Domain, Hash32};
 use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
 use cachet_chain::merkle::{BatchProof, MerkleTree};
 use cachet_chain::tx::{
-    Action, BatchIssuance, Issuance, RevocationReason, Terms, TxBody, batch_leaf,
+    Action, BatchIssuance, Issuance, RevocationReason, Terms, Transaction, TxBody, batch_leaf,
 };
 use cachet_client::{Client, ClientError};
+use cachet_keys::{Passphrase, SigningKey};
 use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
@@ -47,10 +47,11 @@ pub struct IssuerArgs {
     /// The node's RPC URL.
     #[arg(long)]
     pub rpc: String,
-    /// The agency's key file.
+    /// The agency's key: a key file, or a key in an HSM named by its pkcs11: URI
+    /// (`pkcs11:token=…;object=…?module-path=…&pin-source=…`).
     #[arg(long)]
-    pub key: PathBuf,
-    /// The agency id, when the key file does not name it.
+    pub key: String,
+    /// The agency id, when the key file does not name it (always, for an HSM key).
     #[arg(long)]
     pub agency: Option<cachet_chain::AgencyId>,
 }
@@ -98,17 +99,29 @@ pub struct Signer {
     /// The agency.
     pub agency: AgencyId,
     /// Its key.
-    pub key: SecretKey,
+    pub key: SigningKey,
 }
 
 impl Signer {
-    /// Load from a key file; `agency` overrides the agency the file names.
-    pub fn load(path: &Path, agency: Option<AgencyId>) -> Result<Signer> {
-        let (key, named) = keyfile::read_with_agency(path)?;
+    /// Open the key `name` names (a key file, or a pkcs11: URI); `agency` overrides the
+    /// agency a key file names.
+    pub fn load(name: &str, agency: Option<AgencyId>) -> Result<Signer> {
+        let (key, named) = SigningKey::open(name, &Passphrase::Ask)?;
         let agency = agency
             .or(named)
-            .context("the key file names no agency: pass --agency")?;
+            .context("the key names no agency: pass --agency")?;
         Ok(Signer { agency, key })
+    }
+
+    /// Sign `body` with the agency's key.
+    fn sign(&self, body: TxBody) -> Result<Transaction> {
+        let message = signing_message(
+            SignPurpose::Transaction,
+            &body.chain_id,
+            &cachet_chain::codec::encode(&body),
+        );
+        let signature = self.key.sign(&message)?;
+        Ok(Transaction { body, signature })
     }
 
     /// Sign `action` with the agency's next free nonce, submit it, wait for finality.
@@ -126,15 +139,14 @@ impl Signer {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let tx = TxBody {
+            let tx = self.sign(TxBody {
                 chain_id: chain_id.clone(),
                 signer: self.agency.clone(),
                 key: self.key.public(),
                 nonce: client.next_nonce(&self.agency).await?,
                 expires_at: Height(height + 200),
                 action: action.clone(),
-            }
-            .sign(&self.key);
+            })?;
             let outcome = match client.submit(&tx).await {
                 Ok(id) => client
                     .wait_committed(&id, FINALITY_TIMEOUT)

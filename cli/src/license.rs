@@ -222,7 +222,7 @@ pub async fn run(command: Command) -> Result<()> {
             window_minutes,
             out,
         } => {
-            let oracle = crate::keyfile::read(&key)?;
+            let oracle = cachet_keys::file::read(&key)?;
             let request = Request::read(&request)?;
             let not_before = issuer::now_ms().saturating_sub(60_000);
             let mut nonce = [0u8; 8];

@@ -12,7 +12,6 @@ mod demo;
 mod devnet;
 mod genesis_build;
 mod issuer;
-mod keyfile;
 mod license;
 mod operator;
 mod qr;
@@ -23,6 +22,7 @@ use cachet_chain::crypto::SecretKey;
 use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::genesis::GenesisDoc;
 use cachet_chain::ids::CertKind;
+use cachet_keys::file as keyfile;
 use clap::{Parser, Subcommand, ValueEnum};
 use issuer::{IssuerArgs, Reason};
 use std::path::PathBuf;
@@ -435,8 +435,13 @@ enum Command {
     /// Create a new signing key file (mode 0600).
     Keygen {
         /// Where to write it; refuses to overwrite.
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required_unless_present = "pkcs11")]
+        out: Option<PathBuf>,
+        /// Generate it inside an HSM instead, as the key this pkcs11: URI names
+        /// (`pkcs11:token=…;object=<new label>?module-path=…&pin-source=…`): its private half
+        /// never leaves the token. Prints its public key.
+        #[arg(long, conflicts_with_all = ["out", "dev", "seal"])]
+        pkcs11: Option<String>,
         /// Derive a development key from this public name instead (INSECURE: anyone can
         /// recompute it).
         #[arg(long)]
@@ -456,9 +461,9 @@ enum Command {
     },
     /// Print the public key of a key file (and check the file).
     Pubkey {
-        /// The key file.
+        /// The key file, or an HSM key's pkcs11: URI.
         #[arg(long)]
-        key: PathBuf,
+        key: String,
     },
     /// Genesis documents.
     #[command(subcommand)]
@@ -933,7 +938,15 @@ fn main() -> Result<()> {
             println!("{public}");
             Ok(())
         }
-        Command::Keygen { out, dev, seal } => {
+        Command::Keygen {
+            pkcs11: Some(uri), ..
+        } => {
+            let uri = cachet_keys::pkcs11::Uri::parse(&uri)?;
+            println!("{}", cachet_keys::pkcs11::generate(&uri)?);
+            Ok(())
+        }
+        Command::Keygen { out, dev, seal, .. } => {
+            let out = out.context("--out names the key file")?;
             let (key, note) = match dev {
                 Some(name) => (
                     SecretKey::dev(&name),
@@ -949,7 +962,8 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Pubkey { key } => {
-            println!("{}", keyfile::read(&key)?.public());
+            let (key, _) = cachet_keys::SigningKey::open(&key, &keyfile::Passphrase::Ask)?;
+            println!("{}", key.public());
             Ok(())
         }
         Command::Genesis(GenesisCommand::Build {

@@ -173,6 +173,89 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// A SoftHSM2 token of its own, in a directory of its own: an HSM for tests. Commands that
+/// use it get its configuration through [`SoftHsm::env`].
+pub struct SoftHsm {
+    /// Its directory (configuration and token files).
+    pub dir: PathBuf,
+    /// The PKCS#11 module to load.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// The user PIN.
+    pub pin: String,
+}
+
+impl SoftHsm {
+    /// A fresh token named `name`. Fails when SoftHSM2 is missing: `scripts/install-deps
+    /// --tests` installs it.
+    pub fn new(name: &str) -> SoftHsm {
+        let module = [
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+            "/usr/local/lib/softhsm/libsofthsm2.so",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("SoftHSM2 is not installed: run scripts/install-deps --tests");
+        let dir = std::env::temp_dir().join(format!("cachet-hsm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tokens")).expect("token directory");
+        std::fs::write(
+            dir.join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.join("tokens").display()
+            ),
+        )
+        .expect("SoftHSM2 configuration");
+        let hsm = SoftHsm {
+            dir,
+            module,
+            token: name.to_string(),
+            pin: "246810".to_string(),
+        };
+        let made = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", name, "--pin", &hsm.pin])
+            .args(["--so-pin", "13579111"])
+            .env("SOFTHSM2_CONF", hsm.dir.join("softhsm2.conf"))
+            .output()
+            .expect("softhsm2-util runs");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        hsm
+    }
+
+    /// The environment a process needs to reach this token.
+    pub fn env(&self) -> (&'static str, PathBuf) {
+        ("SOFTHSM2_CONF", self.dir.join("softhsm2.conf"))
+    }
+
+    /// The pkcs11: URI of the key labelled `object`, with `pin` as its PIN.
+    pub fn uri_with_pin(&self, object: &str, pin: &str) -> String {
+        format!(
+            "pkcs11:token={};object={object}?module-path={}&pin-value={pin}",
+            self.token,
+            self.module.display()
+        )
+    }
+
+    /// The pkcs11: URI of the key labelled `object`.
+    pub fn uri(&self, object: &str) -> String {
+        self.uri_with_pin(object, &self.pin)
+    }
+}
+
+impl Drop for SoftHsm {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A running `cachet devnet` (the embedded default), as a user starts it.
 pub struct Devnet {
     /// Its directory.

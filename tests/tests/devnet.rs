@@ -1276,3 +1276,94 @@ fn every_agency_action_has_a_command() {
     );
     assert_eq!(cachet(&["evidence", "--rpc", &url, "--json"]), json!([]));
 }
+
+/// An agency whose key was generated inside an HSM (SoftHSM2, through its PKCS#11 module) is
+/// registered with its public key and anchors with it: the private key never leaves the token.
+/// The same label is not generated twice, and a wrong PIN is refused.
+#[test]
+fn an_agency_key_in_an_hsm_signs_for_its_agency() {
+    let hsm = cachet_tests::SoftHsm::new("cachet-agency");
+    let (var, conf) = hsm.env();
+    let run = |args: &[&str]| {
+        Command::new(cachet_bin())
+            .args(args)
+            .env(var, &conf)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let uri = hsm.uri("kaohsiung-land-office");
+    let made = run(&["keygen", "--pkcs11", &uri]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let public = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    assert!(public.starts_with("ed25519:"), "{public}");
+    let read = run(&["pubkey", "--key", &uri]);
+    assert_eq!(String::from_utf8(read.stdout).unwrap().trim(), public);
+    let again = run(&["keygen", "--pkcs11", &uri]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+    let wrong = run(&[
+        "pubkey",
+        "--key",
+        &hsm.uri_with_pin("kaohsiung-land-office", "000000"),
+    ]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("logging in"));
+
+    let devnet = Devnet::start("devnet-hsm");
+    let url = devnet.rpc_url(0);
+    let moi = devnet.manifest["agencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "moi-land")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cachet(&[
+        "accredit",
+        "--rpc",
+        &url,
+        "--key",
+        &moi,
+        "--kind",
+        "land-title",
+        "--for",
+        "kaohsiung-land-office",
+        "--name",
+        "高雄地政 Kaohsiung",
+        "--pubkey",
+        &public,
+        "--json",
+    ]);
+    let deed = devnet.dir.join("hsm-deed.txt");
+    std::fs::write(&deed, "a title signed in an HSM").unwrap();
+    let anchored = run(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        &uri,
+        "--agency",
+        "kaohsiung-land-office",
+        "--kind",
+        "land-title",
+        "--file",
+        deed.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        anchored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&anchored.stderr)
+    );
+    let v: Value = serde_json::from_slice(&anchored.stdout).unwrap();
+    let addr = url.trim_start_matches("http://").to_string();
+    let cert = rpc(&addr, "cachet_certificate", json!([v["id"]])).unwrap();
+    assert_eq!(cert["issuer"], "kaohsiung-land-office");
+}
