@@ -725,6 +725,22 @@ mod tests {
         assert!(e.data().unwrap().get().contains("unknown_certificate"));
     }
 
+    /// A server over [`Unavailable`] on a free loopback port, with this operator `token` and
+    /// these TLS and limits.
+    async fn serve_unavailable(
+        token: Option<&str>,
+        serving: Serving,
+    ) -> (ServerHandle, SocketAddr) {
+        serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Unavailable),
+            token.map(Into::into),
+            serving,
+        )
+        .await
+        .expect("serves")
+    }
+
     /// POST `body` to the server at `addr`: the HTTP status and the JSON body.
     fn post(addr: SocketAddr, body: &[u8]) -> (u16, serde_json::Value) {
         post_as(addr, body, false, "")
@@ -808,14 +824,7 @@ mod tests {
     /// HTTP 413); and the project's own code for parameters of the wrong form.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_library_s_own_refusals_carry_the_documented_codes() {
-        let (handle, addr) = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(Unavailable),
-            None,
-            Serving::default(),
-        )
-        .await
-        .expect("serves");
+        let (handle, addr) = serve_unavailable(None, Serving::default()).await;
         let call = |method: &str, params: serde_json::Value| serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let code = |v: &serde_json::Value| v["error"]["code"].as_i64();
         let cases = tokio::task::spawn_blocking(move || {
@@ -860,14 +869,7 @@ mod tests {
     /// nesting and an oversized chunked body refused with their codes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_envelope_gets_the_answer_json_rpc_prescribes() {
-        let (handle, addr) = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(Unavailable),
-            None,
-            Serving::default(),
-        )
-        .await
-        .expect("serves");
+        let (handle, addr) = serve_unavailable(None, Serving::default()).await;
         let cases = tokio::task::spawn_blocking(move || {
             let submit = |id: &str| {
                 format!(r#"{{"jsonrpc":"2.0",{id}"method":"cachet_submit","params":["00"]}}"#)
@@ -960,14 +962,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_operator_call_needs_the_node_s_token() {
         let token = "0123456789abcdef0123456789abcdef";
-        let (handle, addr) = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(Unavailable),
-            Some(token.into()),
-            Serving::default(),
-        )
-        .await
-        .expect("serves");
+        let (handle, addr) = serve_unavailable(Some(token), Serving::default()).await;
         let call = br#"{"jsonrpc":"2.0","id":1,"method":"cachet_admin_backup","params":["/x"]}"#;
         let cases = tokio::task::spawn_blocking(move || {
             [
@@ -1005,14 +1000,7 @@ mod tests {
             connections_per_client: 8,
             ..Limits::default()
         };
-        let (handle, addr) = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(Unavailable),
-            None,
-            Serving { tls: None, limits },
-        )
-        .await
-        .expect("serves");
+        let (handle, addr) = serve_unavailable(None, Serving { tls: None, limits }).await;
         let status = br#"{"jsonrpc":"2.0","id":1,"method":"cachet_status","params":[]}"#;
         let (over, other) = tokio::task::spawn_blocking(move || {
             // Eight idle connections, as a client holding WebSockets open would.
@@ -1054,14 +1042,7 @@ mod tests {
             read_burst: 5,
             ..Limits::default()
         };
-        let (handle, addr) = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(Unavailable),
-            None,
-            Serving { tls: None, limits },
-        )
-        .await
-        .expect("serves");
+        let (handle, addr) = serve_unavailable(None, Serving { tls: None, limits }).await;
         let read = br#"{"jsonrpc":"2.0","id":7,"method":"cachet_status","params":[]}"#;
         // An operator method, not counted (as submissions are not; those would also count in
         // the envelope test's tally of calls that reached the API).
@@ -1125,17 +1106,14 @@ mod tests {
         std::fs::write(&key_path, issued.key_pair.serialize_pem()).unwrap();
         let tls = listen::tls_acceptor(&cert_path, &key_path).expect("a TLS configuration");
         let token = "0123456789abcdef0123456789abcdef";
-        let (handle, addr) = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(Unavailable),
-            Some(token.into()),
+        let (handle, addr) = serve_unavailable(
+            Some(token),
             Serving {
                 tls: Some(tls),
                 limits: Limits::default(),
             },
         )
-        .await
-        .expect("serves");
+        .await;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(issued.cert.der().clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
