@@ -84,6 +84,15 @@ fn hash_and_options(p: &jsonrpsee::types::Params<'_>) -> Result<(Hash32, Receipt
     Ok((id, options.unwrap_or_default()))
 }
 
+/// The one parameter of a method that takes an agency id.
+fn agency_param(p: &jsonrpsee::types::Params<'_>) -> Result<cachet_chain::AgencyId, Failure> {
+    let (id,): (String,) = p
+        .parse()
+        .map_err(|e| Failure::invalid_params(e.to_string()))?;
+    id.parse()
+        .map_err(|e: cachet_chain::ids::InvalidId| Failure::invalid_params(e.to_string()))
+}
+
 fn hash_param(p: &jsonrpsee::types::Params<'_>) -> Result<Hash32, Failure> {
     let (s,): (String,) = p
         .parse()
@@ -227,13 +236,7 @@ pub fn module(api: Arc<dyn NodeApi>, operators: Operators) -> RpcModule<Arc<dyn 
     m.register_method(
         "cachet_agency",
         |params, api, _| -> RpcResult<serde_json::Value> {
-            let (id,): (String,) = params
-                .parse()
-                .map_err(|e| Failure::invalid_params(e.to_string()))?;
-            let id: cachet_chain::AgencyId =
-                id.parse().map_err(|e: cachet_chain::ids::InvalidId| {
-                    Failure::invalid_params(e.to_string())
-                })?;
+            let id = agency_param(&params)?;
             found(
                 api.state(&StateKey::Agency(id.clone()))?,
                 1103,
@@ -246,13 +249,7 @@ pub fn module(api: Arc<dyn NodeApi>, operators: Operators) -> RpcModule<Arc<dyn 
     m.register_method(
         "cachet_nextNonce",
         |params, api, _| -> RpcResult<NextNonce> {
-            let (id,): (String,) = params
-                .parse()
-                .map_err(|e| Failure::invalid_params(e.to_string()))?;
-            let id: cachet_chain::AgencyId =
-                id.parse().map_err(|e: cachet_chain::ids::InvalidId| {
-                    Failure::invalid_params(e.to_string())
-                })?;
+            let id = agency_param(&params)?;
             found(
                 api.next_nonce(&id)?,
                 1103,
