@@ -480,6 +480,9 @@ pub async fn serve(
         .max_response_body_size(64 * 1024 * 1024)
         .max_connections(1024)
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(32))
+        // A WebSocket whose client went away without closing it (a phone that lost its
+        // network) is closed once it misses a ping: 30 s apart, 40 s to answer.
+        .enable_ws_ping(jsonrpsee::server::PingConfig::new())
         .build();
     let pages_api = api.clone();
     let page: Arc<str> = web::page(&api.trust_anchor(), &[], None).into();
