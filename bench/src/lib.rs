@@ -1,5 +1,5 @@
 //! `cachet-bench`, the `cachet bench` command: load a local 4-validator devnet and measure it, in
-//! three phases on one chain:
+//! four phases on one chain:
 //!
 //! 1. **anchors** — signed single anchors from many issuing agencies at a rising rate until
 //!    finalized throughput stops growing, then 90% of the best rate sustained: finalized tx/s,
@@ -7,7 +7,9 @@
 //! 2. **batches** — the same with Merkle batches of reward orders: certificates/s, and a sample
 //!    of per-certificate receipts fetched and verified offline;
 //! 3. **verification** — receipts/s one node serves to concurrent verifiers, with latency,
-//!    while anchoring goes on through the other nodes.
+//!    while anchoring goes on through the other nodes;
+//! 4. **fairness** — polite verifiers' latency alone and beside one greedy client, on a node
+//!    with a per-client read limit and on one without ([`fairness`]).
 //!
 //! Before them, a **fill** phase can anchor a given number of certificates, unmeasured, and a
 //! run can start **from** a devnet directory an earlier run left (see [`saved`]): runs that
@@ -24,6 +26,7 @@
 
 mod anchors;
 mod batches;
+mod fairness;
 mod load;
 mod net;
 mod probe;
@@ -31,7 +34,7 @@ mod saved;
 mod verification;
 mod watch;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use net::Net;
 use probe::milli;
 use serde_json::{Value, json};
@@ -50,6 +53,9 @@ pub enum Phase {
     Batches,
     /// Receipts served while anchoring.
     Verification,
+    /// Polite verifiers beside a greedy one, on a node with a per-client read limit and on one
+    /// without.
+    Fairness,
 }
 
 /// Options of a run.
@@ -131,12 +137,25 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     };
     let log = dir.join("devnet.log");
     let out = std::fs::File::create(&log)?;
-    let mut devnet = Command::new(std::env::current_exe()?);
-    devnet.args(["devnet", "--dir"]).arg(&dir);
-    if let Some(placement) = opts.state_tree {
-        devnet.args(["--state-tree", placement.name()]);
+    let devnet = || -> Result<Command> {
+        let mut devnet = Command::new(std::env::current_exe()?);
+        devnet.args(["devnet", "--dir"]).arg(&dir);
+        if let Some(placement) = opts.state_tree {
+            devnet.args(["--state-tree", placement.name()]);
+        }
+        Ok(devnet)
+    };
+    // Written first, so that the second node gets a per-client read limit for the fairness
+    // phase (a devnet keeps it when started on the directory).
+    let written = devnet()?.arg("--no-start").output()?;
+    if !written.status.success() {
+        bail!(
+            "cachet devnet --no-start failed: {}",
+            String::from_utf8_lossy(&written.stderr)
+        );
     }
-    let mut devnet: Child = devnet.stdout(out.try_clone()?).stderr(out).spawn()?;
+    limit_reads(&dir, 1, fairness::FAIR_READS_PER_SECOND)?;
+    let mut devnet: Child = devnet()?.stdout(out.try_clone()?).stderr(out).spawn()?;
     let result = match Net::connect(&dir, opts.agencies, Some(&mut devnet)).await {
         Ok(net) => phases(net, &opts, saved, opts.dir.as_deref(), json_out).await,
         Err(e) => Err(e),
@@ -149,6 +168,28 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     if opts.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
+}
+
+/// Give node `i` (in name order) of the devnet in `dir` a per-client read limit of `rate` calls
+/// per second (and a bucket of as many).
+fn limit_reads(dir: &std::path::Path, i: usize, rate: u32) -> Result<()> {
+    let mut nodes: Vec<_> = std::fs::read_dir(dir.join("nodes"))?
+        .filter_map(|entry| Some(entry.ok()?.path().join("config.toml")))
+        .filter(|path| path.exists())
+        .collect();
+    nodes.sort();
+    let path = nodes.get(i).context("the devnet has too few nodes")?;
+    let text = std::fs::read_to_string(path)?;
+    let mut config: toml::Table = toml::from_str(&text)?;
+    let rpc = config
+        .entry("rpc")
+        .or_insert_with(|| toml::Value::Table(Default::default()))
+        .as_table_mut()
+        .context("[rpc] is not a table")?;
+    rpc.insert("reads_per_second_per_client".into(), i64::from(rate).into());
+    rpc.insert("read_burst_per_client".into(), i64::from(rate).into());
+    std::fs::write(path, toml::to_string_pretty(&config)?)?;
     Ok(())
 }
 
@@ -298,6 +339,11 @@ async fn phases(
                 report["verification"] =
                     verification::run(&mut net, &mut anchors, opts.verifiers, rate, seconds, quiet)
                         .await?;
+            }
+            Phase::Fairness => {
+                let ids = verification::certificates(&mut net, &mut anchors).await?;
+                let each = Duration::from_secs((opts.verification_seconds / 4).max(2));
+                report["fairness"] = fairness::run(&net, ids, each, quiet).await?;
             }
         }
     }

@@ -91,6 +91,24 @@ fn latency(mut ms: Vec<f64>) -> Value {
     })
 }
 
+/// Certificates to verify: those anchored so far, or, when there are too few (the anchor phase
+/// did not run), some anchored now.
+pub(crate) async fn certificates(net: &mut Net, anchors: &mut Anchors) -> Result<Vec<CertId>> {
+    let others: Vec<usize> = (1..net.nodes.len()).collect();
+    let mut ids = anchors.committed(net);
+    if ids.len() < MIN_CERTIFICATES {
+        let mut make = |net: &mut Net| anchors.next(net);
+        let prepared = load::prepare(net, 500.0, Duration::from_secs(4), &mut make);
+        load::offer(net, prepared, &others).await?;
+        net.drain(1).await?;
+        ids = anchors.committed(net);
+    }
+    if ids.is_empty() {
+        bail!("no certificate was anchored to verify");
+    }
+    Ok(ids)
+}
+
 /// Run the phase: `clients` verifiers on node 0 for `duration`, with anchors offered at
 /// `anchor_rate` tx/s through the other nodes meanwhile.
 pub async fn run(
@@ -102,18 +120,7 @@ pub async fn run(
     quiet: bool,
 ) -> Result<Value> {
     let others: Vec<usize> = (1..net.nodes.len()).collect();
-    let mut ids = anchors.committed(net);
-    if ids.len() < MIN_CERTIFICATES {
-        // Nothing anchored yet (the anchor phase did not run): anchor some to verify.
-        let mut make = |net: &mut Net| anchors.next(net);
-        let prepared = load::prepare(net, 500.0, Duration::from_secs(4), &mut make);
-        load::offer(net, prepared, &others).await?;
-        net.drain(1).await?;
-        ids = anchors.committed(net);
-    }
-    if ids.is_empty() {
-        bail!("no certificate was anchored to verify");
-    }
+    let ids = certificates(net, anchors).await?;
     let mut make = |net: &mut Net| anchors.next(net);
     let anchoring = load::prepare(net, anchor_rate, duration, &mut make);
     let ids = Arc::new(ids);

@@ -261,18 +261,21 @@ fn prepare(
             .map(|(_, o)| o)
             .collect();
         // A devnet started again on its directory keeps each node's tuning (consensus,
-        // mempool, storage, health) and its key's passphrase file as the operator left them;
-        // only the addresses are new.
+        // mempool, storage, health, per-client RPC limits) and its key's passphrase file as
+        // the operator left them; only the addresses are new.
         let config_path = p.dir.join("config.toml");
-        let (consensus, mempool, mut storage, health, passphrase) = if config_path.exists() {
+        let (consensus, mempool, mut storage, health, passphrase, old_rpc) = if config_path.exists()
+        {
             let old = NodeConfig::load(&config_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
             let passphrase = old.validator_key_passphrase_file;
+            let rpc = Some(old.rpc);
             (
                 old.consensus,
                 old.mempool,
                 old.storage,
                 old.health,
                 passphrase,
+                rpc,
             )
         } else {
             Default::default()
@@ -311,8 +314,21 @@ fn prepare(
                 }),
                 operator_token_file: None,
                 // The bench's verification phase is one client asking as fast as it can: a
-                // devnet measures capacity, so its nodes do not limit a client's reads.
-                reads_per_second_per_client: 0,
+                // devnet measures capacity, so its nodes do not limit a client's reads unless
+                // their configuration already did.
+                reads_per_second_per_client: old_rpc
+                    .as_ref()
+                    .map_or(0, |r| r.reads_per_second_per_client),
+                read_burst_per_client: old_rpc
+                    .as_ref()
+                    .map_or(Rpc::default().read_burst_per_client, |r| {
+                        r.read_burst_per_client
+                    }),
+                connections_per_client: old_rpc
+                    .as_ref()
+                    .map_or(Rpc::default().connections_per_client, |r| {
+                        r.connections_per_client
+                    }),
                 ..Rpc::default()
             },
             consensus,

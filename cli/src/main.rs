@@ -73,7 +73,7 @@ enum Command {
             long,
             value_enum,
             value_delimiter = ',',
-            default_value = "anchors,batches,verification"
+            default_value = "anchors,batches,verification,fairness"
         )]
         phases: Vec<cachet_bench::Phase>,
         /// Seconds to sustain the best rate (and to run the verification load).

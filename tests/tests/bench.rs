@@ -1,4 +1,4 @@
-//! `cachet bench` runs its three phases (anchors, batches, verification under load) end to end
+//! `cachet bench` runs its phases (anchors, batches, verification under load, fairness) end to end
 //! and reports every figure scripts rely on, and a run starts from the state an earlier one
 //! left. (It asserts no speed: the figures are measured with a release build, and reported
 //! in the performance report.)
@@ -104,6 +104,29 @@ fn bench_reports_throughput_latency_and_the_bound() {
         r["all"]["p99_ms"].as_f64().unwrap() >= r["all"]["p50_ms"].as_f64().unwrap(),
         "{r}"
     );
+
+    // Fairness: a greedy client is held to its share on the node with a read limit (the
+    // polite ones never are), and served all it asks on the node without one.
+    let f = &v["fairness"];
+    let (with, without) = (&f["node_with_limit"], &f["node_without_limit"]);
+    assert_eq!(with["reads_per_second_per_client"], 200, "{f}");
+    assert_eq!(without["reads_per_second_per_client"], 0, "{f}");
+    assert!(
+        with["beside_greedy"]["greedy_refused_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{f}"
+    );
+    assert_eq!(without["beside_greedy"]["greedy_refused_per_s"], 0.0, "{f}");
+    for node in [with, without] {
+        for window in ["alone", "beside_greedy"] {
+            let w = &node[window];
+            assert_eq!(w["polite_refused"], 0, "{f}");
+            assert_eq!(w["polite_failed"], 0, "{f}");
+            assert!(w["polite_served"].as_u64().unwrap() > 0, "{f}");
+        }
+    }
 }
 
 /// A run can fill a chain and leave it in a directory; a later run starts from a copy of it,
