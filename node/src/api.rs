@@ -326,6 +326,7 @@ impl NodeApi for Api {
                     .load(std::sync::atomic::Ordering::Relaxed) as usize,
                 validators,
                 home: &self.node.home,
+                writes_paused: self.node.disk.paused(),
             },
             &self.node.health,
         )
@@ -341,6 +342,8 @@ impl NodeApi for Api {
             head_time_ms: head.time.0,
             clock_skew_ms: self.node.clock_skew.skew().map(|s| s.ms),
             head_age_ms: crate::clock::age_ms(head.time.0, self.node.clock_skew.skew()),
+            disk_free_bytes: self.node.disk.free(),
+            writes_paused: self.node.disk.paused(),
             mempool_transactions: self.node.mempool.len(),
             pruned_height: self.node.store.pruned_upto().unwrap_or(0),
             families: self.node.store.family_sizes(),

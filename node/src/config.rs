@@ -306,6 +306,11 @@ pub struct Storage {
     /// CPU and a third of the disk. Switching either way happens at the next start, without a
     /// resync.
     pub state_tree: TreePlacement,
+    /// Free space, in MiB, the node keeps on the file system holding its data: below it, it
+    /// stops writing (it commits nothing, keeps no proposal) until space is freed, then resumes
+    /// by itself and catches up; it does not start with less. RocksDB is never left to fail a
+    /// write for want of space (an error it would not recover from while open).
+    pub reserve_disk_mb: u64,
 }
 
 impl Default for Storage {
@@ -317,6 +322,7 @@ impl Default for Storage {
             memtables_mb: crate::store::DEFAULT_MEMTABLES_BYTES >> 20,
             state_history_heights: 10,
             state_tree: TreePlacement::Disk,
+            reserve_disk_mb: 256,
         }
     }
 }

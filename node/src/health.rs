@@ -25,6 +25,8 @@ pub struct Observed<'a> {
     pub validators: usize,
     /// The node's data directory.
     pub home: &'a Path,
+    /// Whether the node waits for disk space before writing ([`crate::disk`]).
+    pub writes_paused: bool,
 }
 
 /// Peers a node must reach so that, with itself, more than two thirds of `validators` are in
@@ -53,15 +55,20 @@ pub fn readiness(seen: &Observed<'_>, limits: &Health) -> Readiness {
         ),
     };
     let min_free = limits.min_free_disk_mb.saturating_mul(1 << 20);
-    let disk = match free_bytes(seen.home) {
+    let disk = match crate::disk::free_bytes(seen.home) {
         Ok(free) => Check {
             name: "disk".into(),
-            ok: free >= min_free,
+            ok: free >= min_free && !seen.writes_paused,
             detail: format!(
-                "{} MiB free under {} (at least {} MiB)",
+                "{} MiB free under {} (at least {} MiB){}",
                 free >> 20,
                 seen.home.display(),
-                limits.min_free_disk_mb
+                limits.min_free_disk_mb,
+                if seen.writes_paused {
+                    "; below the reserve: committing nothing until space is freed"
+                } else {
+                    ""
+                }
             ),
         },
         Err(e) => Check {
@@ -93,12 +100,6 @@ pub fn readiness(seen: &Observed<'_>, limits: &Health) -> Readiness {
     }
 }
 
-/// Bytes an unprivileged writer may still use on the file system holding `path`.
-fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    let s = rustix::fs::statvfs(path)?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +125,7 @@ mod tests {
             peers,
             validators: 4,
             home: &home,
+            writes_paused: false,
         };
         let ready = readiness(&seen(100, 3), &limits);
         assert!(ready.checks[..2].iter().all(|c| c.ok), "{ready:?}");

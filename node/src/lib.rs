@@ -5,7 +5,7 @@
 //! mempool, re-executes proposals with `cachet-contracts` before voting, and commits decided
 //! blocks ([`app`]); the [`mempool`] and its libp2p transaction [`gossip`]; RocksDB [`store`]
 //! of blocks, commit certificates and the state tree; what the host and the RPC share
-//! ([`shared`]); its [`clock`]; who it keeps in touch with ([`membership`]); the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
+//! ([`shared`]); its [`clock`] and its [`disk`] reserve; who it keeps in touch with ([`membership`]); the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
 //! [`metrics`]; [`backup`] and [`fsck`], what an operator runs against a store; and
 //! [`start`](start()), which wires them together.
 //!
@@ -23,6 +23,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod context;
+pub mod disk;
 pub mod fsck;
 pub mod gossip;
 pub mod health;

@@ -217,6 +217,10 @@ pub struct Gauges {
     pub clock_skew_ms: Option<i64>,
     /// How long ago the head was made, by the consortium's clock.
     pub head_age_ms: u64,
+    /// Bytes free under the data directory, if they can be read.
+    pub disk_free_bytes: Option<u64>,
+    /// Whether the node waits for disk space before writing (below its reserve).
+    pub writes_paused: bool,
     /// Transactions waiting in the mempool.
     pub mempool_transactions: usize,
     /// The last height whose stale state is deleted.
@@ -506,6 +510,18 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
             }
         }
     }
+    if let Some(free) = gauges.disk_free_bytes {
+        t.gauge(
+            "cachet_disk_free_bytes",
+            "Bytes free on the file system holding the data directory.",
+            free,
+        );
+    }
+    t.gauge(
+        "cachet_writes_paused",
+        "1 while the node writes nothing because the disk is below its reserve ([storage] reserve_disk_mb).",
+        u64::from(gauges.writes_paused),
+    );
     t.gauge(
         "cachet_head_age_seconds",
         "How long ago the committed head was made, by the consortium's clock: grows while this node lags or the chain stalls.",
@@ -655,6 +671,8 @@ mod tests {
             head_time_ms: 1_700_000_000_500,
             clock_skew_ms: Some(-61_250),
             head_age_ms: 2_500,
+            disk_free_bytes: Some(5 << 30),
+            writes_paused: true,
             families: vec![FamilySize {
                 name: "nodes",
                 sst_bytes: 10,
@@ -708,6 +726,8 @@ mod tests {
         assert_eq!(get("cachet_head_time_seconds"), 1_700_000_000.5);
         assert_eq!(get("cachet_clock_skew_seconds"), -61.25);
         assert_eq!(get("cachet_head_age_seconds"), 2.5);
+        assert_eq!(get("cachet_disk_free_bytes"), (5u64 << 30) as f64);
+        assert_eq!(get("cachet_writes_paused"), 1.0);
         assert_eq!(get("cachet_blocks_committed_total"), 2.0);
         assert_eq!(get("cachet_transactions_committed_total"), 6.0);
         assert_eq!(get("cachet_decided_round"), 2.0);

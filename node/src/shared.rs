@@ -59,6 +59,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// How far this node's clock stands from the other proposers'.
     pub(crate) clock_skew: crate::clock::SkewMeter,
+    /// The free space kept under the data directory; writes wait for it.
+    pub(crate) disk: crate::disk::Reserve,
 }
 
 impl Shared {

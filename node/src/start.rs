@@ -90,6 +90,8 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         crate::clock::set_test_offset_ms(offset);
     }
     std::fs::create_dir_all(&config.home)?;
+    let disk = crate::disk::Reserve::new(&config.home, config.storage.reserve_disk_mb);
+    disk.check_at_start()?;
     let store = Arc::new(Store::open_with_cache(
         &config.home.join("db"),
         crate::store::CacheSizes {
@@ -158,6 +160,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         certificate_updates: Default::default(),
         metrics: Arc::default(),
         clock_skew: Default::default(),
+        disk,
         info: {
             let id = gossip::keypair_of(&key).public().to_peer_id();
             serde_json::json!({

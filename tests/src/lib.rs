@@ -437,6 +437,20 @@ impl Cluster {
     }
 
     /// Add `setting` to node `i`'s `[byzantine]` section, the last of its config file.
+    /// Set `key` of `[section]` in node `i`'s config file to `value` (before it starts).
+    pub fn configure(&mut self, i: usize, section: &str, key: &str, value: impl Into<toml::Value>) {
+        let path = &self.nodes[i].config;
+        let mut config: toml::Table =
+            toml::from_str(&std::fs::read_to_string(path).expect("config")).expect("TOML");
+        let table = config
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .expect("a table");
+        table.insert(key.into(), value.into());
+        std::fs::write(path, toml::to_string(&config).expect("TOML")).expect("config");
+    }
+
     fn misbehave(&mut self, i: usize, setting: &str) {
         let path = &self.nodes[i].config;
         let mut text = std::fs::read_to_string(path).expect("config");

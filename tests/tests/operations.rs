@@ -1,6 +1,6 @@
 //! Operating a node over years, on real processes on 127.0.0.1: a backup taken under load,
 //! restored on a new directory, the node rejoining; `cachet fsck` on clean and corrupted
-//! stores.
+//! stores; a disk that fills below a node's reserve, and is freed again.
 
 use cachet_tests::{Cluster, Nodes, cachet_bin, txs, wait_until};
 use serde_json::Value;
@@ -225,4 +225,87 @@ fn a_backup_taken_under_load_restores_on_a_new_directory_and_the_node_rejoins() 
         text(&refused)
     );
     assert!(!home.join("db").exists());
+}
+
+/// MiB free on the file system holding `path`, as `df` reports them.
+fn free_mb(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-m"])
+        .arg(path)
+        .output()
+        .expect("df runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df prints the free MiB")
+}
+
+/// Take `size` of real disk space (not a sparse file) at `path`.
+fn ballast(path: &Path, size: &str) {
+    let made = Command::new("fallocate")
+        .args(["-l", size])
+        .arg(path)
+        .output()
+        .expect("fallocate runs");
+    assert!(made.status.success(), "{}", text(&made));
+}
+
+/// A node whose disk falls below its reserve commits nothing, says so once (not blaming its
+/// peers), is not ready and shows it in its metrics, while the others go on; once space is
+/// freed it resumes by itself, catches up and agrees. Started below its reserve, it exits
+/// saying why.
+#[test]
+fn a_full_disk_pauses_a_node_and_freed_space_resumes_it() {
+    let mut c = Cluster::new("disk-full", 4);
+    let home = c.nodes[3].config.parent().unwrap().to_path_buf();
+    // A reserve 1 GiB below what is free now: 2 GiB of ballast brings the disk under it.
+    let reserve = free_mb(&home).saturating_sub(1024) as i64;
+    c.configure(3, "storage", "reserve_disk_mb", reserve);
+    c.start_all();
+    assert!(c.wait_height(3, 3, T), "{}", c.log_tail(3));
+    let weight = home.join("ballast");
+    ballast(&weight, "2G");
+    let paused = |c: &Cluster| c.metrics(3).get("cachet_writes_paused") == Some(&1.0);
+    assert!(wait_until(T, || paused(&c)), "{}", c.log_tail(3));
+    let frozen = c.height(3).unwrap();
+    let others = c.height(0).unwrap();
+    assert!(c.wait_height(0, others + 5, T), "the others go on");
+    assert!(
+        c.height(3).unwrap() <= frozen + 1,
+        "a node below its reserve committed: {frozen} -> {:?}",
+        c.height(3)
+    );
+    let (status, _, body) = cachet_tests::http_get(c.rpc_addr(3), "/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("below the reserve"), "{body}");
+    let log = std::fs::read_to_string(c.nodes[3].config.with_file_name("node.log")).unwrap();
+    assert_eq!(
+        log.matches("the disk is full").count(),
+        1,
+        "one line a minute"
+    );
+    assert!(!log.contains("attributable"), "a full disk blames no peer");
+
+    std::fs::remove_file(&weight).unwrap();
+    assert!(
+        wait_until(T, || !paused(&c)
+            && c.height(3) >= c.height(0).map(|h| h.saturating_sub(1))),
+        "the node did not resume and catch up: {}",
+        c.log_tail(3)
+    );
+    let top = c.min_height();
+    c.assert_same_chain(0, 3, top);
+
+    // Started below its reserve, a node exits and says why.
+    c.kill(3);
+    ballast(&weight, "2G");
+    c.start(3);
+    assert!(
+        wait_until(T, || !c.running(3)),
+        "it started below its reserve"
+    );
+    let log = std::fs::read_to_string(c.nodes[3].config.with_file_name("node.log")).unwrap();
+    assert!(log.contains("less than the"), "{}", c.log_tail(3));
+    std::fs::remove_file(&weight).unwrap();
 }

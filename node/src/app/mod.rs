@@ -10,6 +10,7 @@
 //!   on it, re-execute the block against our committed state, and tell consensus whether it is
 //!   valid. A validator never votes for a block it did not execute itself.
 //! - `Decided`: write the block, its certificate and the state it produces in one atomic batch.
+//!   (Every message that writes first waits while the disk is below its reserve: [`crate::disk`].)
 //! - `Finalized`: keep the final certificate and any equivocation evidence, and start the next
 //!   height with the validator set the new state names.
 //! - `GetDecidedValues` / `ProcessSyncedValue`: serve and accept committed blocks for peers that
@@ -220,6 +221,18 @@ impl App {
         msg: AppMsg<CachetContext>,
         channels: &mut Channels<CachetContext>,
     ) -> eyre::Result<()> {
+        let writes = matches!(
+            msg,
+            AppMsg::Decided { .. }
+                | AppMsg::Finalized { .. }
+                | AppMsg::GetValue { .. }
+                | AppMsg::ProcessSyncedValue { .. }
+        );
+        if writes {
+            // Below the disk reserve nothing is written: consensus goes on without this node
+            // until space is freed, and catches it up then.
+            self.shared.disk.wait_for_room().await;
+        }
         match msg {
             AppMsg::ConsensusReady { reply } => {
                 let _ = reply.send(self.ready()?);
