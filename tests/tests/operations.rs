@@ -251,8 +251,9 @@ fn ballast(path: &Path, size: &str) {
     assert!(made.status.success(), "{}", text(&made));
 }
 
-/// A node whose disk falls below its reserve commits nothing, says so once (not blaming its
-/// peers), is not ready and shows it in its metrics, while the others go on; once space is
+/// A node whose disk falls below its reserve, under load, commits nothing, says so once (not
+/// blaming its peers), is not ready and shows it in its metrics, while the others go on and
+/// finalize what is submitted; once space is
 /// freed it resumes by itself, catches up and agrees. Started below its reserve, it exits
 /// saying why.
 #[test]
@@ -269,6 +270,13 @@ fn a_full_disk_pauses_a_node_and_freed_space_resumes_it() {
     let paused = |c: &Cluster| c.metrics(3).get("cachet_writes_paused") == Some(&1.0);
     assert!(wait_until(T, || paused(&c)), "{}", c.log_tail(3));
     let frozen = c.height(3).unwrap();
+    // Anchors go in meanwhile, through a node with room.
+    let ids: Vec<String> = (0..200)
+        .map(|n| {
+            c.submit(0, &txs::anchor(n, &format!("while-full-{n}")))
+                .expect("admitted")
+        })
+        .collect();
     let others = c.height(0).unwrap();
     assert!(c.wait_height(0, others + 5, T), "the others go on");
     assert!(
@@ -296,6 +304,11 @@ fn a_full_disk_pauses_a_node_and_freed_space_resumes_it() {
     );
     let top = c.min_height();
     c.assert_same_chain(0, 3, top);
+    let last = ids.last().unwrap();
+    assert!(
+        wait_until(T, || c.committed_at(3, last).is_some()),
+        "the anchors made while the disk was full reached the node"
+    );
 
     // Started below its reserve, a node exits and says why.
     c.kill(3);
