@@ -9,7 +9,7 @@
 //! tells clients apart by address, and the JSON-RPC client library cannot choose one.
 
 use super::net::Net;
-use super::probe::{milli, percentile};
+use super::probe::{self, milli, percentile};
 use anyhow::{Context, Result, bail};
 use cachet_chain::CertId;
 use serde_json::{Value, json};
@@ -148,13 +148,16 @@ async fn ask(
     seen
 }
 
-/// Run the polite clients (and the greedy one, if `greedy`) against `to` for `window`.
+/// Run the polite clients (and the greedy one, if `greedy`) against `to` (the node with
+/// process id `pid`) for `window`.
 async fn window(
     to: SocketAddr,
+    pid: u64,
     ids: &Arc<Vec<CertId>>,
     greedy: bool,
     window: Duration,
 ) -> Result<Value> {
+    let cpu0 = probe::cpu_ticks(pid);
     let stop = Arc::new(AtomicBool::new(false));
     let polite: Vec<_> = (0..POLITE)
         .map(|i| {
@@ -178,6 +181,7 @@ async fn window(
     tokio::time::sleep(window).await;
     stop.store(true, Ordering::Relaxed);
     let seconds = window.as_secs_f64();
+    let cpu_ms = probe::ticks_ms(probe::cpu_ticks(pid) - cpu0);
     let mut calm = Seen::default();
     for task in polite {
         let s = task.await.context("polite client")?;
@@ -199,6 +203,8 @@ async fn window(
         "polite_failed": calm.failed,
         "polite_p50_ms": milli(percentile(&calm.served_ms, 0.50)),
         "polite_p99_ms": milli(percentile(&calm.served_ms, 0.99)),
+        // Of one core: what the node spent on everyone in the window.
+        "node_cpu_share": milli(cpu_ms / 1000.0 / seconds),
     });
     if hungry.served_ms.len() + hungry.refused + hungry.failed > 0 {
         report["greedy_served_per_s"] = json!((hungry.served_ms.len() as f64 / seconds).round());
@@ -244,8 +250,9 @@ pub async fn run(net: &Net, ids: Vec<CertId>, each: Duration, quiet: bool) -> Re
             .trim_start_matches("http://")
             .parse()
             .with_context(|| format!("node {i}'s RPC address"))?;
-        let alone = window(to, &ids, false, each).await?;
-        let beside = window(to, &ids, true, each).await?;
+        let pid = net.nodes[i].pid;
+        let alone = window(to, pid, &ids, false, each).await?;
+        let beside = window(to, pid, &ids, true, each).await?;
         if !quiet {
             eprintln!(
                 "fairness, {label}: polite p99 {} ms alone, {} ms beside a greedy client served {}/s",

@@ -1033,10 +1033,11 @@ mod tests {
         handle.stop().expect("stops");
     }
 
-    /// A client past its read rate gets error 2007 with the time to wait, call by call and
-    /// in batches; its operator calls are not counted, and another client is not slowed.
+    /// A client past its read rate waits its turn, up to a second; past that its calls get
+    /// error 2007 with the time to wait, in batches too. Its operator calls are not counted,
+    /// and another client is not slowed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_greedy_client_is_rate_limited_and_others_are_not() {
+    async fn a_greedy_client_is_slowed_to_its_rate_then_refused_and_others_are_not() {
         let limits = Limits {
             reads_per_second: 5,
             read_burst: 5,
@@ -1048,46 +1049,73 @@ mod tests {
         // the envelope test's tally of calls that reached the API).
         let operator =
             br#"{"jsonrpc":"2.0","id":8,"method":"cachet_admin_backup","params":["/x"]}"#;
-        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"cachet_status","params":[]},{"jsonrpc":"2.0","id":2,"method":"cachet_status","params":[]}]"#;
-        let (first, sixth, submitted, batched, other) = tokio::task::spawn_blocking(move || {
-            let first: Vec<_> = (0..5).map(|_| post(addr, read)).collect();
-            let sixth = post(addr, read);
-            let submitted = post(addr, operator);
-            let batched = post(addr, batch);
-            let other = post_from("127.0.0.3".parse().unwrap(), addr, read);
-            (first, sixth, submitted, batched, other)
-        })
-        .await
-        .unwrap();
+        let call = |id: u32| {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"cachet_status","params":[]}}"#)
+        };
+        let batch = format!("[{}]", (1..=10).map(call).collect::<Vec<_>>().join(","));
+        let (first, sixth, sixth_took, operator_call, batched, other, other_took) =
+            tokio::task::spawn_blocking(move || {
+                let first: Vec<_> = (0..5).map(|_| post(addr, read)).collect();
+                let started = std::time::Instant::now();
+                let sixth = post(addr, read);
+                let sixth_took = started.elapsed();
+                let operator_call = post(addr, operator);
+                let batched = post(addr, batch.as_bytes());
+                let started = std::time::Instant::now();
+                let other = post_from("127.0.0.3".parse().unwrap(), addr, read);
+                (
+                    first,
+                    sixth,
+                    sixth_took,
+                    operator_call,
+                    batched,
+                    other,
+                    started.elapsed(),
+                )
+            })
+            .await
+            .unwrap();
+        let node_answered = serde_json::json!(2900);
         for (status, body) in &first {
-            assert_eq!(
-                (*status, &body["error"]["code"]),
-                (200, &serde_json::json!(2900))
+            assert_eq!((*status, &body["error"]["code"]), (200, &node_answered));
+        }
+        assert_eq!(
+            sixth.1["error"]["code"], node_answered,
+            "served, after its turn: {sixth:?}"
+        );
+        assert!(
+            sixth_took >= std::time::Duration::from_millis(150),
+            "{sixth_took:?}"
+        );
+        assert_eq!(
+            operator_call.1["error"]["code"], node_answered,
+            "not counted"
+        );
+        // Ten more at once: those whose turn is within a second are served, the rest refused.
+        let answers = batched.1.as_array().expect("a batch answer");
+        let refused: Vec<_> = answers
+            .iter()
+            .filter(|a| a["error"]["code"] == RATE_LIMITED_CODE)
+            .collect();
+        assert!((4..=6).contains(&refused.len()), "{batched:?}");
+        for r in &refused {
+            assert_eq!(r["error"]["data"]["name"], "rate_limited");
+            assert!(
+                r["error"]["data"]["retry_after_ms"].as_u64().unwrap() > 1000,
+                "{r}"
             );
         }
-        assert_eq!(sixth.1["error"]["code"], RATE_LIMITED_CODE, "{sixth:?}");
-        assert_eq!(sixth.1["id"], 7);
-        assert_eq!(sixth.1["error"]["data"]["name"], "rate_limited");
-        assert!(sixth.1["error"]["data"]["retry_after_ms"].as_u64().unwrap() <= 200);
-        assert_ne!(
-            submitted.1["error"]["code"], RATE_LIMITED_CODE,
-            "{submitted:?}"
-        );
-        let codes: Vec<_> = batched
-            .1
-            .as_array()
-            .expect("a batch answer")
-            .iter()
-            .map(|r| r["error"]["code"].clone())
-            .collect();
         assert_eq!(
-            codes,
-            vec![serde_json::json!(RATE_LIMITED_CODE); 2],
-            "{batched:?}"
+            answers.len() - refused.len(),
+            answers
+                .iter()
+                .filter(|a| a["error"]["code"] == node_answered)
+                .count()
         );
-        assert_eq!(
-            other.1["error"]["code"], 2900,
-            "another client is not limited: {other:?}"
+        assert_eq!(other.1["error"]["code"], node_answered, "{other:?}");
+        assert!(
+            other_took < std::time::Duration::from_millis(150),
+            "another client waits for nothing"
         );
         handle.stop().expect("stops");
     }

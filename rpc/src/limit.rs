@@ -1,8 +1,11 @@
 //! Per-client limits on the RPC: how many connections one IP address may hold open
 //! ([`crate::listen`] enforces it) and how many read calls it may make per second, a token
 //! bucket per address shared by all its connections (HTTP and WebSocket), enforced here as a
-//! JSON-RPC middleware. A call past the rate gets error 2007 `rate_limited`, with the
-//! milliseconds to wait; other clients are not slowed.
+//! JSON-RPC middleware. A call past the rate waits its turn, up to [`MAX_WAIT`]: a client that
+//! asks too fast is slowed to its rate, so that the node spends on it no more than its share,
+//! however many calls it keeps in flight. A call that would wait longer gets error 2007
+//! `rate_limited` at once, with the milliseconds after which it would be served; other clients
+//! are not slowed.
 //!
 //! Submissions (`cachet_submit`, `cachet_submitMany`) are bounded by the mempool instead, and
 //! operator methods by their token: neither is counted here. It is not authentication: an
@@ -15,7 +18,7 @@ use jsonrpsee::types::{ErrorObject, Request};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The remote address of the connection a request came on, put in its extensions by
 /// [`crate::listen`].
@@ -24,6 +27,9 @@ pub struct Peer(pub IpAddr);
 
 /// The error code of a call past its client's rate.
 pub const RATE_LIMITED: i32 = 2007;
+
+/// The longest a call past its client's rate waits its turn before it is refused instead.
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// How much one client may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,12 +80,14 @@ impl Buckets {
         })
     }
 
-    /// Take `n` calls from `ip`'s bucket: `Ok` if it had them, or the milliseconds until it
-    /// will.
-    fn take(&self, ip: IpAddr, n: u32, now: Instant) -> Result<(), u64> {
+    /// Take a call from `ip`'s bucket: `Ok` with how long the call must wait its turn (zero
+    /// when the bucket had a token; the bucket goes into debt for it), or, when that would be
+    /// longer than [`MAX_WAIT`], the milliseconds after which it would be served (and nothing
+    /// is taken).
+    fn take(&self, ip: IpAddr, now: Instant) -> Result<Duration, u64> {
         let rate = f64::from(self.limits.reads_per_second);
-        if rate == 0.0 || n == 0 {
-            return Ok(());
+        if rate == 0.0 {
+            return Ok(Duration::ZERO);
         }
         let size = f64::from(self.limits.read_burst.max(self.limits.reads_per_second));
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -91,16 +99,21 @@ impl Buckets {
             tokens: size,
             at: now,
         });
-        let refilled = bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate;
-        bucket.tokens = refilled.min(size);
-        bucket.at = now;
-        let need = f64::from(n);
-        if bucket.tokens >= need {
-            bucket.tokens -= need;
-            Ok(())
-        } else {
-            Err((((need - bucket.tokens) / rate) * 1000.0).ceil() as u64)
+        // `at` may be ahead of `now` for calls taken at one instant out of order.
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(size);
+        bucket.at = bucket.at.max(now);
+        let owed = 1.0 - bucket.tokens;
+        if owed <= 0.0 {
+            bucket.tokens -= 1.0;
+            return Ok(Duration::ZERO);
         }
+        let wait = Duration::from_secs_f64(owed / rate);
+        if wait > MAX_WAIT {
+            return Err((wait.as_secs_f64() * 1000.0).ceil() as u64);
+        }
+        bucket.tokens -= 1.0;
+        Ok(wait)
     }
 }
 
@@ -139,18 +152,25 @@ where
         request: Request<'a>,
     ) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
         let peer = request.extensions().get::<Peer>().copied();
-        let refused = match peer {
+        let turn = match peer {
             Some(Peer(ip)) if counted(request.method_name()) => {
-                self.buckets.take(ip, 1, Instant::now()).err()
+                self.buckets.take(ip, Instant::now())
             }
-            _ => None,
+            _ => Ok(Duration::ZERO),
         };
-        match refused {
-            Some(wait) => Either::Left(std::future::ready(MethodResponse::error(
+        match turn {
+            Err(wait) => Either::Left(std::future::ready(MethodResponse::error(
                 request.id().into_owned(),
                 limited(wait),
             ))),
-            None => Either::Right(self.inner.call(request)),
+            Ok(wait) if wait.is_zero() => Either::Right(Either::Left(self.inner.call(request))),
+            Ok(wait) => {
+                let call = self.inner.call(request);
+                Either::Right(Either::Right(async move {
+                    tokio::time::sleep(wait).await;
+                    call.await
+                }))
+            }
         }
     }
 
@@ -159,6 +179,8 @@ where
         mut batch: Batch<'a>,
     ) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
         let peer = batch.extensions().get::<Peer>().copied();
+        // The batch waits for the turn of its last call that is served.
+        let mut longest = Duration::ZERO;
         if let Some(Peer(ip)) = peer {
             let now = Instant::now();
             for entry in batch.iter_mut() {
@@ -168,13 +190,22 @@ where
                 if !counted(call.method_name()) {
                     continue;
                 }
-                if let Err(wait) = self.buckets.take(ip, 1, now) {
-                    let id = call.id().into_owned();
-                    *entry = Err(BatchEntryErr::new(id, limited(wait)));
+                match self.buckets.take(ip, now) {
+                    Ok(wait) => longest = longest.max(wait),
+                    Err(wait) => {
+                        let id = call.id().into_owned();
+                        *entry = Err(BatchEntryErr::new(id, limited(wait)));
+                    }
                 }
             }
         }
-        self.inner.batch(batch)
+        let served = self.inner.batch(batch);
+        async move {
+            if !longest.is_zero() {
+                tokio::time::sleep(longest).await;
+            }
+            served.await
+        }
     }
 
     fn notification<'a>(
@@ -188,44 +219,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn a_bucket_refills_at_the_rate_and_holds_a_burst() {
+    fn past_its_burst_a_client_waits_its_turn_then_is_refused() {
         let buckets = Buckets::new(Limits {
             connections_per_client: 1,
             reads_per_second: 10,
             read_burst: 20,
         });
         let (a, b) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let ms = Duration::from_millis;
         let t0 = Instant::now();
         for _ in 0..20 {
-            assert_eq!(buckets.take(a, 1, t0), Ok(()));
+            assert_eq!(buckets.take(a, t0), Ok(Duration::ZERO), "the burst");
+        }
+        // Past it, calls queue at the rate: 100 ms apart, up to a second of waiting.
+        for i in 1..=10 {
+            assert_eq!(buckets.take(a, t0), Ok(ms(100 * i)));
         }
         assert_eq!(
-            buckets.take(a, 1, t0),
-            Err(100),
-            "empty: one call in 100 ms"
+            buckets.take(a, t0),
+            Err(1100),
+            "more than a second: refused"
         );
         assert_eq!(
-            buckets.take(b, 1, t0),
-            Ok(()),
+            buckets.take(b, t0),
+            Ok(Duration::ZERO),
             "another client is not slowed"
         );
-        let later = t0 + Duration::from_millis(500);
-        for _ in 0..5 {
-            assert_eq!(buckets.take(a, 1, later), Ok(()));
-        }
-        assert!(buckets.take(a, 1, later).is_err());
+        // Its debt paid after a second, it queues again from there.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(buckets.take(a, later), Ok(ms(100)));
+        // Idle long enough, it has its whole burst again, and no more.
         let much_later = t0 + Duration::from_secs(60);
         for _ in 0..20 {
-            assert_eq!(
-                buckets.take(a, 1, much_later),
-                Ok(()),
-                "never more than the burst"
-            );
+            assert_eq!(buckets.take(a, much_later), Ok(Duration::ZERO));
         }
-        assert!(buckets.take(a, 1, much_later).is_err());
+        assert_eq!(buckets.take(a, much_later), Ok(ms(100)));
     }
 
     #[test]
@@ -233,7 +263,7 @@ mod tests {
         let buckets = Buckets::new(Limits::default());
         let ip = "127.0.0.1".parse().unwrap();
         for _ in 0..10_000 {
-            assert_eq!(buckets.take(ip, 1, Instant::now()), Ok(()));
+            assert_eq!(buckets.take(ip, Instant::now()), Ok(Duration::ZERO));
         }
         assert!(!counted("cachet_submit") && !counted("cachet_admin_backup"));
         assert!(counted("cachet_receipt") && counted("cachet_verify"));
