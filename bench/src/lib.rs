@@ -154,7 +154,7 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
             String::from_utf8_lossy(&written.stderr)
         );
     }
-    limit_reads(&dir, 1, fairness::FAIR_READS_PER_SECOND)?;
+    limit_reads(&dir, fairness::FAIR_READS_PER_SECOND)?;
     let mut devnet: Child = devnet()?.stdout(out.try_clone()?).stderr(out).spawn()?;
     let result = match Net::connect(&dir, opts.agencies, Some(&mut devnet)).await {
         Ok(net) => phases(net, &opts, saved, opts.dir.as_deref(), json_out).await,
@@ -171,15 +171,17 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     Ok(())
 }
 
-/// Give node `i` (in name order) of the devnet in `dir` a per-client read limit of `rate` calls
-/// per second (and a bucket of as many).
-fn limit_reads(dir: &std::path::Path, i: usize, rate: u32) -> Result<()> {
-    let mut nodes: Vec<_> = std::fs::read_dir(dir.join("nodes"))?
-        .filter_map(|entry| Some(entry.ok()?.path().join("config.toml")))
-        .filter(|path| path.exists())
-        .collect();
-    nodes.sort();
-    let path = nodes.get(i).context("the devnet has too few nodes")?;
+/// Give the last validator's node of the devnet in `dir` (never node 0, which the
+/// verification phase measures) a per-client read limit of `rate` calls per second (and a
+/// bucket of as many).
+fn limit_reads(dir: &std::path::Path, rate: u32) -> Result<()> {
+    let genesis: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("genesis.json"))?)?;
+    let last = genesis["validators"]
+        .as_array()
+        .and_then(|v| v.last())
+        .and_then(|v| v["agency"].as_str())
+        .context("the devnet's genesis names no validator")?;
+    let path = &dir.join("nodes").join(last).join("config.toml");
     let text = std::fs::read_to_string(path)?;
     let mut config: toml::Table = toml::from_str(&text)?;
     let rpc = config
