@@ -114,6 +114,20 @@ struct Seen {
     failed: usize,
 }
 
+impl Seen {
+    /// What several clients saw, together.
+    async fn gather(clients: Vec<tokio::task::JoinHandle<Seen>>) -> Result<Seen> {
+        let mut all = Seen::default();
+        for client in clients {
+            let seen = client.await.context("a client task")?;
+            all.served_ms.extend(seen.served_ms);
+            all.refused += seen.refused;
+            all.failed += seen.failed;
+        }
+        Ok(all)
+    }
+}
+
 /// One client asking for receipts of `ids` from `from` until `stop`, pausing `pause` between
 /// calls.
 async fn ask(
@@ -182,20 +196,8 @@ async fn window(
     stop.store(true, Ordering::Relaxed);
     let seconds = window.as_secs_f64();
     let cpu_ms = probe::ticks_ms(probe::cpu_ticks(pid) - cpu0);
-    let mut calm = Seen::default();
-    for task in polite {
-        let s = task.await.context("polite client")?;
-        calm.served_ms.extend(s.served_ms);
-        calm.refused += s.refused;
-        calm.failed += s.failed;
-    }
-    let mut hungry = Seen::default();
-    for task in greedy {
-        let s = task.await.context("greedy client")?;
-        hungry.served_ms.extend(s.served_ms);
-        hungry.refused += s.refused;
-        hungry.failed += s.failed;
-    }
+    let mut calm = Seen::gather(polite).await?;
+    let hungry = Seen::gather(greedy).await?;
     calm.served_ms.sort_by(|a, b| a.total_cmp(b));
     let mut report = json!({
         "polite_served": calm.served_ms.len(),

@@ -97,8 +97,8 @@ impl<'a, S: TreeStore> Executor<'a, S> {
     pub fn apply(&mut self, tx: &Transaction, sigs: Signatures) -> Result<Outcome<'_>, Failure> {
         let signer: Option<AgencyRecord> =
             TxView::new(&self.view).get(&StateKey::Agency(tx.body.signer.clone()))?;
-        let agency =
-            envelope::check_signer(&tx.body, &self.params.chain_id, signer.as_ref())?.clone();
+        // A borrow of the record read above: cloned only for a refusal, which is rare.
+        let agency = envelope::check_signer(&tx.body, &self.params.chain_id, signer.as_ref())?;
         if sigs == Signatures::Verify && tx.verify_signature().is_err() {
             return Err(TxError::BadSignature.into());
         }
@@ -117,7 +117,7 @@ impl<'a, S: TreeStore> Executor<'a, S> {
             Err(Failure::Rejected(error)) => {
                 // The action's writes were never kept: only the nonce moves on.
                 let mut view = TxView::new(&self.view);
-                let mut agency = agency;
+                let mut agency = agency.clone();
                 agency.next_nonce += 1;
                 view.put(&StateKey::Agency(agency.id.clone()), &agency);
                 let writes = view.into_writes();

@@ -171,8 +171,9 @@ impl Shared {
     }
 
     pub(crate) fn after_commit(&self, block: &Block, executed: &Executed) {
-        // The notice names every transaction (an id hashed and written as hex each), 1% of a
-        // validator under load: made only for a subscriber. One that subscribes after this
+        let committed: Vec<TxId> = block.txs.iter().map(|t| t.id()).collect();
+        // The notice names every transaction (an id written as hex each), 1% of a validator
+        // under load: made only for a subscriber. One that subscribes after this
         // check sees the next block, as it would had it subscribed a moment later. Subscribers
         // may also lag; a send error only means nobody listens.
         if self.blocks.receiver_count() > 0 {
@@ -180,7 +181,7 @@ impl Shared {
                 "height": block.header.height.0,
                 "hash": block.hash(),
                 "time": block.header.time.0,
-                "txs": block.txs.iter().map(|t| t.id()).collect::<Vec<_>>(),
+                "txs": &committed,
                 "refused": executed.refused.iter().map(|(index, e)| serde_json::json!({
                     "index": index,
                     "code": e.code(),
@@ -189,7 +190,6 @@ impl Shared {
                 "state_root": block.header.state_root,
             }));
         }
-        let committed: Vec<TxId> = block.txs.iter().map(|t| t.id()).collect();
         self.with_head(|head| self.mempool.prune(&committed, |agency| head.agency(agency)));
     }
 
