@@ -15,6 +15,7 @@
 //! - [`merkle`], [`state_tree`]: batch/transaction trees and the sparse Merkle state tree.
 //! - [`receipt`], [`trust`], [`checkpoint`], [`verdict`]: what a verifier checks, what it
 //!   trusts, and how that trust moves forward.
+//! - [`snapshot`]: the state at one height in chunks, each checked alone against its root.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
@@ -29,6 +30,7 @@ pub mod ids;
 pub mod merkle;
 pub mod policy;
 pub mod receipt;
+pub mod snapshot;
 pub mod state;
 pub mod state_tree;
 pub mod trust;

@@ -527,8 +527,11 @@ pub fn build(entries: &[(Hash32, Hash32)], put: &mut impl FnMut(NodeKey, Node)) 
     build_at(Position::ROOT, entries, put)
 }
 
-/// The canonical subtree for `entries` (sorted, distinct keys) rooted at `pos`.
-fn build_at(
+/// The canonical subtree for `entries` (sorted, distinct keys, all on `pos`'s path) rooted at
+/// `pos`, every node handed to `put` under its key. With two or more entries it is the node at
+/// `pos` of any tree holding exactly these entries below `pos`; a lone entry's leaf sits there
+/// only if nothing else is below `pos`'s parent (see [`build`]).
+pub fn build_at(
     pos: Position,
     entries: &[(Hash32, Hash32)],
     put: &mut impl FnMut(NodeKey, Node),

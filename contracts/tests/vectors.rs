@@ -41,6 +41,39 @@ fn vectors() -> BTreeMap<String, String> {
         );
     }
 
+    // A snapshot of five entries, keys 0x00…, 0x33…, 0x66…, 0x99…, 0xcc… (each byte repeated
+    // 32 times), values "value-0" … "value-4": cut at depth 2 (chunk 0 holds two entries) and
+    // at depth 3 (lone leaves, empty chunks).
+    {
+        use cachet_chain::snapshot::{Chunk, Entry, Manifest};
+        let entries: Vec<Entry> = (0u8..5)
+            .map(|i| Entry {
+                key: Hash32([i * 0x33; 32]),
+                value: format!("value-{i}").into_bytes(),
+            })
+            .collect();
+        let hashed: Vec<(Hash32, Hash32)> = entries
+            .iter()
+            .map(|e| (e.key, state_tree::value_hash(&e.value)))
+            .collect();
+        put(
+            "snapshot/state_root",
+            state_tree::build(&hashed, &mut |_, _| {}).as_bytes(),
+        );
+        put(
+            "snapshot/manifest_depth2",
+            &Manifest::cut(7, 2, &hashed).encode(),
+        );
+        put(
+            "snapshot/manifest_depth3",
+            &Manifest::cut(7, 3, &hashed).encode(),
+        );
+        let chunk0 = Chunk {
+            entries: entries[..2].to_vec(),
+        };
+        put("snapshot/chunk0_depth2", &chunk0.encode());
+    }
+
     let chain_id = ChainId::new("cachet-example").unwrap();
     let fp = Fingerprint::of(FingerprintAlg::Sha256, b"abc");
     let salt = Salt(Hash32([7; 32]));
