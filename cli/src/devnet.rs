@@ -264,22 +264,23 @@ fn prepare(
         // mempool, storage, health, per-client RPC limits) and its key's passphrase file as
         // the operator left them; only the addresses are new.
         let config_path = p.dir.join("config.toml");
-        let (consensus, mempool, mut storage, health, passphrase, old_rpc) = if config_path.exists()
-        {
-            let old = NodeConfig::load(&config_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            let passphrase = old.validator_key_passphrase_file;
-            let rpc = Some(old.rpc);
-            (
-                old.consensus,
-                old.mempool,
-                old.storage,
-                old.health,
-                passphrase,
-                rpc,
-            )
-        } else {
-            Default::default()
-        };
+        let (consensus, mempool, mut storage, health, state_sync, passphrase, old_rpc) =
+            if config_path.exists() {
+                let old = NodeConfig::load(&config_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                let passphrase = old.validator_key_passphrase_file;
+                let rpc = Some(old.rpc);
+                (
+                    old.consensus,
+                    old.mempool,
+                    old.storage,
+                    old.health,
+                    old.state_sync,
+                    passphrase,
+                    rpc,
+                )
+            } else {
+                Default::default()
+            };
         if let Some(placement) = state_tree {
             storage.state_tree = placement;
         }
@@ -335,9 +336,21 @@ fn prepare(
             mempool,
             storage,
             health,
+            state_sync,
             byzantine: None,
         };
         std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;
+        if i >= validators {
+            // What the consortium's operators pass to `cachet add-peer` to let a spare in.
+            let peer = serde_json::json!({
+                "p2p": peer_addr(&p.key, p.host, p.p2p)?,
+                "gossip": peer_addr(&p.key, p.host, p.gossip)?,
+            });
+            std::fs::write(
+                p.dir.join("peer.json"),
+                serde_json::to_string_pretty(&peer)?,
+            )?;
+        }
     }
     Ok((genesis_path, plans))
 }

@@ -383,6 +383,20 @@ impl NodeApi for Api {
             .map_err(|e| Failure::new(2003, "peer_refused", format!("{e:#}")))
     }
 
+    async fn snapshot_at(&self, height: u64) -> Result<serde_json::Value, Failure> {
+        let head = self.node.head().height.0;
+        if height <= head {
+            return Err(Failure::new(
+                2009,
+                "snapshot_refused",
+                format!("height {height} is not above the head, {head}"),
+            ));
+        }
+        self.node.snapshots.schedule(height);
+        tracing::info!(height, "snapshot scheduled");
+        Ok(serde_json::json!({ "height": height }))
+    }
+
     async fn backup(&self, dir: String) -> Result<serde_json::Value, Failure> {
         let node = self.node.clone();
         let taken = tokio::task::spawn_blocking(move || {

@@ -42,6 +42,9 @@ pub struct NodeConfig {
     /// When the node calls itself ready (`GET /readyz`).
     #[serde(default)]
     pub health: Health,
+    /// Snapshots this node takes and offers, and joining from a peer's.
+    #[serde(default)]
+    pub state_sync: StateSync,
     /// Test-only misbehaviour; honoured only by binaries built with the `byzantine` feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byzantine: Option<Byzantine>,
@@ -63,6 +66,34 @@ impl Default for Health {
         Health {
             max_head_age_ms: 30_000,
             min_free_disk_mb: 1024,
+        }
+    }
+}
+
+/// State snapshots: taken every `snapshot_interval` heights and offered to joining peers; and,
+/// with `enable`, a node started without a database joins from its peers' latest snapshot
+/// instead of replaying every block since genesis.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSync {
+    /// Join from a snapshot when started without a database.
+    pub enable: bool,
+    /// Take a snapshot at every height that is a multiple of this (0: take none).
+    pub snapshot_interval: u64,
+    /// How many of the latest snapshots to keep on disk.
+    pub snapshot_keep: usize,
+    /// How long a joining node looks for a snapshot before it replays blocks from genesis
+    /// instead.
+    pub discovery_seconds: u64,
+}
+
+impl Default for StateSync {
+    fn default() -> Self {
+        StateSync {
+            enable: false,
+            snapshot_interval: 10_000,
+            snapshot_keep: 2,
+            discovery_seconds: 120,
         }
     }
 }

@@ -438,3 +438,34 @@ impl mc::Context for CachetContext {
         }
     }
 }
+
+/// A stored commit certificate (Malachite's, in Borsh) as a receipt's [`CommitProof`]: every
+/// precommit by a member of `set` (the set that signed its height), by position in it.
+pub(crate) fn commit_of(
+    certificate: &[u8],
+    set: &ChainValidatorSet,
+) -> Result<cachet_chain::receipt::CommitProof, String> {
+    let cert: malachite_app::types::core::CommitCertificate<CachetContext> =
+        borsh::from_slice(certificate).map_err(|e| format!("certificate: {e}"))?;
+    let mut signatures: Vec<cachet_chain::receipt::CommitSignature> = cert
+        .commit_signatures
+        .iter()
+        .filter_map(|s| {
+            let pos = set.validators.iter().position(|v| v.key == s.address.0)?;
+            Some(cachet_chain::receipt::CommitSignature {
+                validator: pos as u16,
+                signature: s.signature.0,
+            })
+        })
+        .collect();
+    signatures.sort_by_key(|s| s.validator);
+    let round = cert
+        .round
+        .as_u32()
+        .ok_or_else(|| "certificate without a round".to_string())?;
+    Ok(cachet_chain::receipt::CommitProof {
+        round,
+        signatures: cachet_chain::receipt::CommitSignatures::new(signatures)
+            .map_err(|e| e.to_string())?,
+    })
+}

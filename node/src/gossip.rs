@@ -1,6 +1,7 @@
 //! Transaction gossip: our own libp2p swarm (gossipsub over noise-encrypted TCP), separate from
 //! Malachite's consensus network. Only peers on the allow-list (the consortium's node keys) may
-//! connect; anything else is refused at the connection level.
+//! connect; anything else is refused at the connection level. The same swarm answers joining
+//! peers' snapshot requests ([`crate::statesync::protocol`]) from the snapshots this node keeps.
 //!
 //! A transaction submitted to any node is admitted there (see [`crate::mempool`]) and published;
 //! the other nodes admit it again (each node checks once for itself) and keep it until a
@@ -8,6 +9,7 @@
 //! it (see [`Relay`]).
 
 use crate::metrics::Metrics;
+use crate::statesync::protocol::{self as snapshot_protocol, SnapshotCodec};
 use futures::StreamExt;
 use libp2p::gossipsub::{
     self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
@@ -52,7 +54,12 @@ const RETRY_FOR: Duration = Duration::from_secs(60);
 struct Behaviour {
     allowed: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     gossipsub: gossipsub::Behaviour,
+    snapshots: libp2p::request_response::Behaviour<SnapshotCodec>,
 }
+
+/// Answers a peer's snapshot request (it reads files: called on a blocking thread).
+pub type ServeSnapshots =
+    Arc<dyn Fn(snapshot_protocol::Request) -> snapshot_protocol::Response + Send + Sync>;
 
 /// A batch of transactions received from a peer.
 #[derive(Debug)]
@@ -102,6 +109,11 @@ pub enum Command {
     RemovePeer(PeerId),
     /// Forward a received batch (its id, the peer it came from) to the other peers.
     Relay(MessageId, PeerId),
+    /// Send the answer to a peer's snapshot request.
+    Answer(
+        libp2p::request_response::ResponseChannel<snapshot_protocol::Response>,
+        snapshot_protocol::Response,
+    ),
 }
 
 /// Handle to the gossip task.
@@ -145,6 +157,7 @@ pub fn spawn(
     peers: Vec<(PeerId, Multiaddr)>,
     received: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
+    serve_snapshots: ServeSnapshots,
 ) -> eyre::Result<Gossip> {
     // Messages are not signed, and a signature is not checked: each connection is already
     // noise-authenticated to a peer on the consortium's allow-list, and every transaction inside
@@ -179,6 +192,7 @@ pub fn spawn(
             Behaviour {
                 allowed: allow_block_list::Behaviour::default(),
                 gossipsub,
+                snapshots: snapshot_protocol::behaviour(),
             }
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -264,6 +278,10 @@ pub fn spawn(
                         known.retain(|(p, _)| *p != peer);
                         let _ = swarm.disconnect_peer_id(peer);
                     }
+                    Some(Command::Answer(channel, response)) => {
+                        // False when the peer gave up waiting.
+                        let _ = swarm.behaviour_mut().snapshots.send_response(channel, response);
+                    }
                     Some(Command::Relay(id, from)) => {
                         // False once the message has left the cache (several heartbeats).
                         swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, MessageAcceptance::Accept);
@@ -289,6 +307,18 @@ pub fn spawn(
                                 gossipsub.report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Reject);
                             }
                         }
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Snapshots(libp2p::request_response::Event::Message {
+                        peer,
+                        message: libp2p::request_response::Message::Request { request, channel, .. },
+                        ..
+                    })) => {
+                        debug!(%peer, ?request, "snapshot request");
+                        let (serve, answers) = (serve_snapshots.clone(), relays.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let response = serve(request);
+                            let _ = answers.blocking_send(Command::Answer(channel, response));
+                        });
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                         connected.insert(peer_id);
@@ -350,6 +380,7 @@ mod tests {
                 peers,
                 received_tx,
                 Arc::new(Metrics::default()),
+                Arc::new(|_| snapshot_protocol::Response::Unavailable),
             )
             .unwrap();
             nodes.push(node);
@@ -454,6 +485,7 @@ mod tests {
             vec![(older_id, older_addr)],
             received_tx,
             Arc::new(Metrics::default()),
+            Arc::new(|_| snapshot_protocol::Response::Unavailable),
         )
         .unwrap();
         ours.publish(b"from the upgraded node".to_vec()).await;

@@ -6,7 +6,8 @@
 //! blocks ([`app`]); the [`mempool`] and its libp2p transaction [`gossip`]; RocksDB [`store`]
 //! of blocks, commit certificates and the state tree; what the host and the RPC share
 //! ([`shared`]); its [`clock`] and its [`disk`] reserve; who it keeps in touch with ([`membership`]); the node as the JSON-RPC sees it ([`api`], with [`receipts`]); the operator's
-//! [`metrics`]; [`backup`] and [`fsck`], what an operator runs against a store; and
+//! [`metrics`]; [`backup`] and [`fsck`], what an operator runs against a store; the
+//! snapshots it offers and joining from them ([`statesync`]); and
 //! [`start`](start()), which wires them together.
 //!
 //! Data flows one way: the RPC and the gossip admit transactions into the mempool; the consensus
@@ -34,6 +35,7 @@ pub mod receipts;
 pub mod shared;
 pub mod signing;
 pub mod start;
+pub mod statesync;
 pub mod store;
 
 pub use config::NodeConfig;

@@ -7,7 +7,6 @@
 //! It is not verification (`cachet_chain::receipt`), which the node applies to its own receipts
 //! as any verifier would.
 
-use crate::context::CachetContext;
 use crate::shared::Shared;
 use cachet_chain::AgencyId;
 use cachet_chain::block::BlockHeader;
@@ -15,16 +14,13 @@ use cachet_chain::checkpoint::Advance;
 use cachet_chain::document::{CertId, Commitment};
 use cachet_chain::merkle::BatchProof;
 use cachet_chain::receipt::{
-    CommitProof, CommitSignature, CommitSignatures, EntryRevocation, IssuerProof, Lineage,
-    RECEIPT_VERSION, Receipt, Subject, Transition, Transitions, check_head,
+    CommitProof, CommitSignatures, EntryRevocation, IssuerProof, Lineage, RECEIPT_VERSION, Receipt,
+    Subject, Transition, Transitions, check_head,
 };
-use cachet_chain::state::{
-    AgencyRecord, BatchRecord, CertificateRecord, StateKey, ValidatorSet, decode_value,
-};
+use cachet_chain::state::{AgencyRecord, BatchRecord, CertificateRecord, StateKey, decode_value};
 use cachet_chain::state_tree;
 use cachet_chain::tx::BatchId;
 use cachet_rpc::{Failure, ReceiptOptions};
-use malachite_app::types::core::CommitCertificate;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -287,7 +283,7 @@ fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
         .ok_or_else(|| internal(format!("no certificate stored for height {h}")))?;
     // The set that signed height h is the one in the state after h - 1.
     let set = shared.store.validators_after(h - 1).map_err(internal)?;
-    let mut commit = commit_of(&cert_bytes, &set).map_err(internal)?;
+    let mut commit = crate::context::commit_of(&cert_bytes, &set).map_err(internal)?;
     // The rest left out: each signature is 67 bytes of every receipt (and of every transition
     // in one), and a verifier needs no more.
     let total = set.total_power();
@@ -304,33 +300,6 @@ fn commit_proof(shared: &Shared, h: u64) -> Result<CommitProof, Failure> {
     signatures.truncate(enough);
     commit.signatures = CommitSignatures::new(signatures).map_err(internal)?;
     Ok(commit)
-}
-
-/// A stored commit certificate (Malachite's, in Borsh) as a receipt's [`CommitProof`]: every
-/// precommit by a member of `set` (the set that signed its height), by position in it.
-pub(crate) fn commit_of(certificate: &[u8], set: &ValidatorSet) -> Result<CommitProof, String> {
-    let cert: CommitCertificate<CachetContext> =
-        borsh::from_slice(certificate).map_err(|e| format!("certificate: {e}"))?;
-    let mut signatures: Vec<CommitSignature> = cert
-        .commit_signatures
-        .iter()
-        .filter_map(|s| {
-            let pos = set.validators.iter().position(|v| v.key == s.address.0)?;
-            Some(CommitSignature {
-                validator: pos as u16,
-                signature: s.signature.0,
-            })
-        })
-        .collect();
-    signatures.sort_by_key(|s| s.validator);
-    let round = cert
-        .round
-        .as_u32()
-        .ok_or_else(|| "certificate without a round".to_string())?;
-    Ok(CommitProof {
-        round,
-        signatures: CommitSignatures::new(signatures).map_err(|e| e.to_string())?,
-    })
 }
 
 fn raw_with_proof(

@@ -61,6 +61,8 @@ pub struct Shared {
     pub(crate) clock_skew: crate::clock::SkewMeter,
     /// The free space kept under the data directory; writes wait for it.
     pub(crate) disk: crate::disk::Reserve,
+    /// The snapshots this node takes and offers.
+    pub(crate) snapshots: Arc<crate::statesync::snapshots::Snapshots>,
 }
 
 impl Shared {

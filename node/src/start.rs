@@ -92,16 +92,38 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     std::fs::create_dir_all(&config.home)?;
     let disk = crate::disk::Reserve::new(&config.home, config.storage.reserve_disk_mb);
     disk.check_at_start()?;
-    let store = Arc::new(Store::open_with_cache(
-        &config.home.join("db"),
-        crate::store::CacheSizes {
-            nodes: config.storage.cached_nodes,
-            values: config.storage.cached_values,
-            block_cache_bytes: config.storage.block_cache_mb << 20,
-            memtables_bytes: config.storage.memtables_mb << 20,
-            tree: config.storage.state_tree,
-        },
-    )?);
+    let sizes = crate::store::CacheSizes {
+        nodes: config.storage.cached_nodes,
+        values: config.storage.cached_values,
+        block_cache_bytes: config.storage.block_cache_mb << 20,
+        memtables_bytes: config.storage.memtables_mb << 20,
+        tree: config.storage.state_tree,
+    };
+    let db = config.home.join("db");
+    if config.state_sync.enable && !db.exists() {
+        let id = gossip::keypair_of(&key).public().to_peer_id();
+        info!(
+            p2p = %format!("{}/p2p/{id}", config.p2p.listen),
+            gossip = %format!("{}/p2p/{id}", config.gossip.listen),
+            "no database: joining from a peer's snapshot (the consortium's operators add this \
+             node with these addresses: cachet add-peer)"
+        );
+        let peers = configured_peers(&config)?
+            .into_iter()
+            .chain(crate::membership::added(&config.home)?)
+            .filter_map(|p| Some((p.id, p.gossip?)))
+            .collect();
+        crate::statesync::join::join(
+            &db,
+            gossip::keypair_of(&key),
+            peers,
+            &genesis,
+            sizes,
+            std::time::Duration::from_secs(config.state_sync.discovery_seconds),
+        )
+        .await?;
+    }
+    let store = Arc::new(Store::open_with_cache(&db, sizes)?);
     let (genesis_header, genesis_tree) = cachet_contracts::genesis_state(&genesis)?;
     match store.genesis()? {
         Some(h) if h != genesis_header => eyre::bail!(
@@ -140,6 +162,11 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     let trust = cachet_chain::trust::Trust::from_genesis(&genesis)?;
     let anchor = cachet_contracts::anchor(&genesis)?;
     let trust_root = anchor.root().to_string();
+    let snapshots = Arc::new(crate::statesync::snapshots::Snapshots::new(
+        &config.home,
+        config.state_sync.snapshot_interval,
+        config.state_sync.snapshot_keep,
+    )?);
     let shared = Arc::new_cyclic(|me| Shared {
         me: me.clone(),
         admission: Arc::new(tokio::sync::Semaphore::new(cores)),
@@ -161,6 +188,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         metrics: Arc::default(),
         clock_skew: Default::default(),
         disk,
+        snapshots,
         info: {
             let id = gossip::keypair_of(&key).public().to_peer_id();
             serde_json::json!({
@@ -185,6 +213,10 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         gossip_peers,
         rx_tx,
         shared.metrics.clone(),
+        {
+            let snapshots = shared.snapshots.clone();
+            Arc::new(move |request| snapshots.serve(request))
+        },
     )?;
     *shared.gossip.write().unwrap_or_else(|p| p.into_inner()) = Some(g);
     {

@@ -1111,6 +1111,66 @@ fn every_key_a_committed_store_holds_is_one_its_format_section_documents() {
         header
     };
     assert_keys_documented(dir.path(), &rows, &mut seen);
+    // A store joined from a snapshot of this one: its `meta` "base", and exactly its tree.
+    {
+        use cachet_chain::snapshot::{Chunk, Entry, Manifest, chunk_of};
+        use cachet_node::store::{KeptBlock, SnapshotHead};
+        let source = Store::open(dir.path()).unwrap();
+        let mut entries = Vec::new();
+        source
+            .state_entries(|key, value_hash, value| {
+                entries.push((key, value_hash, value));
+                Ok(())
+            })
+            .unwrap();
+        let hashed: Vec<_> = entries.iter().map(|(k, v, _)| (*k, *v)).collect();
+        let manifest = Manifest::cut(8, 1, &hashed);
+        manifest.verify(&head.state_root).unwrap();
+        let joined_dir = tempfile::tempdir().unwrap();
+        let joined = Store::open(joined_dir.path()).unwrap();
+        for index in 0..2u32 {
+            let chunk = Chunk {
+                entries: entries
+                    .iter()
+                    .filter(|(k, _, _)| chunk_of(k, 1) == index)
+                    .map(|(key, _, value)| Entry {
+                        key: *key,
+                        value: value.clone(),
+                    })
+                    .collect(),
+            };
+            let mut nodes = Vec::new();
+            manifest
+                .check_chunk(index, &chunk, &mut |k, n| nodes.push((k, n)))
+                .unwrap();
+            joined
+                .put_snapshot_chunk(8, &chunk.entries, &nodes)
+                .unwrap();
+        }
+        let mut top = Vec::new();
+        manifest.root(&mut |k, n| top.push((k, n)));
+        let kept = [KeptBlock {
+            height: 8,
+            block: source.block_bytes(8).unwrap().unwrap(),
+            certificate: source.certificate(8).unwrap().unwrap(),
+            validators_after: None,
+        }];
+        joined
+            .finish_snapshot(SnapshotHead {
+                genesis: &genesis,
+                genesis_validators: &source.validators_after(0).unwrap(),
+                blocks: &kept,
+                checkpoint: None,
+                head: &head,
+                top_nodes: &top,
+            })
+            .unwrap();
+        assert_eq!(joined.base().unwrap(), 8);
+        assert_eq!(joined.head().unwrap().unwrap(), head);
+        assert_eq!(state_tree::walk(&joined, &head.state_root).unwrap(), hashed);
+        drop((joined, source));
+        assert_keys_documented(joined_dir.path(), &rows, &mut seen);
+    }
     // The tree moved into memory: the marker in `meta`, the `nodes` family emptied.
     drop(Store::open_with_cache(dir.path(), in_memory()).unwrap());
     assert!(family_keys(dir.path(), "nodes").is_empty());

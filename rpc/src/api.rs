@@ -284,6 +284,9 @@ pub trait NodeApi: Send + Sync + 'static {
     /// Operator: copy the node's store, as it runs, into `dir` (an absolute path on the node's
     /// machine, absent or empty); the backup's manifest.
     async fn backup(&self, dir: String) -> Result<serde_json::Value, Failure>;
+    /// Operator: take a snapshot of the state when `height` (above the head) is committed, as
+    /// well as at the configured interval; `{height}`.
+    async fn snapshot_at(&self, height: u64) -> Result<serde_json::Value, Failure>;
 }
 
 /// What [`NodeApi::verify`] found: the verdict's fields, and the encoded receipt they rest on.

@@ -434,6 +434,17 @@ pub fn module(api: Arc<dyn NodeApi>, operators: Operators) -> RpcModule<Arc<dyn 
             Ok::<_, ErrorObjectOwned>(api.backup(dir).await?)
         })
         .expect("unique method name");
+        m.register_async_method(
+            "cachet_admin_snapshot",
+            move |params, api, ext| async move {
+                operator(&ext, need_token)?;
+                let (height,): (u64,) = params
+                    .parse()
+                    .map_err(|e| Failure::invalid_params(e.to_string()))?;
+                Ok::<_, ErrorObjectOwned>(api.snapshot_at(height).await?)
+            },
+        )
+        .expect("unique method name");
     }
     m
 }
@@ -659,6 +670,9 @@ mod tests {
             no()
         }
         async fn backup(&self, _: String) -> Result<serde_json::Value, Failure> {
+            no()
+        }
+        async fn snapshot_at(&self, _: u64) -> Result<serde_json::Value, Failure> {
             no()
         }
         async fn add_peer(&self, _: String, _: String) -> Result<(), Failure> {

@@ -322,3 +322,120 @@ fn a_full_disk_pauses_a_node_and_freed_space_resumes_it() {
     assert!(log.contains("less than the"), "{}", c.log_tail(3));
     std::fs::remove_file(&weight).unwrap();
 }
+
+/// The directory of node `i`'s snapshot at `height`, once complete.
+fn snapshot_dir(c: &Cluster, i: usize, height: u64) -> PathBuf {
+    c.nodes[i]
+        .config
+        .parent()
+        .unwrap()
+        .join("snapshots")
+        .join(format!("{height:020}"))
+}
+
+#[test]
+fn a_new_node_joins_from_a_snapshot_though_most_peers_send_bad_chunks() {
+    let mut c = Cluster::with_spares("statesync", 4, 1);
+    for i in 0..4 {
+        c.configure(i, "state_sync", "snapshot_interval", 10);
+    }
+    c.configure(4, "state_sync", "enable", true);
+    c.start_first(4);
+    let ids: Vec<String> = (0..40)
+        .map(|n| {
+            c.submit(0, &txs::anchor(n, &format!("before-{n}")))
+                .expect("admitted")
+        })
+        .collect();
+    assert!(wait_until(T, || ids
+        .iter()
+        .all(|id| c.committed_at(0, id).is_some())));
+    let anchored_by = c.height(0).unwrap();
+    let snapshot = (anchored_by / 10 + 1) * 10;
+    assert!(
+        wait_until(T, || (0..4)
+            .all(|i| snapshot_dir(&c, i, snapshot).join("manifest").exists())),
+        "no snapshot at {snapshot}:\n{}",
+        c.diagnose()
+    );
+    // Three of the four peers now serve a chunk of another state: the joining node must notice,
+    // drop them, and take the chunk from the honest one.
+    for i in 1..4 {
+        let chunk = snapshot_dir(&c, i, snapshot).join("chunk-0");
+        let mut bytes = std::fs::read(&chunk).expect("a chunk");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&chunk, bytes).unwrap();
+    }
+
+    // The operators let the new node in, and it starts with no database.
+    let peer: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.nodes[4].config.with_file_name("peer.json")).unwrap(),
+    )
+    .unwrap();
+    for i in 0..4 {
+        c.call(
+            i,
+            "cachet_admin_addPeer",
+            serde_json::json!([peer["p2p"], peer["gossip"]]),
+        )
+        .expect("peer added");
+    }
+    c.start(4);
+    c.wait_serving(4);
+    let log = std::fs::read_to_string(c.nodes[4].config.with_file_name("node.log")).unwrap();
+    assert!(log.contains("joined by snapshot"), "{log}");
+    // The height the log names.
+    let joined_at: u64 = log
+        .lines()
+        .find(|l| l.contains("joined by snapshot"))
+        .and_then(|l| l.split("height=").nth(1))
+        .and_then(|h| h.split_whitespace().next())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(0);
+    assert!(joined_at >= snapshot, "joined at {joined_at}:\n{log}");
+    // It follows the chain from there, agreeing with the others, and replayed nothing below.
+    let h = c.height(0).unwrap() + 3;
+    assert!(
+        c.wait_height(4, h, T),
+        "it does not follow:\n{}",
+        c.log_tail(4)
+    );
+    for height in joined_at + 1..=h {
+        assert_eq!(
+            c.block_hash(4, height),
+            c.block_hash(0, height),
+            "height {height}"
+        );
+    }
+    assert!(c.block_hash(4, 1).is_none(), "block 1 was replayed");
+
+    // A certificate anchored before the snapshot: its receipt from the new node verifies
+    // against the genesis alone.
+    let receipt = c
+        .call(
+            4,
+            "cachet_receipt",
+            serde_json::json!([txs::title("before-7").cert_id().to_string()]),
+        )
+        .expect("a receipt");
+    let receipt = cachet_chain::receipt::Receipt::decode(
+        &hex::decode(receipt["receipt"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let genesis = cachet_chain::genesis::GenesisDoc::from_json(
+        &std::fs::read_to_string(c.dir.join("genesis.json")).unwrap(),
+    )
+    .unwrap();
+    let trust = cachet_chain::trust::Trust::from_genesis(&genesis).unwrap();
+    let v =
+        cachet_chain::receipt::verify(&receipt, &trust, receipt.header.time.plus_ms(1000), None)
+            .expect("verifies");
+    assert_eq!(v.verdict, cachet_chain::verdict::Verdict::Valid);
+
+    // Stopped, its store checks clean from the snapshot on.
+    c.kill(4);
+    let (code, report) = fsck(c.nodes[4].config.parent().unwrap());
+    assert_eq!(code, 0, "{report}");
+    assert!(report["entries"].as_u64().unwrap() > 40, "{report}");
+}

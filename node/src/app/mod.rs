@@ -283,7 +283,8 @@ impl App {
                 let _ = reply.send(extensions.into_iter().map(|(a, _)| (a, Ok(()))).collect());
             }
             AppMsg::GetHistoryMinHeight { reply } => {
-                let _ = reply.send(Height(1));
+                // A node that joined by snapshot holds no blocks below it.
+                let _ = reply.send(Height(self.shared.store.base()? + 1));
             }
             AppMsg::Decided {
                 certificate,

@@ -26,6 +26,7 @@
 //! | `meta` | `"genesis"` | the genesis header's encoding |
 //! | `meta` | `"format"` | one byte: the format version, 4 |
 //! | `meta` | `"pruned"` | `height:8`: the last height whose stale state is deleted |
+//! | `meta` | `"base"` | `height:8`: the snapshot height a node joined at; below it the store holds only the blocks (and certificates) that changed the validator set, and the latest checkpoint's. Absent: every block since genesis |
 //! | `meta` | `"tree"` | `"memory"`; present only while the tree's nodes are held in memory |
 //! | `meta` | `"valset-change:" height:8` | empty: this height's block changed the validator set |
 //! | `meta` | `"validators:" height:8` | the validator set in the state after this height (genesis, and each height that changed it), as a state value |
@@ -70,7 +71,8 @@
 //! `records` (blocks, certificates, the transaction index, validator sets, proposals,
 //! evidence), `tree` (state reads), `prune`, `placement` (moving the tree between disk and
 //! memory), `migrate` (older formats), `copy` (online copies, opening read-only, the key
-//! index), `stats` (what the metrics read).
+//! index), `snapshot` (the state read out for a snapshot, and a joining store written from
+//! one), `stats` (what the metrics read).
 
 mod copy;
 mod locks;
@@ -80,6 +82,7 @@ mod prune;
 mod records;
 mod resident;
 mod schema;
+mod snapshot;
 mod stale;
 mod stats;
 mod tree;
@@ -130,6 +133,34 @@ pub struct Store {
     indexed: std::sync::RwLock<IndexedRoot>,
     /// RocksDB's lock on the database, when opened read-only (see [`Store::open_read_only`]).
     _lock: Option<std::fs::File>,
+}
+
+/// A block kept below a snapshot's height: one a receipt or a checkpoint needs.
+pub struct KeptBlock {
+    /// Its height.
+    pub height: u64,
+    /// The block's encoding.
+    pub block: Vec<u8>,
+    /// Its commit certificate, as stored.
+    pub certificate: Vec<u8>,
+    /// The validator set after it, if it changed the set.
+    pub validators_after: Option<ValidatorSet>,
+}
+
+/// What a joining node writes when its last chunk is in.
+pub struct SnapshotHead<'a> {
+    /// The consortium's genesis header.
+    pub genesis: &'a BlockHeader,
+    /// The genesis validator set.
+    pub genesis_validators: &'a ValidatorSet,
+    /// The blocks kept below the snapshot and the snapshot's own block, in height order.
+    pub blocks: &'a [KeptBlock],
+    /// The latest checkpoint at or below the snapshot, if any.
+    pub checkpoint: Option<&'a cachet_chain::trust::TrustAnchor>,
+    /// The snapshot's header: the new head.
+    pub head: &'a BlockHeader,
+    /// The tree's nodes above the chunks' cut.
+    pub top_nodes: &'a [(NodeKey, Node)],
 }
 
 /// Reads a tree through a batch not written yet.

@@ -46,6 +46,8 @@ pub(super) const META_VALSET: &[u8] = b"valset-change:";
 /// The validator set in the state after a height (genesis, and every height that changed it).
 pub(super) const META_VALIDATORS: &[u8] = b"validators:";
 pub(super) const META_CHECKPOINT: &[u8] = b"checkpoint:";
+/// The snapshot height a joined store started from (absent: it holds every block).
+pub(super) const META_BASE: &[u8] = b"base";
 /// The last height whose stale nodes are deleted.
 pub(super) const META_PRUNED: &[u8] = b"pruned";
 pub(super) const META_FORMAT: &[u8] = b"format";
