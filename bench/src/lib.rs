@@ -9,7 +9,9 @@
 //! 3. **verification** — receipts/s one node serves to concurrent verifiers, with latency,
 //!    while anchoring goes on through the other nodes;
 //! 4. **fairness** — polite verifiers' latency alone and beside one greedy client, on a node
-//!    with a per-client read limit and on one without ([`fairness`]).
+//!    with a per-client read limit and on one without ([`fairness`]);
+//! 5. **join** (not run unless asked) — a new node joining the chain as it stands, from a
+//!    snapshot and by replaying every block ([`join`]).
 //!
 //! Before them, a **fill** phase can anchor a given number of certificates, unmeasured, and a
 //! run can start **from** a devnet directory an earlier run left (see [`saved`]): runs that
@@ -27,6 +29,7 @@
 mod anchors;
 mod batches;
 mod fairness;
+mod join;
 mod load;
 mod net;
 mod probe;
@@ -56,6 +59,8 @@ pub enum Phase {
     /// Polite verifiers beside a greedy one, on a node with a per-client read limit and on one
     /// without.
     Fairness,
+    /// A new node joining from a snapshot, then by replaying every block.
+    Join,
 }
 
 /// Options of a run.
@@ -139,7 +144,8 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     let out = std::fs::File::create(&log)?;
     let devnet = || -> Result<Command> {
         let mut devnet = Command::new(std::env::current_exe()?);
-        devnet.args(["devnet", "--dir"]).arg(&dir);
+        // A spare node (not started with the others) for the join phase.
+        devnet.args(["devnet", "--spares", "1", "--dir"]).arg(&dir);
         if let Some(placement) = opts.state_tree {
             devnet.args(["--state-tree", placement.name()]);
         }
@@ -346,6 +352,9 @@ async fn phases(
                 let ids = verification::certificates(&mut net, &mut anchors).await?;
                 let each = Duration::from_secs((opts.verification_seconds / 4).max(2));
                 report["fairness"] = fairness::run(&net, ids, each, quiet).await?;
+            }
+            Phase::Join => {
+                report["join"] = join::run(&net, Duration::from_secs(3600), quiet).await?;
             }
         }
     }

@@ -1,4 +1,5 @@
-//! `cachet bench` runs its phases (anchors, batches, verification under load, fairness) end to end
+//! `cachet bench` runs its phases (anchors, batches, verification under load, fairness, join) end
+//! to end
 //! and reports every figure scripts rely on, and a run starts from the state an earlier one
 //! left. (It asserts no speed: the figures are measured with a release build, and reported
 //! in the performance report.)
@@ -226,4 +227,22 @@ fn bench_measures_a_running_devnet_and_leaves_it_running() {
         report["error"].as_str().unwrap().contains("devnet"),
         "{report}"
     );
+}
+
+/// The join phase times a new node joining from a snapshot and by replaying every block, on
+/// the chain a fill left, and says how much it fetched.
+#[test]
+fn bench_joins_a_new_node_from_a_snapshot_and_by_replay() {
+    let v = bench(&["--phases", "fill,join", "--fill-certificates", "300"]);
+    let j = &v["join"];
+    let s = &j["from_snapshot"];
+    assert!(s["height"].as_f64().unwrap() >= 1.0, "{j}");
+    assert!(s["entries"].as_f64().unwrap() > 300.0, "{j}");
+    assert!(s["bytes"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(
+        s["following_s"].as_f64().unwrap() >= s["serving_s"].as_f64().unwrap(),
+        "{j}"
+    );
+    assert!(j["replay"]["following_s"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["snapshot_bytes_on_disk"].as_u64().unwrap() > 0, "{j}");
 }
