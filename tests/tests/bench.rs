@@ -1,7 +1,6 @@
-//! `cachet bench` runs its phases (anchors, batches, verification under load, fairness, join) end
-//! to end
-//! and reports every figure scripts rely on, and a run starts from the state an earlier one
-//! left. (It asserts no speed: the figures are measured with a release build, and reported
+//! `cachet bench` runs its phases (anchors, batches, verification under load, fairness, join)
+//! end to end and reports every figure scripts rely on, and a run starts from the state an
+//! earlier one left. (It asserts no speed: the figures are measured with a release build, and reported
 //! in the performance report.)
 
 use cachet_tests::{Devnet, cachet_bin, rpc};
