@@ -302,6 +302,10 @@ impl Default for Mempool {
     }
 }
 
+/// The fewest heights of blocks a pruning node keeps: a validator that was offline for a few
+/// minutes still catches up by block sync from any peer.
+pub const MIN_BLOCK_HISTORY: u64 = 1000;
+
 /// In-memory caches in front of the database. Entries are immutable (keyed by their hash), so
 /// the sizes trade memory for speed and never affect results.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -327,8 +331,15 @@ pub struct Storage {
     /// early, they die in the next compaction instead of being rewritten by it (with 100
     /// heights compaction wrote 1.8 times the nodes in a bench run, and the node kept 1,775 B
     /// per certificate; 1,018 B with 10). 0 keeps every version (an archive, whose tree must
-    /// be on disk). Blocks, certificates and validator sets are always kept.
+    /// be on disk). Blocks, certificates and validator sets are kept unless
+    /// `block_history_heights` says otherwise.
     pub state_history_heights: u64,
+    /// Heights of blocks to keep below the head, with their commit certificates and the index
+    /// of their transactions; 0 (the default) keeps every block, an archive. Older blocks are
+    /// deleted but for those receipts and checkpoint advances carry (the blocks that changed
+    /// the validator set, the checkpoints'). A peer further behind than this catches up from
+    /// a snapshot or from an archive; at least [`MIN_BLOCK_HISTORY`] are kept.
+    pub block_history_heights: u64,
     /// Where the state tree's nodes are kept. `"disk"` (the default) stores them, behind the
     /// node cache: memory stays bounded however large the state grows, and an archive needs
     /// it. `"memory"` holds them in memory, 300-600 bytes per state entry (about 130 MB at
@@ -352,6 +363,7 @@ impl Default for Storage {
             block_cache_mb: crate::store::DEFAULT_BLOCK_CACHE_BYTES >> 20,
             memtables_mb: crate::store::DEFAULT_MEMTABLES_BYTES >> 20,
             state_history_heights: 10,
+            block_history_heights: 0,
             state_tree: TreePlacement::Disk,
             reserve_disk_mb: 256,
         }

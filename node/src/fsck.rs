@@ -9,9 +9,9 @@
 //! head is pruned), or tell that the store's genesis is the consortium's (compare
 //! [`Report::genesis`] with the genesis file's hash, as `cachet fsck --genesis` does).
 //!
-//! A store that joined by snapshot holds no blocks below it but those it keeps for receipts
-//! (validator-set changes, the latest checkpoint, the snapshot's own); those are checked for
-//! their commits, and the chain from the snapshot's block on.
+//! A store that joined by snapshot, or pruned its blocks, holds no blocks below its base but
+//! those it keeps for receipts (validator-set changes, checkpoints, the base's own); those are
+//! checked for their commits, and the chain from the base's block on.
 //!
 //! It is not a repair tool: a store with problems is replaced, from a backup or by syncing.
 
@@ -91,15 +91,12 @@ pub fn check(store: &Store, mut progress: impl FnMut(u64, u64)) -> eyre::Result<
     };
     let mut parent = Some(genesis.clone());
     if base > 0 {
-        // Joined by snapshot: below it, only the blocks receipts and checkpoints need, each
-        // committed by the set recorded before it; the chain links from the snapshot's block.
+        // Joined by snapshot, or blocks pruned: below the base, only the blocks receipts and
+        // checkpoints need, each committed by the set recorded before it; the chain links
+        // from the base's block.
         let mut kept: Vec<u64> = store.validator_set_changes()?;
+        kept.extend(store.checkpoint_heights()?);
         kept.retain(|h| *h < base);
-        kept.extend(
-            store
-                .checkpoint_at_or_below(base)?
-                .map(|a| a.header.height.0),
-        );
         kept.push(base);
         kept.sort_unstable();
         kept.dedup();

@@ -360,6 +360,15 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
             config.storage.state_history_heights,
         ));
     }
+    if config.storage.block_history_heights > 0 {
+        tokio::spawn(prune_blocks(
+            store.clone(),
+            config
+                .storage
+                .block_history_heights
+                .max(crate::config::MIN_BLOCK_HISTORY),
+        ));
+    }
 
     let app = App::new(shared.clone(), key, &config.consensus, config.block_time());
     let app = tokio::spawn(async move {
@@ -411,6 +420,34 @@ async fn prune_state(store: Arc<Store>, keep: u64) {
                 }
                 Err(e) => {
                     error!(error = %e, "pruning task failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Delete blocks more than `keep` heights below the head (but those receipts need), in
+/// bounded steps off the consensus path.
+async fn prune_blocks(store: Arc<Store>, keep: u64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let mut base = None;
+        loop {
+            let step = {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.prune_blocks(keep)).await
+            };
+            match step {
+                Ok(Ok(b)) if base == Some(b) => break,
+                Ok(Ok(b)) => base = Some(b),
+                Ok(Err(e)) => {
+                    error!(error = %e, "block pruning stopped");
+                    return;
+                }
+                Err(e) => {
+                    error!(error = %e, "block pruning task failed");
                     return;
                 }
             }

@@ -1188,3 +1188,82 @@ fn every_key_a_committed_store_holds_is_one_its_format_section_documents() {
         "documented keys the store never wrote: {unseen:?}"
     );
 }
+
+/// Blocks more than the horizon below the head go, with their certificates and transaction
+/// index, in bounded steps; those receipts need (a validator-set change, a checkpoint) stay.
+#[test]
+fn block_pruning_keeps_the_horizon_and_the_blocks_receipts_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.init_genesis(&genesis, &tree).unwrap();
+    let tx = txs::signed_on(
+        example_chain(),
+        "moi-land",
+        0,
+        cachet_chain::Action::Issue(txs::title("pruned")),
+    );
+    let tx_id = tx.id();
+    let built = build_one(&store, &genesis, tx);
+    store
+        .commit(&built.block, b"certificate", &built.executed)
+        .unwrap();
+    let validators = store.validators_after(0).unwrap();
+    let mut header = built.block.header.clone();
+    for h in 2..=1500 {
+        header.next_validators_hash = if h == 5 {
+            cachet_chain::hash::Hash32([5; 32])
+        } else {
+            header.validators_hash
+        };
+        commit_changes(&store, &mut header, &validators, &[]);
+        if h == 100 {
+            store
+                .put_checkpoint(&cachet_chain::trust::TrustAnchor {
+                    header: header.clone(),
+                    validators: validators.clone(),
+                    policies: Default::default(),
+                })
+                .unwrap();
+        }
+    }
+    assert!(store.tx_location(&tx_id).unwrap().is_some());
+    let mut steps = 0;
+    let mut base = store.base().unwrap();
+    loop {
+        let next = store.prune_blocks(300).unwrap();
+        if next == base {
+            break;
+        }
+        assert!(next - base <= 512, "a step went from {base} to {next}");
+        base = next;
+        steps += 1;
+    }
+    assert_eq!(base, 1200);
+    assert!(steps >= 3, "{steps} steps");
+    assert_eq!(store.base().unwrap(), 1200);
+    for (h, present) in [
+        (1, false),
+        (5, true),
+        (6, false),
+        (100, true),
+        (1199, false),
+        (1200, true),
+        (1500, true),
+    ] {
+        assert_eq!(store.block(h).unwrap().is_some(), present, "block {h}");
+        assert_eq!(
+            store.certificate(h).unwrap().is_some(),
+            present,
+            "certificate {h}"
+        );
+    }
+    assert_eq!(store.tx_location(&tx_id).unwrap(), None);
+    // The next step, after more heights, takes the old base's block too.
+    for _ in 0..10 {
+        commit_changes(&store, &mut header, &validators, &[]);
+    }
+    assert_eq!(store.prune_blocks(300).unwrap(), 1210);
+    assert!(store.block(1200).unwrap().is_none());
+    assert!(store.block(1210).unwrap().is_some());
+}

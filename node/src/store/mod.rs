@@ -26,7 +26,7 @@
 //! | `meta` | `"genesis"` | the genesis header's encoding |
 //! | `meta` | `"format"` | one byte: the format version, 4 |
 //! | `meta` | `"pruned"` | `height:8`: the last height whose stale state is deleted |
-//! | `meta` | `"base"` | `height:8`: the snapshot height a node joined at; below it the store holds only the blocks (and certificates) that changed the validator set, and the latest checkpoint's. Absent: every block since genesis |
+//! | `meta` | `"base"` | `height:8`: below it the store holds only the blocks (and certificates) that changed the validator set and checkpoints' blocks: the snapshot height a node joined at, or the height blocks were pruned to (the base's own block is kept until pruning passes it). Absent: every block since genesis |
 //! | `meta` | `"tree"` | `"memory"`; present only while the tree's nodes are held in memory |
 //! | `meta` | `"valset-change:" height:8` | empty: this height's block changed the validator set |
 //! | `meta` | `"validators:" height:8` | the validator set in the state after this height (genesis, and each height that changed it), as a state value |
@@ -52,9 +52,11 @@
 //! [`prune`](self)): each height's `stale` record lists what it replaced, and pruning deletes
 //! each node and value unless it was written again since (its `written_at` says so; from a
 //! process's first pruning step on, the stale ones are also tracked in memory, so that pruning
-//! reads none). Blocks, certificates, validator sets and checkpoints are kept for good: peers
-//! sync from them, receipts carry the validator-set changes, and verifiers advance to
-//! checkpoints.
+//! reads none). Validator sets and checkpoints are kept for good: receipts carry the
+//! validator-set changes, and verifiers advance to checkpoints. Blocks, their certificates and
+//! their transactions' index entries are kept unless `block_history_heights` is set: then
+//! [`Store::prune_blocks`] deletes those more than that many heights below the head, but for
+//! the blocks that changed the validator set and the checkpoints' blocks, and moves `base`.
 //!
 //! # The tree in memory
 //!

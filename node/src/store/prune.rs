@@ -1,5 +1,5 @@
 //! Pruning: deleting the tree nodes and values that went stale more than `keep` heights ago,
-//! one bounded step at a time.
+//! and the blocks older than a horizon that no receipt needs, one bounded step at a time.
 
 use super::Store;
 use super::locks::exclusive;
@@ -180,5 +180,64 @@ impl Store {
             tracked(&mut writing).remove(*item);
         }
         Ok(deleted.len())
+    }
+}
+
+/// Heights whose blocks one step of [`Store::prune_blocks`] deletes at most.
+const BLOCK_PRUNE_STEP: u64 = 512;
+
+impl Store {
+    /// Heights whose checkpoint is kept (each has its trust anchor in `meta`).
+    pub fn checkpoint_heights(&self) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            rocksdb::IteratorMode::From(META_CHECKPOINT, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, _) = item.map_err(backend)?;
+            let Some(h) = k.strip_prefix(META_CHECKPOINT) else {
+                break;
+            };
+            let h: [u8; 8] = h
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("checkpoint key".into()))?;
+            out.push(u64::from_be_bytes(h));
+        }
+        Ok(out)
+    }
+
+    /// Delete the blocks, commit certificates and transaction-index entries of the heights
+    /// more than `keep` below the head, but for those receipts and checkpoint advances carry
+    /// (the blocks that changed the validator set, the checkpoints' blocks): one bounded step,
+    /// which moves the store's [`base`](Store::base) up; the new base (call again until it
+    /// stops moving). Not synced: a step a crash undid is done again.
+    pub fn prune_blocks(&self, keep: u64) -> Result<u64, StoreError> {
+        let head = self.head()?.map_or(0, |h| h.height.0);
+        let base = self.base()?;
+        let target = head.saturating_sub(keep).min(base + BLOCK_PRUNE_STEP);
+        if target <= base {
+            return Ok(base);
+        }
+        let mut kept: std::collections::BTreeSet<u64> =
+            self.validator_set_changes()?.into_iter().collect();
+        kept.extend(self.checkpoint_heights()?);
+        let mut batch = WriteBatch::default();
+        let (blocks, commits, txs) = (self.cf(CF_BLOCKS), self.cf(CF_COMMITS), self.cf(CF_TXS));
+        for h in base.max(1)..target {
+            if kept.contains(&h) {
+                continue;
+            }
+            if let Some(block) = self.block(h)? {
+                for tx in &block.txs {
+                    batch.delete_cf(txs, tx.id().0.as_bytes());
+                }
+            }
+            batch.delete_cf(blocks, be(h));
+            batch.delete_cf(commits, be(h));
+        }
+        batch.put_cf(self.cf(CF_META), META_BASE, be(target));
+        self.db.write(batch).map_err(backend)?;
+        Ok(target)
     }
 }
