@@ -1,12 +1,15 @@
 //! The join phase: how long a new node takes to join the devnet as it stands (after a fill,
 //! say), from a snapshot and by replaying every block, in one run.
 //!
-//! Every validator is asked for a snapshot a few heights ahead (`cachet_admin_snapshot`); once
-//! all four hold it, the devnet's spare node (not a validator) is let in and started with no
-//! database and `state_sync.enable`: timed until it serves its RPC (the join is done, the
-//! store whole and checked) and until it has committed the head the validators had when it
-//! started. Then its database is removed and it starts again without state sync, replaying
-//! from genesis, timed to the same point. The bytes it fetched come from its log.
+//! Governance first makes the devnet's spare node a validator (moi-land proposes, two more
+//! validator agencies vote), so that four of the five validators run and the new one is
+//! awaited. Every validator is asked for a snapshot a few heights ahead
+//! (`cachet_admin_snapshot`); once all four hold it, the spare is let in and started with no
+//! database and `state_sync.enable`, timed until it serves its RPC (the join is done, the
+//! store whole and checked), until it has committed the head the validators had when it
+//! started, and until it signs its first vote (`cachet_votes_signed_total`). Then its database
+//! and consensus log are removed and it starts again without state sync, replaying from
+//! genesis, timed to the same points. The bytes it fetched come from its log.
 //!
 //! What it is not: a test that the joined state is right (the cluster test
 //! `a_new_node_joins_from_a_snapshot_though_most_peers_send_bad_chunks` checks that; a joining
@@ -15,7 +18,10 @@
 use crate::net::Net;
 use crate::probe::milli;
 use anyhow::{Context, Result, bail};
+use cachet_chain::tx::GovernanceChange;
+use cachet_chain::{Action, AgencyId, ChainId, Height, Transaction, TxBody};
 use cachet_client::Client;
+use cachet_contracts::example;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,14 +60,65 @@ async fn height(client: &Client) -> Option<u64> {
     client.status().await.ok()?["height"].as_u64()
 }
 
-/// Start the spare at `home`, logging to `log`; how long until it serves its RPC and until it
-/// has committed `target`.
+/// `agency`'s next transaction, `action`, signed with its development key.
+async fn signed(client: &Client, agency: &str, action: Action) -> Result<Transaction> {
+    let status = client.status().await?;
+    let chain_id: ChainId = status["chain_id"].as_str().unwrap_or_default().parse()?;
+    let head = status["height"].as_u64().unwrap_or(0);
+    let signer = AgencyId::new(agency)?;
+    let key = example::agency_key(agency);
+    Ok(TxBody {
+        chain_id,
+        nonce: client.next_nonce(&signer).await?,
+        signer,
+        key: key.public(),
+        expires_at: Height(head + 10_000),
+        action,
+    }
+    .sign(&key))
+}
+
+async fn commit(client: &Client, tx: &Transaction) -> Result<()> {
+    let id = client.submit(tx).await?;
+    client.wait_committed(&id, Duration::from_secs(120)).await?;
+    Ok(())
+}
+
+/// Governance adds the validator of `agency` (three of the four validator agencies).
+async fn add_validator(client: &Client, agency: &str) -> Result<()> {
+    let change = GovernanceChange::AddValidator {
+        agency: AgencyId::new(agency)?,
+        key: example::validator_key(agency).public(),
+        power: 1,
+    };
+    let propose = signed(client, "moi-land", Action::Propose { change }).await?;
+    let proposal = propose.id();
+    commit(client, &propose).await?;
+    for voter in ["moea-investment", "dgpa-personnel"] {
+        commit(
+            client,
+            &signed(client, voter, Action::Vote { proposal }).await?,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// When a started node got to each point, in seconds from its start.
+struct Timing {
+    serving_s: f64,
+    following_s: f64,
+    voting_s: f64,
+}
+
+/// Start the spare at `home`, logging to `log`: when it serves its RPC, has committed
+/// `target`, and has signed a vote.
 async fn time_start(
     home: &Path,
     log: &Path,
     target: u64,
     timeout: Duration,
-) -> Result<(f64, f64, Child)> {
+) -> Result<(Timing, Child)> {
     let config = home.join("config.toml");
     let rpc = toml::from_str::<toml::Table>(&std::fs::read_to_string(&config)?)?["rpc"]["listen"]
         .as_str()
@@ -77,7 +134,7 @@ async fn time_start(
         .stdout(out.try_clone()?)
         .stderr(out)
         .spawn()?;
-    let mut serving = None;
+    let (mut serving, mut following, mut voting) = (None, None, None);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             bail!("the joining node exited ({status}); see {}", log.display());
@@ -85,15 +142,31 @@ async fn time_start(
         if started.elapsed() > timeout {
             let _ = child.kill();
             bail!(
-                "the node did not reach height {target} in {timeout:?}; see {}",
+                "the node did not reach height {target} and vote in {timeout:?}; see {}",
                 log.display()
             );
         }
+        let now = started.elapsed().as_secs_f64();
         if let Some(h) = height(&client).await {
-            let serving = *serving.get_or_insert(started.elapsed().as_secs_f64());
+            serving.get_or_insert(now);
             if h >= target {
-                return Ok((serving, started.elapsed().as_secs_f64(), child));
+                following.get_or_insert(now);
             }
+            let votes = crate::probe::metrics_text(&rpc)
+                .await
+                .ok()
+                .and_then(|t| crate::probe::metric(&t, "cachet_votes_signed_total"));
+            if votes.is_some_and(|v| v > 0.0) {
+                voting.get_or_insert(now);
+            }
+        }
+        if let (Some(serving_s), Some(following_s), Some(voting_s)) = (serving, following, voting) {
+            let timing = Timing {
+                serving_s,
+                following_s,
+                voting_s,
+            };
+            return Ok((timing, child));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -132,6 +205,18 @@ pub async fn run(net: &Net, replay_timeout: Duration, quiet: bool) -> Result<Val
         .map(|n| Client::new(&n.rpc))
         .collect::<Result<_, _>>()?;
     let mut head = 0;
+    for v in &validators {
+        head = head.max(height(v).await.context("a validator does not answer")?);
+    }
+    let agency = home
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the spare's directory")?
+        .to_string();
+    add_validator(&validators[0], &agency).await?;
+    if !quiet {
+        eprintln!("join: {agency}'s validator added by governance; the chain runs on four of five");
+    }
     for v in &validators {
         head = head.max(height(v).await.context("a validator does not answer")?);
     }
@@ -183,8 +268,7 @@ pub async fn run(net: &Net, replay_timeout: Duration, quiet: bool) -> Result<Val
     set_state_sync(&config, true)?;
     let target = height(&validators[0]).await.context("node 0")?;
     let log = home.join("join-snapshot.log");
-    let (joined_s, following_s, child) =
-        time_start(&home, &log, target, Duration::from_secs(1800)).await?;
+    let (timing, child) = time_start(&home, &log, target, Duration::from_secs(1800)).await?;
     stop(child);
     let snapshot = json!({
         "height": logged(&log, "joined by snapshot", "height"),
@@ -192,28 +276,37 @@ pub async fn run(net: &Net, replay_timeout: Duration, quiet: bool) -> Result<Val
         "bytes": logged(&log, "joined by snapshot", "bytes"),
         "chunks": logged(&log, "joined by snapshot", "chunks"),
         "join_s": logged(&log, "joined by snapshot", "seconds"),
-        "serving_s": milli(joined_s),
-        "following_s": milli(following_s),
+        "serving_s": milli(timing.serving_s),
+        "following_s": milli(timing.following_s),
+        "voting_s": milli(timing.voting_s),
     });
     if !quiet {
         eprintln!(
-            "join: from the snapshot, serving after {joined_s:.1} s, at height {target} after {following_s:.1} s"
+            "join: from the snapshot, serving after {:.1} s, at height {target} after {:.1} s, voting after {:.1} s",
+            timing.serving_s, timing.following_s, timing.voting_s
         );
     }
 
+    // The consensus log goes too: the node votes again only at heights above its last vote.
     std::fs::remove_dir_all(home.join("db"))?;
+    std::fs::remove_dir_all(home.join("wal"))?;
     set_state_sync(&config, false)?;
     let target = height(&validators[0]).await.context("node 0")?;
     let log = home.join("join-replay.log");
     let replay = match time_start(&home, &log, target, replay_timeout).await {
-        Ok((_, following_s, child)) => {
+        Ok((timing, child)) => {
             stop(child);
             if !quiet {
                 eprintln!(
-                    "join: replaying from genesis, at height {target} after {following_s:.1} s"
+                    "join: replaying from genesis, at height {target} after {:.1} s, voting after {:.1} s",
+                    timing.following_s, timing.voting_s
                 );
             }
-            json!({ "height": target, "following_s": milli(following_s) })
+            json!({
+                "height": target,
+                "following_s": milli(timing.following_s),
+                "voting_s": milli(timing.voting_s),
+            })
         }
         Err(e) => json!({ "height": target, "error": format!("{e:#}") }),
     };

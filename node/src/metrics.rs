@@ -83,6 +83,8 @@ pub struct Metrics {
     pub execute_seconds: Histogram,
     /// Transaction-gossip peers connected now.
     pub gossip_peers: AtomicU64,
+    /// Consensus votes (prevotes and precommits) this node signed.
+    pub votes_signed: std::sync::Arc<AtomicU64>,
     /// Gossip batches dropped because admission was behind.
     pub gossip_batches_dropped: AtomicU64,
     /// Admission results: `(source, None)` admitted, `(source, Some(reason))` refused.
@@ -378,6 +380,11 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
             }
         }
     }
+    t.counter(
+        "cachet_votes_signed",
+        "Consensus votes (prevotes and precommits) this node signed: it grows while the node is a validator that votes.",
+        metrics.votes_signed.load(Relaxed),
+    );
     t.gauge(
         "cachet_gossip_peers",
         "Transaction-gossip peers connected.",

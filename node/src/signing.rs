@@ -33,12 +33,25 @@ fn extension_bytes(scope: &VoteExtensionScope<CachetContext>, ext: &[u8]) -> Vec
 pub struct ConsensusSigner {
     key: SecretKey,
     chain_id: ChainId,
+    /// Votes signed so far: the operator's sign that this node votes (Malachite asks only a
+    /// member of the current validator set).
+    votes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ConsensusSigner {
     /// A signer for `chain_id` with the validator's consensus key.
     pub fn new(key: SecretKey, chain_id: ChainId) -> Self {
-        ConsensusSigner { key, chain_id }
+        ConsensusSigner {
+            key,
+            chain_id,
+            votes: Default::default(),
+        }
+    }
+
+    /// Count the votes signed in `votes`.
+    pub fn counting_votes(mut self, votes: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.votes = votes;
+        self
     }
 }
 
@@ -86,6 +99,8 @@ impl Signer<CachetContext> for ConsensusSigner {
         let sig = self
             .key
             .sign_for(SignPurpose::Vote, &self.chain_id, &vote.sign_bytes());
+        self.votes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(SignedMessage::new(vote, OrdSignature(sig)))
     }
 

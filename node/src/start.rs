@@ -250,7 +250,8 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
 
     // Consensus.
     let address = Address(key.public());
-    let signer = ConsensusSigner::new(key.clone(), genesis.chain_id.clone());
+    let signer = ConsensusSigner::new(key.clone(), genesis.chain_id.clone())
+        .counting_votes(shared.metrics.votes_signed.clone());
     let keypair = gossip::keypair_of(&key);
     let peer_id = keypair.public().to_peer_id();
     let cachet_chain::PublicKey::Ed25519(pk_bytes) = key.public();

@@ -228,8 +228,8 @@ fn bench_measures_a_running_devnet_and_leaves_it_running() {
     );
 }
 
-/// The join phase times a new node joining from a snapshot and by replaying every block, on
-/// the chain a fill left, and says how much it fetched.
+/// The join phase times a new validator joining from a snapshot and by replaying every block,
+/// on the chain a fill left, to its first vote, and says how much it fetched.
 #[test]
 fn bench_joins_a_new_node_from_a_snapshot_and_by_replay() {
     let v = bench(&["--phases", "fill,join", "--fill-certificates", "300"]);
@@ -242,6 +242,12 @@ fn bench_joins_a_new_node_from_a_snapshot_and_by_replay() {
         s["following_s"].as_f64().unwrap() >= s["serving_s"].as_f64().unwrap(),
         "{j}"
     );
+    // Made a validator by governance first, it votes once it follows.
+    assert!(
+        s["voting_s"].as_f64().unwrap() >= s["serving_s"].as_f64().unwrap(),
+        "{j}"
+    );
     assert!(j["replay"]["following_s"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["replay"]["voting_s"].as_f64().unwrap() > 0.0, "{j}");
     assert!(j["snapshot_bytes_on_disk"].as_u64().unwrap() > 0, "{j}");
 }
