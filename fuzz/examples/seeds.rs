@@ -68,6 +68,21 @@ fn main() {
     }
     write("decode_proofs", "batch", &[&[1u8][..], &encode(&tree.proof(5).expect("in range"))].concat());
     write("genesis_json", "example", genesis.to_json().as_bytes());
+    // The snapshot target's own state (keys 0x00…, 0x1d…, …; values of i bytes i), cut at
+    // depth 2: its manifest, and each chunk with the selector that checks it against its line.
+    {
+        use cachet_chain::snapshot::{Chunk, Entry, Manifest, chunk_of};
+        let entries: Vec<Entry> = (0u8..9).map(|i| Entry { key: Hash32([i * 0x1d; 32]), value: vec![i; usize::from(i)] }).collect();
+        let hashed: Vec<_> = entries.iter().map(|e| (e.key, state_tree::value_hash(&e.value))).collect();
+        write("decode_snapshot", "manifest", &[&[0u8][..], &Manifest::cut(3, 2, &hashed).encode()].concat());
+        let mut chunks = vec![Chunk::default(); 4];
+        for e in entries {
+            chunks[chunk_of(&e.key, 2) as usize].entries.push(e);
+        }
+        for (i, c) in chunks.iter().enumerate() {
+            write("decode_snapshot", &format!("chunk{i}"), &[&[((i as u8) << 1) | 1][..], &c.encode()].concat());
+        }
+    }
     // A receipt of the title as a node builds it (its commit left unsigned: the structure is
     // what the fuzzer mutates), the head's trust anchor, and an advance to it.
     let (record, proof) = state_tree::get_with_proof(chain.store(), &root, &StateKey::Certificate(title.cert_id()).hash()).expect("in memory");

@@ -166,6 +166,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         &config.home,
         config.state_sync.snapshot_interval,
         config.state_sync.snapshot_keep,
+        config.health.min_free_disk_mb << 20,
     )?);
     let shared = Arc::new_cyclic(|me| Shared {
         me: me.clone(),

@@ -67,7 +67,9 @@ impl App {
             .admission(Source::Block, refused.map(|(_, e)| Some(e.name())));
         self.shared.set_head(candidate.block.header.clone());
         self.shared.keep_checkpoint(&candidate.block.header)?;
-        self.shared.snapshots.after_commit(&self.shared.store, h);
+        self.shared
+            .snapshots
+            .after_commit(&self.shared.store, h, self.shared.disk.free());
         self.shared
             .after_commit(&candidate.block, &candidate.executed);
         if candidate.block.header.next_validators_hash != candidate.block.header.validators_hash {

@@ -29,6 +29,9 @@ pub struct Snapshots {
     dir: PathBuf,
     interval: u64,
     keep: usize,
+    /// Free space below which no snapshot is taken: a copy flushes the store's memtables, and
+    /// the chunks take about the state's size.
+    min_free_bytes: u64,
     /// The height being written, if one is: a second is skipped meanwhile.
     writing: Mutex<Option<u64>>,
     /// Heights an operator asked for, beside the interval's.
@@ -42,7 +45,12 @@ fn name(height: u64) -> String {
 impl Snapshots {
     /// The snapshots under `home`, taken every `interval` heights (0: none), `keep` kept. What
     /// a crash left half-written is removed.
-    pub fn new(home: &Path, interval: u64, keep: usize) -> eyre::Result<Snapshots> {
+    pub fn new(
+        home: &Path,
+        interval: u64,
+        keep: usize,
+        min_free_bytes: u64,
+    ) -> eyre::Result<Snapshots> {
         let dir = home.join("snapshots");
         if dir.exists() {
             for entry in std::fs::read_dir(&dir)? {
@@ -59,6 +67,7 @@ impl Snapshots {
             dir,
             interval,
             keep: keep.max(1),
+            min_free_bytes,
             writing: Mutex::new(None),
             scheduled: Mutex::default(),
         })
@@ -87,8 +96,14 @@ impl Snapshots {
 
     /// After `height` is committed to `store`: at a snapshot height, copy the store now (its
     /// head is `height` until this returns) and write the snapshot from the copy in the
-    /// background. A snapshot still being written when the next is due makes this one skip.
-    pub fn after_commit(self: &std::sync::Arc<Self>, store: &Store, height: u64) {
+    /// background. A snapshot still being written when the next is due makes this one skip,
+    /// and so does less free space (`free`, if known) than the node's warning level.
+    pub fn after_commit(
+        self: &std::sync::Arc<Self>,
+        store: &Store,
+        height: u64,
+        free: Option<u64>,
+    ) {
         let asked = {
             let mut scheduled = self.scheduled.lock().unwrap_or_else(|p| p.into_inner());
             let asked = scheduled.remove(&height);
@@ -98,6 +113,10 @@ impl Snapshots {
         };
         let due = self.interval > 0 && height.is_multiple_of(self.interval);
         if height == 0 || !(due || asked) {
+            return;
+        }
+        if let Some(free) = free.filter(|f| *f < self.min_free_bytes) {
+            warn!(height, free, "snapshot skipped: the disk is nearly full");
             return;
         }
         let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
