@@ -161,6 +161,25 @@ pub fn metric_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
         .collect()
 }
 
+/// A `cachet_receipt` answer's receipt, verified offline against the genesis file in `dir`
+/// alone (as of a second after its block): the receipt, for more checks.
+pub fn verified_receipt(answer: &Value, dir: &Path) -> cachet_chain::receipt::Receipt {
+    let receipt = cachet_chain::receipt::Receipt::decode(
+        &hex::decode(answer["receipt"].as_str().expect("a receipt")).expect("hex"),
+    )
+    .expect("a receipt decodes");
+    let genesis = cachet_chain::genesis::GenesisDoc::from_json(
+        &std::fs::read_to_string(dir.join("genesis.json")).expect("genesis file"),
+    )
+    .expect("genesis");
+    let trust = cachet_chain::trust::Trust::from_genesis(&genesis).expect("trust");
+    let v =
+        cachet_chain::receipt::verify(&receipt, &trust, receipt.header.time.plus_ms(1000), None)
+            .expect("the receipt verifies");
+    assert_eq!(v.verdict, cachet_chain::verdict::Verdict::Valid);
+    receipt
+}
+
 /// Poll `f` every 100 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

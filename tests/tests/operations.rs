@@ -419,19 +419,7 @@ fn a_new_node_joins_from_a_snapshot_though_most_peers_send_bad_chunks() {
             serde_json::json!([txs::title("before-7").cert_id().to_string()]),
         )
         .expect("a receipt");
-    let receipt = cachet_chain::receipt::Receipt::decode(
-        &hex::decode(receipt["receipt"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
-    let genesis = cachet_chain::genesis::GenesisDoc::from_json(
-        &std::fs::read_to_string(c.dir.join("genesis.json")).unwrap(),
-    )
-    .unwrap();
-    let trust = cachet_chain::trust::Trust::from_genesis(&genesis).unwrap();
-    let v =
-        cachet_chain::receipt::verify(&receipt, &trust, receipt.header.time.plus_ms(1000), None)
-            .expect("verifies");
-    assert_eq!(v.verdict, cachet_chain::verdict::Verdict::Valid);
+    cachet_tests::verified_receipt(&receipt, &c.dir);
 
     // Stopped, its store checks clean from the snapshot on.
     c.kill(4);

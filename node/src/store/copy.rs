@@ -69,6 +69,19 @@ impl Store {
     /// order.
     pub fn key_index(&self) -> Result<Vec<(Hash32, Hash32)>, StoreError> {
         let mut entries = Vec::new();
+        self.each_key(|key, value| {
+            entries.push((key, value));
+            Ok(())
+        })?;
+        Ok(entries)
+    }
+
+    /// The head's state entries as the key index holds them, `(key hash, value hash)` in key
+    /// order, each handed to `each` as it is read.
+    pub(super) fn each_key(
+        &self,
+        mut each: impl FnMut(Hash32, Hash32) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         for item in self
             .db
             .iterator_cf(self.cf(CF_KEYS), rocksdb::IteratorMode::Start)
@@ -77,9 +90,9 @@ impl Store {
             let corrupt = || StoreError::Corrupt(format!("key index entry {}", hex(&key)));
             let key = Hash32(key[..].try_into().map_err(|_| corrupt())?);
             let value = Hash32(value[..].try_into().map_err(|_| corrupt())?);
-            entries.push((key, value));
+            each(key, value)?;
         }
-        Ok(entries)
+        Ok(())
     }
 }
 

@@ -187,26 +187,6 @@ impl Store {
 const BLOCK_PRUNE_STEP: u64 = 512;
 
 impl Store {
-    /// Heights whose checkpoint is kept (each has its trust anchor in `meta`).
-    pub fn checkpoint_heights(&self) -> Result<Vec<u64>, StoreError> {
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_META),
-            rocksdb::IteratorMode::From(META_CHECKPOINT, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, _) = item.map_err(backend)?;
-            let Some(h) = k.strip_prefix(META_CHECKPOINT) else {
-                break;
-            };
-            let h: [u8; 8] = h
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("checkpoint key".into()))?;
-            out.push(u64::from_be_bytes(h));
-        }
-        Ok(out)
-    }
-
     /// Delete the blocks, commit certificates and transaction-index entries of the heights
     /// more than `keep` below the head, but for those receipts and checkpoint advances carry
     /// (the blocks that changed the validator set, the checkpoints' blocks): one bounded step,

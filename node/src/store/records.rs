@@ -99,19 +99,29 @@ impl Store {
 
     /// Heights whose block changed the validator set, ascending.
     pub fn validator_set_changes(&self) -> Result<Vec<u64>, StoreError> {
+        self.heights_under(META_VALSET)
+    }
+
+    /// Heights whose checkpoint is kept (each has its trust anchor in `meta`), ascending.
+    pub fn checkpoint_heights(&self) -> Result<Vec<u64>, StoreError> {
+        self.heights_under(META_CHECKPOINT)
+    }
+
+    /// The heights of the `meta` keys `prefix || height:8`, ascending.
+    fn heights_under(&self, prefix: &[u8]) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
         let iter = self.db.iterator_cf(
             self.cf(CF_META),
-            rocksdb::IteratorMode::From(META_VALSET, rocksdb::Direction::Forward),
+            rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
         );
         for item in iter {
             let (k, _) = item.map_err(backend)?;
-            let Some(h) = k.strip_prefix(META_VALSET) else {
+            let Some(h) = k.strip_prefix(prefix) else {
                 break;
             };
             let h: [u8; 8] = h
                 .try_into()
-                .map_err(|_| StoreError::Corrupt("valset key".into()))?;
+                .map_err(|_| StoreError::Corrupt(format!("meta key {}", hex(&k))))?;
             out.push(u64::from_be_bytes(h));
         }
         Ok(out)

@@ -43,14 +43,7 @@ impl Store {
         &self,
         mut each: impl FnMut(Hash32, Hash32, Vec<u8>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_KEYS), rocksdb::IteratorMode::Start)
-        {
-            let (key, value_hash) = item.map_err(backend)?;
-            let corrupt = || StoreError::Corrupt(format!("key index entry {}", hex(&key)));
-            let key = Hash32(key[..].try_into().map_err(|_| corrupt())?);
-            let value_hash = Hash32(value_hash[..].try_into().map_err(|_| corrupt())?);
+        self.each_key(|key, value_hash| {
             let leaf = Node::Leaf {
                 key,
                 value: value_hash,
@@ -60,9 +53,8 @@ impl Store {
                 what: "value",
                 hash: leaf,
             })?;
-            each(key, value_hash, value)?;
-        }
-        Ok(())
+            each(key, value_hash, value)
+        })
     }
 
     /// Write one checked chunk of a snapshot at `height` into a store being joined: its entries
