@@ -48,6 +48,13 @@ pub struct ChunkLine {
     pub entries: u64,
 }
 
+/// The entries of `lines` together (saturating: counts come from peers).
+fn total(lines: &[ChunkLine]) -> u64 {
+    lines
+        .iter()
+        .fold(0u64, |sum, c| sum.saturating_add(c.entries))
+}
+
 impl ChunkLine {
     /// The line of chunk `index` at `depth` holding `entries` (key hash, value hash; sorted,
     /// all in the chunk).
@@ -184,12 +191,21 @@ impl Manifest {
                 m.depth
             )));
         }
+        if m.chunks
+            .iter()
+            .try_fold(0u64, |sum, c| sum.checked_add(c.entries))
+            .is_none()
+        {
+            return Err(SnapshotError::Malformed(
+                "the chunks' entry counts overflow".into(),
+            ));
+        }
         Ok(m)
     }
 
     /// How many entries the state holds.
     pub fn entries(&self) -> u64 {
-        self.chunks.iter().map(|c| c.entries).sum()
+        total(&self.chunks)
     }
 
     /// The state root the chunks make together, with the nodes above the cut (each under its
@@ -299,11 +315,7 @@ impl Manifest {
         while depth > 0 {
             let span = 1usize << (self.depth - depth + 1);
             let from = (index as usize / span) * span;
-            let total: u64 = self.chunks[from..from + span]
-                .iter()
-                .map(|c| c.entries)
-                .sum();
-            if total != 1 {
+            if total(&self.chunks[from..from + span]) != 1 {
                 break;
             }
             depth -= 1;
@@ -439,6 +451,13 @@ mod tests {
         bad.depth = 3;
         assert!(Manifest::decode(&bad.encode()).is_err());
         assert!(Manifest::decode(b"junk").is_err());
+        // Counts a peer made up that overflow together (found by fuzzing).
+        let mut huge = Manifest::cut(5, 1, &[]);
+        huge.chunks[0].entries = u64::MAX;
+        huge.chunks[1].entries = 2;
+        assert!(Manifest::decode(&huge.encode()).is_err());
+        assert_eq!(huge.entries(), u64::MAX);
+        assert!(huge.verify(&Hash32::ZERO).is_err());
         assert!(Chunk::decode(&[0xff; 8]).is_err());
     }
 }
