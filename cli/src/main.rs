@@ -1,7 +1,7 @@
 //! `cachet`: the command line for issuing agencies, verifiers and operators.
 //!
 //! Operators: `keygen`, `genesis`, `start`, `devnet`, `status`, `block`, `add-peer`,
-//! `backup`, `restore`, `fsck`, `probe`, `evidence`. Issuing agencies: `anchor`, `revoke`,
+//! `backup`, `restore`, `fsck`, `snapshot`, `probe`, `evidence`. Issuing agencies: `anchor`, `revoke`,
 //! `supersede`, `approve`, `revoke-entry`, `mortgage`, `accredit`, `unaccredit`; validator
 //! agencies also `propose` and `vote`; licensors `license-request` and `license`, their
 //! oracles `attest`. Everyone: `fingerprint`, `history`, `demo`.
@@ -159,6 +159,20 @@ enum Command {
         /// Print the backup's manifest as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Operators: have a running node take a snapshot of its state at a coming height, for a
+    /// node about to join (`cachet_admin_snapshot`, on its operator RPC). Ask every node for
+    /// the same height: the joining node then fetches from them all.
+    Snapshot {
+        /// The node's RPC URL on loopback (its `rpc.listen`, or `rpc.admin_listen`).
+        #[arg(long)]
+        rpc: String,
+        /// The node's operator token file, when it has one (`rpc.operator_token_file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The height to take it at: above the node's head.
+        #[arg(long)]
+        at: u64,
     },
     /// Operators: put a backup in place of a stopped node's lost store (its `db/` must be gone),
     /// after checking the backup as `fsck` does. The node then syncs the heights after it.
@@ -670,6 +684,14 @@ fn main() -> Result<()> {
             println!("added {p2p} and {gossip}");
             Ok(())
         }),
+        Command::Snapshot {
+            rpc,
+            token_file,
+            at,
+        } => runtime()?.block_on(operator::snapshot(
+            &operator::client(&rpc, token_file.as_deref())?,
+            at,
+        )),
         Command::Backup {
             rpc,
             token_file,

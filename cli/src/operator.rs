@@ -1,4 +1,5 @@
 //! What an operator runs against a node: `backup` (a running node copies its store),
+//! `snapshot` (a running node takes a snapshot at a coming height),
 //! `restore` (a backup put back in place of a stopped node's lost store), `fsck` (a stopped
 //! node's store, or a backup, checked against itself) and `probe` (is it ready?).
 //!
@@ -50,6 +51,18 @@ pub async fn backup(client: &cachet_client::Client, out: &Path, json: bool) -> R
         );
         println!("keys are not in it: keep the node's validator.key apart");
     }
+    Ok(())
+}
+
+/// `cachet snapshot`: ask the node (on its operator RPC) for a snapshot at height `at`.
+pub async fn snapshot(client: &cachet_client::Client, at: u64) -> Result<()> {
+    let answer = client
+        .call("cachet_admin_snapshot", vec![serde_json::json!(at)])
+        .await?;
+    println!(
+        "the node takes a snapshot at height {} (under its home's snapshots/ once written)",
+        answer["height"]
+    );
     Ok(())
 }
 

@@ -81,6 +81,18 @@ impl NodeApi for Api {
     fn block(&self, height: u64) -> Result<Option<BlockInfo>, Failure> {
         let internal = |e: state_tree::StoreError| Failure::internal(e.to_string());
         let Some(block) = self.node.store.block(height).map_err(internal)? else {
+            let base = self.node.store.base().map_err(internal)?;
+            if height > 0 && height <= base && height <= self.node.head().height.0 {
+                return Err(Failure::new(
+                    3001,
+                    "unknown_block",
+                    format!(
+                        "block {height} is not kept here: this node holds every block from height \
+                         {} on (it joined from a snapshot, or prunes old blocks); ask an archive node",
+                        base + 1
+                    ),
+                ));
+            }
             return Ok(None);
         };
         let signatures = match self.node.store.certificate(height).map_err(internal)? {

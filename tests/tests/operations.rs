@@ -409,6 +409,10 @@ fn a_new_node_joins_from_a_snapshot_though_most_peers_send_bad_chunks() {
         );
     }
     assert!(c.block_hash(4, 1).is_none(), "block 1 was replayed");
+    let below = c
+        .call(4, "cachet_block", serde_json::json!([1]))
+        .unwrap_err();
+    assert!(below.message.contains("not kept here"), "{below:?}");
 
     // A certificate anchored before the snapshot: its receipt from the new node verifies
     // against the genesis alone.
@@ -420,6 +424,24 @@ fn a_new_node_joins_from_a_snapshot_though_most_peers_send_bad_chunks() {
         )
         .expect("a receipt");
     cachet_tests::verified_receipt(&receipt, &c.dir);
+
+    // An operator asks for one more snapshot, at a coming height (not a past one).
+    let rpc0 = format!("http://{}", c.rpc_addr(0));
+    let past = cachet(&["snapshot", "--rpc", &rpc0, "--at", "1"]);
+    assert!(!past.status.success(), "{}", text(&past));
+    assert!(
+        text(&past).contains("not above the head"),
+        "{}",
+        text(&past)
+    );
+    let at = c.height(0).unwrap() + 2;
+    let asked = cachet(&["snapshot", "--rpc", &rpc0, "--at", &at.to_string()]);
+    assert!(asked.status.success(), "{}", text(&asked));
+    assert!(
+        wait_until(T, || snapshot_dir(&c, 0, at).join("manifest").exists()),
+        "no snapshot at {at}:\n{}",
+        c.log_tail(0)
+    );
 
     // Stopped, its store checks clean from the snapshot on.
     c.kill(4);
