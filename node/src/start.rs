@@ -391,65 +391,49 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
 
 /// Delete state older than the last `keep` heights, in bounded steps off the consensus path.
 async fn prune_state(store: Arc<Store>, keep: u64) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        // Step until a step makes no progress (caught up).
-        let mut upto = None;
-        loop {
-            let step = {
-                let store = store.clone();
-                tokio::task::spawn_blocking(move || store.prune(keep)).await
-            };
-            match step {
-                Ok(Ok(p)) => {
-                    if p.nodes + p.values > 0 {
-                        debug!(
-                            nodes = p.nodes,
-                            values = p.values,
-                            upto = p.upto,
-                            "pruned stale state"
-                        );
-                    }
-                    if upto == Some(p.upto) {
-                        break;
-                    }
-                    upto = Some(p.upto);
-                }
-                Ok(Err(e)) => {
-                    error!(error = %e, "pruning stopped");
-                    return;
-                }
-                Err(e) => {
-                    error!(error = %e, "pruning task failed");
-                    return;
-                }
-            }
+    step_until_caught_up("pruning", move || {
+        let p = store.prune(keep)?;
+        if p.nodes + p.values > 0 {
+            debug!(
+                nodes = p.nodes,
+                values = p.values,
+                upto = p.upto,
+                "pruned stale state"
+            );
         }
-    }
+        Ok(p.upto)
+    })
+    .await
 }
 
 /// Delete blocks more than `keep` heights below the head (but those receipts need), in
 /// bounded steps off the consensus path.
 async fn prune_blocks(store: Arc<Store>, keep: u64) {
+    step_until_caught_up("block pruning", move || store.prune_blocks(keep)).await
+}
+
+/// Every second, run `step` on a blocking thread until the height it reports stops moving
+/// (caught up); stop for good, saying so, when a step fails.
+async fn step_until_caught_up(
+    what: &'static str,
+    step: impl Fn() -> Result<u64, cachet_chain::state_tree::StoreError> + Send + Sync + 'static,
+) {
+    let step = Arc::new(step);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let mut base = None;
+        let mut reached = None;
         loop {
-            let step = {
-                let store = store.clone();
-                tokio::task::spawn_blocking(move || store.prune_blocks(keep)).await
-            };
-            match step {
-                Ok(Ok(b)) if base == Some(b) => break,
-                Ok(Ok(b)) => base = Some(b),
+            let step = step.clone();
+            match tokio::task::spawn_blocking(move || step()).await {
+                Ok(Ok(h)) if reached == Some(h) => break,
+                Ok(Ok(h)) => reached = Some(h),
                 Ok(Err(e)) => {
-                    error!(error = %e, "block pruning stopped");
+                    error!(error = %e, "{what} stopped");
                     return;
                 }
                 Err(e) => {
-                    error!(error = %e, "block pruning task failed");
+                    error!(error = %e, "{what} task failed");
                     return;
                 }
             }

@@ -86,6 +86,34 @@ fn committed_heights_survive_reopening() {
     assert_eq!(store.block(1).unwrap().unwrap().hash(), head.hash());
 }
 
+/// A store at `dir` with the example genesis and one block anchoring a title: the store, the
+/// block's header, the genesis header, and the anchor's id.
+fn store_with_one_anchor(
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    Store,
+    cachet_chain::block::BlockHeader,
+    cachet_chain::block::BlockHeader,
+    cachet_chain::TxId,
+) {
+    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+    let store = Store::open(dir).unwrap();
+    store.init_genesis(&genesis, &tree).unwrap();
+    let tx = txs::signed_on(
+        example_chain(),
+        "moi-land",
+        0,
+        cachet_chain::Action::Issue(txs::title(name)),
+    );
+    let id = tx.id();
+    let built = build_one(&store, &genesis, tx);
+    store
+        .commit(&built.block, b"certificate", &built.executed)
+        .unwrap();
+    (store, built.block.header, genesis, id)
+}
+
 /// Commit an empty block at the height after `header` whose state is `changes` applied to
 /// `header`'s; `header` becomes the new one. Returns how many nodes went stale.
 fn commit_changes(
@@ -1065,24 +1093,10 @@ fn every_key_a_committed_store_holds_is_one_its_format_section_documents() {
     let rows = documented_keys();
     let mut seen = vec![false; rows.len()];
     let dir = tempfile::tempdir().unwrap();
-    let doc = example::genesis();
-    let (genesis, tree) = genesis_state(&doc).unwrap();
-    let head = {
-        let store = Store::open(dir.path()).unwrap();
-        store.init_genesis(&genesis, &tree).unwrap();
+    let (genesis, head) = {
         // A block with a transaction: `blocks`, `commits`, `txs`.
-        let tx = txs::signed_on(
-            example_chain(),
-            "moi-land",
-            0,
-            cachet_chain::Action::Issue(txs::title("format")),
-        );
-        let built = build_one(&store, &genesis, tx);
-        store
-            .commit(&built.block, b"certificate", &built.executed)
-            .unwrap();
+        let (store, mut header, genesis, _) = store_with_one_anchor(dir.path(), "format");
         let validators = store.validators_after(0).unwrap();
-        let mut header = built.block.header.clone();
         for h in 2..=8 {
             // Height 5 changes the validator set (as far as the store can tell).
             header.next_validators_hash = if h == 5 {
@@ -1108,7 +1122,7 @@ fn every_key_a_committed_store_holds_is_one_its_format_section_documents() {
         // Some heights pruned, the later ones' stale records kept.
         store.prune(4).unwrap();
         store.prune(4).unwrap();
-        header
+        (genesis, header)
     };
     assert_keys_documented(dir.path(), &rows, &mut seen);
     // A store joined from a snapshot of this one: its `meta` "base", and exactly its tree.
@@ -1194,22 +1208,8 @@ fn every_key_a_committed_store_holds_is_one_its_format_section_documents() {
 #[test]
 fn block_pruning_keeps_the_horizon_and_the_blocks_receipts_need() {
     let dir = tempfile::tempdir().unwrap();
-    let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.init_genesis(&genesis, &tree).unwrap();
-    let tx = txs::signed_on(
-        example_chain(),
-        "moi-land",
-        0,
-        cachet_chain::Action::Issue(txs::title("pruned")),
-    );
-    let tx_id = tx.id();
-    let built = build_one(&store, &genesis, tx);
-    store
-        .commit(&built.block, b"certificate", &built.executed)
-        .unwrap();
+    let (store, mut header, _, tx_id) = store_with_one_anchor(dir.path(), "pruned");
     let validators = store.validators_after(0).unwrap();
-    let mut header = built.block.header.clone();
     for h in 2..=1500 {
         header.next_validators_hash = if h == 5 {
             cachet_chain::hash::Hash32([5; 32])
