@@ -69,7 +69,7 @@ impl App {
         self.shared.keep_checkpoint(&candidate.block.header)?;
         self.shared
             .snapshots
-            .after_commit(&self.shared.store, h, self.shared.disk.free());
+            .after_commit(&self.shared.store, h, || self.shared.disk.free());
         self.shared
             .after_commit(&candidate.block, &candidate.executed);
         if candidate.block.header.next_validators_hash != candidate.block.header.validators_hash {

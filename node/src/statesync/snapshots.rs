@@ -97,12 +97,13 @@ impl Snapshots {
     /// After `height` is committed to `store`: at a snapshot height, copy the store now (its
     /// head is `height` until this returns) and write the snapshot from the copy in the
     /// background. A snapshot still being written when the next is due makes this one skip,
-    /// and so does less free space (`free`, if known) than the node's warning level.
+    /// and so does less free space (`free` reads it, if it can, only then) than the node's
+    /// warning level.
     pub fn after_commit(
         self: &std::sync::Arc<Self>,
         store: &Store,
         height: u64,
-        free: Option<u64>,
+        free: impl FnOnce() -> Option<u64>,
     ) {
         let asked = {
             let mut scheduled = self.scheduled.lock().unwrap_or_else(|p| p.into_inner());
@@ -115,7 +116,7 @@ impl Snapshots {
         if height == 0 || !(due || asked) {
             return;
         }
-        if let Some(free) = free.filter(|f| *f < self.min_free_bytes) {
+        if let Some(free) = free().filter(|f| *f < self.min_free_bytes) {
             warn!(height, free, "snapshot skipped: the disk is nearly full");
             return;
         }
