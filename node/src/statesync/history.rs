@@ -72,13 +72,12 @@ pub fn collect(store: &Store) -> eyre::Result<History> {
     let checkpoint = store
         .checkpoint_at_or_below(head)?
         .filter(|a| a.header.height.0 > 0);
-    let mut heights: Vec<u64> = store.validator_set_changes()?;
-    heights.retain(|h| *h <= head);
+    let changes = store.validator_set_changes()?;
+    let mut heights: Vec<u64> = changes.iter().copied().filter(|h| *h <= head).collect();
     heights.extend(checkpoint.as_ref().map(|a| a.header.height.0));
     heights.push(head);
     heights.sort_unstable();
     heights.dedup();
-    let changes = store.validator_set_changes()?;
     let mut blocks = Vec::with_capacity(heights.len());
     for h in heights {
         let block = store
@@ -150,17 +149,22 @@ pub fn verify(history: &History, height: u64, trust: &Trust) -> Result<Verified,
         let commit = commit_of(&b.certificate, &set).map_err(|e| format!("block {h}: {e}"))?;
         let transitions_below =
             Transitions::new(transitions.clone()).map_err(|e| format!("transitions: {e}"))?;
-        if let Some(anchor) = checkpoint.as_ref().filter(|a| a.header.height.0 == h) {
-            Advance {
+        match checkpoint.as_ref().filter(|a| a.header.height.0 == h) {
+            // The advance checks the commit of its anchor's header: the block's own.
+            Some(anchor) if anchor.header != header => {
+                return Err(format!("the checkpoint at {h} is not block {h}'s header"));
+            }
+            Some(anchor) => Advance {
                 transitions: transitions_below.clone(),
                 commit: commit.clone(),
                 anchor: anchor.clone(),
             }
             .verify(trust)
-            .map_err(|e| format!("checkpoint {h}: {e}"))?;
+            .map(|_| ())
+            .map_err(|e| format!("checkpoint {h}: {e}"))?,
+            None => check_head(&header, &commit, &transitions_below, trust)
+                .map_err(|e| format!("block {h}: {e}"))?,
         }
-        check_head(&header, &commit, &transitions_below, trust)
-            .map_err(|e| format!("block {h}: {e}"))?;
         let validators_after = match &b.validators_after {
             None if header.next_validators_hash != header.validators_hash => {
                 return Err(format!(
