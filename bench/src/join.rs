@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 const AHEAD: u64 = 5;
 
 /// The home of a spare node among the devnet's `nodes`.
-fn spare(nodes: &Path) -> Result<PathBuf> {
+pub(crate) fn spare(nodes: &Path) -> Result<PathBuf> {
     let mut spares: Vec<PathBuf> = std::fs::read_dir(nodes)?
         .filter_map(|e| Some(e.ok()?.path()))
         .filter(|p| p.join("peer.json").exists())
@@ -44,19 +44,64 @@ fn spare(nodes: &Path) -> Result<PathBuf> {
         .context("the devnet has no spare node (cachet devnet --spares 1)")
 }
 
-fn set_state_sync(config: &Path, enable: bool) -> Result<()> {
+/// Set `key` of `[section]` in the node config at `config`.
+pub(crate) fn configure(
+    config: &Path,
+    section: &str,
+    key: &str,
+    value: impl Into<toml::Value>,
+) -> Result<()> {
     let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(config)?)?;
-    let section = table
-        .entry("state_sync")
+    table
+        .entry(section)
         .or_insert_with(|| toml::Value::Table(Default::default()))
         .as_table_mut()
-        .context("[state_sync] is not a table")?;
-    section.insert("enable".into(), enable.into());
+        .with_context(|| format!("[{section}] is not a table"))?
+        .insert(key.into(), value.into());
     std::fs::write(config, toml::to_string_pretty(&table)?)?;
     Ok(())
 }
 
-async fn height(client: &Client) -> Option<u64> {
+fn set_state_sync(config: &Path, enable: bool) -> Result<()> {
+    configure(config, "state_sync", "enable", enable)
+}
+
+/// The operators of `validators` let the spare at `home` in (its addresses in `peer.json`).
+pub(crate) async fn admit(validators: &[Client], home: &Path) -> Result<()> {
+    let peer: Value = serde_json::from_str(&std::fs::read_to_string(home.join("peer.json"))?)?;
+    for v in validators {
+        v.call(
+            "cachet_admin_addPeer",
+            vec![peer["p2p"].clone(), peer["gossip"].clone()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The RPC address of the node whose config is at `config`.
+pub(crate) fn rpc_of(config: &Path) -> Result<String> {
+    Ok(
+        toml::from_str::<toml::Table>(&std::fs::read_to_string(config)?)?["rpc"]["listen"]
+            .as_str()
+            .context("rpc.listen")?
+            .to_string(),
+    )
+}
+
+/// Start the node at `home`, logging to `log`.
+pub(crate) fn start(home: &Path, log: &Path) -> Result<Child> {
+    let out = std::fs::File::create(log)?;
+    Ok(Command::new(std::env::current_exe()?)
+        .args(["start", "--config"])
+        .arg(home.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()?)
+}
+
+pub(crate) async fn height(client: &Client) -> Option<u64> {
     client.status().await.ok()?["height"].as_u64()
 }
 
@@ -119,21 +164,10 @@ async fn time_start(
     target: u64,
     timeout: Duration,
 ) -> Result<(Timing, Child)> {
-    let config = home.join("config.toml");
-    let rpc = toml::from_str::<toml::Table>(&std::fs::read_to_string(&config)?)?["rpc"]["listen"]
-        .as_str()
-        .context("rpc.listen")?
-        .to_string();
+    let rpc = rpc_of(&home.join("config.toml"))?;
     let client = Client::new(&format!("http://{rpc}"))?;
-    let out = std::fs::File::create(log)?;
     let started = Instant::now();
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["start", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()?;
+    let mut child = start(home, log)?;
     let (mut serving, mut following, mut voting) = (None, None, None);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -172,7 +206,7 @@ async fn time_start(
     }
 }
 
-fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -254,14 +288,7 @@ pub async fn run(net: &Net, replay_timeout: Duration, quiet: bool) -> Result<Val
         );
     }
     // The operators let the new node in.
-    let peer: Value = serde_json::from_str(&std::fs::read_to_string(home.join("peer.json"))?)?;
-    for v in &validators {
-        v.call(
-            "cachet_admin_addPeer",
-            vec![peer["p2p"].clone(), peer["gossip"].clone()],
-        )
-        .await?;
-    }
+    admit(&validators, &home).await?;
 
     let config = home.join("config.toml");
     let _ = std::fs::remove_dir_all(home.join("db"));

@@ -11,7 +11,9 @@
 //! 4. **fairness** — polite verifiers' latency alone and beside one greedy client, on a node
 //!    with a per-client read limit and on one without ([`fairness`]);
 //! 5. **join** (not run unless asked) — a new node joining the chain as it stands, from a
-//!    snapshot and by replaying every block ([`join`]).
+//!    snapshot and by replaying every block ([`join`]);
+//! 6. **prune** (not run unless asked) — the bytes per certificate a node keeps with block
+//!    pruning, beside an archive's ([`prune`]).
 //!
 //! Before them, a **fill** phase can anchor a given number of certificates, unmeasured, and a
 //! run can start **from** a devnet directory an earlier run left (see [`saved`]): runs that
@@ -33,6 +35,7 @@ mod join;
 mod load;
 mod net;
 mod probe;
+mod prune;
 mod saved;
 mod verification;
 mod watch;
@@ -61,6 +64,8 @@ pub enum Phase {
     Fairness,
     /// A new node joining from a snapshot, then by replaying every block.
     Join,
+    /// Bytes per certificate on a node that prunes blocks, beside an archive.
+    Prune,
 }
 
 /// Options of a run.
@@ -355,6 +360,9 @@ async fn phases(
             }
             Phase::Join => {
                 report["join"] = join::run(&net, Duration::from_secs(3600), quiet).await?;
+            }
+            Phase::Prune => {
+                report["prune"] = prune::run(&mut net, &mut anchors, quiet).await?;
             }
         }
     }

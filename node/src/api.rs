@@ -358,6 +358,7 @@ impl NodeApi for Api {
             writes_paused: self.node.disk.paused(),
             mempool_transactions: self.node.mempool.len(),
             pruned_height: self.node.store.pruned_upto().unwrap_or(0),
+            base_height: self.node.store.base().unwrap_or(0),
             families: self.node.store.family_sizes(),
             pending_compaction_bytes: self.node.store.pending_compaction_bytes(),
             block_cache_bytes: self.node.store.block_cache_bytes(),

@@ -337,7 +337,8 @@ pub struct Storage {
     /// Heights of blocks to keep below the head, with their commit certificates and the index
     /// of their transactions; 0 (the default) keeps every block, an archive. Older blocks are
     /// deleted but for those receipts and checkpoint advances carry (the blocks that changed
-    /// the validator set, the checkpoints'). A peer further behind than this catches up from
+    /// the validator set, the checkpoints'), and the blocks after the oldest snapshot the
+    /// node keeps (its joiners ask for them). A peer further behind than this catches up from
     /// a snapshot or from an archive; at least [`MIN_BLOCK_HISTORY`] are kept.
     pub block_history_heights: u64,
     /// Where the state tree's nodes are kept. `"disk"` (the default) stores them, behind the

@@ -227,6 +227,8 @@ pub struct Gauges {
     pub mempool_transactions: usize,
     /// The last height whose stale state is deleted.
     pub pruned_height: u64,
+    /// The store's base: the blocks at or below it are not all kept.
+    pub base_height: u64,
     /// The store's column families.
     pub families: Vec<FamilySize>,
     /// Compaction RocksDB still has to do, estimated.
@@ -399,6 +401,12 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, consensus: &str) -> String {
         "cachet_pruned_height",
         "Last height whose stale state is deleted.",
         gauges.pruned_height,
+    );
+    t.gauge(
+        "cachet_store_base_height",
+        "Blocks at or below this height are not kept, but for those receipts need (0: every \
+         block, an archive).",
+        gauges.base_height,
     );
     let per_family = |t: &mut Text, name: &str, help: &str, value: fn(&FamilySize) -> u64| {
         t.family(name, "gauge", help);

@@ -369,6 +369,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
                 .storage
                 .block_history_heights
                 .max(crate::config::MIN_BLOCK_HISTORY),
+            shared.snapshots.clone(),
         ));
     }
 
@@ -408,8 +409,33 @@ async fn prune_state(store: Arc<Store>, keep: u64) {
 
 /// Delete blocks more than `keep` heights below the head (but those receipts need), in
 /// bounded steps off the consensus path.
-async fn prune_blocks(store: Arc<Store>, keep: u64) {
-    step_until_caught_up("block pruning", move || store.prune_blocks(keep)).await
+async fn prune_blocks(
+    store: Arc<Store>,
+    keep: u64,
+    snapshots: Arc<crate::statesync::snapshots::Snapshots>,
+) {
+    // Once pruning has caught up, and as many heights as are kept have been deleted since the
+    // last compaction, the space is reclaimed: what the deleted blocks hold on disk never
+    // outgrows the horizon's, and a node that starts pruning a long history compacts once.
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let start = store.base().unwrap_or(0);
+    let (compacted, last) = (AtomicU64::new(start), AtomicU64::new(start));
+    step_until_caught_up("block pruning", move || {
+        let base = store.prune_blocks(keep, snapshots.oldest())?;
+        let caught_up = last.swap(base, Relaxed) == base;
+        if caught_up && base >= compacted.load(Relaxed) + keep {
+            let started = std::time::Instant::now();
+            store.compact_pruned_blocks(base);
+            compacted.store(base, Relaxed);
+            info!(
+                base,
+                seconds = started.elapsed().as_secs_f64(),
+                "pruned blocks compacted"
+            );
+        }
+        Ok(base)
+    })
+    .await
 }
 
 /// Every second, run `step` on a blocking thread until the height it reports stops moving

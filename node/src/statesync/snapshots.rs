@@ -94,6 +94,13 @@ impl Snapshots {
         heights
     }
 
+    /// The lowest height of a snapshot kept or being written: the blocks after it are what a
+    /// node joining from it asks for.
+    pub fn oldest(&self) -> Option<u64> {
+        let writing = *self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        self.heights().into_iter().chain(writing).min()
+    }
+
     /// After `height` is committed to `store`: at a snapshot height, copy the store now (its
     /// head is `height` until this returns) and write the snapshot from the copy in the
     /// background. A snapshot still being written when the next is due makes this one skip,

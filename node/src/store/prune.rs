@@ -191,11 +191,16 @@ impl Store {
     /// more than `keep` below the head, but for those receipts and checkpoint advances carry
     /// (the blocks that changed the validator set, the checkpoints' blocks): one bounded step,
     /// which moves the store's [`base`](Store::base) up; the new base (call again until it
-    /// stops moving). Not synced: a step a crash undid is done again.
-    pub fn prune_blocks(&self, keep: u64) -> Result<u64, StoreError> {
+    /// stops moving). Nothing above `keep_from` goes either: the node's oldest snapshot, whose
+    /// joiners follow the chain from there by asking for the blocks after it. Not synced: a
+    /// step a crash undid is done again.
+    pub fn prune_blocks(&self, keep: u64, keep_from: Option<u64>) -> Result<u64, StoreError> {
         let head = self.head()?.map_or(0, |h| h.height.0);
         let base = self.base()?;
-        let target = head.saturating_sub(keep).min(base + BLOCK_PRUNE_STEP);
+        let target = head
+            .saturating_sub(keep)
+            .min(base + BLOCK_PRUNE_STEP)
+            .min(keep_from.unwrap_or(u64::MAX));
         if target <= base {
             return Ok(base);
         }
@@ -219,5 +224,20 @@ impl Store {
         batch.put_cf(self.cf(CF_META), META_BASE, be(target));
         self.db.write(batch).map_err(backend)?;
         Ok(target)
+    }
+
+    /// Compact what [`Store::prune_blocks`] deleted up to `base`: the families it deletes from
+    /// take their keys once (heights, transaction ids) and are never written at the old ones
+    /// again, so no compaction RocksDB schedules by itself would meet the deletions there, and
+    /// the deleted blocks would keep their disk space. Blocks and certificates are compacted
+    /// up to `base` only; the transaction index, keyed by hash, whole.
+    pub fn compact_pruned_blocks(&self, base: u64) {
+        let past = be(base + 1);
+        for family in [CF_BLOCKS, CF_COMMITS] {
+            self.db
+                .compact_range_cf(self.cf(family), None::<&[u8]>, Some(&past[..]));
+        }
+        self.db
+            .compact_range_cf(self.cf(CF_TXS), None::<&[u8]>, None::<&[u8]>);
     }
 }
