@@ -7,39 +7,17 @@
 //! prove which document the certificate is about; the chain never sees the document or salt.
 
 use anyhow::{Context, Result, bail};
-use cachet_chain::crypto::{SignPurpose, signing_message};
 use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Salt};
-use cachet_chain::hash::{Domain, Hash32};
-use cachet_chain::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
+use cachet_chain::hash::Hash32;
+use cachet_chain::ids::{AgencyId, CertKind};
 use cachet_chain::merkle::{BatchProof, MerkleTree};
-use cachet_chain::tx::{
-    Action, BatchIssuance, Issuance, RevocationReason, Terms, Transaction, TxBody, batch_leaf,
-};
-use cachet_client::{Client, ClientError};
-use cachet_keys::{Passphrase, SigningKey};
+use cachet_chain::tx::{Action, Issuance, RevocationReason, Terms, batch_leaf};
+use cachet_client::Client;
+pub use cachet_client::signer::Signer;
 use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// How long a command waits for finality.
-const FINALITY_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often a submission taken over by another of the agency's submitters signs again.
-const NONCE_ATTEMPTS: u32 = 200;
-/// The door's refusal of a nonce another transaction holds (`docs/spec/errors.md`).
-const NONCE_REPLAYED: i32 = 1106;
-
-/// A random pause of up to `attempt` × 20 ms (at most 1 s), so that submitters who collided
-/// do not collide again in step.
-fn backoff(attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let most = (u64::from(attempt) * 20).min(1000);
-    Duration::from_millis(random % (most + 1))
-}
 
 /// Who signs, and through which node.
 #[derive(clap::Args)]
@@ -91,91 +69,6 @@ impl From<Reason> for cachet_chain::tx::RevocationReason {
             Reason::CourtOrder => R::CourtOrder,
             Reason::Other => R::Other,
         }
-    }
-}
-
-/// An agency's signing identity.
-pub struct Signer {
-    /// The agency.
-    pub agency: AgencyId,
-    /// Its key.
-    pub key: SigningKey,
-}
-
-impl Signer {
-    /// Open the key `name` names (a key file, or a pkcs11: URI); `agency` overrides the
-    /// agency a key file names.
-    pub fn load(name: &str, agency: Option<AgencyId>) -> Result<Signer> {
-        let (key, named) = SigningKey::open(name, &Passphrase::Ask)?;
-        let agency = agency
-            .or(named)
-            .context("the key names no agency: pass --agency")?;
-        Ok(Signer { agency, key })
-    }
-
-    /// Sign `body` with the agency's key.
-    fn sign(&self, body: TxBody) -> Result<Transaction> {
-        let message = signing_message(
-            SignPurpose::Transaction,
-            &body.chain_id,
-            &cachet_chain::codec::encode(&body),
-        );
-        let signature = self.key.sign(&message)?;
-        Ok(Transaction { body, signature })
-    }
-
-    /// Sign `action` with the agency's next free nonce, submit it, wait for finality.
-    ///
-    /// Several submitters of one agency (processes of a case system, people at the CLI) may
-    /// take the same nonce at once. The node refuses all but the first at its door, using
-    /// nothing (`nonce_replayed`); a transaction beaten to its nonce by one submitted to
-    /// another node is dropped, never carried out. Either way it is signed again with the next
-    /// free nonce.
-    pub async fn send(&self, client: &Client, action: Action) -> Result<(cachet_chain::TxId, u64)> {
-        let status = client.status().await?;
-        let chain_id: ChainId = status["chain_id"].as_str().unwrap_or_default().parse()?;
-        let height = status["height"].as_u64().unwrap_or(0);
-        for attempt in 0..NONCE_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            let tx = self.sign(TxBody {
-                chain_id: chain_id.clone(),
-                signer: self.agency.clone(),
-                key: self.key.public(),
-                nonce: client.next_nonce(&self.agency).await?,
-                expires_at: Height(height + 200),
-                action: action.clone(),
-            })?;
-            let outcome = match client.submit(&tx).await {
-                Ok(id) => client
-                    .wait_committed(&id, FINALITY_TIMEOUT)
-                    .await
-                    .map(|h| (id, h)),
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Err(e) if lost_its_nonce(&e) => continue,
-                outcome => return Ok(outcome?),
-            }
-        }
-        bail!(
-            "{NONCE_ATTEMPTS} attempts were each beaten to their nonce by another submitter of {}",
-            self.agency
-        )
-    }
-}
-
-/// Whether `e` says a transaction was beaten to its nonce by another of its agency's, so that
-/// nothing of it was carried out and it can be signed again: refused at the door, or dropped
-/// once the other took the nonce.
-fn lost_its_nonce(e: &ClientError) -> bool {
-    match e {
-        ClientError::Refused { refused, .. } => refused.code == NONCE_REPLAYED,
-        ClientError::NotCarriedOut {
-            status, refused, ..
-        } => status == "dropped" && refused.code == NONCE_REPLAYED,
-        _ => false,
     }
 }
 
@@ -272,40 +165,20 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn issuance(kind: CertKind, commitment: Commitment, doc: &Path, opts: &IssueOptions) -> Issuance {
-    let days = match kind {
-        CertKind::InvestmentPermit => Some(opts.valid_days.unwrap_or(365)),
-        _ => opts.valid_days,
-    };
-    let (valid_from, valid_until) = match days {
-        Some(d) => {
-            let now = now_ms();
-            (Some(Timestamp(now)), Some(Timestamp(now + d * 86_400_000)))
-        }
-        None => (None, None),
-    };
-    let terms = match kind {
-        CertKind::LandTitle => {
-            let parcel = opts.parcel.clone().unwrap_or_else(|| {
-                doc.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            });
-            Terms::LandTitle {
-                parcel: Domain::Commitment.hash(parcel.as_bytes()),
-            }
-        }
-        CertKind::CulturalLicense => Terms::WorkDeposit,
-        CertKind::InvestmentPermit | CertKind::RewardOrder => Terms::Plain,
-    };
-    Issuance {
-        kind,
-        commitment,
-        valid_from,
-        valid_until,
-        terms,
-    }
+fn issuance(
+    kind: CertKind,
+    commitment: Commitment,
+    doc: &Path,
+    opts: &IssueOptions,
+) -> Result<Issuance> {
+    let parcel = opts.parcel.clone().unwrap_or_else(|| {
+        doc.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    });
+    cachet_client::issue::issuance(kind, commitment, Some(&parcel), opts.valid_days, now_ms())
+        .map_err(anyhow::Error::msg)
 }
 
 /// `cachet anchor`: one document, or every file of a directory as one batch.
@@ -321,7 +194,7 @@ pub async fn anchor(
         return anchor_batch(client, signer, kind, path, opts, json_out).await;
     }
     let (fp, salt, commitment) = commit_to(path)?;
-    let issue = issuance(kind, commitment, path, opts);
+    let issue = issuance(kind, commitment, path, opts)?;
     let id = issue.cert_id();
     let (tx, height) = signer.send(client, Action::Issue(issue)).await?;
     write_certificate(
@@ -374,15 +247,13 @@ async fn anchor_batch(
     }
     let leaves: Vec<Hash32> = entries.iter().map(|(_, _, c)| batch_leaf(c)).collect();
     let tree = MerkleTree::new(&leaves);
-    let batch = BatchIssuance {
+    let batch = cachet_client::issue::batch_issuance(
         kind,
-        root: tree.root(),
-        leaf_count: leaves.len() as u32,
-        valid_from: None,
-        valid_until: opts
-            .valid_days
-            .map(|d| Timestamp(now_ms() + d * 86_400_000)),
-    };
+        tree.root(),
+        leaves.len() as u32,
+        opts.valid_days,
+        now_ms(),
+    );
     let batch_id = batch.batch_id();
     let (tx, height) = signer
         .send(client, Action::IssueBatch(batch.clone()))
@@ -460,7 +331,7 @@ pub async fn supersede(
     let kind: CertKind =
         serde_json::from_value(record["kind"].clone()).context("certificate record has no kind")?;
     let (fp, salt, commitment) = commit_to(path)?;
-    let mut next = issuance(kind, commitment, path, opts);
+    let mut next = issuance(kind, commitment, path, opts)?;
     // A successor keeps kind-specific terms the rules require to stay (the land parcel).
     if let (CertKind::LandTitle, None) = (kind, &opts.parcel)
         && let Some(parcel) = record["terms"]["land_title"]["parcel"].as_str()

@@ -2,10 +2,14 @@
 //!
 //! What it is: [`Client`], which calls a method and reads its reply, submits a signed
 //! transaction and waits for it to be committed; a refusal comes back as [`Refused`], with the
-//! stable code and name of `docs/spec/errors.md`.
+//! stable code and name of `docs/spec/errors.md`; and [`signer::Signer`], an agency's key signing its
+//! transactions with the next free nonce.
 //!
 //! What it is not: a verifier. A node's answer is data: what a receipt proves is checked with
 //! `cachet_chain::receipt`, against the consortium's trust root, never taken from the node.
+
+pub mod issue;
+pub mod signer;
 
 use cachet_chain::tx::{Transaction, TxId};
 use jsonrpsee::core::client::ClientT;
