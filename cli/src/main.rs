@@ -127,6 +127,25 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Agencies: serve the agency gateway, an HTTP/JSON interface (OpenAPI 3.1, served at
+    /// /openapi.json) through which the agency's case systems anchor, revoke and follow
+    /// certificates; it signs with the agency's key and submits to the agency's node.
+    Gateway {
+        /// The gateway's TOML configuration (docs/gateway.md).
+        #[arg(long)]
+        config: PathBuf,
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Agencies: a new token for a calling system of the gateway. Prints the token (give it to
+    /// the calling system) and the `[[callers]]` entry for the gateway's configuration, which
+    /// holds only its SHA-256.
+    GatewayToken {
+        /// The calling system's name, as the audit log will record it.
+        #[arg(long)]
+        name: String,
+    },
     /// Operators: let a new consortium node in (`cachet_admin_addPeer`). The node keeps a
     /// connection to it on both networks; the call is served on a loopback RPC only.
     AddPeer {
@@ -668,6 +687,22 @@ fn main() -> Result<()> {
         Command::Start { config, log_json } => {
             init_logging(log_json);
             runtime()?.block_on(start(config))
+        }
+        Command::Gateway { config, log_json } => {
+            init_logging(log_json);
+            let config = cachet_gateway::GatewayConfig::load(&config)?;
+            runtime()?.block_on(cachet_gateway::run(config))
+        }
+        Command::GatewayToken { name } => {
+            let (token, hash) = cachet_gateway::config::new_token()?;
+            let entry = toml::to_string(&toml::toml! {
+                name = (name.clone())
+                token_sha256 = (hash.to_string())
+            })?;
+            eprintln!("token for {name} (give it to the calling system; it is not kept):");
+            println!("{token}");
+            eprintln!("\nadd to the gateway's configuration:\n\n[[callers]]\n{entry}");
+            Ok(())
         }
         Command::AddPeer {
             rpc,

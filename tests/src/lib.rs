@@ -36,6 +36,26 @@ pub fn cachet_bin() -> PathBuf {
     bin
 }
 
+/// The Python tools the tests run (schemathesis, openapi-spec-validator, and an interpreter
+/// with `requests`): `bin/` of the virtual environment `scripts/install-deps --tests` makes,
+/// at `$CACHET_PYTHON_VENV` or `~/.cache/cachet/python`. A test that needs them fails, saying
+/// so, when they are missing.
+pub fn python_tools() -> PathBuf {
+    let venv = std::env::var_os("CACHET_PYTHON_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/cachet/python")))
+        .expect("HOME or CACHET_PYTHON_VENV is set");
+    let bin = venv.join("bin");
+    for tool in ["python", "schemathesis", "openapi-spec-validator"] {
+        assert!(
+            bin.join(tool).exists(),
+            "{} is missing: run scripts/install-deps --tests",
+            bin.join(tool).display()
+        );
+    }
+    bin
+}
+
 /// Make every block at a multiple of `interval` a checkpoint in the genesis file a devnet in
 /// `dir` will start from (see [`Devnet::start_prepared`]).
 pub fn set_checkpoint_interval(dir: &Path, interval: u64) {
