@@ -1,7 +1,8 @@
 //! The audit log: one JSON line per call the gateway answered — when, who (the caller's name,
 //! or none when its token was missing or unknown), what (method and path), the answer's HTTP
 //! status and error code, and the submission and certificate it made. A line is appended and
-//! synced to disk before the answer leaves, so that no submission is made that the log lacks.
+//! synced to disk before the answer leaves; a write is also logged as `received` before
+//! anything is signed, so that no submission is made that the log lacks.
 //!
 //! It is not a record of the chain (the chain is): it says which calling system asked for what.
 
@@ -16,14 +17,17 @@ use std::sync::Mutex;
 pub struct Entry {
     /// Milliseconds since the Unix epoch, by this machine's clock.
     pub time_ms: u64,
+    /// `received` (a write, before it is signed) or `answered`.
+    pub phase: Phase,
     /// The caller, when its token was known.
     pub caller: Option<String>,
     /// The HTTP method.
     pub method: String,
     /// The path asked for.
     pub path: String,
-    /// The answer's HTTP status.
-    pub status: u16,
+    /// The answer's HTTP status (none while `received`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// The error's code, when the answer was an error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<i64>,
@@ -33,6 +37,17 @@ pub struct Entry {
     /// The certificate the call was about or made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
+}
+
+/// When in a call an entry is written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// A write, authenticated and about to be signed and submitted.
+    Received,
+    /// The answer, about to leave.
+    #[default]
+    Answered,
 }
 
 /// The log file, appended to by one writer at a time.
@@ -89,7 +104,7 @@ mod tests {
                 caller: Some(caller.into()),
                 method: "POST".into(),
                 path: "/v1/anchors".into(),
-                status: 202,
+                status: Some(202),
                 ..Entry::default()
             })
             .unwrap();

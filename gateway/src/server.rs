@@ -9,7 +9,7 @@ use crate::api::{
     Agency, AnchorRequest, BatchRequest, EventRequest, Failure, MAX_BODY_BYTES, RevokeEntryRequest,
     RevokeRequest,
 };
-use crate::audit::{AuditLog, Entry, now_ms};
+use crate::audit::{AuditLog, Entry, Phase, now_ms};
 use crate::config::GatewayConfig;
 use bytes::Bytes;
 use cachet_chain::document::CertId;
@@ -25,6 +25,10 @@ use tracing::{debug, warn};
 
 /// The OpenAPI 3.1 document of the gateway (`docs/openapi.json`), served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// How long a client may take to send a request's head: a connection that trickles it is
+/// closed rather than held.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A running gateway's state.
 pub struct Gateway {
@@ -55,6 +59,8 @@ pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener) {
             });
             let io = hyper_util::rt::TokioIo::new(socket);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(io, service)
                 .await
             {
@@ -94,10 +100,11 @@ async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Full<
     };
     let entry = Entry {
         time_ms: now_ms(),
+        phase: Phase::Answered,
         caller: outcome.caller,
         method: method.to_string(),
         path: path.clone(),
-        status: status.as_u16(),
+        status: Some(status.as_u16()),
         code,
         submission,
         certificate: outcome.certificate,
@@ -220,6 +227,21 @@ async fn route(
         .and_then(|token| gateway.config.caller(token))
         .ok_or_else(Failure::unauthorized)?;
     outcome.caller = Some(caller.name.clone());
+    if method == http::Method::POST {
+        // Logged before anything is signed: a write the log cannot hold is not made.
+        let received = Entry {
+            time_ms: now_ms(),
+            phase: Phase::Received,
+            caller: outcome.caller.clone(),
+            method: method.to_string(),
+            path: path.clone(),
+            ..Entry::default()
+        };
+        gateway.audit.record(&received).map_err(|e| {
+            warn!(error = %e, "the audit log cannot be written; refusing the call");
+            Failure::internal("the audit log cannot be written")
+        })?;
+    }
     let agency = &gateway.agency;
     let accepted = |v: Value| (StatusCode::ACCEPTED, v);
     let ok = |v: Value| (StatusCode::OK, v);

@@ -240,8 +240,15 @@ fn case_systems_anchor_and_revoke_through_the_gateway_as_its_openapi_document_sa
     );
     let anchored = audit
         .iter()
-        .find(|e| e["caller"] == "land-system" && e["status"] == 202 && e["path"] == "/v1/anchors")
+        .position(|e| {
+            e["caller"] == "land-system" && e["status"] == 202 && e["path"] == "/v1/anchors"
+        })
         .expect("the script's anchor is logged");
+    // Received (before it was signed), then answered.
+    assert_eq!(audit[anchored - 1]["phase"], "received");
+    assert_eq!(audit[anchored - 1]["path"], "/v1/anchors");
+    let anchored = &audit[anchored];
+    assert_eq!(anchored["phase"], "answered");
     assert_eq!(anchored["certificate"], done["certificate"]);
     assert!(anchored["submission"].is_string());
     assert!(
