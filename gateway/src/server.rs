@@ -110,13 +110,17 @@ async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Full<
         certificate: outcome.certificate,
     };
     if let Err(e) = gateway.audit.record(&entry) {
-        // An answer the log lacks would be a call nobody can account for.
-        warn!(error = %e, "the audit log cannot be written; refusing the call");
-        let failure = Failure::internal("the audit log cannot be written");
-        return json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            failure.body().to_string(),
-        );
+        warn!(error = %e, %path, "the audit log cannot be written");
+        // An answer the log lacks would be a call nobody can account for; but a write made is
+        // answered all the same: its `received` line is logged, and its caller needs the
+        // submission's id.
+        if status != StatusCode::ACCEPTED {
+            let failure = Failure::internal("the audit log cannot be written");
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                failure.body().to_string(),
+            );
+        }
     }
     let mut response = json_response(status, body);
     match answer {

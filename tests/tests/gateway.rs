@@ -111,15 +111,9 @@ fn case_systems_anchor_and_revoke_through_the_gateway_as_its_openapi_document_sa
     let tools = python_tools();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let document = repo.join("docs/openapi.json");
-    let checked = Command::new(tools.join("openapi-spec-validator"))
-        .arg(&document)
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "openapi-spec-validator: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
+    succeeds(
+        Command::new(tools.join("openapi-spec-validator")).arg(&document),
+        "openapi-spec-validator",
     );
 
     let devnet = Devnet::start("gateway");
@@ -182,44 +176,34 @@ fn case_systems_anchor_and_revoke_through_the_gateway_as_its_openapi_document_sa
 
     // A case system in Python, with requests and the documented endpoints only.
     let script = repo.join("tests/gateway/anchor_check_revoke.py");
-    let out = Command::new(tools.join("python"))
-        .arg(&script)
-        .arg(format!("http://{addr}"))
-        .arg(&land_token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the script failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        Command::new(tools.join("python"))
+            .arg(&script)
+            .arg(format!("http://{addr}"))
+            .arg(&land_token),
+        "the case system's script",
     );
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         done["second_revoke"]["code"].as_i64().map(|c| c / 100),
         Some(13)
     );
 
     // schemathesis, from the served document: every answer must match it.
-    let out = Command::new(tools.join("schemathesis"))
-        .current_dir(&dir)
-        .args(["run", &format!("http://{addr}/openapi.json")])
-        .args(["--header", &format!("Authorization: Bearer {fuzz_token}")])
-        .args([
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,\
+    let report = succeeds(
+        Command::new(tools.join("schemathesis"))
+            .current_dir(&dir)
+            .args(["run", &format!("http://{addr}/openapi.json")])
+            .args(["--header", &format!("Authorization: Bearer {fuzz_token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,\
              response_headers_conformance,response_schema_conformance,negative_data_rejection",
-        ])
-        .args(["--max-examples", "40", "--workers", "1", "--seed", "7"])
-        .args(["--phases", "examples,coverage,fuzzing,stateful"])
-        .env("SCHEMATHESIS_TELEMETRY", "false")
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schemathesis found failures:\n{report}{}",
-        String::from_utf8_lossy(&out.stderr)
+            ])
+            .args(["--max-examples", "40", "--workers", "1", "--seed", "7"])
+            .args(["--phases", "examples,coverage,fuzzing,stateful"])
+            .env("SCHEMATHESIS_TELEMETRY", "false"),
+        "schemathesis (failures found)",
     );
     // What it covered, for the test's log.
     if let Some(summary) = report.find("SUMMARY") {
@@ -301,6 +285,18 @@ fn case_systems_anchor_and_revoke_through_the_gateway_as_its_openapi_document_sa
     );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);
+}
+
+/// Run `command`, which must succeed; its standard output.
+fn succeeds(command: &mut Command, what: &str) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// Wait until the submission `id` is committed, through the gateway at `addr`.
