@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 const AHEAD: u64 = 5;
 
 /// The home of a spare node among the devnet's `nodes`.
-pub(crate) fn spare(nodes: &Path) -> Result<PathBuf> {
+fn spare(nodes: &Path) -> Result<PathBuf> {
     let mut spares: Vec<PathBuf> = std::fs::read_dir(nodes)?
         .filter_map(|e| Some(e.ok()?.path()))
         .filter(|p| p.join("peer.json").exists())
@@ -229,15 +229,20 @@ fn logged(log: &Path, marker: &str, key: &str) -> Option<f64> {
     line[at..].split_whitespace().next()?.parse().ok()
 }
 
-/// Run the phase; `replay_timeout` bounds the replay from genesis.
-pub async fn run(net: &Net, replay_timeout: Duration, quiet: bool) -> Result<Value> {
+/// The home of the devnet's spare node, and a client of each validator's node.
+pub(crate) fn spare_and_validators(net: &Net) -> Result<(PathBuf, Vec<Client>)> {
     let nodes = net.nodes[0].home.parent().context("node 0's home")?;
-    let home = spare(nodes)?;
-    let validators: Vec<Client> = net
+    let validators = net
         .nodes
         .iter()
         .map(|n| Client::new(&n.rpc))
         .collect::<Result<_, _>>()?;
+    Ok((spare(nodes)?, validators))
+}
+
+/// Run the phase; `replay_timeout` bounds the replay from genesis.
+pub async fn run(net: &Net, replay_timeout: Duration, quiet: bool) -> Result<Value> {
+    let (home, validators) = spare_and_validators(net)?;
     let mut head = 0;
     for v in &validators {
         head = head.max(height(v).await.context("a validator does not answer")?);

@@ -16,7 +16,7 @@
 //! before made it a validator).
 
 use crate::anchors::Anchors;
-use crate::join::{admit, configure, height, rpc_of, spare, start, stop};
+use crate::join::{admit, configure, height, rpc_of, spare_and_validators, start, stop};
 use crate::net::Net;
 use crate::probe::{self, milli};
 use crate::watch;
@@ -34,13 +34,7 @@ const AT_MOST: Duration = Duration::from_secs(3600);
 
 /// Run the phase.
 pub async fn run(net: &mut Net, anchors: &mut Anchors, quiet: bool) -> Result<Value> {
-    let nodes = net.nodes[0].home.parent().context("node 0's home")?;
-    let home = spare(nodes)?;
-    let validators: Vec<Client> = net
-        .nodes
-        .iter()
-        .map(|n| Client::new(&n.rpc))
-        .collect::<Result<_, _>>()?;
+    let (home, validators) = spare_and_validators(net)?;
     let head0 = height(&validators[0]).await.context("node 0")?;
     admit(&validators, &home).await?;
 

@@ -414,19 +414,16 @@ async fn prune_blocks(
     keep: u64,
     snapshots: Arc<crate::statesync::snapshots::Snapshots>,
 ) {
-    // Once pruning has caught up, and as many heights as are kept have been deleted since the
-    // last compaction, the space is reclaimed: what the deleted blocks hold on disk never
-    // outgrows the horizon's, and a node that starts pruning a long history compacts once.
+    // Once pruning has caught up, and enough has been deleted since the last compaction, the
+    // space is reclaimed; a node that starts pruning a long history compacts once, at the end.
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    let start = store.base().unwrap_or(0);
-    let (compacted, last) = (AtomicU64::new(start), AtomicU64::new(start));
+    let last = AtomicU64::new(store.base().unwrap_or(0));
     step_until_caught_up("block pruning", move || {
         let base = store.prune_blocks(keep, snapshots.oldest())?;
         let caught_up = last.swap(base, Relaxed) == base;
-        if caught_up && base >= compacted.load(Relaxed) + keep {
+        if caught_up && store.pruned_blocks_compaction_due() {
             let started = std::time::Instant::now();
             store.compact_pruned_blocks(base);
-            compacted.store(base, Relaxed);
             info!(
                 base,
                 seconds = started.elapsed().as_secs_f64(),

@@ -47,6 +47,7 @@ impl Store {
             writing: Default::default(),
             indexed: Default::default(),
             _lock: Some(lock),
+            pruned_txs: Default::default(),
         };
         let format = store.get_cf(CF_META, META_FORMAT)?;
         if store.get_cf(CF_META, META_GENESIS)?.is_some() && format.as_deref() != Some(&[FORMAT]) {

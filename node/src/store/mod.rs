@@ -135,6 +135,9 @@ pub struct Store {
     indexed: std::sync::RwLock<IndexedRoot>,
     /// RocksDB's lock on the database, when opened read-only (see [`Store::open_read_only`]).
     _lock: Option<std::fs::File>,
+    /// Transactions' index entries block pruning deleted since the pruned families were last
+    /// compacted ([`Store::pruned_blocks_compaction_due`]).
+    pruned_txs: std::sync::atomic::AtomicU64,
 }
 
 /// A block kept below a snapshot's height: one a receipt or a checkpoint needs.
@@ -229,6 +232,7 @@ impl Store {
             writing: std::sync::Mutex::new(StaleNodes::default()),
             indexed: Default::default(),
             _lock: None,
+            pruned_txs: Default::default(),
         };
         if store.get_cf(CF_META, META_GENESIS)?.is_some() {
             let format = store.get_cf(CF_META, META_FORMAT)?;

@@ -186,6 +186,10 @@ impl Store {
 /// Heights whose blocks one step of [`Store::prune_blocks`] deletes at most.
 const BLOCK_PRUNE_STEP: u64 = 512;
 
+/// The fewest transactions pruned before their blocks' space is reclaimed (about 15 MB of
+/// blocks and 5 MB of index at bench sizes).
+pub const COMPACT_AFTER_TXS: u64 = 100_000;
+
 impl Store {
     /// Delete the blocks, commit certificates and transaction-index entries of the heights
     /// more than `keep` below the head, but for those receipts and checkpoint advances carry
@@ -217,6 +221,8 @@ impl Store {
                 for tx in &block.txs {
                     batch.delete_cf(txs, tx.id().0.as_bytes());
                 }
+                self.pruned_txs
+                    .fetch_add(block.txs.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
             batch.delete_cf(blocks, be(h));
             batch.delete_cf(commits, be(h));
@@ -226,12 +232,24 @@ impl Store {
         Ok(target)
     }
 
+    /// Whether [`Store::compact_pruned_blocks`] is due: pruning has deleted, since the last
+    /// one (in this process), at least [`COMPACT_AFTER_TXS`] transactions and a quarter of
+    /// those the index still holds. Compacting the index rewrites it whole, so the rule keeps that to at most four
+    /// times what was deleted, and the deleted blocks' space to a quarter of the kept ones'.
+    pub fn pruned_blocks_compaction_due(&self) -> bool {
+        let deleted = self.pruned_txs.load(std::sync::atomic::Ordering::Relaxed);
+        let held = self.int_property(CF_TXS, "rocksdb.estimate-num-keys");
+        deleted >= COMPACT_AFTER_TXS.max(held / 4)
+    }
+
     /// Compact what [`Store::prune_blocks`] deleted up to `base`: the families it deletes from
     /// take their keys once (heights, transaction ids) and are never written at the old ones
     /// again, so no compaction RocksDB schedules by itself would meet the deletions there, and
     /// the deleted blocks would keep their disk space. Blocks and certificates are compacted
     /// up to `base` only; the transaction index, keyed by hash, whole.
     pub fn compact_pruned_blocks(&self, base: u64) {
+        self.pruned_txs
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         let past = be(base + 1);
         for family in [CF_BLOCKS, CF_COMMITS] {
             self.db

@@ -33,7 +33,7 @@ impl Store {
     }
 
     /// An integer property of one column family (a property RocksDB cannot give reads as 0).
-    fn int_property(&self, family: &str, property: &str) -> u64 {
+    pub(super) fn int_property(&self, family: &str, property: &str) -> u64 {
         self.db
             .property_int_value_cf(self.cf(family), property)
             .ok()
