@@ -169,7 +169,38 @@ pub struct BatchRequest {
 /// The most documents one batch request takes.
 pub const MAX_BATCH_DOCUMENTS: usize = 10_000;
 
-/// `POST /v1/batches/{id}/revoke-entry`.
+/// One entry of a batch, as the batch's answer gave it: `POST /v1/batches/{id}/receipt`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRequest {
+    /// The entry's commitment.
+    pub commitment: Hash32,
+    /// Its position in the batch, from 0.
+    pub index: u32,
+    /// Its inclusion proof's sibling hashes.
+    pub siblings: Vec<Hash32>,
+}
+
+impl EntryRequest {
+    /// The entry of `batch` this names.
+    fn entry(self, batch: BatchId) -> Result<BatchEntry, Failure> {
+        if self.siblings.len() > MAX_BATCH_PROOF_LEN {
+            return Err(Failure::bad_request(format!(
+                "siblings: at most {MAX_BATCH_PROOF_LEN}"
+            )));
+        }
+        Ok(BatchEntry {
+            batch,
+            commitment: Commitment(self.commitment),
+            proof: BatchProof {
+                index: self.index,
+                siblings: self.siblings,
+            },
+        })
+    }
+}
+
+/// `POST /v1/batches/{id}/revoke-entry`: the entry, as [`EntryRequest`] names it, and why.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeEntryRequest {
@@ -177,7 +208,7 @@ pub struct RevokeEntryRequest {
     pub commitment: Hash32,
     /// Its position in the batch, from 0.
     pub index: u32,
-    /// Its inclusion proof's sibling hashes, as the batch's answer gave them.
+    /// Its inclusion proof's sibling hashes.
     pub siblings: Vec<Hash32>,
     /// Why.
     pub reason: RevocationReason,
@@ -371,25 +402,35 @@ impl Agency {
         batch: BatchId,
         request: RevokeEntryRequest,
     ) -> Result<Value, Failure> {
-        if request.siblings.len() > MAX_BATCH_PROOF_LEN {
-            return Err(Failure::bad_request(format!(
-                "siblings: at most {MAX_BATCH_PROOF_LEN}"
-            )));
-        }
-        let entry = BatchEntry {
-            batch,
-            commitment: Commitment(request.commitment),
-            proof: BatchProof {
-                index: request.index,
-                siblings: request.siblings,
-            },
+        let entry = EntryRequest {
+            commitment: request.commitment,
+            index: request.index,
+            siblings: request.siblings,
         };
         let action = Action::RevokeBatchEntry {
-            entry,
+            entry: entry.entry(batch)?,
             reason: request.reason,
         };
         let submission = self.submit(action).await?;
         Ok(json!({ "submission": submission, "batch": batch }))
+    }
+
+    /// The receipt of one entry of the batch `batch`, for its holder to verify offline.
+    pub async fn batch_receipt(
+        &self,
+        batch: BatchId,
+        request: EntryRequest,
+    ) -> Result<Value, Failure> {
+        let entry = request.entry(batch)?;
+        let params = vec![
+            json!(batch.to_string()),
+            json!(entry.commitment.to_string()),
+            json!(hex::encode(cachet_chain::codec::encode(&entry.proof))),
+        ];
+        self.node
+            .call("cachet_batchReceipt", params)
+            .await
+            .map_err(|e| Failure::from_client(&e))
     }
 
     /// The kind of the certificate `id`, as the node has it.

@@ -6,8 +6,8 @@
 //! network puts its TLS proxy in front, as it does for its other services.
 
 use crate::api::{
-    Agency, AnchorRequest, BatchRequest, EventRequest, Failure, MAX_BODY_BYTES, RevokeEntryRequest,
-    RevokeRequest,
+    Agency, AnchorRequest, BatchRequest, EntryRequest, EventRequest, Failure, MAX_BODY_BYTES,
+    RevokeEntryRequest, RevokeRequest,
 };
 use crate::audit::{AuditLog, Entry, Phase, now_ms};
 use crate::config::GatewayConfig;
@@ -160,6 +160,7 @@ enum Endpoint {
     Anchors,
     Batches,
     RevokeBatchEntry(String),
+    BatchReceipt(String),
     Submission(String),
     Certificate(String),
     CertificateAction(String, &'static str),
@@ -171,6 +172,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         ["v1", "anchors"] => Endpoint::Anchors,
         ["v1", "batches"] => Endpoint::Batches,
         ["v1", "batches", id, "revoke-entry"] => Endpoint::RevokeBatchEntry(id.to_string()),
+        ["v1", "batches", id, "receipt"] => Endpoint::BatchReceipt(id.to_string()),
         ["v1", "submissions", id] => Endpoint::Submission(id.to_string()),
         ["v1", "certificates", id] => Endpoint::Certificate(id.to_string()),
         ["v1", "certificates", id, action] => {
@@ -201,6 +203,7 @@ fn allowed(path: &str) -> Option<&'static str> {
         Endpoint::Anchors
         | Endpoint::Batches
         | Endpoint::RevokeBatchEntry(_)
+        | Endpoint::BatchReceipt(_)
         | Endpoint::CertificateAction(..) => "POST",
     })
 }
@@ -264,6 +267,11 @@ async fn route(
             let id = cachet_chain::tx::BatchId(hash(&id, "batch id")?);
             let body: RevokeEntryRequest = body(request).await?;
             Ok(accepted(agency.revoke_entry(id, body).await?))
+        }
+        Endpoint::BatchReceipt(id) => {
+            let id = cachet_chain::tx::BatchId(hash(&id, "batch id")?);
+            let body: EntryRequest = body(request).await?;
+            Ok(ok(agency.batch_receipt(id, body).await?))
         }
         Endpoint::Submission(id) => {
             let id = TxId(hash(&id, "submission id")?);

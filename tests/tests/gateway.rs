@@ -259,6 +259,17 @@ fn case_systems_anchor_and_revoke_through_the_gateway_as_its_openapi_document_sa
     assert_eq!(status, 202, "{batch}");
     assert_eq!(batch["leaf_count"], 5);
     committed(&gateway.addr, t, &batch["submission"]);
+    // The first entry's receipt, verified offline against the devnet's genesis alone.
+    let first = &batch["entries"][0];
+    let entry = serde_json::json!({
+        "commitment": first["commitment"],
+        "index": first["index"],
+        "siblings": first["siblings"],
+    });
+    let receipt_path = format!("/v1/batches/{}/receipt", batch["batch"].as_str().unwrap());
+    let (status, receipt) = http(&gateway.addr, "POST", &receipt_path, t, &entry.to_string());
+    assert_eq!(status, 200, "{receipt}");
+    cachet_tests::verified_receipt(&receipt, &devnet.dir);
     let third = &batch["entries"][2];
     assert_eq!(third["fingerprint"]["digest"], digests[2]);
     let revoke = serde_json::json!({
