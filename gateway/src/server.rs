@@ -358,3 +358,80 @@ async fn empty_body(request: Request<Incoming>) -> Result<(), Failure> {
         _ => Err(Failure::bad_request("the body: empty, or {}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Caller, token_hash};
+    use cachet_client::signer::Signer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A gateway whose audit log is `/dev/full` (every write fails), serving on a port of its
+    /// own; its caller's token is `token`, and its node is the listener returned, which
+    /// accepts connections and never answers.
+    async fn unloggable(token: &str) -> (String, TcpListener) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let node = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = GatewayConfig {
+            listen: addr,
+            node: format!("http://{}", node.local_addr().unwrap()),
+            key: String::new(),
+            key_passphrase_file: None,
+            agency: None,
+            audit_log: "/dev/full".into(),
+            callers: vec![Caller {
+                name: "land-system".into(),
+                token_sha256: token_hash(token),
+            }],
+        };
+        let signer = Signer {
+            agency: "moi-land".parse().unwrap(),
+            key: cachet_keys::SigningKey::InMemory(cachet_chain::crypto::SecretKey::generate()),
+        };
+        let gateway = Arc::new(Gateway {
+            agency: Agency::new(cachet_client::Client::new(&config.node).unwrap(), signer),
+            audit: AuditLog::open(std::path::Path::new("/dev/full")).unwrap(),
+            config,
+        });
+        tokio::spawn(serve(gateway, listener));
+        (addr.to_string(), node)
+    }
+
+    async fn call(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        let status = text[9..12].parse().unwrap();
+        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        (status, serde_json::from_str(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn nothing_is_done_or_answered_that_the_audit_log_cannot_hold() {
+        let (addr, node) = unloggable("the-token").await;
+        // A write is refused before it is signed and sent: the node never hears of it.
+        let anchor = format!(
+            "{{\"kind\":\"land-title\",\"document_sha256\":\"{}\",\"parcel\":\"7-1\"}}",
+            "ab".repeat(32)
+        );
+        let (status, body) = call(&addr, "POST", "/v1/anchors", "the-token", &anchor).await;
+        assert_eq!((status, body["code"].as_i64()), (500, Some(4900)), "{body}");
+        let contacted = tokio::time::timeout(std::time::Duration::from_millis(300), node.accept());
+        assert!(contacted.await.is_err(), "the node was called");
+        // A read, or a call by nobody, is not answered either (the node gone, so that the read
+        // does not wait for it).
+        drop(node);
+        let path = format!("/v1/certificates/{}", "cd".repeat(32));
+        let (status, body) = call(&addr, "GET", &path, "the-token", "").await;
+        assert_eq!((status, body["code"].as_i64()), (500, Some(4900)), "{body}");
+        let (status, body) = call(&addr, "GET", &path, "wrong", "").await;
+        assert_eq!((status, body["code"].as_i64()), (500, Some(4900)), "{body}");
+    }
+}
