@@ -13,6 +13,7 @@ use cachet_chain::ids::{AgencyId, CertKind};
 use cachet_chain::merkle::{BatchProof, MerkleTree};
 use cachet_chain::tx::{Action, Issuance, RevocationReason, Terms, batch_leaf};
 use cachet_client::Client;
+pub(crate) use cachet_client::issue::now_ms;
 pub use cachet_client::signer::Signer;
 use serde::Serialize;
 use serde_json::json;
@@ -155,14 +156,6 @@ pub struct IssueOptions {
     pub parcel: Option<String>,
     /// Validity in days from now (required for investment permits; default 365 there).
     pub valid_days: Option<u64>,
-}
-
-/// This machine's clock, in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn issuance(

@@ -12,6 +12,14 @@ use cachet_chain::tx::{Issuance, Terms};
 /// Days an investment permit is valid when no validity is given.
 pub const DEFAULT_PERMIT_DAYS: u64 = 365;
 
+/// This machine's clock, in milliseconds since the Unix epoch: where a validity window starts.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// A day, in milliseconds.
 const DAY_MS: u64 = 86_400_000;
 

@@ -307,7 +307,7 @@ impl Agency {
             commitment,
             request.parcel.as_deref(),
             request.valid_days.map(u64::from),
-            crate::audit::now_ms(),
+            cachet_client::issue::now_ms(),
         )
         .map_err(Failure::bad_request)?;
         let id = CertId::derive(kind, &commitment);
@@ -363,7 +363,7 @@ impl Agency {
             tree.root(),
             count as u32,
             request.valid_days.map(u64::from),
-            crate::audit::now_ms(),
+            cachet_client::issue::now_ms(),
         );
         let id = batch.batch_id();
         let kind = batch.kind;

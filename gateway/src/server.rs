@@ -9,12 +9,13 @@ use crate::api::{
     Agency, AnchorRequest, BatchRequest, EntryRequest, EventRequest, Failure, MAX_BODY_BYTES,
     RevokeEntryRequest, RevokeRequest,
 };
-use crate::audit::{AuditLog, Entry, Phase, now_ms};
+use crate::audit::{AuditLog, Entry, Phase};
 use crate::config::GatewayConfig;
 use bytes::Bytes;
 use cachet_chain::document::CertId;
 use cachet_chain::hash::Hash32;
 use cachet_chain::tx::TxId;
+use cachet_client::issue::now_ms;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;

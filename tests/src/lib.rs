@@ -144,11 +144,29 @@ pub fn read_http(s: &mut impl Read) -> std::io::Result<(String, Vec<u8>)> {
 /// One HTTP/1.1 GET of `path` from `addr` (`127.0.0.1:port`), with a 10 s timeout: the status,
 /// the content type and the body.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String, String)> {
+    http_request(addr, "GET", path, &[], "")
+}
+
+/// One HTTP/1.1 request to `addr` (`127.0.0.1:port`) with these extra `headers` and `body`, with
+/// a 10 s timeout: the status, the content type and the body.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;

@@ -6,7 +6,6 @@
 
 use cachet_tests::{Devnet, cachet_bin, python_tools, wait_until};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -88,22 +87,15 @@ fn start_gateway(devnet: &Devnet, dir: &Path, agency: &str, callers: &str) -> Ga
     gateway
 }
 
-/// One HTTP/1.1 request: the status and the JSON body.
+/// One request to the gateway: the status and the JSON body.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text[9..12].parse().unwrap();
-    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    let (status, _, body) = cachet_tests::http_request(addr, method, path, &headers, body).unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[test]
