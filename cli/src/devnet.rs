@@ -130,11 +130,27 @@ impl Ports {
 /// Lines of a node's log quoted when the devnet cannot start.
 const LOG_LINES: usize = 15;
 
-/// The last `lines` lines of a log file, for error messages.
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+/// A log file from byte `from` on (what one start of a node wrote to its appended log).
+fn log_since(path: &Path, from: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let from = (from as usize).min(bytes.len());
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
+/// At most `lines` lines of a node's log for an error message: from the last line where the
+/// node says why it stopped (`Error: ...`) up to its backtrace, if it said; else the last lines.
+fn log_excerpt(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    match all.iter().rposition(|l| l.starts_with("Error:")) {
+        Some(at) => all[at..]
+            .iter()
+            .take_while(|l| !l.trim_start().starts_with("Stack backtrace:"))
+            .take(lines)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => all[all.len().saturating_sub(lines)..].join("\n"),
+    }
 }
 
 /// Write `contents` to `path` so that a reader that waits for `path` to exist reads it whole:
@@ -425,6 +441,95 @@ async fn smoke_check(dir: &Path, plans: &[NodePlan]) -> Result<()> {
     Ok(())
 }
 
+/// How many times the nodes are started on fresh ports before the devnet gives up.
+const LAUNCH_ATTEMPTS: usize = 3;
+
+/// Why the nodes did not all come up.
+enum Launch {
+    /// A node could not bind one of its ports: another program took it after it was found free.
+    PortTaken(String),
+    /// Anything else, with the failing node's log quoted.
+    Failed(anyhow::Error),
+}
+
+/// Start every planned node and wait until each serves RPC; on failure, none is left running.
+async fn launch(
+    exe: &Path,
+    plans: &[NodePlan],
+) -> std::result::Result<Vec<(String, Child)>, Launch> {
+    let mut children: Vec<(String, Child)> = Vec::new();
+    // Where this start's lines begin in each (appended) log.
+    let mut log_starts = Vec::new();
+    for p in plans {
+        let spawned = (|| -> Result<(u64, Child)> {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p.dir.join("node.log"))?;
+            let start = log.metadata()?.len();
+            let child = Command::new(exe)
+                .args(["start", "--config"])
+                .arg(p.dir.join("config.toml"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start node {}", p.name))?;
+            Ok((start, child))
+        })();
+        match spawned {
+            Ok((start, child)) => {
+                log_starts.push(start);
+                children.push((p.name.clone(), child));
+            }
+            Err(e) => {
+                terminate(&mut children);
+                return Err(Launch::Failed(e));
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (i, p) in plans.iter().enumerate() {
+        let client = Client::new(&format!("http://127.0.0.1:{}", p.rpc))
+            .map_err(|e| Launch::Failed(e.into()))?;
+        loop {
+            if client.status().await.is_ok() {
+                break;
+            }
+            let log = p.dir.join("node.log");
+            if let Some((name, c)) = children.iter_mut().find(|(n, _)| *n == p.name)
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                let name = name.clone();
+                terminate(&mut children);
+                let this_start = log_since(&log, log_starts[i]);
+                if this_start.contains(ADDRESS_IN_USE) {
+                    return Err(Launch::PortTaken(name));
+                }
+                return Err(Launch::Failed(anyhow::anyhow!(
+                    "node {name} exited ({status}); the end of {}:\n{}",
+                    log.display(),
+                    log_excerpt(&this_start, LOG_LINES)
+                )));
+            }
+            if Instant::now() > deadline {
+                terminate(&mut children);
+                return Err(Launch::Failed(anyhow::anyhow!(
+                    "node {} did not serve RPC in time; the end of {}:\n{}",
+                    p.name,
+                    log.display(),
+                    log_excerpt(&log_since(&log, log_starts[i]), LOG_LINES)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(children)
+}
+
+/// How the operating system words a bind to a port in use (`EADDRINUSE`), as Rust prints it.
+const ADDRESS_IN_USE: &str = "Address already in use";
+
 /// Run the devnet until a signal (or, without `start`, only write its files, spare nodes too).
 pub async fn run(
     dir: &Path,
@@ -450,55 +555,25 @@ pub async fn run(
     }
     plans.truncate(plans.len() - spares);
     let exe = std::env::current_exe()?;
-    let mut children: Vec<(String, Child)> = Vec::new();
-    for p in &plans {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p.dir.join("node.log"))?;
-        let child = Command::new(&exe)
-            .args(["start", "--config"])
-            .arg(p.dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start node {}", p.name))?;
-        children.push((p.name.clone(), child));
-    }
-    // Wait until every node serves RPC.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for p in &plans {
-        let client = Client::new(&format!("http://127.0.0.1:{}", p.rpc))?;
-        loop {
-            if client.status().await.is_ok() {
-                break;
+    // A port found free may be taken by another program before the node binds it; the nodes
+    // are then started again on ports found anew, a bounded number of times.
+    let mut attempt = 1;
+    let mut children = loop {
+        match launch(&exe, &plans).await {
+            Ok(children) => break children,
+            Err(Launch::PortTaken(name)) if attempt < LAUNCH_ATTEMPTS => {
+                eprintln!("node {name} found a port taken; starting the nodes on other ports");
+                attempt += 1;
+                let (_, again) = prepare(&dir, validators, spares, addresses, state_tree)?;
+                plans = again;
+                plans.truncate(plans.len() - spares);
             }
-            if let Some((name, c)) = children.iter_mut().find(|(n, _)| *n == p.name)
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                let name = name.clone();
-                terminate(&mut children);
-                let log = p.dir.join("node.log");
-                bail!(
-                    "node {name} exited ({status}); the end of {}:\n{}",
-                    log.display(),
-                    log_tail(&log, LOG_LINES)
-                );
+            Err(Launch::PortTaken(name)) => {
+                bail!("node {name} found a port taken {LAUNCH_ATTEMPTS} times; see its node.log")
             }
-            if Instant::now() > deadline {
-                terminate(&mut children);
-                let log = p.dir.join("node.log");
-                bail!(
-                    "node {} did not serve RPC in time; the end of {}:\n{}",
-                    p.name,
-                    log.display(),
-                    log_tail(&log, LOG_LINES)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(Launch::Failed(e)) => return Err(e),
         }
-    }
+    };
     if let Err(e) = smoke_check(&dir, &plans).await {
         terminate(&mut children);
         let logs: Vec<String> = plans
@@ -508,7 +583,7 @@ pub async fn run(
                 format!(
                     "the end of {}:\n{}",
                     log.display(),
-                    log_tail(&log, LOG_LINES)
+                    log_excerpt(&log_since(&log, 0), LOG_LINES)
                 )
             })
             .collect();
@@ -584,6 +659,18 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_log_is_quoted_from_where_the_node_says_why_it_stopped() {
+        let log = "starting\nlistening\nError: cannot listen on 127.0.0.1:4: Address already in use (os error 98)\n\nStack backtrace:\n   0: anyhow::error\n   1: main\n";
+        let quoted = log_excerpt(log, 15);
+        assert!(quoted.starts_with("Error: cannot listen"), "{quoted}");
+        assert!(quoted.contains(ADDRESS_IN_USE));
+        assert!(!quoted.contains("anyhow::error"), "{quoted}");
+        // Without such a line: the last lines.
+        let plain: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(log_excerpt(&plain, 3), "line 37\nline 38\nline 39");
+    }
 
     #[test]
     fn a_published_file_is_read_whole_by_whoever_waits_for_it() {

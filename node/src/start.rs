@@ -17,6 +17,7 @@ use crate::store::Store;
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::genesis::GenesisDoc;
 use cachet_rpc::NodeApi;
+use eyre::WrapErr;
 use malachite_app::config as mconfig;
 use malachite_app::types::codec::Codec as _;
 use malachite_app_channel::{
@@ -344,12 +345,15 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         token.clone(),
         serving.clone(),
     )
-    .await?;
+    .await
+    .wrap_err_with(|| format!("cannot serve the RPC on rpc.listen {}", config.rpc.listen))?;
     info!(%rpc_addr, "rpc listening");
     let admin_rpc = match config.rpc.admin_listen {
         Some(addr) => {
             let (handle, addr) =
-                cachet_rpc::serve(addr, api.clone(), token.clone(), serving.clone()).await?;
+                cachet_rpc::serve(addr, api.clone(), token.clone(), serving.clone())
+                    .await
+                    .wrap_err_with(|| format!("cannot serve the RPC on rpc.admin_listen {addr}"))?;
             info!(%addr, "rpc with the operator methods listening");
             Some(handle)
         }
