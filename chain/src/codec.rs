@@ -31,6 +31,8 @@ pub mod limits {
     pub const MAX_BATCH_LEAVES: u32 = 1 << 24;
     /// Members of any list kept in a policy or the validator set.
     pub const MAX_SET_LEN: usize = 256;
+    /// Most named lifecycle events a registered kind allows.
+    pub const MAX_KIND_EVENTS: usize = 16;
     /// Retired keys an agency record keeps.
     pub const MAX_KEY_HISTORY: usize = 64;
 }

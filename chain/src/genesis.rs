@@ -114,6 +114,11 @@ impl GenesisDoc {
                 return bad(format!("validator key {} is unacceptable", v.key));
             }
         }
+        if let Some(kind) = self.policies.keys().find(|k| k.is_registered()) {
+            return bad(format!(
+                "{kind}: a genesis holds the built-in kinds only; others are registered by governance"
+            ));
+        }
         for kind in CertKind::ALL {
             let Some(p) = self.policies.get(&kind) else {
                 return bad(format!("no policy for kind {kind}"));
@@ -123,7 +128,7 @@ impl GenesisDoc {
                     return bad(format!("policy of {kind} names unknown agency {a}"));
                 }
             }
-            if let Err(e) = p.check() {
+            if let Err(e) = p.check(kind) {
                 return bad(format!("policy of {kind}: {e}"));
             }
         }

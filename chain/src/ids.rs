@@ -100,6 +100,16 @@ slug_id!(
     /// Names one agency (a member of the consortium or an accredited issuer), e.g. `moi-land`.
     AgencyId
 );
+slug_id!(
+    /// The name a kind registered by governance is known by on the command line and in JSON,
+    /// e.g. `construction-firm-certificate`. Unique on a chain; never a built-in kind's name
+    /// nor of the form `kind-<n>`.
+    KindName
+);
+slug_id!(
+    /// A lifecycle event a registered kind allows, e.g. `suspended`.
+    EventName
+);
 
 /// A block height. Height 0 is the genesis state; the first block is height 1.
 #[derive(
@@ -159,23 +169,17 @@ impl Timestamp {
     }
 }
 
-/// The certificate kinds the chain knows. The Borsh tag is the variant's position: append new
-/// kinds at the end.
+/// The certificate kinds the chain knows: four built in, each with rules of its own, and those
+/// the consortium registers by governance, numbered from 0 in the order they were registered,
+/// which share the generic lifecycle (see `cachet-contracts`). The Borsh tag is the variant's
+/// position (append new built-in kinds before `Registered` only with a format change);
+/// `Registered(n)` encodes as tag 4 and `n` as a little-endian `u16`.
+///
+/// In JSON and on the command line a built-in kind is its name (`land-title`) and a registered
+/// one `kind-<n>`; the name it was registered under ([`KindName`]) is in its policy.
 #[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Debug,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
 )]
-#[serde(rename_all = "kebab-case")]
 pub enum CertKind {
     /// Digital land title (數位權狀), issued by land offices.
     LandTitle,
@@ -185,10 +189,15 @@ pub enum CertKind {
     RewardOrder,
     /// Cultural-content copyright deposit and licence (版權存證/授權).
     CulturalLicense,
+    /// A kind registered by governance, by its number.
+    Registered(u16),
 }
 
+/// The prefix of a registered kind's number in text (`kind-0`).
+const REGISTERED_PREFIX: &str = "kind-";
+
 impl CertKind {
-    /// Every kind, in tag order.
+    /// Every built-in kind, in tag order.
     pub const ALL: [CertKind; 4] = [
         CertKind::LandTitle,
         CertKind::InvestmentPermit,
@@ -196,37 +205,75 @@ impl CertKind {
         CertKind::CulturalLicense,
     ];
 
-    /// The kebab-case name used on the command line and in JSON.
-    pub fn name(self) -> &'static str {
+    /// The kebab-case name of a built-in kind; `None` for a registered one (its name is in its
+    /// policy).
+    pub fn builtin_name(self) -> Option<&'static str> {
         match self {
-            CertKind::LandTitle => "land-title",
-            CertKind::InvestmentPermit => "investment-permit",
-            CertKind::RewardOrder => "reward-order",
-            CertKind::CulturalLicense => "cultural-license",
+            CertKind::LandTitle => Some("land-title"),
+            CertKind::InvestmentPermit => Some("investment-permit"),
+            CertKind::RewardOrder => Some("reward-order"),
+            CertKind::CulturalLicense => Some("cultural-license"),
+            CertKind::Registered(_) => None,
         }
+    }
+
+    /// Whether governance registered this kind.
+    pub fn is_registered(self) -> bool {
+        matches!(self, CertKind::Registered(_))
+    }
+
+    /// Whether `name` could be mistaken for a built-in kind or a kind's number, so that no
+    /// registered kind may take it.
+    pub fn reserves(name: &str) -> bool {
+        name.parse::<CertKind>().is_ok()
     }
 }
 
 impl fmt::Display for CertKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match (self.builtin_name(), self) {
+            (Some(name), _) => f.write_str(name),
+            (None, CertKind::Registered(n)) => write!(f, "{REGISTERED_PREFIX}{n}"),
+            (None, _) => unreachable!("every built-in kind has a name"),
+        }
     }
 }
 
 /// Why a string is not a certificate kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown certificate kind {0:?} (known: land-title, investment-permit, reward-order, cultural-license)"
+    "unknown certificate kind {0:?} (built in: land-title, investment-permit, reward-order, cultural-license; registered by governance: kind-<n>, or the name it was registered under where a node is asked)"
 )]
 pub struct UnknownKind(pub String);
 
 impl FromStr for CertKind {
     type Err = UnknownKind;
     fn from_str(s: &str) -> Result<Self, UnknownKind> {
-        CertKind::ALL
+        if let Some(k) = CertKind::ALL
             .into_iter()
-            .find(|k| k.name() == s)
+            .find(|k| k.builtin_name() == Some(s))
+        {
+            return Ok(k);
+        }
+        s.strip_prefix(REGISTERED_PREFIX)
+            // The canonical decimal only: `kind-01` is not `kind-1`.
+            .filter(|n| !n.is_empty() && (*n == "0" || !n.starts_with('0')))
+            .and_then(|n| n.parse::<u16>().ok())
+            .map(CertKind::Registered)
             .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+impl Serialize for CertKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CertKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -249,14 +296,27 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_by_name() {
-        for k in CertKind::ALL {
-            assert_eq!(k.name().parse::<CertKind>().unwrap(), k);
-            assert_eq!(
-                serde_json::to_string(&k).unwrap(),
-                format!("\"{}\"", k.name())
-            );
+        let registered = [CertKind::Registered(0), CertKind::Registered(u16::MAX)];
+        for k in CertKind::ALL.into_iter().chain(registered) {
+            assert_eq!(k.to_string().parse::<CertKind>().unwrap(), k);
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
         }
-        assert!("deed".parse::<CertKind>().is_err());
+        assert_eq!(CertKind::Registered(7).to_string(), "kind-7");
+        for bad in [
+            "deed",
+            "kind-",
+            "kind-01",
+            "kind-65536",
+            "kind--1",
+            "Kind-1",
+        ] {
+            assert!(bad.parse::<CertKind>().is_err(), "{bad}");
+        }
+        assert!(CertKind::reserves("land-title") && CertKind::reserves("kind-3"));
+        assert!(!CertKind::reserves("construction-firm-certificate"));
+        // Tag 4, then the number as a little-endian u16.
+        assert_eq!(encode(&CertKind::Registered(0x0102)), vec![4, 2, 1]);
+        assert_eq!(encode(&CertKind::CulturalLicense), vec![3]);
     }
 }
 

@@ -7,7 +7,7 @@
 
 use crate::codec::{bounded_vec, limits};
 use crate::crypto::PublicKey;
-use crate::ids::AgencyId;
+use crate::ids::{AgencyId, CertKind, EventName, KindName, Name};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,30 @@ bounded_vec!(
     PublicKey,
     limits::MAX_SET_LEN
 );
+bounded_vec!(
+    /// The named lifecycle events a registered kind allows.
+    EventNames,
+    EventName,
+    limits::MAX_KIND_EVENTS
+);
+
+/// What a kind registered by governance is: its names and the parts of the generic lifecycle
+/// it takes. A built-in kind has none (its rules are code; its names are the verifiers' own).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct KindDefinition {
+    /// The name it is known by on the command line and in JSON; fixed once registered.
+    pub name: KindName,
+    /// Its name for people, in Traditional Chinese (zh-TW).
+    pub title_zh_tw: Name,
+    /// Its name for people, in English.
+    pub title_en: Name,
+    /// Whether a certificate of it may be replaced by a successor (by its issuer or an
+    /// accreditor).
+    pub supersedable: bool,
+    /// The named lifecycle events its certificates may record, distinct.
+    pub events: EventNames,
+}
+
 /// The rules of one certificate kind, set at genesis and by governance.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct KindPolicy {
@@ -48,6 +72,10 @@ pub struct KindPolicy {
     /// For verifiers: how old a receipt of this kind may be before it is not trusted, in
     /// milliseconds.
     pub max_receipt_age_ms: u64,
+    /// For a kind registered by governance, what it is; `None` for a built-in kind (and then
+    /// left out of JSON, as genesis files write policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<KindDefinition>,
 }
 
 impl KindPolicy {
@@ -65,12 +93,15 @@ impl KindPolicy {
             max_validity_ms: 0,
             max_batch_leaves: 0,
             max_receipt_age_ms: 24 * 60 * 60 * 1000,
+            definition: None,
         }
     }
 
-    /// Internal consistency: thresholds reachable, no member twice, oracle keys acceptable.
-    /// (Whether the named agencies exist is checked against state by the caller.)
-    pub fn check(&self) -> Result<(), String> {
+    /// Internal consistency for `kind`: thresholds reachable, no member twice, oracle keys
+    /// acceptable, a definition exactly for a registered kind, with a name no built-in kind or
+    /// kind number has and no event twice. (Whether the named agencies exist, and whether the
+    /// name is taken, are checked against state by the caller.)
+    pub fn check(&self, kind: CertKind) -> Result<(), String> {
         fn distinct<T: Ord + Clone>(items: &[T]) -> bool {
             let mut v = items.to_vec();
             v.sort();
@@ -90,6 +121,31 @@ impl KindPolicy {
         }
         if self.oracles.iter().any(|k| k.check_acceptable().is_err()) {
             return Err("an oracle key is not acceptable".into());
+        }
+        match (&self.definition, kind.is_registered()) {
+            (Some(_), false) => {
+                return Err(format!("{kind} is built in: its policy has no definition"));
+            }
+            (None, true) => {
+                return Err(format!(
+                    "{kind} is registered: its policy needs a definition"
+                ));
+            }
+            (Some(d), true) => {
+                if CertKind::reserves(d.name.as_str()) {
+                    return Err(format!(
+                        "{} is a built-in kind's name or a kind number",
+                        d.name
+                    ));
+                }
+                if !distinct(&d.events) {
+                    return Err("an event is listed twice".into());
+                }
+                if self.oracle_threshold > 0 {
+                    return Err("a registered kind takes no oracle attestations".into());
+                }
+            }
+            (None, false) => {}
         }
         Ok(())
     }

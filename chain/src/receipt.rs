@@ -17,18 +17,22 @@ use crate::hash::Hash32;
 use crate::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
 use crate::merkle::BatchProof;
 use crate::state::{
-    AgencyRecord, BatchRecord, CertStatus, CertificateRecord, RevocationRecord, StateKey,
-    ValidatorSet, decode_value,
+    AgencyRecord, BatchRecord, CertStatus, CertificateRecord, KindDefinition, KindPolicy,
+    RevocationRecord, StateKey, ValidatorSet, decode_value,
 };
 use crate::state_tree::{StateProof, value_hash};
-use crate::trust::Trust;
+use crate::trust::{PolicyProof, Trust};
 use crate::tx::batch_leaf;
 use crate::verdict::{Verdict, batch_entry_verdict, certificate_verdict};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::Serialize;
 
-/// The receipt format version this crate writes and reads.
+/// The receipt format version of a receipt about a built-in kind, or about no certificate.
 pub const RECEIPT_VERSION: u8 = 1;
+/// The version of a receipt about a kind registered by governance: version 1's fields, then
+/// the kind's policy, proven in the same state (so that a verifier that never heard of the kind
+/// reads its name and its maximum receipt age from the receipt itself).
+pub const RECEIPT_VERSION_WITH_POLICY: u8 = 2;
 /// Largest encoded receipt accepted.
 pub const MAX_RECEIPT_BYTES: usize = 64 * 1024;
 
@@ -231,10 +235,13 @@ pub struct IssuerProof {
     pub proof: StateProof,
 }
 
-/// A receipt.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+/// A receipt. Its encoding is Borsh of the fields in order, `kind_policy` only in a version
+/// [`RECEIPT_VERSION_WITH_POLICY`] receipt (and then without an option tag): a receipt about a
+/// built-in kind is byte for byte what it was before kinds could be registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
-    /// [`RECEIPT_VERSION`].
+    /// [`RECEIPT_VERSION`], or [`RECEIPT_VERSION_WITH_POLICY`] exactly when `kind_policy` is
+    /// there.
     pub version: u8,
     /// The committed header the proofs are against.
     pub header: BlockHeader,
@@ -247,6 +254,56 @@ pub struct Receipt {
     /// How the signing validator set follows from the trusted one: every block after the
     /// trusted height that changed the set, in height order.
     pub transitions: Transitions,
+    /// For a certificate or batch of a registered kind, that kind's policy in the same state.
+    pub kind_policy: Option<PolicyProof>,
+}
+
+impl BorshSerialize for Receipt {
+    fn serialize<W: borsh::io::Write>(&self, w: &mut W) -> borsh::io::Result<()> {
+        let with_policy = self.version == RECEIPT_VERSION_WITH_POLICY;
+        if with_policy != self.kind_policy.is_some() {
+            return Err(codec::invalid(format!(
+                "a version {} receipt {} a kind policy",
+                self.version,
+                if with_policy {
+                    "needs"
+                } else {
+                    "has no place for"
+                }
+            )));
+        }
+        BorshSerialize::serialize(&self.version, w)?;
+        BorshSerialize::serialize(&self.header, w)?;
+        BorshSerialize::serialize(&self.commit, w)?;
+        BorshSerialize::serialize(&self.subject, w)?;
+        BorshSerialize::serialize(&self.issuer, w)?;
+        BorshSerialize::serialize(&self.transitions, w)?;
+        if let Some(policy) = &self.kind_policy {
+            BorshSerialize::serialize(policy, w)?;
+        }
+        Ok(())
+    }
+}
+
+impl BorshDeserialize for Receipt {
+    fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
+        let version = u8::deserialize_reader(r)?;
+        if version != RECEIPT_VERSION && version != RECEIPT_VERSION_WITH_POLICY {
+            return Err(codec::invalid(format!("unknown receipt version {version}")));
+        }
+        Ok(Receipt {
+            version,
+            header: BlockHeader::deserialize_reader(r)?,
+            commit: CommitProof::deserialize_reader(r)?,
+            subject: Subject::deserialize_reader(r)?,
+            issuer: Option::<IssuerProof>::deserialize_reader(r)?,
+            transitions: Transitions::deserialize_reader(r)?,
+            kind_policy: match version {
+                RECEIPT_VERSION_WITH_POLICY => Some(PolicyProof::deserialize_reader(r)?),
+                _ => None,
+            },
+        })
+    }
 }
 
 /// A block that changed the validator set: signed by the set before, naming the set after.
@@ -333,6 +390,9 @@ pub struct Verified {
     pub id: String,
     /// Its kind (none for an unknown certificate).
     pub kind: Option<CertKind>,
+    /// For a kind registered by governance, its definition (its names), from the policy the
+    /// receipt carries.
+    pub kind_definition: Option<KindDefinition>,
     /// The issuing agency.
     pub issuer: Option<AgencyId>,
     /// Its name, when the receipt carries its record.
@@ -508,6 +568,50 @@ fn issuer_name(
     Ok(Some(record.name.as_str().to_owned()))
 }
 
+/// The policy of a registered `kind` that `receipt` carries, checked against the state `root`;
+/// `None` for a built-in kind or no certificate, whose receipts carry none.
+fn kind_policy(
+    root: &Hash32,
+    kind: Option<CertKind>,
+    receipt: &Receipt,
+) -> Result<Option<KindPolicy>, ReceiptError> {
+    let kind = kind.filter(|k| k.is_registered());
+    let (kind, carried) = match (kind, &receipt.kind_policy) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(ReceiptError::Malformed(
+                "the receipt carries a kind policy, but its certificate's kind is built in".into(),
+            ));
+        }
+        (Some(kind), None) => {
+            return Err(ReceiptError::Malformed(format!(
+                "{kind} is registered by governance, and the receipt does not carry its policy"
+            )));
+        }
+        (Some(kind), Some(carried)) => (kind, carried),
+    };
+    if carried.kind != kind {
+        return Err(ReceiptError::Malformed(format!(
+            "the receipt carries the policy of {}, not of {kind}",
+            carried.kind
+        )));
+    }
+    check_member(
+        root,
+        StateKey::Policy(kind),
+        &carried.policy,
+        &carried.proof,
+        "kind policy",
+    )?;
+    let policy: KindPolicy = decode_record(&carried.policy, "kind policy")?;
+    if policy.definition.is_none() {
+        return Err(ReceiptError::Malformed(format!(
+            "the policy of {kind} does not define it"
+        )));
+    }
+    Ok(Some(policy))
+}
+
 /// Verifies many receipts against one trust, checking each distinct head (header, commit and
 /// validator-set changes) once: receipts fetched at one height share it, and its signatures
 /// are most of a receipt's cost. The answers are exactly [`verify`]'s.
@@ -585,7 +689,7 @@ pub fn verify_claims(
     now: Timestamp,
     document: Option<(&Fingerprint, &Salt)>,
 ) -> Result<Verified, ReceiptError> {
-    if receipt.version != RECEIPT_VERSION {
+    if receipt.version != RECEIPT_VERSION && receipt.version != RECEIPT_VERSION_WITH_POLICY {
         return Err(ReceiptError::Malformed(format!(
             "unknown receipt version {}",
             receipt.version
@@ -615,6 +719,7 @@ pub fn verify_claims(
                 verdict: certificate_verdict(&r, now),
                 id: id.to_string(),
                 kind: Some(r.kind),
+                kind_definition: None,
                 issuer_name: issuer_name(&root, &receipt.issuer, &r.issuer)?,
                 issuer: Some(r.issuer.clone()),
                 height,
@@ -634,6 +739,7 @@ pub fn verify_claims(
                 verdict: Verdict::Unknown,
                 id: id.to_string(),
                 kind: None,
+                kind_definition: None,
                 issuer: None,
                 issuer_name: None,
                 height,
@@ -687,6 +793,7 @@ pub fn verify_claims(
                 verdict: batch_entry_verdict(&b, revoked.as_ref(), now),
                 id: format!("{}#{}", id, inclusion.index),
                 kind: Some(b.kind),
+                kind_definition: None,
                 issuer_name: issuer_name(&root, &receipt.issuer, &b.issuer)?,
                 issuer: Some(b.issuer.clone()),
                 height,
@@ -699,14 +806,21 @@ pub fn verify_claims(
             }
         }
     };
-    let max = trust.max_age(verified.kind);
+    let mut verified = verified;
+    let registered = kind_policy(&root, verified.kind, receipt)?;
+    let max = match &registered {
+        Some(policy) => policy.max_receipt_age_ms,
+        None => trust.max_age(verified.kind),
+    };
+    verified.kind_definition = registered.and_then(|p| p.definition);
     let age = now.0.saturating_sub(as_of.0);
     if age > max {
         return Err(ReceiptError::TooOld {
-            kind: verified
-                .kind
-                .map(|k| k.to_string())
-                .unwrap_or_else(|| "unknown".into()),
+            kind: match (&verified.kind_definition, verified.kind) {
+                (Some(d), _) => d.name.to_string(),
+                (None, Some(k)) => k.to_string(),
+                (None, None) => "unknown".into(),
+            },
             age_ms: age,
             max_ms: max,
         });

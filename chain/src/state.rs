@@ -5,11 +5,11 @@ use crate::codec::{self, DecodeError, bounded_vec, limits};
 use crate::crypto::PublicKey;
 use crate::document::{CertId, Commitment};
 use crate::hash::{Domain, Hash32};
-use crate::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
+use crate::ids::{AgencyId, CertKind, ChainId, Height, KindName, Timestamp};
 use crate::tx::{BatchId, GovernanceChange, ProposalId, RevocationReason};
 
 pub use crate::ids::Name;
-pub use crate::policy::{AgencyList, KeyList, KindPolicy};
+pub use crate::policy::{AgencyList, EventNames, KeyList, KindDefinition, KindPolicy};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,11 @@ pub enum StateKey {
     OracleNonce(PublicKey, u64),
     /// A governance [`Proposal`].
     Proposal(ProposalId),
+    /// How many kinds governance has registered (a `u16`; absent while none): the next one
+    /// is `CertKind::Registered(that number)`.
+    RegisteredKinds,
+    /// The registered kind (a [`CertKind`]) that took this name.
+    KindByName(KindName),
 }
 
 impl StateKey {

@@ -9,7 +9,7 @@ use crate::crypto::{CryptoError, PublicKey, SecretKey, SignPurpose, Signature, s
 use crate::document::{CertId, Commitment};
 use crate::hash::{Domain, Hash32};
 use crate::ids::Name;
-use crate::ids::{AgencyId, CertKind, ChainId, Height, Timestamp};
+use crate::ids::{AgencyId, CertKind, ChainId, EventName, Height, Timestamp};
 use crate::merkle::BatchProof;
 use crate::policy::KindPolicy;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -432,6 +432,14 @@ pub enum CertEvent {
         /// The mortgage's commitment, as set.
         mortgage: Hash32,
     },
+    /// One of the named events a registered kind's policy allows (say `suspended`), with a
+    /// commitment to its particulars (the case file, the decision).
+    Named {
+        /// The event, as the kind's policy names it.
+        name: EventName,
+        /// Commitment to its particulars.
+        detail: Hash32,
+    },
 }
 
 /// A change the validator agencies decide together (by at least two thirds of them).
@@ -477,5 +485,11 @@ pub enum GovernanceChange {
     RemoveValidator {
         /// Its consensus key.
         key: PublicKey,
+    },
+    /// Register a new certificate kind: it becomes `CertKind::Registered(n)`, `n` the number of
+    /// kinds registered before it, with this policy (whose definition names it).
+    AddKind {
+        /// Its policy, definition included.
+        policy: KindPolicy,
     },
 }

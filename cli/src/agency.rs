@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use cachet_chain::crypto::PublicKey;
 use cachet_chain::document::CertId;
 use cachet_chain::hash::{Domain, Hash32};
-use cachet_chain::ids::{AgencyId, CertKind, Name};
+use cachet_chain::ids::{AgencyId, EventName, Name};
 use cachet_chain::policy::KindPolicy;
 use cachet_chain::tx::{
     Action, AgencyRegistration, BatchEntry, CertEvent, GovernanceChange, ProposalId,
@@ -47,9 +47,9 @@ pub enum Command {
     Accredit {
         #[command(flatten)]
         issuer: IssuerArgs,
-        /// The kind.
+        /// The kind (a built-in kind's name, or the name a kind was registered under).
         #[arg(long)]
-        kind: CertKind,
+        kind: String,
         /// The agency accredited.
         #[arg(long = "for")]
         target: AgencyId,
@@ -67,9 +67,9 @@ pub enum Command {
     Unaccredit {
         #[command(flatten)]
         issuer: IssuerArgs,
-        /// The kind.
+        /// The kind (a built-in kind's name, or the name a kind was registered under).
         #[arg(long)]
-        kind: CertKind,
+        kind: String,
         /// The agency.
         #[arg(long = "for")]
         target: AgencyId,
@@ -88,6 +88,25 @@ pub enum Command {
         /// Why.
         #[arg(long, value_enum, default_value_t = Reason::Other)]
         reason: Reason,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record one of the named events a registered kind allows (its policy's definition lists
+    /// them) on an active certificate of that kind, by its issuer or an accreditor.
+    Event {
+        #[command(flatten)]
+        issuer: IssuerArgs,
+        /// The certificate.
+        #[arg(long)]
+        id: CertId,
+        /// The event, as the kind's definition names it (e.g. `suspended`).
+        #[arg(long)]
+        event: EventName,
+        /// Its particulars (case number, decision, and a secret of the agency's so that it
+        /// cannot be guessed): only their hash goes on chain.
+        #[arg(long)]
+        particulars: String,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -151,13 +170,23 @@ pub enum Change {
         pubkey: PublicKey,
     },
     /// Replace the policy of a kind with the one in a JSON file (the shape of a genesis
-    /// file's policies).
+    /// file's policies; a registered kind's keeps its `definition` and the name in it).
     SetPolicy {
         #[command(flatten)]
         tx: TxArgs,
-        /// The kind.
+        /// The kind (a built-in kind's name, or the name a kind was registered under).
         #[arg(long)]
-        kind: CertKind,
+        kind: String,
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Register a new certificate kind with the policy in a JSON file, whose `definition` names
+    /// it (zh-TW and English titles, whether it may be superseded, its named events); it gets
+    /// the next number (`kind-<n>`) when the vote passes.
+    AddKind {
+        #[command(flatten)]
+        tx: TxArgs,
         /// The policy file.
         #[arg(long)]
         policy: PathBuf,
@@ -200,8 +229,15 @@ fn name(text: &str) -> Result<Name> {
     Name::new(text).with_context(|| format!("{text:?} is not a valid agency name"))
 }
 
+/// A kind policy from a JSON file.
+fn policy_file(path: &std::path::Path) -> Result<KindPolicy> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a kind policy", path.display()))
+}
+
 impl Change {
-    fn into_parts(self) -> Result<(TxArgs, GovernanceChange)> {
+    async fn into_parts(self) -> Result<(TxArgs, GovernanceChange)> {
         Ok(match self {
             Change::AddAgency {
                 tx,
@@ -227,11 +263,13 @@ impl Change {
                 },
             ),
             Change::SetPolicy { tx, kind, policy } => {
-                let text = std::fs::read_to_string(&policy)
-                    .with_context(|| format!("reading {}", policy.display()))?;
-                let policy: KindPolicy = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a kind policy", policy.display()))?;
+                let kind = Client::new(&tx.issuer.rpc)?.kind(&kind).await?;
+                let policy = policy_file(&policy)?;
                 (tx, GovernanceChange::SetKindPolicy { kind, policy })
+            }
+            Change::AddKind { tx, policy } => {
+                let policy = policy_file(&policy)?;
+                (tx, GovernanceChange::AddKind { policy })
             }
             Change::AddValidator {
                 tx,
@@ -257,7 +295,7 @@ impl Change {
 pub async fn run(command: Command) -> Result<()> {
     let (issuer, json_out, action, what) = match command {
         Command::Propose { change } => {
-            let (tx, change) = change.into_parts()?;
+            let (tx, change) = change.into_parts().await?;
             let what = json!({ "proposed": change });
             (tx.issuer, tx.json, Action::Propose { change }, what)
         }
@@ -279,6 +317,7 @@ pub async fn run(command: Command) -> Result<()> {
             pubkey,
             json,
         } => {
+            let kind = Client::new(&issuer.rpc)?.kind(&kind).await?;
             let registration = match (n, pubkey) {
                 (Some(n), Some(key)) => Some(AgencyRegistration {
                     name: name(&n)?,
@@ -301,6 +340,7 @@ pub async fn run(command: Command) -> Result<()> {
             target: agency,
             json,
         } => {
+            let kind = Client::new(&issuer.rpc)?.kind(&kind).await?;
             let what = json!({ "unaccredited": agency, "kind": kind });
             (issuer, json, Action::Unaccredit { kind, agency }, what)
         }
@@ -330,6 +370,20 @@ pub async fn run(command: Command) -> Result<()> {
                 CertEvent::MortgageCancelled { mortgage }
             } else {
                 CertEvent::MortgageSet { mortgage }
+            };
+            let what = json!({ "certificate": id, "event": event });
+            (issuer, json, Action::RecordEvent { id, event }, what)
+        }
+        Command::Event {
+            issuer,
+            id,
+            event,
+            particulars,
+            json,
+        } => {
+            let event = CertEvent::Named {
+                name: event,
+                detail: Domain::Commitment.hash(particulars.as_bytes()),
             };
             let what = json!({ "certificate": id, "event": event });
             (issuer, json, Action::RecordEvent { id, event }, what)
@@ -417,6 +471,53 @@ pub async fn history(client: &Client, id: CertId, json_out: bool) -> Result<()> 
             record["issuer"].as_str().unwrap_or("?"),
             record["issued_at"],
         );
+    }
+    Ok(())
+}
+
+/// `cachet kinds`: every kind the chain knows, with who accredits it and, for a registered
+/// kind, its names and events.
+pub async fn kinds(client: &Client, json_out: bool) -> Result<()> {
+    let kinds = client.call("cachet_kinds", vec![]).await?;
+    if json_out {
+        println!("{kinds}");
+        return Ok(());
+    }
+    for k in kinds.as_array().into_iter().flatten() {
+        let policy = &k["policy"];
+        let list = |v: &Value| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        };
+        let definition = &policy["definition"];
+        let titles = match definition["title_en"].as_str() {
+            Some(en) => format!(
+                "  {} / {en}",
+                definition["title_zh_tw"].as_str().unwrap_or("?")
+            ),
+            None => String::new(),
+        };
+        println!(
+            "{:<12} {:<32} accreditors {}{titles}",
+            k["kind"].as_str().unwrap_or("?"),
+            k["name"].as_str().unwrap_or("?"),
+            list(&policy["accreditors"]),
+        );
+        if definition.is_object() {
+            println!(
+                "{:<12} {:<32} supersedable {}, events {}",
+                "",
+                "",
+                definition["supersedable"],
+                list(&definition["events"]),
+            );
+        }
     }
     Ok(())
 }

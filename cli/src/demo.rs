@@ -487,7 +487,7 @@ pub fn run(json: bool) -> Result<()> {
         println!(
             "{:<26} {:<18} {:<12} {:<20} {:>5}B  {}{}",
             ch.label,
-            ch.kind.name(),
+            ch.kind.to_string(),
             ch.verdict.to_string(),
             ch.issuer
                 .as_ref()

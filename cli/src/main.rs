@@ -259,9 +259,10 @@ enum Command {
     Anchor {
         #[command(flatten)]
         issuer: IssuerArgs,
-        /// Certificate kind: land-title, investment-permit, reward-order, cultural-license.
+        /// Certificate kind: land-title, investment-permit, reward-order, cultural-license, or
+        /// the name of a kind registered by governance (`cachet kinds` lists them).
         #[arg(long)]
-        kind: CertKind,
+        kind: String,
         /// The document, or a directory of documents.
         #[arg(long)]
         file: PathBuf,
@@ -446,6 +447,16 @@ enum Command {
         #[arg(long)]
         id: CertId,
         /// Print the records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every certificate kind the chain knows: the built-in ones and those registered by
+    /// governance, with their names and policies.
+    Kinds {
+        /// The node's RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// Print them as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -768,6 +779,7 @@ fn main() -> Result<()> {
             json,
         } => runtime()?.block_on(async {
             let (client, signer) = issuer.connect()?;
+            let kind = client.kind(&kind).await?;
             issuer::anchor(
                 &client,
                 &signer,
@@ -987,6 +999,8 @@ fn main() -> Result<()> {
         Command::History { rpc, id, json } => runtime()?.block_on(async {
             agency::history(&cachet_client::Client::new(&rpc)?, id, json).await
         }),
+        Command::Kinds { rpc, json } => runtime()?
+            .block_on(async { agency::kinds(&cachet_client::Client::new(&rpc)?, json).await }),
         Command::Evidence { rpc, json } => runtime()?
             .block_on(async { agency::evidence(&cachet_client::Client::new(&rpc)?, json).await }),
         Command::Demo { json } => demo::run(json),

@@ -382,8 +382,15 @@ pub fn run(
     };
     println!("{label}");
     println!("  certificate  {}", v.id);
-    if let Some(k) = v.kind {
-        println!("  kind         {k}");
+    match (&v.kind_definition, v.kind) {
+        (Some(d), Some(k)) => println!(
+            "  kind         {} / {} ({}, {k}; named by its policy in the receipt)",
+            d.title_zh_tw.as_str(),
+            d.title_en.as_str(),
+            d.name
+        ),
+        (_, Some(k)) => println!("  kind         {k}"),
+        _ => {}
     }
     if let Some(i) = &v.issuer {
         println!("  issuer       {i}");
@@ -541,6 +548,7 @@ pub fn run_batch(receipts: &[Named], trust: &Trust, json_out: bool) -> Result<i3
             Ok(v) => (
                 v.verdict.to_string(),
                 json!({ "name": name, "verdict": v.verdict, "id": v.id, "kind": v.kind,
+                        "kind_name": v.kind_definition.as_ref().map(|d| &d.name),
                         "issuer": v.issuer, "height": v.height, "reason": reason(v) }),
             ),
             Err(e) => {

@@ -53,7 +53,9 @@ pub fn issuance(
             }
         }
         CertKind::CulturalLicense => Terms::WorkDeposit,
-        CertKind::InvestmentPermit | CertKind::RewardOrder => Terms::Plain,
+        CertKind::InvestmentPermit | CertKind::RewardOrder | CertKind::Registered(_) => {
+            Terms::Plain
+        }
     };
     Ok(Issuance {
         kind,
@@ -104,5 +106,8 @@ mod tests {
         );
         assert_eq!(title.valid_until, Some(Timestamp(2 * DAY_MS)));
         assert!(issuance(CertKind::LandTitle, c, None, None, 0).is_err());
+        let registered = issuance(CertKind::Registered(0), c, None, Some(30), 0).unwrap();
+        assert_eq!(registered.terms, Terms::Plain);
+        assert_eq!(registered.valid_until, Some(Timestamp(30 * DAY_MS)));
     }
 }

@@ -69,6 +69,11 @@ pub enum ClientError {
         /// What the HTTP client said.
         source: jsonrpsee::core::ClientError,
     },
+    /// No kind is built in or registered under this name.
+    #[error(
+        "unknown certificate kind {0:?}: neither built in (land-title, investment-permit, reward-order, cultural-license) nor registered on this chain (cachet kinds lists them)"
+    )]
+    UnknownKind(String),
     /// The reply lacks what the method promises.
     #[error("{method} at {url}: {what}")]
     Reply {
@@ -142,6 +147,23 @@ impl Client {
             http,
             url: url.to_string(),
         })
+    }
+
+    /// The kind `text` names: a built-in kind's name as it is; a registered kind by the name it
+    /// was registered under or by its number (`kind-<n>`), checked against the node's
+    /// `cachet_kinds` so that a kind nobody registered is refused before anything is signed.
+    pub async fn kind(&self, text: &str) -> Result<cachet_chain::CertKind, ClientError> {
+        if let Ok(kind) = text.parse::<cachet_chain::CertKind>()
+            && !kind.is_registered()
+        {
+            return Ok(kind);
+        }
+        let kinds: Vec<Value> = self.call_as("cachet_kinds", vec![]).await?;
+        kinds
+            .iter()
+            .find(|k| k["name"] == text || k["kind"] == text)
+            .and_then(|k| k["kind"].as_str()?.parse().ok())
+            .ok_or_else(|| ClientError::UnknownKind(text.to_string()))
     }
 
     /// Call `method` with positional `params`.

@@ -37,10 +37,12 @@ impl<S: TreeStore> Ctx<'_, '_, S> {
     }
 
     pub(crate) fn policy(&self, kind: CertKind) -> Result<KindPolicy, Failure> {
-        Ok(self
-            .view
-            .get(&StateKey::Policy(kind))?
-            .ok_or_else(|| StoreError::Corrupt(format!("state has no policy for {kind}")))?)
+        match self.view.get(&StateKey::Policy(kind))? {
+            Some(policy) => Ok(policy),
+            // Any number may be named; only the built-in kinds are there from genesis on.
+            None if kind.is_registered() => Err(crate::error::TxError::UnknownKind(kind).into()),
+            None => Err(StoreError::Corrupt(format!("state has no policy for {kind}")).into()),
+        }
     }
 
     pub(crate) fn is_accredited(&self, kind: CertKind, agency: &AgencyId) -> Result<bool, Failure> {

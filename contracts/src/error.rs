@@ -138,6 +138,12 @@ pub enum TxError {
         /// The kind.
         kind: CertKind,
     },
+    /// No kind with this number is registered.
+    #[error("no kind {0} is registered")]
+    UnknownKind(CertKind),
+    /// The kind's definition does not let its certificates be replaced.
+    #[error("{0} certificates cannot be superseded; revoke and issue anew")]
+    SupersedeNotAllowed(CertKind),
     /// The kind's policy allows no batches.
     #[error("{0} does not allow batch issuance")]
     BatchNotAllowed(CertKind),
@@ -207,6 +213,9 @@ pub enum TxError {
     /// The agency's key history is full.
     #[error("agency {0} has no room for another key")]
     KeyHistoryFull(AgencyId),
+    /// A kind registered under this name exists already.
+    #[error("a kind named {0} is registered already")]
+    KindNameTaken(String),
 }
 
 impl TxError {
@@ -244,6 +253,8 @@ impl TxError {
             UnknownMortgage => 1312,
             DuplicateMortgage => 1313,
             EventNotAllowed { .. } => 1314,
+            UnknownKind(_) => 1315,
+            SupersedeNotAllowed(_) => 1316,
             BatchNotAllowed(_) => 1320,
             BatchSize { .. } => 1321,
             UnknownBatch(_) => 1322,
@@ -262,6 +273,7 @@ impl TxError {
             InvalidChange(_) => 1505,
             AgencyRunsValidator(_) => 1506,
             KeyHistoryFull(_) => 1507,
+            KindNameTaken(_) => 1508,
         }
     }
 
@@ -299,6 +311,8 @@ impl TxError {
             UnknownMortgage => "unknown_mortgage",
             DuplicateMortgage => "duplicate_mortgage",
             EventNotAllowed { .. } => "event_not_allowed",
+            UnknownKind(_) => "unknown_kind",
+            SupersedeNotAllowed(_) => "supersede_not_allowed",
             BatchNotAllowed(_) => "batch_not_allowed",
             BatchSize { .. } => "batch_size",
             UnknownBatch(_) => "unknown_batch",
@@ -317,6 +331,7 @@ impl TxError {
             InvalidChange(_) => "invalid_change",
             AgencyRunsValidator(_) => "agency_runs_validator",
             KeyHistoryFull(_) => "key_history_full",
+            KindNameTaken(_) => "kind_name_taken",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! block; they are not part of any hash.
 
 use cachet_chain::document::CertId;
-use cachet_chain::ids::{AgencyId, CertKind};
+use cachet_chain::ids::{AgencyId, CertKind, KindName};
 use cachet_chain::tx::{BatchId, ProposalId};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +67,13 @@ pub enum Event {
     EventRecorded {
         /// The certificate.
         id: CertId,
+    },
+    /// Governance registered a certificate kind.
+    KindAdded {
+        /// Its number.
+        kind: CertKind,
+        /// The name it was registered under.
+        name: KindName,
     },
     /// An agency was registered.
     AgencyRegistered {

@@ -14,7 +14,7 @@ use crate::ctx::Ctx;
 use crate::error::{Failure, TxError};
 use crate::events::Event;
 use crate::lifecycle::register_agency;
-use cachet_chain::ids::AgencyId;
+use cachet_chain::ids::{AgencyId, CertKind};
 use cachet_chain::state::{
     AgencyList, KeyEpoch, KeyHistory, KindPolicy, Proposal, ProposalStatus, StateKey, Validator,
     ValidatorSet,
@@ -148,10 +148,18 @@ fn execute<S: TreeStore>(
             Ok(())
         }
         GovernanceChange::SetKindPolicy { kind, policy } => {
-            check_policy(ctx, policy)?;
+            let current = ctx.policy(*kind)?;
+            check_policy(ctx, *kind, policy)?;
+            let name = |p: &KindPolicy| p.definition.as_ref().map(|d| d.name.clone());
+            if name(&current) != name(policy) {
+                return Err(invalid(
+                    "a registered kind keeps the name it was registered under",
+                ));
+            }
             ctx.view.put(&StateKey::Policy(*kind), policy);
             Ok(())
         }
+        GovernanceChange::AddKind { policy } => add_kind(ctx, policy),
         GovernanceChange::AddValidator { agency, key, power } => {
             let record = ctx.agency(agency)?;
             if record.removed_at.is_some() {
@@ -192,8 +200,37 @@ fn execute<S: TreeStore>(
     }
 }
 
-fn check_policy<S: TreeStore>(ctx: &Ctx<'_, '_, S>, policy: &KindPolicy) -> Result<(), Failure> {
-    policy.check().map_err(invalid)?;
+/// Register a kind: the next number, under a name no kind has.
+fn add_kind<S: TreeStore>(ctx: &mut Ctx<'_, '_, S>, policy: &KindPolicy) -> Result<(), Failure> {
+    let registered: u16 = ctx.view.get(&StateKey::RegisteredKinds)?.unwrap_or(0);
+    let next = registered
+        .checked_add(1)
+        .ok_or_else(|| invalid("no more kinds can be registered"))?;
+    let kind = CertKind::Registered(registered);
+    check_policy(ctx, kind, policy)?;
+    let Some(definition) = &policy.definition else {
+        return Err(invalid("a registered kind's policy needs a definition"));
+    };
+    let by_name = StateKey::KindByName(definition.name.clone());
+    if ctx.view.exists(&by_name)? {
+        return Err(TxError::KindNameTaken(definition.name.to_string()).into());
+    }
+    ctx.view.put(&StateKey::Policy(kind), policy);
+    ctx.view.put(&by_name, &kind);
+    ctx.view.put(&StateKey::RegisteredKinds, &next);
+    ctx.emit(Event::KindAdded {
+        kind,
+        name: definition.name.clone(),
+    });
+    Ok(())
+}
+
+fn check_policy<S: TreeStore>(
+    ctx: &Ctx<'_, '_, S>,
+    kind: CertKind,
+    policy: &KindPolicy,
+) -> Result<(), Failure> {
+    policy.check(kind).map_err(invalid)?;
     for a in policy.accreditors.iter().chain(policy.approvers.iter()) {
         ctx.agency(a)?;
     }

@@ -18,15 +18,6 @@ fn add_agency(name: &str) -> GovernanceChange {
     }
 }
 
-/// Propose `change` as moi-land and vote it through with moea and dgpa.
-fn pass(w: &mut World, change: GovernanceChange) -> Result<(), TxError> {
-    let events = w.submit("moi-land", Action::Propose { change })?;
-    let p = proposal_id(&events);
-    w.submit("moea-investment", Action::Vote { proposal: p })?;
-    w.submit("dgpa-personnel", Action::Vote { proposal: p })?;
-    Ok(())
-}
-
 #[test]
 fn a_change_needs_two_thirds_of_validator_agencies() {
     let mut w = World::new();
@@ -169,13 +160,10 @@ fn key_rotation_keeps_history_and_retires_the_old_key() {
             },
         }),
     );
-    pass(
-        &mut w,
-        GovernanceChange::RotateAgencyKey {
-            id: id("moi-land"),
-            key: new_key.public(),
-        },
-    )
+    w.pass(GovernanceChange::RotateAgencyKey {
+        id: id("moi-land"),
+        key: new_key.public(),
+    })
     .unwrap();
     let rotated_at = w.chain.head().height;
     let agency = w.agency("moi-land");
@@ -206,14 +194,11 @@ fn validators_are_added_and_removed_from_the_next_height() {
     let mut w = World::new();
     let before = w.chain.head().next_validators_hash;
     let v5 = SecretKey::dev("validator-5").public();
-    pass(
-        &mut w,
-        GovernanceChange::AddValidator {
-            agency: id("nia-immigration"),
-            key: v5,
-            power: 1,
-        },
-    )
+    w.pass(GovernanceChange::AddValidator {
+        agency: id("nia-immigration"),
+        key: v5,
+        power: 1,
+    })
     .unwrap();
     let head = w.chain.head().clone();
     assert_eq!(
@@ -292,12 +277,9 @@ fn removing_a_validator_agency_is_refused_until_its_validator_goes() {
 #[test]
 fn a_removed_agency_can_no_longer_sign() {
     let mut w = World::new();
-    pass(
-        &mut w,
-        GovernanceChange::RemoveAgency {
-            id: id("guting-land-office"),
-        },
-    )
+    w.pass(GovernanceChange::RemoveAgency {
+        id: id("guting-land-office"),
+    })
     .unwrap();
     let e = w
         .submit(
@@ -325,22 +307,16 @@ fn policies_change_by_governance_and_are_checked() {
         .unwrap()
         .unwrap();
     policy.approvals_required = 3; // more than its two approvers
-    let e = pass(
-        &mut w,
-        GovernanceChange::SetKindPolicy {
-            kind: CertKind::InvestmentPermit,
-            policy: policy.clone(),
-        },
-    );
+    let e = w.pass(GovernanceChange::SetKindPolicy {
+        kind: CertKind::InvestmentPermit,
+        policy: policy.clone(),
+    });
     assert!(matches!(e, Err(TxError::InvalidChange(_))), "{e:?}");
     policy.approvals_required = 1;
-    pass(
-        &mut w,
-        GovernanceChange::SetKindPolicy {
-            kind: CertKind::InvestmentPermit,
-            policy,
-        },
-    )
+    w.pass(GovernanceChange::SetKindPolicy {
+        kind: CertKind::InvestmentPermit,
+        policy,
+    })
     .unwrap();
     let p = w.permit("permit-1");
     let pid = p.cert_id();

@@ -114,6 +114,27 @@ fn vectors() -> BTreeMap<String, String> {
     put("tx/issue_land_title/encoded", &tx.encode());
     put("tx/issue_land_title/id", tx.id().0.as_bytes());
 
+    // A kind registered by governance: its number's encoding, the policy the vote carries (the
+    // construction-firm policy of the rule tests), and a proposal of it.
+    put("kind/registered_258", &encode(&CertKind::Registered(258)));
+    put(
+        "document/cert_id_registered_0",
+        CertId::derive(CertKind::Registered(0), &commitment)
+            .0
+            .as_bytes(),
+    );
+    let policy = common::construction_firm_policy();
+    put("policy/construction_firm/encoded", &encode(&policy));
+    let propose = TxBody {
+        nonce: 8,
+        action: Action::Propose {
+            change: cachet_chain::tx::GovernanceChange::AddKind { policy },
+        },
+        ..body.clone()
+    };
+    put("tx/add_kind/body", &encode(&propose));
+    put("tx/add_kind/encoded", &propose.sign(&key).encode());
+
     let leaves: Vec<Hash32> = (0..5u8)
         .map(|i| batch_leaf(&Commitment(Hash32([i; 32]))))
         .collect();
@@ -216,7 +237,22 @@ fn vectors() -> BTreeMap<String, String> {
         built.block.header.state_root.as_bytes(),
     );
     put("receipt/land_title/encoded", &example_receipt().encode());
+    put(
+        "receipt/construction_firm/encoded",
+        &registered_receipt().encode(),
+    );
     v
+}
+
+/// A receipt of a construction-firm certificate, a kind the example consortium registered by
+/// a vote (see `common::construction_firm_policy`): version 2, with the kind's policy.
+fn registered_receipt() -> Receipt {
+    let mut w = World::new();
+    let kind = w.register_construction_firms();
+    let cert = w.firm_certificate(kind, "firm-1");
+    let id = cert.cert_id();
+    w.submit("moi-land", Action::Issue(cert)).unwrap();
+    certificate_receipt(&w, id)
 }
 
 /// A receipt of the example consortium: a land title issued at height 1, signed by validators

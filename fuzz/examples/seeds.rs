@@ -94,6 +94,7 @@ fn main() {
         subject: Subject::Certificate { record: record.expect("issued"), proof, lineage: Default::default() },
         issuer: None,
         transitions: Default::default(),
+        kind_policy: None,
     };
     write("decode_receipt", "receipt", &[&[0u8][..], &receipt.encode()].concat());
     let anchor = chain.anchor().expect("in memory");

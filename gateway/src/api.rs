@@ -9,7 +9,7 @@ use anyhow::Result;
 use cachet_chain::codec::limits::MAX_BATCH_PROOF_LEN;
 use cachet_chain::document::{CertId, Commitment, Fingerprint, FingerprintAlg, Salt};
 use cachet_chain::hash::Hash32;
-use cachet_chain::ids::CertKind;
+use cachet_chain::ids::{CertKind, EventName};
 use cachet_chain::merkle::{BatchProof, MerkleTree};
 use cachet_chain::tx::{
     Action, BatchEntry, BatchId, CertEvent, RevocationReason, TxId, batch_leaf,
@@ -131,9 +131,10 @@ impl Failure {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnchorRequest {
-    /// The kind (for a successor: the kind of the certificate it replaces, if given).
+    /// The kind: a built-in kind's name, `kind-<n>` or the name a kind was registered under
+    /// (for a successor: the kind of the certificate it replaces, if given).
     #[serde(default)]
-    pub kind: Option<CertKind>,
+    pub kind: Option<String>,
     /// The SHA-256 of the document, computed by the calling system: the document itself never
     /// leaves the agency.
     pub document_sha256: Hash32,
@@ -157,8 +158,8 @@ pub const MAX_PARCEL_CHARS: usize = 1024;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// The kind of every certificate in the batch.
-    pub kind: CertKind,
+    /// The kind of every certificate in the batch (as [`AnchorRequest::kind`] names it).
+    pub kind: String,
     /// The SHA-256 of each document, in the batch's order.
     pub documents_sha256: Vec<Hash32>,
     /// Days every certificate is valid from now.
@@ -226,21 +227,20 @@ pub struct RevokeRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventRequest {
-    /// The event: `mortgage-set` or `mortgage-cancelled`.
+    /// The event: `mortgage-set` or `mortgage-cancelled` on a land title, or one of the named
+    /// events a registered kind's definition lists.
     pub event: EventName,
-    /// The SHA-256 of the mortgage registration (creditor, amount, registration number).
-    pub mortgage_sha256: Hash32,
+    /// For a mortgage: the SHA-256 of its registration (creditor, amount, registration number).
+    #[serde(default)]
+    pub mortgage_sha256: Option<Hash32>,
+    /// For a registered kind's event: the SHA-256 of its particulars (case, decision).
+    #[serde(default)]
+    pub particulars_sha256: Option<Hash32>,
 }
 
-/// The lifecycle events an agency records.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventName {
-    /// A mortgage is registered on a land title (抵押權設定).
-    MortgageSet,
-    /// A mortgage is cancelled (抵押權塗銷).
-    MortgageCancelled,
-}
+/// The event names of a land title's mortgages.
+const MORTGAGE_SET: &str = "mortgage-set";
+const MORTGAGE_CANCELLED: &str = "mortgage-cancelled";
 
 /// The gateway's link to its node: the node's client and the agency's signer. Submissions go
 /// one at a time, so that each takes the nonce after the last.
@@ -284,7 +284,7 @@ impl Agency {
         previous: Option<CertId>,
     ) -> Result<Value, Failure> {
         let kind = match (request.kind, previous) {
-            (Some(kind), _) => kind,
+            (Some(kind), _) => self.kind(&kind).await?,
             (None, Some(previous)) => self.kind_of(&previous).await?,
             (None, None) => return Err(Failure::bad_request("kind: required")),
         };
@@ -344,6 +344,7 @@ impl Agency {
             )));
         }
         check_valid_days(request.valid_days)?;
+        let kind = self.kind(&request.kind).await?;
         let entries: Vec<(Fingerprint, Salt, Commitment)> = request
             .documents_sha256
             .iter()
@@ -359,14 +360,13 @@ impl Agency {
         let leaves: Vec<Hash32> = entries.iter().map(|(_, _, c)| batch_leaf(c)).collect();
         let tree = MerkleTree::new(&leaves);
         let batch = cachet_client::issue::batch_issuance(
-            request.kind,
+            kind,
             tree.root(),
             count as u32,
             request.valid_days.map(u64::from),
             cachet_client::issue::now_ms(),
         );
         let id = batch.batch_id();
-        let kind = batch.kind;
         // The proofs are made before anything is submitted.
         let answer_entries = entries
             .iter()
@@ -433,6 +433,15 @@ impl Agency {
             .map_err(|e| Failure::from_client(&e))
     }
 
+    /// The kind `text` names (a built-in one, `kind-<n>`, or a registered kind's name, which the
+    /// node resolves).
+    async fn kind(&self, text: &str) -> Result<CertKind, Failure> {
+        self.node.kind(text).await.map_err(|e| match e {
+            ClientError::UnknownKind(_) => Failure::new(422, 1315, "unknown_kind", e.to_string()),
+            e => Failure::from_client(&e),
+        })
+    }
+
     /// The kind of the certificate `id`, as the node has it.
     async fn kind_of(&self, id: &CertId) -> Result<CertKind, Failure> {
         let record = self.certificate(id).await?;
@@ -456,10 +465,31 @@ impl Agency {
 
     /// Record a lifecycle event on `id`.
     pub async fn event(&self, id: CertId, request: EventRequest) -> Result<Value, Failure> {
-        let mortgage = request.mortgage_sha256;
-        let event = match request.event {
-            EventName::MortgageSet => CertEvent::MortgageSet { mortgage },
-            EventName::MortgageCancelled => CertEvent::MortgageCancelled { mortgage },
+        let mortgage =
+            request.event.as_str() == MORTGAGE_SET || request.event.as_str() == MORTGAGE_CANCELLED;
+        let event = match (
+            mortgage,
+            request.mortgage_sha256,
+            request.particulars_sha256,
+        ) {
+            (true, Some(mortgage), None) if request.event.as_str() == MORTGAGE_SET => {
+                CertEvent::MortgageSet { mortgage }
+            }
+            (true, Some(mortgage), None) => CertEvent::MortgageCancelled { mortgage },
+            (true, ..) => {
+                return Err(Failure::bad_request(
+                    "a mortgage event takes mortgage_sha256 and no particulars_sha256",
+                ));
+            }
+            (false, None, Some(detail)) => CertEvent::Named {
+                name: request.event,
+                detail,
+            },
+            (false, ..) => {
+                return Err(Failure::bad_request(
+                    "a registered kind's event takes particulars_sha256 and no mortgage_sha256",
+                ));
+            }
         };
         self.submitted(id, Action::RecordEvent { id, event }).await
     }
@@ -510,10 +540,11 @@ mod tests {
             json!({"kind": "reward-order", "document_sha256": digest, "valid_days": 30}),
         )
         .unwrap();
-        assert_eq!(ok.kind, Some(CertKind::RewardOrder));
+        // Any kind name is taken here; the node says which are known.
+        assert_eq!(ok.kind.as_deref(), Some("reward-order"));
         for bad in [
             json!({"kind": "reward-order"}),
-            json!({"kind": "no-such-kind", "document_sha256": digest}),
+            json!({"kind": 3, "document_sha256": digest}),
             json!({"kind": "reward-order", "document_sha256": "abc"}),
             json!({"kind": "reward-order", "document_sha256": digest, "extra": 1}),
             json!({"kind": "reward-order", "document_sha256": digest, "valid_days": -1}),
@@ -525,6 +556,10 @@ mod tests {
         }
         assert!(serde_json::from_value::<RevokeRequest>(json!({"reason": "fraud"})).is_ok());
         assert!(serde_json::from_value::<RevokeRequest>(json!({"reason": "bored"})).is_err());
+        let event = |v: Value| serde_json::from_value::<EventRequest>(v);
+        assert!(event(json!({"event": "mortgage-set", "mortgage_sha256": digest})).is_ok());
+        assert!(event(json!({"event": "suspended", "particulars_sha256": digest})).is_ok());
+        assert!(event(json!({"event": "Suspended!", "particulars_sha256": digest})).is_err());
     }
 
     #[test]

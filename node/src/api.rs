@@ -193,6 +193,15 @@ impl NodeApi for Api {
             StateKey::Validators => json(serde_json::to_value(
                 state::decode_value::<state::ValidatorSet>(&bytes).map_err(corrupt)?,
             ))?,
+            StateKey::Policy(_) => json(serde_json::to_value(
+                state::decode_value::<state::KindPolicy>(&bytes).map_err(corrupt)?,
+            ))?,
+            StateKey::RegisteredKinds => {
+                serde_json::Value::from(state::decode_value::<u16>(&bytes).map_err(corrupt)?)
+            }
+            StateKey::KindByName(_) => json(serde_json::to_value(
+                state::decode_value::<cachet_chain::CertKind>(&bytes).map_err(corrupt)?,
+            ))?,
             _ => serde_json::Value::String(cachet_chain::hash::encode_hex(&bytes)),
         }))
     }
@@ -264,7 +273,12 @@ impl NodeApi for Api {
         salt: &cachet_chain::Salt,
     ) -> Result<cachet_rpc::Verification, Failure> {
         let commitment = cachet_chain::Commitment::new(fingerprint, salt);
-        for kind in cachet_chain::CertKind::ALL {
+        let registered = self
+            .state(&StateKey::RegisteredKinds)?
+            .and_then(|n| n.as_u64())
+            .unwrap_or(0);
+        let registered = (0..registered).map(|n| cachet_chain::CertKind::Registered(n as u16));
+        for kind in cachet_chain::CertKind::ALL.into_iter().chain(registered) {
             let id = cachet_chain::CertId::derive(kind, &commitment);
             if self.state(&StateKey::Certificate(id))?.is_some() {
                 return self.verify(&id);

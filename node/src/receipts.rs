@@ -8,31 +8,53 @@
 //! as any verifier would.
 
 use crate::shared::Shared;
-use cachet_chain::AgencyId;
 use cachet_chain::block::BlockHeader;
 use cachet_chain::checkpoint::Advance;
 use cachet_chain::document::{CertId, Commitment};
 use cachet_chain::merkle::BatchProof;
 use cachet_chain::receipt::{
-    CommitProof, CommitSignatures, EntryRevocation, IssuerProof, Lineage, RECEIPT_VERSION, Receipt,
-    Subject, Transition, Transitions, check_head,
+    CommitProof, CommitSignatures, EntryRevocation, IssuerProof, Lineage, RECEIPT_VERSION,
+    RECEIPT_VERSION_WITH_POLICY, Receipt, Subject, Transition, Transitions, check_head,
 };
 use cachet_chain::state::{AgencyRecord, BatchRecord, CertificateRecord, StateKey, decode_value};
 use cachet_chain::state_tree;
+use cachet_chain::trust::PolicyProof;
 use cachet_chain::tx::BatchId;
+use cachet_chain::{AgencyId, CertKind};
 use cachet_rpc::{Failure, ReceiptOptions};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 impl ReceiptHead {
+    /// The receipt of `subject`, about a certificate or batch of `kind`: a registered kind's
+    /// receipt carries its policy, proven in this head's state.
     fn receipt(
         &self,
+        shared: &Shared,
         subject: Subject,
+        kind: Option<CertKind>,
         issuer: Option<IssuerProof>,
         options: &ReceiptOptions,
     ) -> Result<Receipt, Failure> {
+        let kind_policy = match kind.filter(|k| k.is_registered()) {
+            Some(kind) => {
+                let (policy, proof) =
+                    raw_with_proof(shared, &self.header.state_root, &StateKey::Policy(kind))?;
+                let policy = policy.ok_or_else(|| internal(format!("no policy for {kind}")))?;
+                Some(PolicyProof {
+                    kind,
+                    policy,
+                    proof,
+                })
+            }
+            None => None,
+        };
         Ok(Receipt {
-            version: RECEIPT_VERSION,
+            version: match kind_policy {
+                Some(_) => RECEIPT_VERSION_WITH_POLICY,
+                None => RECEIPT_VERSION,
+            },
+            kind_policy,
             header: self.header.clone(),
             commit: self.commit.clone(),
             subject,
@@ -144,7 +166,7 @@ impl Receipts {
         head.check_trusted_height(options)?;
         let root = head.header.state_root;
         let (value, proof) = raw_with_proof(shared, &root, &StateKey::Certificate(*id))?;
-        let (subject, issuer) = match value {
+        let (subject, kind, issuer) = match value {
             Some(record) => {
                 let r: CertificateRecord = decode_value(&record).map_err(internal)?;
                 let issuer = options
@@ -163,12 +185,13 @@ impl Receipts {
                         proof,
                         lineage,
                     },
+                    Some(r.kind),
                     issuer,
                 )
             }
-            None => (Subject::Absent { id: *id, proof }, None),
+            None => (Subject::Absent { id: *id, proof }, None, None),
         };
-        head.receipt(subject, issuer, options)
+        head.receipt(shared, subject, kind, issuer, options)
     }
 
     /// A receipt for one entry of a batch.
@@ -199,6 +222,7 @@ impl Receipts {
             .then(|| issuer(shared, &head, &b.issuer))
             .transpose()?;
         head.receipt(
+            shared,
             Subject::BatchEntry {
                 batch: batch_bytes,
                 batch_proof,
@@ -206,6 +230,7 @@ impl Receipts {
                 inclusion,
                 revocation,
             },
+            Some(b.kind),
             issuer,
             options,
         )

@@ -101,6 +101,31 @@ fn hash_param(p: &jsonrpsee::types::Params<'_>) -> Result<Hash32, Failure> {
         .map_err(|_| Failure::invalid_params("expected a 64-character hex id"))
 }
 
+/// Every kind the chain knows, built in and registered by governance, with its policy: what a
+/// client resolves a registered kind's name with (`kind` is what transactions carry).
+fn kinds(api: &dyn NodeApi) -> Result<Vec<serde_json::Value>, Failure> {
+    let registered = api
+        .state(&StateKey::RegisteredKinds)?
+        .and_then(|n| n.as_u64())
+        .unwrap_or(0);
+    let registered = (0..registered).map(|n| cachet_chain::CertKind::Registered(n as u16));
+    let mut out = Vec::new();
+    for kind in cachet_chain::CertKind::ALL.into_iter().chain(registered) {
+        let Some(policy) = api.state(&StateKey::Policy(kind))? else {
+            continue;
+        };
+        let name = match kind.builtin_name() {
+            Some(name) => name.to_string(),
+            None => policy["definition"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        out.push(serde_json::json!({ "kind": kind, "name": name, "policy": policy }));
+    }
+    Ok(out)
+}
+
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
 fn found<T>(value: Option<T>, code: u32, name: &str, what: String) -> RpcResult<T> {
@@ -231,6 +256,11 @@ pub fn module(api: Arc<dyn NodeApi>, operators: Operators) -> RpcModule<Arc<dyn 
                 format!("unknown batch {id}"),
             )
         },
+    )
+    .expect("unique method name");
+    m.register_method(
+        "cachet_kinds",
+        |_, api, _| -> RpcResult<Vec<serde_json::Value>> { Ok(kinds(&**api)?) },
     )
     .expect("unique method name");
     m.register_method(

@@ -199,6 +199,68 @@ fn the_verify_page_verifies_receipts_on_the_device() {
     assert_eq!(verdict(&mut tab), "有效 · Valid");
     shot(&mut tab, "static-copy");
 
+    // A kind the consortium registered by a vote after the page was built: the page names it
+    // by the titles in its policy, which its receipt carries.
+    let policy = docs.join("construction-firm-policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({
+            "accreditors": ["moi-land"], "approvers": [], "approvals_required": 0,
+            "oracles": [], "oracle_threshold": 0, "max_attestation_window_ms": 0,
+            "requires_validity": false, "max_validity_ms": 0, "max_batch_leaves": 0,
+            "max_receipt_age_ms": 86_400_000,
+            "definition": {
+                "name": "construction-firm-certificate", "title_zh_tw": "營造業電子證書",
+                "title_en": "Construction firm certificate", "supersedable": false,
+                "events": []
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let signed = |args: &[&str], agency: &str| {
+        let k = key(agency);
+        let mut all = args.to_vec();
+        all.extend(["--rpc", url.as_str(), "--key", k.as_str(), "--json"]);
+        cachet(&all)
+    };
+    let proposal = signed(
+        &["propose", "add-kind", "--policy", policy.to_str().unwrap()],
+        "moi-land",
+    )["tx"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for voter in ["moea-investment", "dgpa-personnel"] {
+        signed(&["vote", "--proposal", &proposal], voter);
+    }
+    signed(
+        &[
+            "accredit",
+            "--kind",
+            "construction-firm-certificate",
+            "--for",
+            "moi-land",
+        ],
+        "moi-land",
+    );
+    let licence = docs.join("firm.txt");
+    std::fs::write(&licence, "營造業登記證 for the browser test").unwrap();
+    let firm = anchor(
+        &url,
+        "construction-firm-certificate",
+        &key("moi-land"),
+        &licence,
+    );
+    tab.open(&format!("{base}/v/{firm}#{root}"));
+    assert_eq!(verdict(&mut tab), "有效 · Valid");
+    let facts = text_of(&mut tab, "facts");
+    assert!(
+        facts.contains("營造業電子證書 Construction firm certificate"),
+        "{facts}"
+    );
+    shot(&mut tab, "registered-kind");
+
     // A title transferred twice: its lineage, the earlier titles proven in its one receipt.
     let mut current = id.clone();
     for step in 1..=2 {

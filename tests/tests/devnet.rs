@@ -22,6 +22,26 @@ fn cachet(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("cachet {args:?} printed no JSON: {e}"))
 }
 
+/// The key file of `agency`, as the devnet's manifest names it.
+fn agency_key(manifest: &Value, agency: &str) -> String {
+    manifest["agencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == agency)
+        .unwrap_or_else(|| panic!("no agency {agency} in the manifest"))["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `cachet` with `args`, through the node at `url`, signed with the key file `key`: its JSON.
+fn signed(url: &str, key: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--rpc", url, "--key", key, "--json"]);
+    cachet(&all)
+}
+
 fn pid_alive(pid: u64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -813,17 +833,7 @@ fn every_agency_action_has_a_command() {
     let m = devnet.manifest.clone();
     let url = devnet.rpc_url(0);
     let addr = url.trim_start_matches("http://").to_string();
-    let key = |name: &str| -> String {
-        m["agencies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["name"] == name)
-            .unwrap()["key"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let key = |name: &str| agency_key(&m, name);
     let dir = devnet.dir.join("agency");
     std::fs::create_dir_all(dir.join("orders")).unwrap();
     let write = |name: &str, text: &str| {
@@ -831,12 +841,7 @@ fn every_agency_action_has_a_command() {
         std::fs::write(&p, text).unwrap();
         p.to_str().unwrap().to_string()
     };
-    let tx = |args: &[&str], signer: &str| {
-        let k = key(signer);
-        let mut all = args.to_vec();
-        all.extend(["--rpc", url.as_str(), "--key", k.as_str(), "--json"]);
-        cachet(&all)
-    };
+    let tx = |args: &[&str], signer: &str| signed(&url, &key(signer), args);
     let record = |method: &str, id: &str| rpc(&addr, method, json!([id])).unwrap();
 
     // A new land office: a key of its own, registered and accredited by the accreditor.
@@ -1366,4 +1371,173 @@ fn an_agency_key_in_an_hsm_signs_for_its_agency() {
     let addr = url.trim_start_matches("http://").to_string();
     let cert = rpc(&addr, "cachet_certificate", json!([v["id"]])).unwrap();
     assert_eq!(cert["issuer"], "kaohsiung-land-office");
+}
+
+/// A consortium adds a kind of certificate by a vote on its running nodes, with no code and no
+/// restart: construction-firm certificates (營造業電子證書). Its accreditor accredits an
+/// issuer, who anchors one by the kind's registered name, records one of its named events and
+/// revokes it; a verifier holding only the genesis file, which never heard of the kind,
+/// verifies its receipt offline and names the kind from the policy the receipt carries.
+#[test]
+fn a_kind_added_by_vote_is_issued_verified_offline_and_revoked() {
+    let devnet = Devnet::start("devnet-kinds");
+    let m = devnet.manifest.clone();
+    let url = devnet.rpc_url(1);
+    let genesis = m["genesis"].as_str().unwrap().to_string();
+    let key = |name: &str| agency_key(&m, name);
+    let dir = devnet.dir.join("kinds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tx = |args: &[&str], signer: &str| signed(&url, &key(signer), args);
+    let kind = "construction-firm-certificate";
+    let anchor_firm = |name: &str| {
+        let doc = dir.join(name);
+        std::fs::write(&doc, format!("營造業登記證 {name}")).unwrap();
+        tx(
+            &[
+                "anchor",
+                "--kind",
+                kind,
+                "--valid-days",
+                "365",
+                "--file",
+                doc.to_str().unwrap(),
+            ],
+            "moi-land",
+        )
+    };
+    // Not a kind yet.
+    let early = dir.join("early.txt");
+    std::fs::write(&early, "too early").unwrap();
+    let refused = cachet_fails(&[
+        "anchor",
+        "--rpc",
+        &url,
+        "--key",
+        &key("moi-land"),
+        "--kind",
+        kind,
+        "--file",
+        early.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(refused.contains("unknown certificate kind"), "{refused}");
+
+    let policy = dir.join("construction-firm-policy.json");
+    let firm_policy = json!({
+        "accreditors": ["moi-land"], "approvers": [], "approvals_required": 0, "oracles": [],
+        "oracle_threshold": 0, "max_attestation_window_ms": 0, "requires_validity": true,
+        "max_validity_ms": 157_680_000_000u64, "max_batch_leaves": 0,
+        "max_receipt_age_ms": 259_200_000,
+        "definition": {
+            "name": kind, "title_zh_tw": "營造業電子證書",
+            "title_en": "Construction firm certificate", "supersedable": false,
+            "events": ["suspended", "reinstated"]
+        }
+    });
+    std::fs::write(&policy, firm_policy.to_string()).unwrap();
+    let proposed = tx(
+        &["propose", "add-kind", "--policy", policy.to_str().unwrap()],
+        "moi-land",
+    );
+    let proposal = proposed["tx"].as_str().unwrap().to_string();
+    for voter in ["moea-investment", "dgpa-personnel"] {
+        tx(&["vote", "--proposal", &proposal], voter);
+    }
+    // Every node knows it now, by name and number.
+    for i in 0..4 {
+        let listed = cachet(&["kinds", "--rpc", &devnet.rpc_url(i), "--json"]);
+        let registered = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == kind)
+            .unwrap_or_else(|| panic!("node {i} lists {listed}"));
+        assert_eq!(registered["kind"], "kind-0");
+        assert_eq!(registered["policy"], firm_policy);
+    }
+    tx(
+        &["accredit", "--kind", kind, "--for", "moi-land"],
+        "moi-land",
+    );
+    let firm = anchor_firm("firm-1.txt");
+    let id = firm["id"].as_str().unwrap().to_string();
+    assert_eq!(firm["kind"], "kind-0", "{firm}");
+    tx(
+        &[
+            "event",
+            "--id",
+            &id,
+            "--event",
+            "suspended",
+            "--particulars",
+            "停業處分 case 113-0042, secret 9f2c",
+        ],
+        "moi-land",
+    );
+    let not_allowed = cachet_fails(&[
+        "event",
+        "--rpc",
+        &url,
+        "--key",
+        &key("moi-land"),
+        "--id",
+        &id,
+        "--event",
+        "seized",
+        "--particulars",
+        "x",
+        "--json",
+    ]);
+    assert!(not_allowed.contains("1314"), "{not_allowed}");
+
+    // Offline, against the genesis file alone.
+    let receipt = dir.join("firm-1.receipt");
+    let o = Command::new(cachet_bin())
+        .args(["receipt", "--rpc", &url, "--id", &id, "--out"])
+        .arg(&receipt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let verify = || {
+        let o = Command::new(cachet_bin())
+            .args(["verify", "--json", "--receipt"])
+            .arg(&receipt)
+            .args(["--trust", &genesis])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+        (v, o.status.code())
+    };
+    let (v, code) = verify();
+    assert_eq!(
+        (v["verdict"].as_str(), code),
+        (Some("valid"), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["kind"], "kind-0");
+    assert_eq!(v["kind_definition"]["name"], kind, "{v}");
+    assert_eq!(v["kind_definition"]["title_zh_tw"], "營造業電子證書");
+    let genesis_text = std::fs::read_to_string(&genesis).unwrap();
+    assert!(
+        !genesis_text.contains(kind),
+        "the genesis never heard of it"
+    );
+
+    tx(
+        &["revoke", "--id", &id, "--reason", "court-order"],
+        "moi-land",
+    );
+    let o = Command::new(cachet_bin())
+        .args(["receipt", "--rpc", &devnet.rpc_url(3), "--id", &id, "--out"])
+        .arg(&receipt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (v, code) = verify();
+    assert_eq!(
+        (v["verdict"].as_str(), code),
+        (Some("revoked"), Some(2)),
+        "{v}"
+    );
 }

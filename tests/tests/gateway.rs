@@ -165,6 +165,16 @@ fn case_systems_anchor_and_revoke_through_the_gateway_as_its_openapi_document_sa
         (422, Some(1201)),
         "{answer}"
     );
+    // A kind nobody registered, by name and by number: refused before anything is signed.
+    for unknown in ["construction-firm-certificate", "kind-7"] {
+        let body = anchor.replace("land-title", unknown);
+        let (status, answer) = http(&addr, "POST", "/v1/anchors", t, &body);
+        assert_eq!(
+            (status, answer["code"].as_i64()),
+            (422, Some(1315)),
+            "{unknown}: {answer}"
+        );
+    }
 
     // A case system in Python, with requests and the documented endpoints only.
     let script = repo.join("tests/gateway/anchor_check_revoke.py");

@@ -75,6 +75,7 @@ fn judgement(r: &Result<Verified, ReceiptError>) -> Value {
             "verdict": v.verdict,
             "id": v.id,
             "kind": v.kind.map(|k| k.to_string()),
+            "kind_name": v.kind_definition.as_ref().map(|d| d.name.as_str()),
             "issuer": v.issuer.as_ref().map(|a| a.as_str()),
             "issuer_name": v.issuer_name,
             "lineage": v.lineage.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
@@ -489,6 +490,78 @@ fn build() -> Corpus {
         soon(&w),
         None,
     );
+
+    // A kind registered by a vote, which the genesis never heard of: its receipt carries its
+    // policy (the kind's name and maximum age come from there), and one without it, with
+    // another kind's, with a changed one, or on a built-in kind's receipt proves nothing.
+    let kind = w.register_construction_firms();
+    let firm = w.firm_certificate(kind, "firm-1");
+    let firm_id = firm.cert_id();
+    w.submit("moi-land", Action::Issue(firm)).unwrap();
+    let registered = certificate_receipt(&w, firm_id);
+    c.case("registered kind", &registered, "genesis", soon(&w), None);
+    c.case(
+        "registered kind with its document",
+        &registered,
+        "genesis",
+        soon(&w),
+        Some(&document("firm-1")),
+    );
+    c.case(
+        "registered kind older than its own policy allows",
+        &registered,
+        "genesis",
+        w.chain.head().time.plus_ms(3 * DAY + 1),
+        None,
+    );
+    c.case(
+        "registered kind within its own policy's age, past the strictest genesis kind's",
+        &registered,
+        "genesis",
+        w.chain.head().time.plus_ms(2 * DAY),
+        None,
+    );
+    let mut stripped = registered.clone();
+    stripped.kind_policy = None;
+    stripped.version = cachet_chain::receipt::RECEIPT_VERSION;
+    c.case(
+        "registered kind without its policy",
+        &stripped,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let mut misnamed = registered.clone();
+    misnamed.kind_policy.as_mut().unwrap().kind = CertKind::Registered(1);
+    c.case(
+        "registered kind with another kind's policy",
+        &misnamed,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let mut lenient = registered.clone();
+    let mut policy = construction_firm_policy();
+    policy.max_receipt_age_ms = 365 * DAY;
+    lenient.kind_policy.as_mut().unwrap().policy = encode(&policy);
+    c.case(
+        "registered kind with a policy the state does not hold",
+        &lenient,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    let mut dressed = certificate_receipt(&w, t);
+    dressed.kind_policy = registered.kind_policy.clone();
+    dressed.version = cachet_chain::receipt::RECEIPT_VERSION_WITH_POLICY;
+    c.case(
+        "title carrying a registered kind's policy",
+        &dressed,
+        "genesis",
+        soon(&w),
+        None,
+    );
+    c.flips("registered kind", &registered, soon(&w), &[0]);
 
     // A validator joins: later receipts carry the transition signed by the set before.
     let Joined {

@@ -61,6 +61,12 @@ pub(super) fn record_event<S: TreeStore>(
             };
             mortgages.remove(pos);
         }
+        CertEvent::Named { .. } => {
+            return Err(TxError::EventNotAllowed {
+                kind: CertKind::LandTitle,
+            }
+            .into());
+        }
     }
     record.mortgages =
         MortgageList::new(mortgages).map_err(|e| TxError::TermsMismatch(e.to_string()))?;

@@ -134,6 +134,16 @@ impl World {
         Ok(built.executed.events.into_iter().flatten().collect())
     }
 
+    /// Propose `change` as moi-land and vote it through with moea and dgpa (three of the four
+    /// validator agencies).
+    pub fn pass(&mut self, change: cachet_chain::tx::GovernanceChange) -> Result<(), TxError> {
+        let events = self.submit("moi-land", Action::Propose { change })?;
+        let proposal = proposal_id(&events);
+        self.submit("moea-investment", Action::Vote { proposal })?;
+        self.submit("dgpa-personnel", Action::Vote { proposal })?;
+        Ok(())
+    }
+
     pub fn submit(&mut self, agency: &str, action: Action) -> Result<Vec<Event>, TxError> {
         let tx = self.tx(agency, action);
         self.submit_tx(tx)
@@ -159,6 +169,81 @@ impl World {
     pub fn permit(&self, doc_name: &str) -> Issuance {
         Issuance {
             kind: CertKind::InvestmentPermit,
+            commitment: doc(doc_name),
+            valid_from: Some(self.time),
+            valid_until: Some(self.time.plus_ms(365 * DAY)),
+            terms: Terms::Plain,
+        }
+    }
+}
+
+/// The policy of a kind the example consortium registers by governance: construction-firm
+/// certificates (營造業電子證書), accredited by `moi-land`, valid up to five years, never
+/// superseded, with `suspended` and `reinstated` events, receipts trusted for three days.
+pub fn construction_firm_policy() -> cachet_chain::state::KindPolicy {
+    use cachet_chain::ids::{EventName, KindName};
+    use cachet_chain::state::{AgencyList, EventNames, KindDefinition, KindPolicy, Name};
+    let mut policy = KindPolicy::open(AgencyList::new(vec![id("moi-land")]).unwrap());
+    policy.requires_validity = true;
+    policy.max_validity_ms = 5 * 365 * DAY;
+    policy.max_receipt_age_ms = 3 * DAY;
+    policy.definition = Some(KindDefinition {
+        name: KindName::new("construction-firm-certificate").unwrap(),
+        title_zh_tw: Name::new("營造業電子證書").unwrap(),
+        title_en: Name::new("Construction firm certificate").unwrap(),
+        supersedable: false,
+        events: EventNames::new(vec![
+            EventName::new("suspended").unwrap(),
+            EventName::new("reinstated").unwrap(),
+        ])
+        .unwrap(),
+    });
+    policy
+}
+
+impl World {
+    /// Register [`construction_firm_policy`] by a vote of three of the four validator
+    /// agencies and accredit `moi-land` to issue it; the kind it became.
+    pub fn register_construction_firms(&mut self) -> CertKind {
+        let events = self
+            .submit(
+                "moi-land",
+                Action::Propose {
+                    change: cachet_chain::tx::GovernanceChange::AddKind {
+                        policy: construction_firm_policy(),
+                    },
+                },
+            )
+            .unwrap();
+        let proposal = proposal_id(&events);
+        self.submit("moea-investment", Action::Vote { proposal })
+            .unwrap();
+        let events = self
+            .submit("dgpa-personnel", Action::Vote { proposal })
+            .unwrap();
+        let kind = events
+            .iter()
+            .find_map(|e| match e {
+                Event::KindAdded { kind, .. } => Some(*kind),
+                _ => None,
+            })
+            .expect("the vote registered the kind");
+        self.submit(
+            "moi-land",
+            Action::Accredit {
+                kind,
+                agency: id("moi-land"),
+                registration: None,
+            },
+        )
+        .unwrap();
+        kind
+    }
+
+    /// A construction-firm certificate of `kind` over `doc_name`, valid for a year from now.
+    pub fn firm_certificate(&self, kind: CertKind, doc_name: &str) -> Issuance {
+        Issuance {
+            kind,
             commitment: doc(doc_name),
             valid_from: Some(self.time),
             valid_until: Some(self.time.plus_ms(365 * DAY)),
@@ -226,7 +311,7 @@ pub mod receipts {
 
     pub fn certificate_receipt(w: &World, cert: cachet_chain::CertId) -> Receipt {
         let (value, proof) = w.chain.prove(&StateKey::Certificate(cert)).unwrap();
-        let (subject, issuer) = match value {
+        let (subject, kind, issuer) = match value {
             Some(record) => {
                 let r: cachet_chain::state::CertificateRecord =
                     cachet_chain::state::decode_value(&record).unwrap();
@@ -236,18 +321,32 @@ pub mod receipts {
                         proof,
                         lineage: Default::default(),
                     },
+                    Some(r.kind),
                     Some(issuer(w, r.issuer.as_str())),
                 )
             }
-            None => (Subject::Absent { id: cert, proof }, None),
+            None => (Subject::Absent { id: cert, proof }, None, None),
         };
+        // A registered kind's receipt carries its policy, as a node builds it.
+        let kind_policy = kind.filter(|k| k.is_registered()).map(|kind| {
+            let (policy, proof) = w.chain.prove(&StateKey::Policy(kind)).unwrap();
+            cachet_chain::trust::PolicyProof {
+                kind,
+                policy: policy.unwrap(),
+                proof,
+            }
+        });
         Receipt {
-            version: RECEIPT_VERSION,
+            version: match kind_policy {
+                Some(_) => cachet_chain::receipt::RECEIPT_VERSION_WITH_POLICY,
+                None => RECEIPT_VERSION,
+            },
             transitions: Default::default(),
             header: w.chain.head().clone(),
             commit: commit(w, &[0, 1, 2]),
             subject,
             issuer,
+            kind_policy,
         }
     }
 
@@ -392,6 +491,7 @@ pub mod receipts {
         .unwrap();
         Receipt {
             version: RECEIPT_VERSION,
+            kind_policy: None,
             transitions: Default::default(),
             header: w.chain.head().clone(),
             commit: commit(w, &[1, 2, 3]),

@@ -11,7 +11,8 @@
   class DecodeError extends Error {}
 
   const MAX_SET_LEN = 256, MAX_KEY_HISTORY = 64, MAX_BATCH_PROOF_LEN = 32, MAX_PROOF_DEPTH = 256, MAX_LINEAGE = 64;
-  const MAX_NAME_LEN = 120;
+  const MAX_NAME_LEN = 120, MAX_KIND_EVENTS = 16;
+  const RECEIPT_VERSION = 1, RECEIPT_VERSION_WITH_POLICY = 2;
   // 1-40 bytes of a-z, 0-9 and "-", not starting with "-".
   const ID_RULE = /^[a-z0-9][a-z0-9-]{0,39}$/;
   const KINDS = ["land-title", "investment-permit", "reward-order", "cultural-license"];
@@ -107,7 +108,14 @@
     r.tag(["ed25519"]);
     return r.fixed(64);
   }
-  const kind = (r) => KINDS[r.tag(KINDS)];
+  // A built-in kind by its name; a kind registered by governance (tag 4, then a u16) as
+  // "kind-<n>".
+  function kind(r) {
+    const t = r.u8();
+    if (t < KINDS.length) return KINDS[t];
+    if (t === KINDS.length) return "kind-" + r.u16();
+    throw new DecodeError("unknown tag " + t);
+  }
   const reason = (r) => REASONS[r.tag(REASONS)];
 
   // ---------------------------------------------------------------- blocks and validators
@@ -147,6 +155,13 @@
     registered_at: r.u64(),
     removed_at: r.option((r) => r.u64()),
   });
+  const kindDefinition = (r) => ({
+    name: id(r),
+    title_zh_tw: name(r),
+    title_en: name(r),
+    supersedable: r.bool(),
+    events: r.vec(id, MAX_KIND_EVENTS),
+  });
   const kindPolicy = (r) => ({
     accreditors: r.vec(id, MAX_SET_LEN),
     approvers: r.vec(id, MAX_SET_LEN),
@@ -158,6 +173,7 @@
     max_validity_ms: r.u64(),
     max_batch_leaves: r.u32(),
     max_receipt_age_ms: r.u64(),
+    definition: r.option(kindDefinition),
   });
   function recordTerms(r) {
     switch (r.tag(["plain", "land_title", "work_deposit", "license"])) {
@@ -241,14 +257,23 @@
     commit: commitProof(r),
     next: r.withBytes(validatorSet),
   });
-  const receipt = (r) => ({
-    version: r.u8(),
-    header: r.withBytes(blockHeader),
-    commit: commitProof(r),
-    subject: subject(r),
-    issuer: r.option((r) => ({ agency: r.byteVec(), proof: stateProof(r) })),
-    transitions: r.vec(transition, MAX_SET_LEN),
-  });
+  const policyProof = (r) => ({ kind: kind(r), policy: r.byteVec(), proof: stateProof(r) });
+  // Version 2 is version 1 followed by the policy of the certificate's (registered) kind.
+  function receipt(r) {
+    const version = r.u8();
+    if (version !== RECEIPT_VERSION && version !== RECEIPT_VERSION_WITH_POLICY) {
+      throw new DecodeError("unknown receipt version " + version);
+    }
+    return {
+      version,
+      header: r.withBytes(blockHeader),
+      commit: commitProof(r),
+      subject: subject(r),
+      issuer: r.option((r) => ({ agency: r.byteVec(), proof: stateProof(r) })),
+      transitions: r.vec(transition, MAX_SET_LEN),
+      kind_policy: version === RECEIPT_VERSION_WITH_POLICY ? policyProof(r) : null,
+    };
+  }
 
   // ---------------------------------------------------------------- hashing (encoding.md)
   const H = (domain, ...parts) => C.hash.deriveKey("cachet v1 " + domain, concat(...parts));
@@ -266,7 +291,13 @@
     const b = new TextEncoder().encode(s);
     return concat(u32le(b.length), b);
   };
-  const kindTag = (k) => Uint8Array.of(KINDS.indexOf(k));
+  // The encoding of a kind: its tag, and a registered kind's number after tag 4.
+  function kindTag(k) {
+    const builtin = KINDS.indexOf(k);
+    if (builtin >= 0) return Uint8Array.of(builtin);
+    const n = Number(k.slice("kind-".length));
+    return Uint8Array.of(KINDS.length, n & 0xff, n >> 8);
+  }
   // Tree paths of the state keys a receipt proves (state.md#keys).
   const stateKey = {
     agency: (agency) => H("state-key", Uint8Array.of(2), encodeString(agency)),
@@ -282,10 +313,10 @@
   };
 
   C.encoding = {
-    DecodeError, Reader, decodeAll, KINDS, H, concat, stateKey, ids,
+    DecodeError, Reader, decodeAll, KINDS, RECEIPT_VERSION, RECEIPT_VERSION_WITH_POLICY, H, concat, stateKey, ids,
     types: {
       receipt, transition, blockHeader, validatorSet, commitProof, stateProof, batchProof, agencyRecord,
-      kindPolicy, certificateRecord, batchRecord, revocationRecord,
+      kindPolicy, policyProof, certificateRecord, batchRecord, revocationRecord,
     },
   };
 })(globalThis.cachet = globalThis.cachet || {});

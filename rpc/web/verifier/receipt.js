@@ -23,7 +23,6 @@
 
   const MAX_RECEIPT_BYTES = 64 * 1024;
   const MAX_STATE_VALUE_BYTES = 64 * 1024;
-  const RECEIPT_VERSION = 1;
   const EMPTY = new Uint8Array(32);
 
   const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -200,6 +199,21 @@
     }
   }
 
+  // The policy of a registered kind the receipt carries, checked against the state root;
+  // null for a built-in kind or no certificate, whose receipts carry none (receipt.md).
+  function kindPolicy(root, kind, receipt) {
+    const registered = kind !== null && !E.KINDS.includes(kind);
+    const carried = receipt.kind_policy;
+    if (!registered && carried === null) return null;
+    if (!registered) throw new ReceiptError("malformed", "malformed receipt: the receipt carries a kind policy, but its certificate's kind is built in");
+    if (carried === null) throw new ReceiptError("malformed", "malformed receipt: " + kind + " is registered by governance, and the receipt does not carry its policy");
+    if (carried.kind !== kind) throw new ReceiptError("malformed", "malformed receipt: the receipt carries the policy of " + carried.kind + ", not of " + kind);
+    checkMember(root, E.stateKey.policy(kind), carried.policy, carried.proof, "kind policy");
+    const policy = record(carried.policy, T.kindPolicy, "kind policy");
+    if (policy.definition === null) throw new ReceiptError("malformed", "malformed receipt: the policy of " + kind + " does not define it");
+    return policy;
+  }
+
   function maxAge(trust, kind) {
     if (kind !== null && trust.policies[kind]) return trust.policies[kind].max_receipt_age_ms;
     // Unknown kind (an absent certificate): the strictest policy.
@@ -219,7 +233,6 @@
       throw new ReceiptError("malformed", "malformed receipt: " + e.message);
     }
     checkHead(receipt, trust);
-    if (receipt.version !== RECEIPT_VERSION) throw new ReceiptError("malformed", "malformed receipt: unknown receipt version " + receipt.version);
     const header = receipt.header.value;
     const root = header.state_root;
     const opens = (c) => document ? equal(E.ids.commitment(document.alg, document.digest, document.salt), c) : null;
@@ -270,10 +283,13 @@
     }
     out.height = header.height;
     out.as_of = header.time;
-    const max = maxAge(trust, out.kind);
+    const registered = kindPolicy(root, out.kind, receipt);
+    out.kind_definition = registered === null ? null : registered.definition;
+    const max = registered === null ? maxAge(trust, out.kind) : registered.max_receipt_age_ms;
     const age = now > header.time ? now - header.time : 0n;
     if (age > max) {
-      const e = new ReceiptError("too_old", "the receipt is " + age + " ms old; " + (out.kind || "unknown") + " receipts are trusted for " + max + " ms");
+      const named = out.kind_definition !== null ? out.kind_definition.name : out.kind;
+      const e = new ReceiptError("too_old", "the receipt is " + age + " ms old; " + (named || "unknown") + " receipts are trusted for " + max + " ms");
       e.verified = out;
       throw e;
     }

@@ -19,6 +19,7 @@ if (runByNode) {
         verdict: v.verdict,
         id: v.id,
         kind: v.kind,
+        kind_name: v.kind_definition ? v.kind_definition.name : null,
         issuer: v.issuer,
         issuer_name: v.issuer_name,
         lineage: (v.lineage || []).map((h) => R.hex(h.id)),
