@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 struct NodePlan {
     name: String,
     dir: PathBuf,
+    /// Its identity on the networks: its validator key, or its own node key (`node.key` in its
+    /// directory) when it has one, as a node whose validator key is in an HSM must.
     key: SecretKey,
     /// The address its peers dial, and its consensus and gossip listen on.
     host: IpAddr,
@@ -37,6 +39,9 @@ struct NodePlan {
     gossip: u16,
     rpc: u16,
 }
+
+/// A node's own network key, in its directory, when it has one.
+const NODE_KEY: &str = "node.key";
 
 /// The ports of a node with an address of its own (`--hosts`).
 const HOST_P2P_PORT: u16 = 27000;
@@ -76,6 +81,12 @@ impl NodePlan {
                 None,
             )?;
         }
+        let node_key = dir.join(NODE_KEY);
+        let key = if node_key.exists() {
+            keyfile::read(&node_key)?
+        } else {
+            key
+        };
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         Ok(match addresses {
             Addresses::Loopback => NodePlan {
@@ -240,7 +251,11 @@ fn prepare(
         let node_dir = dir.join("nodes").join(&name);
         std::fs::create_dir_all(&node_dir)?;
         let key = example::validator_key(&name);
-        if key.public() != v.key {
+        // An operator may have moved a validator's key into an HSM (its configuration names it
+        // by a pkcs11: URI, and the genesis its public key): the devnet keeps it.
+        let in_token = NodeConfig::load(&node_dir.join("config.toml"))
+            .is_ok_and(|c| c.validator_key_in_token());
+        if key.public() != v.key && !in_token {
             bail!(
                 "validator {name} in {} does not use the development key",
                 genesis_path.display()
@@ -277,12 +292,15 @@ fn prepare(
             .map(|(_, o)| o)
             .collect();
         // A devnet started again on its directory keeps each node's tuning (consensus,
-        // mempool, storage, health, per-client RPC limits) and its key's passphrase file as
-        // the operator left them; only the addresses are new.
+        // mempool, storage, health, per-client RPC limits), its key's passphrase file and a
+        // validator key moved into an HSM as the operator left them; only the addresses are new.
         let config_path = p.dir.join("config.toml");
-        let (consensus, mempool, mut storage, health, state_sync, passphrase, old_rpc) =
+        let (consensus, mempool, mut storage, health, state_sync, passphrase, old_rpc, in_token) =
             if config_path.exists() {
                 let old = NodeConfig::load(&config_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                let in_token = old
+                    .validator_key_in_token()
+                    .then(|| old.validator_key.clone());
                 let passphrase = old.validator_key_passphrase_file;
                 let rpc = Some(old.rpc);
                 (
@@ -293,6 +311,7 @@ fn prepare(
                     old.state_sync,
                     passphrase,
                     rpc,
+                    in_token,
                 )
             } else {
                 Default::default()
@@ -306,7 +325,12 @@ fn prepare(
             moniker: p.name.clone(),
             home: PathBuf::from("."),
             genesis: PathBuf::from("../../genesis.json"),
-            validator_key: PathBuf::from("validator.key"),
+            validator_key: in_token.unwrap_or_else(|| PathBuf::from("validator.key")),
+            node_key: p
+                .dir
+                .join(NODE_KEY)
+                .exists()
+                .then(|| PathBuf::from(NODE_KEY)),
             validator_key_passphrase_file: passphrase,
             p2p: P2p {
                 listen: NodePlan::multiaddr(p.host, p.p2p),

@@ -588,14 +588,40 @@ fn init_logging(json: bool) {
     }
 }
 
+/// A validator key as `cachet-keys` opened it (a key file, or a key in an HSM), signing for
+/// the node.
+struct OpenedKey(cachet_keys::SigningKey);
+
+impl cachet_node::signing::ValidatorKey for OpenedKey {
+    fn public(&self) -> cachet_chain::PublicKey {
+        self.0.public()
+    }
+
+    fn sign(&self, message: &cachet_chain::Hash32) -> Result<cachet_chain::Signature, String> {
+        self.0.sign(message).map_err(|e| format!("{e:#}"))
+    }
+}
+
 async fn start(config: PathBuf) -> Result<()> {
     let config = cachet_node::NodeConfig::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let passphrase = match &config.validator_key_passphrase_file {
         Some(file) => keyfile::Passphrase::File(file.clone()),
         None => keyfile::Passphrase::Ask,
     };
-    let (key, _) = keyfile::read_with(&config.validator_key, &passphrase)?;
-    let node = cachet_node::start(config, key)
+    let (validator, _) =
+        cachet_keys::SigningKey::open(&config.validator_key.to_string_lossy(), &passphrase)?;
+    let node_key = match (&config.node_key, &validator) {
+        (Some(path), _) => keyfile::read_with(path, &passphrase)?.0,
+        (None, cachet_keys::SigningKey::InMemory(key)) => key.clone(),
+        (None, cachet_keys::SigningKey::Token(_)) => anyhow::bail!(
+            "the validator key is in an HSM: set node_key in the configuration to a key file of              the node's own (cachet keygen --out node.key), its identity on the networks"
+        ),
+    };
+    let keys = cachet_node::NodeKeys {
+        validator: std::sync::Arc::new(OpenedKey(validator)),
+        node: node_key,
+    };
+    let node = cachet_node::start(config, keys)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -16,8 +16,15 @@ pub struct NodeConfig {
     pub home: PathBuf,
     /// The genesis file.
     pub genesis: PathBuf,
-    /// The validator's key file (consensus key, also its network identity).
+    /// The validator's consensus key: a key file (then also the node's network identity, unless
+    /// `node_key` is set), or a key held in an HSM named by its `pkcs11:` URI
+    /// (`pkcs11:token=…;object=…?module-path=…&pin-source=…`), which needs `node_key`.
     pub validator_key: PathBuf,
+    /// The node's network identity (its peer id on both networks), a key file of its own. It is
+    /// needed when the validator key is in an HSM: the networks' handshakes sign with their key
+    /// in memory. The validator key vouches for it to the other validators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_key: Option<PathBuf>,
     /// For a key file sealed under a passphrase: the file holding the passphrase (a service
     /// credential, e.g. systemd's `LoadCredential`). Unset, it is asked for as the CLI does
     /// (`CACHET_PASSPHRASE_FILE`, or the terminal).
@@ -399,6 +406,11 @@ impl NodeConfig {
         ))
     }
 
+    /// Whether `validator_key` names a key in a token (a `pkcs11:` URI) rather than a file.
+    pub fn validator_key_in_token(&self) -> bool {
+        self.validator_key.to_string_lossy().starts_with("pkcs11:")
+    }
+
     /// Read and validate a configuration file. Relative paths in it (`home`, `genesis`,
     /// `validator_key`) are taken from the file's own directory, so that a node's directory
     /// can be moved or mounted elsewhere (a container) as a whole.
@@ -408,8 +420,11 @@ impl NodeConfig {
         let mut cfg: NodeConfig =
             toml::from_str(&text).map_err(|e| eyre::eyre!("config {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(std::path::Path::new(""));
-        for file in [&mut cfg.home, &mut cfg.genesis, &mut cfg.validator_key]
+        let in_token = cfg.validator_key_in_token();
+        for file in [&mut cfg.home, &mut cfg.genesis]
             .into_iter()
+            .chain((!in_token).then_some(&mut cfg.validator_key))
+            .chain(cfg.node_key.as_mut())
             .chain(cfg.rpc.operator_token_file.as_mut())
             .chain(cfg.validator_key_passphrase_file.as_mut())
             .chain(cfg.rpc.tls_certificate_file.as_mut())

@@ -40,4 +40,4 @@ pub mod store;
 
 pub use config::NodeConfig;
 pub use shared::Shared;
-pub use start::{RunningNode, start};
+pub use start::{NodeKeys, RunningNode, start};

@@ -2,11 +2,13 @@
 //!
 //! Each message kind has its own signing purpose in [`cachet_chain::crypto::signing_message`]
 //! and carries the chain id, so a vote can never be replayed as a proposal, as a transaction,
-//! or on another chain.
+//! or on another chain. The key signs through [`ValidatorKey`]: held in memory, or in a token
+//! (an HSM) that the caller opened, whose private half the node never sees.
 
 use crate::context::{CachetContext, OrdSignature, Proposal, Vote};
 use async_trait::async_trait;
-use cachet_chain::crypto::{PublicKey, SecretKey, SignPurpose, signing_message};
+use cachet_chain::crypto::{PublicKey, SecretKey, SignPurpose, Signature, signing_message};
+use cachet_chain::hash::Hash32;
 use cachet_chain::ids::ChainId;
 use malachite_app::types::core::SigningScheme as _;
 use malachite_app::types::core::{SignedMessage, ValidatorProof, VoteExtensionScope};
@@ -29,9 +31,44 @@ fn extension_bytes(scope: &VoteExtensionScope<CachetContext>, ext: &[u8]) -> Vec
     .expect("in-memory encoding cannot fail")
 }
 
+/// A validator's consensus key, as the node signs with it: a key in memory, or one held in a
+/// token (an HSM) that signs each message on request.
+pub trait ValidatorKey: Send + Sync {
+    /// Its public key: the validator's address in the set.
+    fn public(&self) -> PublicKey;
+    /// Sign a signing message (`cachet_chain::crypto::signing_message`); a token that cannot
+    /// says why.
+    fn sign(&self, message: &Hash32) -> Result<Signature, String>;
+}
+
+impl ValidatorKey for SecretKey {
+    fn public(&self) -> PublicKey {
+        SecretKey::public(self)
+    }
+
+    fn sign(&self, message: &Hash32) -> Result<Signature, String> {
+        Ok(SecretKey::sign(self, message))
+    }
+}
+
+/// A validator key shared by the consensus signer and the proposer.
+pub type SharedValidatorKey = std::sync::Arc<dyn ValidatorKey>;
+
+/// Sign `body` for `purpose` on `chain_id` with `key`; a token's failure becomes Malachite's
+/// signing error (its source says what the token said).
+fn sign_for(
+    key: &dyn ValidatorKey,
+    purpose: SignPurpose,
+    chain_id: &ChainId,
+    body: &[u8],
+) -> SignResult<Signature> {
+    key.sign(&signing_message(purpose, chain_id, body))
+        .map_err(|e| Error::from_source(format!("the validator key cannot sign: {e}")))
+}
+
 /// Signs this validator's consensus messages.
 pub struct ConsensusSigner {
-    key: SecretKey,
+    key: SharedValidatorKey,
     chain_id: ChainId,
     /// Votes signed so far: the operator's sign that this node votes (Malachite asks only a
     /// member of the current validator set).
@@ -40,7 +77,7 @@ pub struct ConsensusSigner {
 
 impl ConsensusSigner {
     /// A signer for `chain_id` with the validator's consensus key.
-    pub fn new(key: SecretKey, chain_id: ChainId) -> Self {
+    pub fn new(key: SharedValidatorKey, chain_id: ChainId) -> Self {
         ConsensusSigner {
             key,
             chain_id,
@@ -70,11 +107,15 @@ impl ConsensusVerifier {
 
 /// The signature a proposer puts on the last part of its block stream.
 pub fn sign_parts(
-    key: &SecretKey,
+    key: &dyn ValidatorKey,
     chain_id: &ChainId,
     parts_hash: &cachet_chain::Hash32,
-) -> cachet_chain::Signature {
-    key.sign_for(SignPurpose::Proposal, chain_id, parts_hash.as_bytes())
+) -> Result<cachet_chain::Signature, String> {
+    key.sign(&signing_message(
+        SignPurpose::Proposal,
+        chain_id,
+        parts_hash.as_bytes(),
+    ))
 }
 
 /// Check a block stream's last-part signature.
@@ -96,9 +137,12 @@ pub fn verify_parts(
 #[async_trait]
 impl Signer<CachetContext> for ConsensusSigner {
     async fn sign_vote(&self, vote: Vote) -> SignResult<SignedMessage<CachetContext, Vote>> {
-        let sig = self
-            .key
-            .sign_for(SignPurpose::Vote, &self.chain_id, &vote.sign_bytes());
+        let sig = sign_for(
+            &*self.key,
+            SignPurpose::Vote,
+            &self.chain_id,
+            &vote.sign_bytes(),
+        )?;
         self.votes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(SignedMessage::new(vote, OrdSignature(sig)))
@@ -110,11 +154,12 @@ impl Signer<CachetContext> for ConsensusSigner {
     ) -> SignResult<SignedMessage<CachetContext, Proposal>> {
         // Proposals and proposal parts share a purpose, but the bodies differ in length and
         // shape (a Borsh proposal versus a 32-byte parts hash), so they cannot collide.
-        let sig = self.key.sign(&signing_message(
+        let sig = sign_for(
+            &*self.key,
             SignPurpose::Proposal,
             &self.chain_id,
             &proposal_bytes(&proposal),
-        ));
+        )?;
         Ok(SignedMessage::new(proposal, OrdSignature(sig)))
     }
 
@@ -123,11 +168,12 @@ impl Signer<CachetContext> for ConsensusSigner {
         scope: VoteExtensionScope<CachetContext>,
         extension: Vec<u8>,
     ) -> SignResult<SignedMessage<CachetContext, Vec<u8>>> {
-        let sig = self.key.sign(&signing_message(
+        let sig = sign_for(
+            &*self.key,
             SignPurpose::VoteExtension,
             &self.chain_id,
             &extension_bytes(&scope, &extension),
-        ));
+        )?;
         Ok(SignedMessage::new(extension, OrdSignature(sig)))
     }
 
@@ -137,11 +183,12 @@ impl Signer<CachetContext> for ConsensusSigner {
         peer_id: Vec<u8>,
     ) -> SignResult<ValidatorProof<CachetContext>> {
         let bytes = ValidatorProof::<CachetContext>::signing_bytes(&public_key, &peer_id);
-        let sig = self.key.sign(&signing_message(
+        let sig = sign_for(
+            &*self.key,
             SignPurpose::ValidatorProof,
             &self.chain_id,
             &bytes,
-        ));
+        )?;
         Ok(ValidatorProof::new(public_key, peer_id, OrdSignature(sig)))
     }
 }

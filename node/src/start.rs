@@ -12,7 +12,7 @@ use crate::membership::{Peer, peer_of};
 use crate::mempool::{AdmitError, Mempool};
 use crate::metrics::Source;
 use crate::shared::Shared;
-use crate::signing::{ConsensusSigner, ConsensusVerifier};
+use crate::signing::{ConsensusSigner, ConsensusVerifier, SharedValidatorKey};
 use crate::store::Store;
 use cachet_chain::crypto::SecretKey;
 use cachet_chain::genesis::GenesisDoc;
@@ -78,8 +78,34 @@ impl RunningNode {
     }
 }
 
-/// Start a node from its configuration, with its validator key already loaded.
-pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNode> {
+/// The keys a node runs with: its validator key, which signs its consensus messages, and its
+/// node key, its identity on both networks (its peer id). They are one key unless the
+/// validator key is held in a token: libp2p's handshakes need their key in memory, so a node
+/// whose validator key is in an HSM has a node key of its own, which the validator key vouches
+/// for in the validator proof it sends its peers.
+pub struct NodeKeys {
+    /// The validator's consensus key.
+    pub validator: SharedValidatorKey,
+    /// The node's network identity.
+    pub node: SecretKey,
+}
+
+impl NodeKeys {
+    /// One key in memory for both.
+    pub fn single(key: SecretKey) -> NodeKeys {
+        NodeKeys {
+            validator: Arc::new(key.clone()),
+            node: key,
+        }
+    }
+}
+
+/// Start a node from its configuration, with its keys already loaded.
+pub async fn start(config: NodeConfig, keys: NodeKeys) -> eyre::Result<RunningNode> {
+    let NodeKeys {
+        validator: key,
+        node: node_key,
+    } = keys;
     let genesis_text = std::fs::read_to_string(&config.genesis)
         .map_err(|e| eyre::eyre!("cannot read genesis {}: {e}", config.genesis.display()))?;
     let genesis = GenesisDoc::from_json(&genesis_text)?;
@@ -102,7 +128,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     };
     let db = config.home.join("db");
     if config.state_sync.enable && !db.exists() {
-        let id = gossip::keypair_of(&key).public().to_peer_id();
+        let id = gossip::keypair_of(&node_key).public().to_peer_id();
         info!(
             p2p = %format!("{}/p2p/{id}", config.p2p.listen),
             gossip = %format!("{}/p2p/{id}", config.gossip.listen),
@@ -116,7 +142,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
             .collect();
         crate::statesync::join::join(
             &db,
-            gossip::keypair_of(&key),
+            gossip::keypair_of(&node_key),
             peers,
             &genesis,
             sizes,
@@ -192,7 +218,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
         disk,
         snapshots,
         info: {
-            let id = gossip::keypair_of(&key).public().to_peer_id();
+            let id = gossip::keypair_of(&node_key).public().to_peer_id();
             serde_json::json!({
                 "peer_id": id.to_string(),
                 "p2p": format!("{}/p2p/{id}", config.p2p.listen),
@@ -209,7 +235,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     // Gossip batches waiting for admission (each up to the gossip flush size).
     let (rx_tx, mut rx_rx) = mpsc::channel(4096);
     let g = gossip::spawn(
-        gossip::keypair_of(&key),
+        gossip::keypair_of(&node_key),
         format!("cachet/{}/txs", genesis.chain_id),
         config.gossip.listen.parse()?,
         gossip_peers,
@@ -254,7 +280,7 @@ pub async fn start(config: NodeConfig, key: SecretKey) -> eyre::Result<RunningNo
     let address = Address(key.public());
     let signer = ConsensusSigner::new(key.clone(), genesis.chain_id.clone())
         .counting_votes(shared.metrics.votes_signed.clone());
-    let keypair = gossip::keypair_of(&key);
+    let keypair = gossip::keypair_of(&node_key);
     let peer_id = keypair.public().to_peer_id();
     let cachet_chain::PublicKey::Ed25519(pk_bytes) = key.public();
     let proof = signer

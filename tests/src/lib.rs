@@ -331,6 +331,16 @@ impl Devnet {
     /// [`Devnet::start`], after `prepare` has changed what `cachet devnet --no-start` wrote in
     /// the devnet's directory (its genesis file, say): the devnet then starts from it.
     pub fn start_prepared(name: &str, prepare: impl FnOnce(&Path)) -> Devnet {
+        Devnet::start_prepared_with_env(name, prepare, &[])
+    }
+
+    /// [`Devnet::start_prepared`], with `env` set for the devnet and its nodes (a token's
+    /// configuration, say).
+    pub fn start_prepared_with_env(
+        name: &str,
+        prepare: impl FnOnce(&Path),
+        env: &[(&str, &Path)],
+    ) -> Devnet {
         let dir = std::env::temp_dir().join(format!("cachet-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("devnet directory");
@@ -350,6 +360,7 @@ impl Devnet {
         let mut child = Command::new(cachet_bin())
             .args(["devnet", "--dir"])
             .arg(&dir)
+            .envs(env.iter().copied())
             .stdout(out.try_clone().expect("log handle"))
             .stderr(out)
             .spawn()

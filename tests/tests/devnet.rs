@@ -42,6 +42,30 @@ fn signed(url: &str, key: &str, args: &[&str]) -> Value {
     cachet(&all)
 }
 
+/// `cachet receipt` of certificate `id` from the node at `url`, written to `out`.
+fn fetch_receipt(url: &str, id: &str, out: &Path) {
+    let o = Command::new(cachet_bin())
+        .args(["receipt", "--rpc", url, "--id", id, "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `cachet verify --json` of the receipt file `receipt` against the trust file `trust`,
+/// offline: what it printed and its exit code.
+fn verify_offline(receipt: &Path, trust: &str) -> (Value, Option<i32>) {
+    let o = Command::new(cachet_bin())
+        .args(["verify", "--json", "--receipt"])
+        .arg(receipt)
+        .args(["--trust", trust])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+    (v, o.status.code())
+}
+
 fn pid_alive(pid: u64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -1492,23 +1516,8 @@ fn a_kind_added_by_vote_is_issued_verified_offline_and_revoked() {
 
     // Offline, against the genesis file alone.
     let receipt = dir.join("firm-1.receipt");
-    let o = Command::new(cachet_bin())
-        .args(["receipt", "--rpc", &url, "--id", &id, "--out"])
-        .arg(&receipt)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let verify = || {
-        let o = Command::new(cachet_bin())
-            .args(["verify", "--json", "--receipt"])
-            .arg(&receipt)
-            .args(["--trust", &genesis])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
-        (v, o.status.code())
-    };
+    fetch_receipt(&url, &id, &receipt);
+    let verify = || verify_offline(&receipt, &genesis);
     let (v, code) = verify();
     assert_eq!(
         (v["verdict"].as_str(), code),
@@ -1528,16 +1537,112 @@ fn a_kind_added_by_vote_is_issued_verified_offline_and_revoked() {
         &["revoke", "--id", &id, "--reason", "court-order"],
         "moi-land",
     );
-    let o = Command::new(cachet_bin())
-        .args(["receipt", "--rpc", &devnet.rpc_url(3), "--id", &id, "--out"])
-        .arg(&receipt)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fetch_receipt(&devnet.rpc_url(3), &id, &receipt);
     let (v, code) = verify();
     assert_eq!(
         (v["verdict"].as_str(), code),
         (Some("revoked"), Some(2)),
         "{v}"
+    );
+}
+
+/// A validator whose consensus key never leaves an HSM (SoftHSM2, through PKCS#11). The
+/// genesis names the token's key and gives it half the voting power, so that no block can be
+/// committed without its precommit; the node runs with a network key of its own, which the
+/// token's key vouches for to its peers. The chain advances, a certificate is anchored, and its
+/// receipt — which must carry the token's signature to reach two thirds — verifies offline.
+#[test]
+fn a_validator_key_in_an_hsm_signs_every_commit_it_must() {
+    let hsm = cachet_tests::SoftHsm::new("cachet-validator");
+    let (var, conf) = hsm.env();
+    let uri = hsm.uri("dgpa-personnel-validator");
+    let made = Command::new(cachet_bin())
+        .args(["keygen", "--pkcs11", &uri])
+        .env(var, &conf)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let public = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    let devnet = Devnet::start_prepared_with_env(
+        "devnet-hsm-validator",
+        |dir| {
+            let path = dir.join("genesis.json");
+            let mut genesis: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for v in genesis["validators"].as_array_mut().unwrap() {
+                if v["agency"] == "dgpa-personnel" {
+                    v["key"] = json!(public);
+                    v["power"] = json!(3);
+                }
+            }
+            std::fs::write(&path, genesis.to_string()).unwrap();
+            let node = dir.join("nodes/dgpa-personnel");
+            // The development key file goes: the node must sign with the token's key.
+            std::fs::remove_file(node.join("validator.key")).unwrap();
+            let made = Command::new(cachet_bin())
+                .args(["keygen", "--out"])
+                .arg(node.join("node.key"))
+                .output()
+                .unwrap();
+            assert!(made.status.success());
+            let config = node.join("config.toml");
+            let mut toml: toml::Table =
+                toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+            toml.insert("validator_key".into(), toml::Value::String(uri.clone()));
+            std::fs::write(&config, toml::to_string(&toml).unwrap()).unwrap();
+        },
+        &[(var, conf.as_path())],
+    );
+    let nodes = devnet.manifest["nodes"].as_array().unwrap().clone();
+    let hsm_node = nodes
+        .iter()
+        .position(|n| n["name"] == "dgpa-personnel")
+        .unwrap();
+    let addr = devnet
+        .rpc_url(hsm_node)
+        .trim_start_matches("http://")
+        .to_string();
+    let info = rpc(&addr, "cachet_nodeInfo", json!([])).unwrap();
+    assert_eq!(info["validator_key"], public.as_str(), "{info}");
+    // Its peers know it by its node key's peer id (the devnet wrote it into their configs).
+    let peer_id = info["peer_id"].as_str().unwrap().to_string();
+    let moi_config =
+        std::fs::read_to_string(devnet.dir.join("nodes/moi-land/config.toml")).unwrap();
+    assert!(moi_config.contains(&peer_id), "{moi_config}");
+
+    // Every block needs its precommit (3 of 6 voting power without it): the chain advances.
+    let url = devnet.rpc_url(0);
+    let key = agency_key(&devnet.manifest, "moi-land");
+    let deed = devnet.dir.join("deed-hsm-validator.txt");
+    std::fs::write(&deed, "a title committed with a token's votes").unwrap();
+    let anchored = signed(
+        &url,
+        &key,
+        &[
+            "anchor",
+            "--kind",
+            "land-title",
+            "--file",
+            deed.to_str().unwrap(),
+        ],
+    );
+    let id = anchored["id"].as_str().unwrap().to_string();
+    let receipt = devnet.dir.join("deed-hsm-validator.receipt");
+    fetch_receipt(&url, &id, &receipt);
+    let (v, _) = verify_offline(&receipt, devnet.manifest["genesis"].as_str().unwrap());
+    assert_eq!(v["verdict"], "valid", "{v}");
+    let metrics = cachet_tests::http_get(&addr, "/metrics").unwrap().2;
+    let votes = cachet_tests::metric_samples(&metrics)
+        .into_iter()
+        .find(|(k, _)| k.starts_with("cachet_votes_signed"))
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    assert!(
+        votes > 0.0,
+        "the token's validator signed no vote:\n{metrics}"
     );
 }

@@ -21,9 +21,9 @@
 
 use crate::context::{Address, CachetContext, Height, ProposalPart, ValidatorSet};
 use crate::shared::Shared;
+use crate::signing::SharedValidatorKey;
 use bytes::Bytes;
 use cachet_chain::block::{Block, BlockHeader};
-use cachet_chain::crypto::SecretKey;
 use cachet_chain::hash::Hash32;
 use cachet_chain::state::{StateKey, ValidatorSet as ChainValidatorSet, decode_value};
 use cachet_chain::state_tree;
@@ -62,7 +62,7 @@ struct PartStream {
 /// Consensus-side state of the node.
 pub struct App {
     shared: Arc<Shared>,
-    key: SecretKey,
+    key: SharedValidatorKey,
     address: Address,
     timeouts: LinearTimeouts,
     block_time: Duration,
@@ -122,7 +122,7 @@ impl App {
     /// Consensus state for a node signing with `key`, a height taking at least `block_time`.
     pub fn new(
         shared: Arc<Shared>,
-        key: SecretKey,
+        key: SharedValidatorKey,
         config: &crate::config::Consensus,
         block_time: Duration,
     ) -> App {

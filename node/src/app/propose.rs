@@ -180,7 +180,8 @@ impl App {
                 .chunks(PART_BYTES)
                 .map(|c| ProposalPart::Data(c.to_vec())),
         );
-        let signature = sign_parts(&self.key, &self.shared.chain_id, &parts_hash(&parts));
+        let signature = sign_parts(&*self.key, &self.shared.chain_id, &parts_hash(&parts))
+            .map_err(|e| eyre::eyre!("the validator key cannot sign our proposal: {e}"))?;
         parts.push(ProposalPart::Fin { signature });
         let sid = stream_id(height, round);
         let n = parts.len() as u64;
