@@ -13,7 +13,10 @@
 //! 5. **join** (not run unless asked) — a new node joining the chain as it stands, from a
 //!    snapshot and by replaying every block ([`join`]);
 //! 6. **prune** (not run unless asked) — the bytes per certificate a node keeps with block
-//!    pruning, beside an archive's ([`prune`]).
+//!    pruning, beside an archive's ([`prune`]);
+//! 7. **scale** (not run unless asked) — the chain filled in steps to each of `--scale-sizes`
+//!    certificates, and at each the held anchor rate, finality, receipts served, RSS and bytes
+//!    per certificate, projected to 100 million ([`scale`]).
 //!
 //! Before them, a **fill** phase can anchor a given number of certificates, unmeasured, and a
 //! run can start **from** a devnet directory an earlier run left (see [`saved`]): runs that
@@ -37,6 +40,7 @@ mod net;
 mod probe;
 mod prune;
 mod saved;
+mod scale;
 mod verification;
 mod watch;
 
@@ -66,6 +70,8 @@ pub enum Phase {
     Join,
     /// Bytes per certificate on a node that prunes blocks, beside an archive.
     Prune,
+    /// The figures at each of `--scale-sizes` certificates in the state.
+    Scale,
 }
 
 /// Options of a run.
@@ -86,6 +92,8 @@ pub struct Options {
     pub verifiers: usize,
     /// Certificates the fill phase anchors.
     pub fill_certificates: usize,
+    /// Certificates in the state at each step of the scale phase.
+    pub scale_sizes: Vec<usize>,
     /// Working directory for the devnet (a fresh temporary one by default).
     pub dir: Option<PathBuf>,
     /// A devnet directory an earlier run left, copied into the working directory to start
@@ -363,6 +371,19 @@ async fn phases(
             }
             Phase::Prune => {
                 report["prune"] = prune::run(&mut net, &mut anchors, quiet).await?;
+            }
+            Phase::Scale => {
+                let mut sizes = opts.scale_sizes.clone();
+                sizes.sort_unstable();
+                sizes.dedup();
+                let plan = scale::Plan {
+                    sizes,
+                    step,
+                    sustain,
+                    verification: Duration::from_secs(opts.verification_seconds),
+                    verifiers: opts.verifiers,
+                };
+                report["scale"] = scale::run(&mut net, &mut anchors, &plan, quiet).await?;
             }
         }
     }

@@ -98,6 +98,13 @@ enum Command {
         /// Certificates the fill phase anchors (unmeasured) before the phases after it.
         #[arg(long, default_value_t = 500_000)]
         fill_certificates: usize,
+        /// The scale phase's sizes: certificates in the state at each of its steps.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "100000,1000000,3000000,10000000"
+        )]
+        scale_sizes: Vec<usize>,
         /// Keep the devnet's data in this directory: a later run can start from it.
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -699,6 +706,7 @@ fn main() -> Result<()> {
             batch_leaves,
             verifiers,
             fill_certificates,
+            scale_sizes,
             dir,
             from,
             target,
@@ -714,6 +722,7 @@ fn main() -> Result<()> {
                 batch_leaves: batch_leaves.clamp(1, cachet_chain::codec::limits::MAX_BATCH_LEAVES),
                 verifiers: verifiers.max(1),
                 fill_certificates,
+                scale_sizes,
                 dir,
                 from,
                 target,

@@ -251,3 +251,67 @@ fn bench_joins_a_new_node_from_a_snapshot_and_by_replay() {
     assert!(j["replay"]["voting_s"].as_f64().unwrap() > 0.0, "{j}");
     assert!(j["snapshot_bytes_on_disk"].as_u64().unwrap() > 0, "{j}");
 }
+
+/// The scale phase runs end to end on a small fill: a point per size with every figure the
+/// chart plots, a projection, and the chart drawn from the report. (Sizes of a few hundred
+/// certificates: it is the phase's plumbing that is checked here, not its figures.)
+#[test]
+fn bench_scale_phase_measures_each_size_and_draws_its_chart() {
+    let v = bench(&[
+        "--phases",
+        "scale",
+        "--scale-sizes",
+        "300,600",
+        "--duration",
+        "2",
+        "--step-seconds",
+        "1",
+        "--verification-seconds",
+        "2",
+    ]);
+    let scale = &v["scale"];
+    let points = scale["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2, "{scale}");
+    let mut last = 0;
+    for p in points {
+        let certificates = p["certificates"].as_u64().unwrap();
+        assert!(certificates >= 300 && certificates > last, "{p}");
+        last = certificates;
+        for figure in ["finalized_tps", "receipts_per_s"] {
+            assert!(p[figure].as_f64().unwrap() > 0.0, "{figure}: {p}");
+        }
+        assert!(p["finality_p99_ms"].as_f64().is_some(), "{p}");
+        assert!(p["receipt_p99_ms"].as_f64().is_some(), "{p}");
+        assert_eq!(p["rss_mb_per_node"].as_array().unwrap().len(), 4, "{p}");
+        assert!(
+            p["store_bytes_per_certificate_per_node"]["all"]
+                .as_f64()
+                .unwrap()
+                > 0.0,
+            "{p}"
+        );
+    }
+    assert_eq!(scale["projection"]["certificates"], json!(100_000_000.0));
+    assert!(scale["projection"]["store_bytes_per_certificate"].is_number());
+
+    let dir = std::env::temp_dir().join(format!("cachet-scale-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join("bench.json");
+    std::fs::write(&report, v.to_string()).unwrap();
+    let chart = dir.join("scale.png");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(cachet_tests::python_tools().join("python"))
+        .arg(repo.join("scripts/scale-chart"))
+        .arg(&report)
+        .arg(&chart)
+        .output()
+        .expect("the project's Python runs (scripts/install-deps --tests)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&chart).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
