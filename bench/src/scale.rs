@@ -4,9 +4,9 @@
 //! compaction has settled, it measures the held single-anchor rate and its p99 finality, the
 //! receipts one node serves at a fixed anchoring rate beside them, each node's RSS, and the
 //! store bytes per certificate per node. From the points it projects each figure to
-//! [`PROJECT_TO`] certificates by a straight line through the last two points against
-//! log10(certificates), which is what a tree whose depth grows with the logarithm of its size
-//! predicts — a projection, stated as one.
+//! [`PROJECT_TO`] certificates along the power law fitted to all the points by least squares on
+//! log-log axes (the figure changes by one factor for each tenfold growth of the state) — a
+//! projection from a few points, stated as one.
 //!
 //! It is not a pass or fail: the report gives the points, and `scripts/scale-chart` draws them
 //! (`docs/performance.md` says how they are read).
@@ -122,29 +122,50 @@ fn figure(point: &Value, path: &[&str]) -> Option<f64> {
     }
 }
 
-/// Each figure at [`PROJECT_TO`] certificates, on the line through the last two points
-/// against log10(certificates); absent with fewer than two sizes.
+/// Each figure at [`PROJECT_TO`] certificates, on the power law fitted by least squares to
+/// the points' logarithms; absent with fewer than two sizes, and a figure absent where fewer
+/// than two points have a positive value of it.
 fn projection(points: &[Value]) -> Value {
-    let [.., a, b] = points else {
-        return Value::Null;
-    };
-    let x = |p: &Value| p["certificates"].as_f64().map(f64::log10);
-    let (Some(xa), Some(xb)) = (x(a), x(b)) else {
-        return Value::Null;
-    };
-    if xb <= xa {
+    let sizes = points
+        .iter()
+        .filter_map(|p| p["certificates"].as_f64())
+        .filter(|n| *n > 0.0)
+        .map(f64::to_bits)
+        .collect::<std::collections::BTreeSet<_>>();
+    if sizes.len() < 2 {
         return Value::Null;
     }
-    let target = PROJECT_TO.log10();
     let mut out = serde_json::Map::new();
     out.insert("certificates".into(), json!(PROJECT_TO));
     for (name, path) in FIGURES {
-        if let (Some(ya), Some(yb)) = (figure(a, path), figure(b, path)) {
-            let slope = (yb - ya) / (xb - xa);
-            out.insert(name.into(), json!((yb + slope * (target - xb)).round()));
+        let xy: Vec<(f64, f64)> = points
+            .iter()
+            .filter_map(|p| {
+                let x = p["certificates"].as_f64().filter(|n| *n > 0.0)?;
+                let y = figure(p, path).filter(|v| *v > 0.0)?;
+                Some((x.ln(), y.ln()))
+            })
+            .collect();
+        if let Some(projected) = power_law_at(&xy, PROJECT_TO.ln()) {
+            out.insert(name.into(), json!((projected * 10.0).round() / 10.0));
         }
     }
     Value::Object(out)
+}
+
+/// The least-squares line through `xy` (logarithms), evaluated at `x` and exponentiated; `None`
+/// without two distinct x.
+fn power_law_at(xy: &[(f64, f64)], x: f64) -> Option<f64> {
+    let n = xy.len() as f64;
+    let mean_x = xy.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = xy.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = xy.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    if xy.len() < 2 || sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = xy.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let slope = sxy / sxx;
+    Some((mean_y + slope * (x - mean_x)).exp())
 }
 
 #[cfg(test)]
@@ -152,7 +173,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn figures_are_projected_along_the_logarithm_of_the_size() {
+    fn figures_are_projected_along_a_power_law_fitted_to_the_points() {
         let point = |n: f64, tps: f64, rss: [u64; 2], bytes: f64| {
             json!({
                 "certificates": n,
@@ -163,13 +184,14 @@ mod tests {
         };
         let points = [
             point(1e5, 4000.0, [300, 320], 1000.0),
-            point(1e6, 3600.0, [400, 380], 1100.0),
+            point(1e6, 2000.0, [400, 380], 1100.0),
         ];
         let p = projection(&points);
-        // Two decades on from 10^6: two more steps of the same size.
-        assert_eq!(p["finalized_tps"], json!(2800.0));
-        assert_eq!(p["rss_mb_max"], json!(560.0));
-        assert_eq!(p["store_bytes_per_certificate"], json!(1300.0));
+        // Two decades on from 10^6: the same factor twice more (halved twice; the largest
+        // RSS, 320 → 400, times 1.25 twice; 1.1 times twice). Never below zero.
+        assert_eq!(p["finalized_tps"], json!(500.0));
+        assert_eq!(p["rss_mb_max"], json!(625.0));
+        assert_eq!(p["store_bytes_per_certificate"], json!(1331.0));
         assert!(
             p.get("receipts_per_s").is_none(),
             "not measured: not projected"
