@@ -9,7 +9,7 @@
 //! projection from a few points, stated as one.
 //!
 //! It is not a pass or fail: the report gives the points, and `scripts/scale-chart` draws them
-//! (`docs/performance.md` says how they are read).
+//! (it reports how the figures move; reading them against the targets is for whoever runs it).
 
 use crate::anchors::{self, Anchors};
 use crate::net::Net;
