@@ -273,12 +273,7 @@ impl NodeApi for Api {
         salt: &cachet_chain::Salt,
     ) -> Result<cachet_rpc::Verification, Failure> {
         let commitment = cachet_chain::Commitment::new(fingerprint, salt);
-        let registered = self
-            .state(&StateKey::RegisteredKinds)?
-            .and_then(|n| n.as_u64())
-            .unwrap_or(0);
-        let registered = (0..registered).map(|n| cachet_chain::CertKind::Registered(n as u16));
-        for kind in cachet_chain::CertKind::ALL.into_iter().chain(registered) {
+        for kind in self.kinds()? {
             let id = cachet_chain::CertId::derive(kind, &commitment);
             if self.state(&StateKey::Certificate(id))?.is_some() {
                 return self.verify(&id);

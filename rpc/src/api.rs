@@ -237,6 +237,18 @@ pub trait NodeApi: Send + Sync + 'static {
     fn next_nonce(&self, id: &cachet_chain::AgencyId) -> Result<Option<NextNonce>, Failure>;
     /// A value of the latest committed state, as JSON.
     fn state(&self, key: &StateKey) -> Result<Option<serde_json::Value>, Failure>;
+    /// Every kind of the latest committed state: the built-in ones, then those governance
+    /// registered, in the order it registered them.
+    fn kinds(&self) -> Result<Vec<cachet_chain::CertKind>, Failure> {
+        let registered = self
+            .state(&StateKey::RegisteredKinds)?
+            .and_then(|n| n.as_u64())
+            .unwrap_or(0);
+        Ok(cachet_chain::CertKind::ALL
+            .into_iter()
+            .chain((0..registered).map(|n| cachet_chain::CertKind::Registered(n as u16)))
+            .collect())
+    }
     /// Recorded misbehaviour, oldest first.
     fn evidence(&self) -> Result<Vec<Equivocation>, Failure>;
     /// A receipt for certificate `id` as of the latest committed block (encoded).

@@ -104,13 +104,8 @@ fn hash_param(p: &jsonrpsee::types::Params<'_>) -> Result<Hash32, Failure> {
 /// Every kind the chain knows, built in and registered by governance, with its policy: what a
 /// client resolves a registered kind's name with (`kind` is what transactions carry).
 fn kinds(api: &dyn NodeApi) -> Result<Vec<serde_json::Value>, Failure> {
-    let registered = api
-        .state(&StateKey::RegisteredKinds)?
-        .and_then(|n| n.as_u64())
-        .unwrap_or(0);
-    let registered = (0..registered).map(|n| cachet_chain::CertKind::Registered(n as u16));
     let mut out = Vec::new();
-    for kind in cachet_chain::CertKind::ALL.into_iter().chain(registered) {
+    for kind in api.kinds()? {
         let Some(policy) = api.state(&StateKey::Policy(kind))? else {
             continue;
         };
