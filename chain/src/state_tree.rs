@@ -213,6 +213,9 @@ impl<T: TreeStore + ?Sized> TreeStore for &T {
 pub struct TreeBatch {
     /// New nodes by key (sorted).
     pub nodes: Vec<(NodeKey, Node)>,
+    /// The depth of each of `nodes`, in the same order (a [`NodeKey`] keeps only the first
+    /// bits of a path, not its length): for an owner that keeps the top levels apart.
+    pub depths: Vec<u16>,
     /// New values by the hash of their leaf.
     pub values: Vec<(Hash32, Vec<u8>)>,
     /// Keys of the old root's nodes that the new root does not use (sorted). A stale node may
@@ -508,8 +511,12 @@ pub fn update<S: TreeStore>(
     batch.stale = replaced;
     stale_values.sort();
     batch.stale_values = stale_values;
-    batch.nodes = created.into_iter().collect();
-    batch.nodes.sort_by_key(|(k, _)| *k);
+    let mut nodes: Vec<_> = created.into_iter().collect();
+    nodes.sort_by_key(|(k, _)| *k);
+    (batch.nodes, batch.depths) = nodes
+        .into_iter()
+        .map(|(key, (node, depth))| ((key, node), depth))
+        .unzip();
     batch.entries = hashed;
     Ok((new_root, batch))
 }
@@ -536,6 +543,15 @@ pub fn build_at(
     entries: &[(Hash32, Hash32)],
     put: &mut impl FnMut(NodeKey, Node),
 ) -> Hash32 {
+    build_positioned(pos, entries, &mut |_, key, node| put(key, node))
+}
+
+/// [`build_at`], each node handed over with its position.
+fn build_positioned(
+    pos: Position,
+    entries: &[(Hash32, Hash32)],
+    put: &mut impl FnMut(Position, NodeKey, Node),
+) -> Hash32 {
     let node = match entries {
         [] => return EMPTY,
         [(key, value)] => Node::Leaf {
@@ -544,16 +560,133 @@ pub fn build_at(
         },
         _ => {
             let split = entries.partition_point(|(k, _)| !k.bit(pos.depth));
-            let left = build_at(pos.child(false), &entries[..split], put);
-            let right = build_at(pos.child(true), &entries[split..], put);
+            let left = build_positioned(pos.child(false), &entries[..split], put);
+            let right = build_positioned(pos.child(true), &entries[split..], put);
             // With two or more entries, a side that got them all is itself internal, so no
             // collapse is needed here.
             Node::Internal { left, right }
         }
     };
     let hash = node.hash();
-    put(NodeKey::new(pos, hash), node);
+    put(pos, NodeKey::new(pos, hash), node);
     hash
+}
+
+/// What a subtree below the top levels holds, as the levels above need it: nothing, one entry
+/// (its leaf moves up to where the subtree's parent needs it), or two or more (the subtree's
+/// own root stays where it is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subtree {
+    /// No entry.
+    Empty,
+    /// One entry: its key hash and value hash.
+    Lone {
+        /// The key hash.
+        key: Hash32,
+        /// The value hash.
+        value: Hash32,
+    },
+    /// Two or more entries under this root (an internal node).
+    Internal(Hash32),
+}
+
+impl Subtree {
+    /// The subtree of `entries` (sorted, distinct keys, all on `pos`'s path) at `pos`.
+    pub fn of(pos: Position, entries: &[(Hash32, Hash32)]) -> Subtree {
+        match entries {
+            [] => Subtree::Empty,
+            [(key, value)] => Subtree::Lone {
+                key: *key,
+                value: *value,
+            },
+            _ => Subtree::Internal(build_at(pos, entries, &mut |_, _| {})),
+        }
+    }
+
+    fn hash(&self) -> Hash32 {
+        match self {
+            Subtree::Empty => EMPTY,
+            Subtree::Lone { key, value } => leaf_hash(key, value),
+            Subtree::Internal(hash) => *hash,
+        }
+    }
+}
+
+/// The position of bucket `index` of a tree cut at `levels` (≤ [`NODE_KEY_PATH_BITS`]): the
+/// subtree whose path starts with the `levels` bits of `index`.
+pub fn bucket_position(levels: usize, index: u32) -> Position {
+    debug_assert!((1..=NODE_KEY_PATH_BITS).contains(&levels) && u64::from(index) < 1 << levels);
+    Position {
+        depth: levels,
+        path: index << (NODE_KEY_PATH_BITS - levels),
+    }
+}
+
+/// The tree's top `levels` levels (1 ≤ `levels` ≤ [`NODE_KEY_PATH_BITS`]) from what each
+/// bucket below them holds (`buckets`: bucket index → its [`Subtree`], sorted by index, empty
+/// ones left out). Every node the full tree has at a depth below `levels` is handed to `put`,
+/// and the root returned is the full tree's: what [`build`] over the buckets' entries gives,
+/// without holding them all at once.
+pub fn build_top(
+    levels: usize,
+    buckets: &[(u32, Subtree)],
+    put: &mut impl FnMut(NodeKey, Node),
+) -> Hash32 {
+    debug_assert!((1..=NODE_KEY_PATH_BITS).contains(&levels));
+    debug_assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
+    match top_at(Position::ROOT, levels, buckets, put) {
+        Subtree::Lone { key, value } => {
+            let node = Node::Leaf { key, value };
+            let hash = node.hash();
+            put(NodeKey::new(Position::ROOT, hash), node);
+            hash
+        }
+        other => other.hash(),
+    }
+}
+
+fn top_at(
+    pos: Position,
+    levels: usize,
+    buckets: &[(u32, Subtree)],
+    put: &mut impl FnMut(NodeKey, Node),
+) -> Subtree {
+    if pos.depth == levels {
+        return buckets.first().map_or(Subtree::Empty, |(_, s)| *s);
+    }
+    if buckets.is_empty() {
+        return Subtree::Empty;
+    }
+    let bit = levels - 1 - pos.depth;
+    let split = buckets.partition_point(|(index, _)| (index >> bit) & 1 == 0);
+    let left = top_at(pos.child(false), levels, &buckets[..split], put);
+    let right = top_at(pos.child(true), levels, &buckets[split..], put);
+    match (left, right) {
+        (Subtree::Empty, lone) | (lone, Subtree::Empty)
+            if !matches!(lone, Subtree::Internal(_)) =>
+        {
+            lone
+        }
+        (left, right) => {
+            // A lone entry beside something else is a leaf right below this node (a bucket's
+            // own root when that is at `levels`: not a top node).
+            for (side, subtree) in [(false, left), (true, right)] {
+                if let Subtree::Lone { key, value } = subtree
+                    && pos.depth + 1 < levels
+                {
+                    let node = Node::Leaf { key, value };
+                    put(NodeKey::new(pos.child(side), node.hash()), node);
+                }
+            }
+            let node = Node::Internal {
+                left: left.hash(),
+                right: right.hash(),
+            };
+            let hash = node.hash();
+            put(NodeKey::new(pos, hash), node);
+            Subtree::Internal(hash)
+        }
+    }
 }
 
 /// Every entry under `root` (key hash, value hash), in key order, each node read checked: its
@@ -601,7 +734,8 @@ pub fn walk<S: TreeStore>(store: &S, root: &Hash32) -> Result<Vec<(Hash32, Hash3
 
 struct Updater<'a, S> {
     store: &'a S,
-    created: DigestMap<NodeKey, Node>,
+    /// New nodes, with their depth.
+    created: DigestMap<NodeKey, (Node, u16)>,
     /// Keys of stored nodes on the changed paths, which the new root may no longer use.
     replaced: Vec<NodeKey>,
     /// The stored leaves whose entry changes or goes: their values are stale. (A leaf whose
@@ -612,14 +746,15 @@ struct Updater<'a, S> {
 impl<S: TreeStore> Updater<'_, S> {
     fn node(&self, key: &NodeKey) -> Result<Node, StoreError> {
         match self.created.get(key) {
-            Some(n) => Ok(*n),
+            Some((n, _)) => Ok(*n),
             None => load(self.store, key),
         }
     }
 
     fn put(&mut self, pos: Position, node: Node) -> Hash32 {
         let h = node.hash();
-        self.created.insert(NodeKey::new(pos, h), node);
+        self.created
+            .insert(NodeKey::new(pos, h), (node, pos.depth as u16));
         h
     }
 
@@ -675,8 +810,8 @@ impl<S: TreeStore> Updater<'_, S> {
 
     /// The canonical subtree for `entries` (sorted, distinct keys) rooted at `pos`.
     fn build(&mut self, pos: Position, entries: &[(Hash32, Hash32)]) -> Hash32 {
-        build_at(pos, entries, &mut |key, node| {
-            self.created.insert(key, node);
+        build_positioned(pos, entries, &mut |pos, key, node| {
+            self.created.insert(key, (node, pos.depth as u16));
         })
     }
 
@@ -694,13 +829,15 @@ impl<S: TreeStore> Updater<'_, S> {
             let node = self.node(&from)?;
             if let Node::Leaf { .. } = node {
                 let to = NodeKey::new(pos, child);
-                if from != to {
-                    // Created below in this update, or stored: then it is stale where it was.
-                    if self.created.remove(&from).is_none() {
-                        self.replaced.push(from);
-                    }
-                    self.created.insert(to, node);
+                // Created below in this update, or stored: then it is stale where it was
+                // (unless it is where it goes: a leaf moving up from a left child keeps its path
+                // bits, so its key; it is then rewritten, and not stale).
+                if self.created.remove(&from).is_none() {
+                    self.replaced.push(from);
                 }
+                // New at its new depth, also when its key stays: an owner that keeps levels
+                // apart must see it move.
+                self.created.insert(to, (node, pos.depth as u16));
                 return Ok(child);
             }
         }
@@ -1028,6 +1165,55 @@ mod tests {
             let updated: HashMap<NodeKey, Node> =
                 store.nodes.iter().map(|(k, (n, _))| (*k, *n)).collect();
             prop_assert_eq!(built, updated);
+        }
+
+        /// The top `levels` levels built from what each bucket below them holds are exactly
+        /// the full tree's nodes above that depth, under the same root; and every node an
+        /// update creates comes with the depth it has in the tree.
+        #[test]
+        fn the_top_built_from_buckets_is_the_full_trees_and_batches_know_depths(
+            ops in prop::collection::vec((0u32..300, prop::option::of(0u8..3)), 1..300),
+            chunk in 1usize..64,
+            levels in 1usize..12,
+        ) {
+            let mut store = MemoryTreeStore::new();
+            let mut root = EMPTY;
+            let mut model = BTreeMap::new();
+            let mut created = Vec::new();
+            for part in ops.chunks(chunk) {
+                let list = changes_of(part, &mut model);
+                let (next, batch) = update(&store, &root, &list).unwrap();
+                prop_assert_eq!(batch.depths.len(), batch.nodes.len());
+                created = batch.nodes.iter().map(|(k, _)| *k).zip(batch.depths.iter().copied()).collect();
+                store.write(batch);
+                root = next;
+            }
+            let entries: Vec<(Hash32, Hash32)> =
+                model.iter().map(|(k, v)| (*k, value_hash(v))).collect();
+            let mut depth_of = HashMap::new();
+            let mut top = HashMap::new();
+            build_positioned(Position::ROOT, &entries, &mut |pos, key, node| {
+                depth_of.insert(key, pos.depth as u16);
+                if pos.depth < levels {
+                    top.insert(key, node);
+                }
+            });
+            for (key, depth) in created {
+                prop_assert_eq!(depth_of.get(&key), Some(&depth), "a new node's depth");
+            }
+            let bucket = |k: &Hash32| u32::from_be_bytes(k.as_bytes()[..4].try_into().unwrap()) >> (32 - levels);
+            let mut buckets = Vec::new();
+            for group in entries.chunk_by(|a, b| bucket(&a.0) == bucket(&b.0)) {
+                let index = bucket(&group[0].0);
+                buckets.push((index, Subtree::of(bucket_position(levels, index), group)));
+            }
+            let (mut built, mut twice) = (HashMap::new(), 0);
+            let built_root = build_top(levels, &buckets, &mut |key, node| {
+                twice += usize::from(built.insert(key, node).is_some());
+            });
+            prop_assert_eq!(built_root, root);
+            prop_assert_eq!(twice, 0, "each node once");
+            prop_assert_eq!(built, top);
         }
 
         /// A node's key holds the first bits of its path, which every key below it shares, and

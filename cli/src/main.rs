@@ -60,7 +60,7 @@ enum Command {
         /// theirs; the RPC (26657) listens on every interface.
         #[arg(long, value_delimiter = ',', requires = "no_start")]
         hosts: Vec<std::net::IpAddr>,
-        /// Where every node keeps its state tree, `disk` or `memory` (`[storage] state_tree`;
+        /// Where every node keeps its state tree, `disk`, `memory` or `derived` (`[storage] state_tree`;
         /// by default each node keeps what its config says, `disk` in a new one).
         #[arg(long)]
         state_tree: Option<cachet_node::store::TreePlacement>,
@@ -117,7 +117,7 @@ enum Command {
         /// must be on this machine (CPU, memory and disk are read from them).
         #[arg(long, conflicts_with_all = ["from", "dir"])]
         target: Option<PathBuf>,
-        /// Where the devnet's nodes keep their state tree, `disk` or `memory` (`[storage]
+        /// Where the devnet's nodes keep their state tree, `disk`, `memory` or `derived` (`[storage]
         /// state_tree`; by default what the node configs say: `disk` in a fresh devnet).
         #[arg(long, conflicts_with = "target")]
         state_tree: Option<cachet_node::store::TreePlacement>,

@@ -354,8 +354,17 @@ pub struct Storage {
     /// 370k entries, 2 GB at 4.5 M), and rebuilds them from the database's index of entries
     /// at start (about 1.4 s at 370k); anchoring then writes no tree nodes, and takes about a quarter less
     /// CPU and a third of the disk. Switching either way happens at the next start, without a
-    /// resync.
+    /// resync. `"derived"` holds only the tree's top `tree_top_levels` levels in memory and
+    /// derives the nodes below from that index when they are read (a subtree of a few entries
+    /// each at ten million entries), keeping those read last in the node cache: no tree writes
+    /// either, and memory bounded by the levels rather than the state (ADR 0016).
     pub state_tree: TreePlacement,
+    /// With `state_tree = "derived"`, the levels of the tree held in memory (1 to 32): about
+    /// 2^levels nodes of 130-250 bytes once the state has more entries than that. Below them,
+    /// each read rebuilds the subtree of its position at that depth from the index (about
+    /// entries / 2^levels entries) unless the node cache has it: fewer levels trade memory for
+    /// CPU, never for correctness.
+    pub tree_top_levels: usize,
     /// Free space, in MiB, the node keeps on the file system holding its data: below it, it
     /// stops writing (it commits nothing, keeps no proposal) until space is freed, then resumes
     /// by itself and catches up; it does not start with less. RocksDB is never left to fail a
@@ -373,6 +382,7 @@ impl Default for Storage {
             state_history_heights: 10,
             block_history_heights: 0,
             state_tree: TreePlacement::Disk,
+            tree_top_levels: crate::store::DEFAULT_TREE_TOP_LEVELS,
             reserve_disk_mb: 256,
         }
     }
@@ -401,7 +411,7 @@ impl NodeConfig {
         std::time::Duration::from_millis(self.consensus.block_time_ms.unwrap_or(
             match self.storage.state_tree {
                 TreePlacement::Disk => DISK_BLOCK_TIME_MS,
-                TreePlacement::Memory => MEMORY_BLOCK_TIME_MS,
+                TreePlacement::Memory | TreePlacement::Derived => MEMORY_BLOCK_TIME_MS,
             },
         ))
     }
@@ -485,6 +495,14 @@ impl NodeConfig {
                  set state_tree = \"disk\""
             );
         }
+        if !(1..=cachet_chain::state_tree::NODE_KEY_PATH_BITS)
+            .contains(&self.storage.tree_top_levels)
+        {
+            eyre::bail!(
+                "tree_top_levels must be 1 to {}",
+                cachet_chain::state_tree::NODE_KEY_PATH_BITS
+            );
+        }
         for addr in std::iter::once(&self.p2p.listen)
             .chain(&self.p2p.peers)
             .chain(std::iter::once(&self.gossip.listen))
@@ -560,7 +578,11 @@ mod tests {
 
         let set = MINIMAL.replace("[consensus]", "[consensus]\nblock_time_ms = 400");
         let mut config: NodeConfig = toml::from_str(&set).unwrap();
-        for placement in [TreePlacement::Disk, TreePlacement::Memory] {
+        for placement in [
+            TreePlacement::Disk,
+            TreePlacement::Memory,
+            TreePlacement::Derived,
+        ] {
             config.storage.state_tree = placement;
             assert_eq!(config.block_time(), Duration::from_millis(400));
         }
@@ -633,6 +655,25 @@ mod tests {
         assert_eq!(archive.storage.state_tree, TreePlacement::Memory);
         let error = archive.validate().unwrap_err().to_string();
         assert!(error.contains("state_tree"), "{error}");
+        let derived: NodeConfig = toml::from_str(&text.replace("memory", "derived")).unwrap();
+        assert_eq!(derived.storage.state_tree, TreePlacement::Derived);
+        let error = derived.validate().unwrap_err().to_string();
+        assert!(error.contains("state_tree"), "{error}");
+    }
+
+    #[test]
+    fn a_derived_trees_top_levels_are_1_to_32() {
+        let mut config: NodeConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(config.storage.tree_top_levels, 20);
+        for refused in [0, 33] {
+            config.storage.tree_top_levels = refused;
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("tree_top_levels"), "{refused}: {error}");
+        }
+        for accepted in [1, 32] {
+            config.storage.tree_top_levels = accepted;
+            config.validate().unwrap();
+        }
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub async fn start(config: NodeConfig, keys: NodeKeys) -> eyre::Result<RunningNo
         block_cache_bytes: config.storage.block_cache_mb << 20,
         memtables_bytes: config.storage.memtables_mb << 20,
         tree: config.storage.state_tree,
+        tree_top_levels: config.storage.tree_top_levels,
     };
     let db = config.home.join("db");
     if config.state_sync.enable && !db.exists() {

@@ -389,8 +389,88 @@ fn a_tree_held_in_memory_keeps_recent_heights_prunes_to_the_head_and_is_rebuilt_
     assert_churned_state(&store, &header.state_root, 40);
 }
 
+fn derived(levels: usize) -> CacheSizes {
+    CacheSizes {
+        tree: TreePlacement::Derived,
+        tree_top_levels: levels,
+        ..CacheSizes::default()
+    }
+}
+
+/// How many of the tree's nodes at `root` sit above depth `levels`.
+fn top_node_count(store: &Store, root: cachet_chain::hash::Hash32, levels: usize) -> usize {
+    use cachet_chain::state_tree::{Node, NodeKey, Position, TreeStore};
+    let mut count = 0;
+    let mut pending = vec![(root, Position::ROOT)];
+    while let Some((at, pos)) = pending.pop() {
+        if at == state_tree::EMPTY {
+            continue;
+        }
+        count += usize::from(pos.depth < levels);
+        if let Node::Internal { left, right } = store.node(&NodeKey::new(pos, at)).unwrap().unwrap()
+        {
+            pending.push((left, pos.child(false)));
+            pending.push((right, pos.child(true)));
+        }
+    }
+    count
+}
+
 #[test]
-fn the_tree_moves_between_disk_and_memory_when_the_store_is_reopened() {
+fn a_derived_tree_reads_recent_roots_holds_only_its_top_and_is_rebuilt_on_reopening() {
+    // One level: two buckets hold nearly everything; three: some buckets of one entry, whose
+    // leaves sit above or at the cut; six: most entries alone in a bucket.
+    for levels in [1, 3, 6] {
+        let dir = tempfile::tempdir().unwrap();
+        let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
+        let mut header = genesis.clone();
+        let mut roots = vec![genesis.state_root];
+        let mut store = Store::open_with_cache(dir.path(), derived(levels)).unwrap();
+        store.init_genesis(&genesis, &tree).unwrap();
+        let validators = store.validators_after(0).unwrap();
+        const KEEP: u64 = 3;
+        for h in 1..=40u64 {
+            if h == 21 {
+                drop(store);
+                store = Store::open_with_cache(dir.path(), derived(levels)).unwrap();
+                assert_churned_state(&store, &header.state_root, h - 1);
+            }
+            commit_changes(&store, &mut header, &validators, &churn(h));
+            roots.push(header.state_root);
+            // Every root since the last pruning reads whole: below the top, the key index
+            // holds only the head, so the nodes the later heights replaced were kept.
+            let pruned_at = (h - 1) / 5 * 5;
+            let first = if h > 20 { 20 } else { 0 }.max(pruned_at.saturating_sub(KEEP));
+            for back in first..=h {
+                assert_churned_state(&store, &roots[back as usize], back);
+            }
+            if h % 5 == 0 {
+                while store.prune(KEEP).unwrap().nodes > 0 {}
+            }
+        }
+        prune_everything(&store);
+        assert_eq!(
+            store.resident_nodes(),
+            Some(top_node_count(&store, header.state_root, levels)),
+            "memory holds exactly the head's top {levels} levels"
+        );
+        drop(store);
+        assert_eq!(family_keys(dir.path(), "nodes"), Vec::<Vec<u8>>::new());
+        let store = Store::open_with_cache(dir.path(), derived(levels)).unwrap();
+        assert_eq!(
+            store.resident_nodes(),
+            Some(top_node_count(&store, header.state_root, levels))
+        );
+        assert_churned_state(&store, &header.state_root, 40);
+        // A store whose tree is not derived reads the same state.
+        drop(store);
+        let store = Store::open_with_cache(dir.path(), in_memory()).unwrap();
+        assert_churned_state(&store, &header.state_root, 40);
+    }
+}
+
+#[test]
+fn the_tree_moves_between_disk_memory_and_derived_when_the_store_is_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let (genesis, tree) = genesis_state(&example::genesis()).unwrap();
     let mut header = genesis.clone();
@@ -404,17 +484,21 @@ fn the_tree_moves_between_disk_and_memory_when_the_store_is_reopened() {
         (TreePlacement::Disk, 10),
         (TreePlacement::Memory, 10),
         (TreePlacement::Disk, 10),
+        (TreePlacement::Derived, 10),
         (TreePlacement::Memory, 5),
         (TreePlacement::Memory, 5),
+        (TreePlacement::Derived, 5),
+        (TreePlacement::Disk, 5),
     ] {
         let sizes = CacheSizes {
             tree: placement,
+            tree_top_levels: 3,
             ..CacheSizes::default()
         };
         let store = Store::open_with_cache(dir.path(), sizes).unwrap();
         assert_eq!(
             store.resident_nodes().is_some(),
-            placement == TreePlacement::Memory
+            placement != TreePlacement::Disk
         );
         assert_churned_state(&store, &header.state_root, h);
         for _ in 0..heights {
@@ -427,7 +511,9 @@ fn the_tree_moves_between_disk_and_memory_when_the_store_is_reopened() {
         let stored = family_keys(dir.path(), "nodes");
         match placement {
             TreePlacement::Disk => assert_eq!(stored, live, "at {h}"),
-            TreePlacement::Memory => assert!(stored.is_empty(), "at {h}"),
+            TreePlacement::Memory | TreePlacement::Derived => {
+                assert!(stored.is_empty(), "at {h}")
+            }
         }
         assert_eq!(family_keys(dir.path(), "values"), leaves, "at {h}");
     }

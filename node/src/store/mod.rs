@@ -27,7 +27,7 @@
 //! | `meta` | `"format"` | one byte: the format version, 4 |
 //! | `meta` | `"pruned"` | `height:8`: the last height whose stale state is deleted |
 //! | `meta` | `"base"` | `height:8`: below it the store holds only the blocks (and certificates) that changed the validator set and checkpoints' blocks: the snapshot height a node joined at, or the height blocks were pruned to (the base's own block is kept until pruning passes it). Absent: every block since genesis |
-//! | `meta` | `"tree"` | `"memory"`; present only while the tree's nodes are held in memory |
+//! | `meta` | `"tree"` | `"memory"`; present only while the tree's nodes are not stored (held in memory, or its top held and the rest derived from `keys`) |
 //! | `meta` | `"valset-change:" height:8` | empty: this height's block changed the validator set |
 //! | `meta` | `"validators:" height:8` | the validator set in the state after this height (genesis, and each height that changed it), as a state value |
 //! | `meta` | `"checkpoint:" height:8` | the encoded `TrustAnchor` of a checkpoint (a height at a multiple of the chain's `checkpoint_interval`), written right after its commit (and at start if a crash came in between) |
@@ -58,13 +58,17 @@
 //! [`Store::prune_blocks`] deletes those more than that many heights below the head, but for
 //! the blocks that changed the validator set and the checkpoints' blocks, and moves `base`.
 //!
-//! # The tree in memory
+//! # The tree in memory, or derived
 //!
 //! With [`TreePlacement::Memory`] the tree's nodes are not stored: they are held in memory
 //! ([`resident`](self)), rebuilt at open from `keys` (which every commit writes anyway), and
 //! only the head's state survives a restart. About 10 nodes per certificate anchored alone
 //! are the heaviest writes of a node, and their compaction and pruning too; the price is
-//! memory (ADR 0005).
+//! memory (ADR 0005). With [`TreePlacement::Derived`] only the top levels are held; a node
+//! below them is recomputed from the entries `keys` holds under its position at that depth
+//! (one range of keys) and kept in the node cache, and the nodes below the top that a commit
+//! makes stale are read before it and held until pruning, for readers of recent roots
+//! (ADR 0016).
 //!
 //! # Modules
 //!
@@ -95,7 +99,7 @@ pub use schema::{Refusal, TxLocation};
 pub use stale::Pruned;
 pub use tuning::{
     CacheSizes, DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_CACHED_NODES, DEFAULT_CACHED_VALUES,
-    DEFAULT_MEMTABLES_BYTES,
+    DEFAULT_MEMTABLES_BYTES, DEFAULT_TREE_TOP_LEVELS,
 };
 
 use crate::cache::Cache;
@@ -121,9 +125,11 @@ pub struct Store {
     /// [`Store::io`].
     options: Options,
     /// Tree nodes and values are immutable under their hash, so caching them is always safe.
-    /// (No node cache while the tree is held in memory.)
+    /// (No node cache while the whole tree is held in memory; with it derived, the nodes
+    /// below its top that were read or written last.)
     nodes: Option<Cache<Node>>,
-    /// The tree's nodes, when held in memory ([`TreePlacement::Memory`]).
+    /// The tree's nodes, when held in memory ([`TreePlacement::Memory`]), or its top levels
+    /// ([`TreePlacement::Derived`]).
     resident: Option<RwLock<ResidentTree>>,
     values: Option<Cache<Arc<[u8]>>>,
     /// RocksDB's block cache, shared by every family: read for its usage.
@@ -203,7 +209,14 @@ impl Store {
             block_cache_bytes,
             memtables_bytes,
             tree,
+            tree_top_levels,
         } = sizes;
+        if !(1..=state_tree::NODE_KEY_PATH_BITS).contains(&tree_top_levels) {
+            return Err(StoreError::Backend(format!(
+                "the tree's top levels must be 1 to {}, not {tree_top_levels}",
+                state_tree::NODE_KEY_PATH_BITS
+            )));
+        }
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -250,9 +263,9 @@ impl Store {
                 )));
             }
             exclusive(&store.indexed).root = Some(head.state_root);
-            store.place_tree(tree, Some(&head))?;
+            store.place_tree(tree, tree_top_levels, Some(&head))?;
         } else {
-            store.place_tree(tree, None)?;
+            store.place_tree(tree, tree_top_levels, None)?;
         }
         Ok(store)
     }
@@ -348,8 +361,12 @@ impl Store {
             for key in &tree.stale {
                 cache.remove(&key.hash);
             }
-            for (key, node) in &tree.nodes {
-                cache.insert(key.hash, *node);
+            // With the tree derived, what is above its top levels is held anyway.
+            let top = self.top_levels().unwrap_or(0);
+            for ((key, node), depth) in tree.nodes.iter().zip(&tree.depths) {
+                if usize::from(*depth) >= top {
+                    cache.insert(key.hash, *node);
+                }
             }
         }
         if let Some(cache) = &self.values {
@@ -422,8 +439,11 @@ impl Store {
         let tree = &executed.tree_batch;
         let mut writing = self.lock_writes();
         if let Some(resident) = &self.resident {
+            let kept = self.stale_below_top(tree)?;
             // Not taken back if the write fails: that is fatal for the node (see above).
-            exclusive(resident).insert(tree);
+            let mut resident = exclusive(resident);
+            resident.insert(tree);
+            resident.keep_stale(kept);
         }
         let mut batch = WriteBatch::default();
         self.put_tree(&mut batch, h, tree);

@@ -1,7 +1,9 @@
-//! The state tree's nodes held in memory ([`TreePlacement::Memory`]): the head's, and those that
-//! went stale at heights not pruned yet, in shards that grow one at a time.
+//! The state tree's nodes held in memory: all of the head's ([`TreePlacement::Memory`]) or
+//! those of its top levels ([`TreePlacement::Derived`]), and those that went stale at heights
+//! not pruned yet, in shards that grow one at a time.
 //!
-//! It is not the move between disk and memory or the rebuild at open ([`super::placement`]).
+//! It is not the move between disk and memory or the rebuild at open ([`super::placement`]),
+//! nor the reading of the levels below the top from the key index ([`super::tree`]).
 
 use cachet_chain::hash::DigestMap;
 use cachet_chain::state_tree::{Node, NodeKey, TreeBatch};
@@ -21,6 +23,13 @@ pub enum TreePlacement {
     /// 300-600 bytes of memory per state entry (the map's load varies as it doubles); no
     /// tree writes, compaction or pruning reads. Without pruning, every version stays held.
     Memory,
+    /// The top levels in memory (`[storage] tree_top_levels`), every node below them derived
+    /// when read from the key index, which holds the head's entries by key anyway: the
+    /// subtree under one position at that depth (a bucket) is rebuilt from its entries, and
+    /// kept in the node cache. No tree writes, compaction or pruning reads, and memory bounded
+    /// by the levels, not the state (ADR 0016). Older versions are held only for the heights
+    /// not pruned yet, and do not outlive the process.
+    Derived,
 }
 
 impl TreePlacement {
@@ -29,6 +38,7 @@ impl TreePlacement {
         match self {
             TreePlacement::Disk => "disk",
             TreePlacement::Memory => "memory",
+            TreePlacement::Derived => "derived",
         }
     }
 }
@@ -39,17 +49,24 @@ impl std::str::FromStr for TreePlacement {
         match s {
             "disk" => Ok(TreePlacement::Disk),
             "memory" => Ok(TreePlacement::Memory),
-            other => Err(format!("{other:?} is neither \"disk\" nor \"memory\"")),
+            "derived" => Ok(TreePlacement::Derived),
+            other => Err(format!(
+                "{other:?} is none of \"disk\", \"memory\" and \"derived\""
+            )),
         }
     }
 }
 
-/// The state tree's nodes held in memory ([`TreePlacement::Memory`]): the head's, and those
-/// that went stale at heights not pruned yet. A tree of N entries has about 2.4 N nodes (a leaf
-/// each, and an internal node at every prefix two keys share); the map holds 104 bytes a node
-/// at a load between 7/16 and 7/8, so 120-240 bytes a node (ADR 0005).
+/// The state tree's nodes held in memory: the head's (all, or those above `levels`), and those
+/// that went stale at heights not pruned yet (below `levels` too: kept for a reader of a recent
+/// root, which the key index no longer describes). A tree of N entries has about 2.4 N nodes
+/// (a leaf each, and an internal node at every prefix two keys share); the map holds 104 bytes
+/// a node at a load between 7/16 and 7/8, so 120-240 bytes a node (ADR 0005).
 #[derive(Debug, Default)]
 pub(super) struct ResidentTree {
+    /// Only the head's nodes at depths below this are held ([`TreePlacement::Derived`]);
+    /// `None`: all of them.
+    pub(super) levels: Option<usize>,
     pub(super) nodes: NodeShards,
     /// The nodes that went stale at each height not pruned yet, oldest first.
     pub(super) stale: VecDeque<(u64, Vec<NodeKey>)>,
@@ -63,10 +80,34 @@ impl ResidentTree {
     /// Hold `tree`'s new nodes: before its height is written, so that a reader of the new
     /// head finds them (a reader of an older root never looks them up).
     pub(super) fn insert(&mut self, tree: &TreeBatch) {
-        for (key, node) in &tree.nodes {
-            self.nodes.insert(*key, *node);
+        debug_assert_eq!(tree.nodes.len(), tree.depths.len(), "a depth for each node");
+        for ((key, node), depth) in tree.nodes.iter().zip(&tree.depths) {
+            if self
+                .levels
+                .is_none_or(|levels| usize::from(*depth) < levels)
+            {
+                self.nodes.insert(*key, *node);
+            } else {
+                // Below the top now (a leaf that moved down under the same key), derived from
+                // the key index from here on.
+                self.nodes.remove(key);
+            }
             self.stale_at.remove(key);
         }
+    }
+
+    /// Hold nodes of the head below the top levels that `tree` makes stale, read before its
+    /// height is written: a reader of the old root still finds them once the key index has
+    /// moved on. They go with the height's other stale nodes ([`ResidentTree::went_stale`]).
+    pub(super) fn keep_stale(&mut self, nodes: Vec<(NodeKey, Node)>) {
+        for (key, node) in nodes {
+            self.nodes.insert(key, node);
+        }
+    }
+
+    /// Does the map hold this node?
+    pub(super) fn holds(&self, key: &NodeKey) -> bool {
+        self.nodes.shard(key).contains_key(key)
     }
 
     /// After `height` is written: the nodes it made stale wait for pruning.

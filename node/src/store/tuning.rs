@@ -39,6 +39,9 @@ pub struct CacheSizes {
     pub memtables_bytes: usize,
     /// Where the tree's nodes are kept (with [`TreePlacement::Memory`], `nodes` is unused).
     pub tree: TreePlacement,
+    /// With [`TreePlacement::Derived`], the levels held in memory (1 to 32); the node cache
+    /// holds what was read below them.
+    pub tree_top_levels: usize,
 }
 
 impl CacheSizes {
@@ -60,9 +63,14 @@ impl Default for CacheSizes {
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             memtables_bytes: DEFAULT_MEMTABLES_BYTES,
             tree: TreePlacement::Disk,
+            tree_top_levels: DEFAULT_TREE_TOP_LEVELS,
         }
     }
 }
+
+/// The levels of the tree held in memory when it is derived: about 2^20 nodes of a large tree
+/// (150-250 MB), buckets of about 10 entries at 10 million entries, 100 at 100 million.
+pub const DEFAULT_TREE_TOP_LEVELS: usize = 20;
 
 /// Each family's memtable: it is flushed to a level-0 file when full, so this is also the size
 /// of that family's flushes. Sized by what a family takes in per anchor under load (tree nodes
