@@ -612,6 +612,14 @@ impl Subtree {
     }
 }
 
+/// The bucket, in a tree cut at `levels` (≤ [`NODE_KEY_PATH_BITS`]), of whatever lies on
+/// `path` (a [`NodeKey`]'s path, or a state key's hash's first four bytes, big-endian): its
+/// first `levels` bits.
+pub fn bucket_index(levels: usize, path: u32) -> u32 {
+    debug_assert!((1..=NODE_KEY_PATH_BITS).contains(&levels));
+    path >> (NODE_KEY_PATH_BITS - levels)
+}
+
 /// The position of bucket `index` of a tree cut at `levels` (≤ [`NODE_KEY_PATH_BITS`]): the
 /// subtree whose path starts with the `levels` bits of `index`.
 pub fn bucket_position(levels: usize, index: u32) -> Position {

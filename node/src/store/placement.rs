@@ -6,7 +6,7 @@ use super::resident::{NodeShards, ResidentTree, TreePlacement};
 use super::schema::*;
 use cachet_chain::block::BlockHeader;
 use cachet_chain::hash::Hash32;
-use cachet_chain::state_tree::{self, NodeKey, StoreError, Subtree, bucket_position};
+use cachet_chain::state_tree::{self, NodeKey, StoreError, Subtree, bucket_index, bucket_position};
 use rocksdb::WriteBatch;
 use std::sync::RwLock;
 
@@ -90,9 +90,9 @@ impl Store {
     /// whole index.
     fn rebuild_top(&self, head: &BlockHeader, levels: usize) -> Result<NodeShards, StoreError> {
         let started = std::time::Instant::now();
-        let shift = state_tree::NODE_KEY_PATH_BITS - levels;
         let bucket_of = |key: &Hash32| {
-            u32::from_be_bytes(key.as_bytes()[..4].try_into().expect("4 bytes")) >> shift
+            let path = u32::from_be_bytes(key.as_bytes()[..4].try_into().expect("4 bytes"));
+            bucket_index(levels, path)
         };
         let mut buckets: Vec<(u32, Subtree)> = Vec::new();
         let mut entries: Vec<(Hash32, Hash32)> = Vec::new();

@@ -8,7 +8,7 @@ use super::schema::*;
 use super::tuning::MAX_CACHED_VALUE;
 use cachet_chain::hash::Hash32;
 use cachet_chain::state_tree::{
-    self, Node, NodeKey, StoreError, TreeBatch, TreeStore, bucket_position,
+    self, Node, NodeKey, StoreError, TreeBatch, TreeStore, bucket_index, bucket_position,
 };
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ impl Store {
         if let Some(node) = self.nodes.as_ref().and_then(|c| c.get(&key.hash)) {
             return Ok(Some(node));
         }
-        let index = key.path >> (state_tree::NODE_KEY_PATH_BITS - levels);
+        let index = bucket_index(levels, key.path);
         let pos = bucket_position(levels, index);
         let mut options = rocksdb::ReadOptions::default();
         options.set_iterate_lower_bound(pos.path.to_be_bytes().to_vec());
