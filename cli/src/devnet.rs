@@ -738,21 +738,22 @@ mod tests {
         let (_, plans) = prepare(&dir, 4, 0, &Addresses::Loopback, None).unwrap();
         let path = plans[0].dir.join("config.toml");
         let mut config = NodeConfig::load(&path).unwrap();
-        config.storage.cached_nodes = 1_234_567;
+        config.storage.cached_nodes = Some(1_234_567);
         config.consensus.timeout_propose_ms += 1;
         std::fs::write(&path, toml::to_string_pretty(&config).unwrap()).unwrap();
 
         let (_, plans) = prepare(&dir, 4, 0, &Addresses::Loopback, None).unwrap();
         let again = NodeConfig::load(&plans[0].dir.join("config.toml")).unwrap();
-        assert_eq!(again.storage.cached_nodes, 1_234_567);
+        assert_eq!(again.storage.cached_nodes, Some(1_234_567));
         assert_eq!(
             again.consensus.timeout_propose_ms,
             config.consensus.timeout_propose_ms
         );
         // Another node, untouched, keeps the defaults.
         let other = NodeConfig::load(&plans[1].dir.join("config.toml")).unwrap();
+        assert_eq!(other.storage.cached_nodes, None);
         assert_eq!(
-            other.storage.cached_nodes,
+            other.storage.cache_sizes().unwrap().nodes,
             cachet_node::store::DEFAULT_CACHED_NODES
         );
         // Addresses are the new run's own.
@@ -776,7 +777,7 @@ mod tests {
             );
         }
         let again = NodeConfig::load(&plans[0].dir.join("config.toml")).unwrap();
-        assert_eq!(again.storage.cached_nodes, 1_234_567);
+        assert_eq!(again.storage.cached_nodes, Some(1_234_567));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -318,19 +318,28 @@ pub const MIN_BLOCK_HISTORY: u64 = 1000;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
+    /// The memory the store may take, in MiB, as one number (at least 256): the memtables, the
+    /// block cache, the node and value caches and a derived tree's top are sized from it
+    /// ([`crate::store::CacheSizes::within`]), so none of those five may be set beside it. The
+    /// process adds its own needs (about 100 MB, and the mempool's `max_bytes`). A tree held
+    /// in memory grows with the state, which no budget bounds: refused with
+    /// `state_tree = "memory"`. Unset (the default): each part's own setting or default.
+    pub memory_mb: Option<usize>,
     /// Decoded state-tree nodes to keep (about 110 bytes each with their index; never more).
     /// Every transaction walks about log2(state entries) of them; 0 turns the cache off.
-    /// Unused while the tree is held in memory (`state_tree = "memory"`).
-    pub cached_nodes: usize,
-    /// Small state values to keep (agency records, policies); 0 turns the cache off.
-    pub cached_values: usize,
+    /// Unused while the tree is held in memory (`state_tree = "memory"`). Default 600,000.
+    pub cached_nodes: Option<usize>,
+    /// Small state values to keep (agency records, policies); 0 turns the cache off. Default
+    /// 20,000.
+    pub cached_values: Option<usize>,
     /// RocksDB's block cache, in MiB: table blocks read from disk, with the index and filter
-    /// blocks that every lookup uses.
-    pub block_cache_mb: usize,
+    /// blocks that every lookup uses. Default 64.
+    pub block_cache_mb: Option<usize>,
     /// RocksDB's memtables, in MiB, all column families together: writes are gathered there
     /// and flushed to table files, each family when its share is full. Larger flushes mean
     /// less rewriting by compaction; twice this is held at most, while full ones are flushed.
-    pub memtables_mb: usize,
+    /// Default 182; at least 16.
+    pub memtables_mb: Option<usize>,
     /// Heights of state history to keep: older tree nodes that later heights replaced are
     /// deleted. The node reads state only at its head (receipts at the finalized head, one
     /// behind at most), so a few heights would do; the margin is for readers still working on
@@ -363,8 +372,8 @@ pub struct Storage {
     /// 2^levels nodes of 130-250 bytes once the state has more entries than that. Below them,
     /// each read rebuilds the subtree of its position at that depth from the index (about
     /// entries / 2^levels entries) unless the node cache has it: fewer levels trade memory for
-    /// CPU, never for correctness.
-    pub tree_top_levels: usize,
+    /// CPU, never for correctness. Default 20.
+    pub tree_top_levels: Option<usize>,
     /// Free space, in MiB, the node keeps on the file system holding its data: below it, it
     /// stops writing (it commits nothing, keeps no proposal) until space is freed, then resumes
     /// by itself and catches up; it does not start with less. RocksDB is never left to fail a
@@ -375,14 +384,15 @@ pub struct Storage {
 impl Default for Storage {
     fn default() -> Self {
         Storage {
-            cached_nodes: crate::store::DEFAULT_CACHED_NODES,
-            cached_values: crate::store::DEFAULT_CACHED_VALUES,
-            block_cache_mb: crate::store::DEFAULT_BLOCK_CACHE_BYTES >> 20,
-            memtables_mb: crate::store::DEFAULT_MEMTABLES_BYTES >> 20,
+            memory_mb: None,
+            cached_nodes: None,
+            cached_values: None,
+            block_cache_mb: None,
+            memtables_mb: None,
             state_history_heights: 10,
             block_history_heights: 0,
             state_tree: TreePlacement::Disk,
-            tree_top_levels: crate::store::DEFAULT_TREE_TOP_LEVELS,
+            tree_top_levels: None,
             reserve_disk_mb: 256,
         }
     }
@@ -390,6 +400,55 @@ impl Default for Storage {
 
 /// The least `[storage] memtables_mb`: the tree nodes' memtable then holds about 5 MiB.
 const MIN_MEMTABLES_MB: usize = 16;
+
+impl Storage {
+    /// The store's cache sizes and tree placement: from `memory_mb` when it is set, otherwise
+    /// from each part's setting or its default. An error names what is wrong.
+    pub fn cache_sizes(&self) -> eyre::Result<crate::store::CacheSizes> {
+        let parts = [
+            ("cached_nodes", self.cached_nodes),
+            ("cached_values", self.cached_values),
+            ("block_cache_mb", self.block_cache_mb),
+            ("memtables_mb", self.memtables_mb),
+            ("tree_top_levels", self.tree_top_levels),
+        ];
+        let sizes = if let Some(budget) = self.memory_mb {
+            if let Some((name, _)) = parts.iter().find(|(_, v)| v.is_some()) {
+                eyre::bail!(
+                    "memory_mb sizes {name} itself: set memory_mb or the parts it shares, not both"
+                );
+            }
+            crate::store::CacheSizes::within(budget.saturating_mul(1 << 20), self.state_tree)
+                .map_err(|e| eyre::eyre!("memory_mb = {budget}: {e}"))?
+        } else {
+            let d = crate::store::CacheSizes::default();
+            crate::store::CacheSizes {
+                nodes: self.cached_nodes.unwrap_or(d.nodes),
+                values: self.cached_values.unwrap_or(d.values),
+                block_cache_bytes: self
+                    .block_cache_mb
+                    .map_or(d.block_cache_bytes, |mb| mb.saturating_mul(1 << 20)),
+                memtables_bytes: self
+                    .memtables_mb
+                    .map_or(d.memtables_bytes, |mb| mb.saturating_mul(1 << 20)),
+                tree: self.state_tree,
+                tree_top_levels: self.tree_top_levels.unwrap_or(d.tree_top_levels),
+            }
+        };
+        if sizes.memtables_bytes < MIN_MEMTABLES_MB << 20 {
+            // Smaller memtables flush files of kilobytes, which compaction rewrites over and
+            // over with the whole level below.
+            eyre::bail!("memtables_mb must be at least {MIN_MEMTABLES_MB}");
+        }
+        if !(1..=cachet_chain::state_tree::NODE_KEY_PATH_BITS).contains(&sizes.tree_top_levels) {
+            eyre::bail!(
+                "tree_top_levels must be 1 to {}",
+                cachet_chain::state_tree::NODE_KEY_PATH_BITS
+            );
+        }
+        Ok(sizes)
+    }
+}
 
 /// The block time with the state tree on disk when `block_time_ms` is unset. A height has a
 /// fixed cost (the commit's write, the tree's new nodes written and pruned) that a shorter block
@@ -482,25 +541,13 @@ impl NodeConfig {
         {
             eyre::bail!("mempool bounds are too small");
         }
-        if self.storage.memtables_mb < MIN_MEMTABLES_MB {
-            // Smaller memtables flush files of kilobytes, which compaction rewrites over and
-            // over with the whole level below.
-            eyre::bail!("memtables_mb must be at least {MIN_MEMTABLES_MB}");
-        }
+        self.storage.cache_sizes()?;
         if self.storage.state_history_heights == 0 && self.storage.state_tree != TreePlacement::Disk
         {
             // An archive keeps every version, which memory would hold until it ran out.
             eyre::bail!(
                 "an archive (state_history_heights = 0) keeps every version of the state tree: \
                  set state_tree = \"disk\""
-            );
-        }
-        if !(1..=cachet_chain::state_tree::NODE_KEY_PATH_BITS)
-            .contains(&self.storage.tree_top_levels)
-        {
-            eyre::bail!(
-                "tree_top_levels must be 1 to {}",
-                cachet_chain::state_tree::NODE_KEY_PATH_BITS
             );
         }
         for addr in std::iter::once(&self.p2p.listen)
@@ -539,8 +586,9 @@ mod tests {
         let config: NodeConfig = toml::from_str(MINIMAL).unwrap();
         config.validate().unwrap();
         assert_eq!(config.consensus.build_budget_ms, 1000);
-        assert_eq!(config.storage.block_cache_mb, 64);
-        assert_eq!(config.storage.memtables_mb, 182);
+        let sizes = config.storage.cache_sizes().unwrap();
+        assert_eq!(sizes.block_cache_bytes, 64 << 20);
+        assert_eq!(sizes.memtables_bytes, 182 << 20);
     }
 
     #[test]
@@ -636,10 +684,10 @@ mod tests {
     #[test]
     fn memtables_too_small_to_flush_useful_files_are_refused() {
         let mut config: NodeConfig = toml::from_str(MINIMAL).unwrap();
-        config.storage.memtables_mb = 15;
+        config.storage.memtables_mb = Some(15);
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("memtables_mb"), "{error}");
-        config.storage.memtables_mb = 16;
+        config.storage.memtables_mb = Some(16);
         config.validate().unwrap();
     }
 
@@ -664,16 +712,49 @@ mod tests {
     #[test]
     fn a_derived_trees_top_levels_are_1_to_32() {
         let mut config: NodeConfig = toml::from_str(MINIMAL).unwrap();
-        assert_eq!(config.storage.tree_top_levels, 20);
+        assert_eq!(config.storage.cache_sizes().unwrap().tree_top_levels, 20);
         for refused in [0, 33] {
-            config.storage.tree_top_levels = refused;
+            config.storage.tree_top_levels = Some(refused);
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains("tree_top_levels"), "{refused}: {error}");
         }
         for accepted in [1, 32] {
-            config.storage.tree_top_levels = accepted;
+            config.storage.tree_top_levels = Some(accepted);
             config.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn one_memory_budget_sizes_the_store_instead_of_its_parts() {
+        let text = format!("{MINIMAL}\n[storage]\nmemory_mb = 1024\nstate_tree = \"derived\"\n");
+        let config: NodeConfig = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        let sizes = config.storage.cache_sizes().unwrap();
+        assert_eq!(sizes.tree, TreePlacement::Derived);
+        assert!(sizes.most_bytes() <= 1 << 30, "{sizes:?}");
+        assert_eq!(sizes.tree_top_levels, 20);
+        // Written back as read: the parts stay unset, so the budget still sizes them.
+        let again: NodeConfig = toml::from_str(&toml::to_string_pretty(&config).unwrap()).unwrap();
+        assert_eq!(again.storage.cache_sizes().unwrap(), sizes);
+        // A part set beside it, a tree in memory and a budget too small are refused by name.
+        for (extra, named) in [
+            ("block_cache_mb = 64", "block_cache_mb"),
+            ("tree_top_levels = 18", "tree_top_levels"),
+            ("cached_nodes = 10", "cached_nodes"),
+        ] {
+            let both: NodeConfig = toml::from_str(&format!("{text}{extra}\n")).unwrap();
+            let error = both.validate().unwrap_err().to_string();
+            assert!(
+                error.contains(named) && error.contains("not both"),
+                "{error}"
+            );
+        }
+        let memory: NodeConfig = toml::from_str(&text.replace("derived", "memory")).unwrap();
+        let error = memory.validate().unwrap_err().to_string();
+        assert!(error.contains("grows with the state"), "{error}");
+        let small: NodeConfig = toml::from_str(&text.replace("1024", "100")).unwrap();
+        let error = small.validate().unwrap_err().to_string();
+        assert!(error.contains("memory_mb = 100"), "{error}");
     }
 
     #[test]

@@ -119,14 +119,17 @@ pub async fn start(config: NodeConfig, keys: NodeKeys) -> eyre::Result<RunningNo
     std::fs::create_dir_all(&config.home)?;
     let disk = crate::disk::Reserve::new(&config.home, config.storage.reserve_disk_mb);
     disk.check_at_start()?;
-    let sizes = crate::store::CacheSizes {
-        nodes: config.storage.cached_nodes,
-        values: config.storage.cached_values,
-        block_cache_bytes: config.storage.block_cache_mb << 20,
-        memtables_bytes: config.storage.memtables_mb << 20,
-        tree: config.storage.state_tree,
-        tree_top_levels: config.storage.tree_top_levels,
-    };
+    let sizes = config.storage.cache_sizes()?;
+    info!(
+        tree = sizes.tree.name(),
+        cached_nodes = sizes.nodes,
+        cached_values = sizes.values,
+        block_cache_mb = sizes.block_cache_bytes >> 20,
+        memtables_mb = sizes.memtables_bytes >> 20,
+        tree_top_levels = sizes.tree_top_levels,
+        at_most_mb = sizes.most_bytes() >> 20,
+        "store memory"
+    );
     let db = config.home.join("db");
     if config.state_sync.enable && !db.exists() {
         let id = gossip::keypair_of(&node_key).public().to_peer_id();

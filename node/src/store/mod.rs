@@ -99,7 +99,7 @@ pub use schema::{Refusal, TxLocation};
 pub use stale::Pruned;
 pub use tuning::{
     CacheSizes, DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_CACHED_NODES, DEFAULT_CACHED_VALUES,
-    DEFAULT_MEMTABLES_BYTES, DEFAULT_TREE_TOP_LEVELS,
+    DEFAULT_MEMTABLES_BYTES, DEFAULT_TREE_TOP_LEVELS, MIN_MEMORY_BUDGET_BYTES,
 };
 
 use crate::cache::Cache;

@@ -68,6 +68,107 @@ impl Default for CacheSizes {
     }
 }
 
+/// The least memory budget ([`CacheSizes::within`]), in bytes: its memtables' share must still
+/// flush files of a useful size.
+pub const MIN_MEMORY_BUDGET_BYTES: usize = 256 << 20;
+
+/// What a cached tree node takes, with its place in the cache's index (measured: about 110 B).
+const CACHED_NODE_BYTES: usize = 110;
+/// What a node of a derived tree's top takes in its map, at most (130-250 B measured).
+const TOP_NODE_BYTES: usize = 250;
+/// What a cached state value is taken to take: agency records and policies are a few hundred
+/// bytes, and values above [`MAX_CACHED_VALUE`] are not cached.
+const CACHED_VALUE_BYTES: usize = 1024;
+
+/// How a budget is shared, in hundredths, for a tree on disk and a derived one: the memtables
+/// (counted twice: a full set is held while it flushes), RocksDB's block cache, the node cache,
+/// the value cache, and a derived tree's top. Each set adds up to 100. On disk, the node cache
+/// keeps the upper levels every walk reads; derived, the top holds those and the node cache the
+/// subtrees read last below it.
+const DISK_SHARES: Shares = Shares {
+    memtables: 40,
+    block_cache: 20,
+    nodes: 35,
+    values: 5,
+    top: 0,
+};
+const DERIVED_SHARES: Shares = Shares {
+    memtables: 30,
+    block_cache: 10,
+    nodes: 20,
+    values: 5,
+    top: 35,
+};
+
+struct Shares {
+    memtables: usize,
+    block_cache: usize,
+    nodes: usize,
+    values: usize,
+    top: usize,
+}
+
+impl CacheSizes {
+    /// Sizes that keep the store within `budget` bytes of memory, for a tree on disk or a
+    /// derived one: the memtables (twice, while full ones flush), the block cache, the node and
+    /// value caches, and a derived tree's top levels (as many as `2^levels` nodes of the largest
+    /// size fit in its share) each get a fixed share. A tree held in memory grows with the
+    /// state, so no budget bounds it: refused, as is a budget under
+    /// [`MIN_MEMORY_BUDGET_BYTES`].
+    pub fn within(budget: usize, tree: TreePlacement) -> Result<CacheSizes, String> {
+        if budget < MIN_MEMORY_BUDGET_BYTES {
+            return Err(format!(
+                "a memory budget of at least {} MiB",
+                MIN_MEMORY_BUDGET_BYTES >> 20
+            ));
+        }
+        let shares = match tree {
+            TreePlacement::Disk => DISK_SHARES,
+            TreePlacement::Derived => DERIVED_SHARES,
+            TreePlacement::Memory => {
+                return Err(
+                    "a tree held in memory grows with the state, which no memory \
+                     budget bounds: keep it on disk or derive it"
+                        .into(),
+                );
+            }
+        };
+        let share = |hundredths: usize| budget / 100 * hundredths;
+        let top_nodes = share(shares.top) / TOP_NODE_BYTES;
+        Ok(CacheSizes {
+            nodes: share(shares.nodes) / CACHED_NODE_BYTES,
+            values: share(shares.values) / CACHED_VALUE_BYTES,
+            block_cache_bytes: share(shares.block_cache),
+            memtables_bytes: share(shares.memtables) / 2,
+            tree,
+            tree_top_levels: if top_nodes == 0 {
+                DEFAULT_TREE_TOP_LEVELS
+            } else {
+                (top_nodes.ilog2() as usize).clamp(1, cachet_chain::state_tree::NODE_KEY_PATH_BITS)
+            },
+        })
+    }
+
+    /// The most memory these sizes let the store take, in bytes, once the state is larger than
+    /// its caches (the estimate [`CacheSizes::within`] shares a budget by): what an operator
+    /// adds to the process's own needs.
+    pub fn most_bytes(&self) -> usize {
+        let top = match self.tree {
+            TreePlacement::Derived => (1usize << self.tree_top_levels.min(40)) * TOP_NODE_BYTES,
+            _ => 0,
+        };
+        let nodes = match self.tree {
+            TreePlacement::Memory => 0,
+            _ => self.nodes * CACHED_NODE_BYTES,
+        };
+        2 * self.memtables_bytes
+            + self.block_cache_bytes
+            + nodes
+            + self.values * CACHED_VALUE_BYTES
+            + top
+    }
+}
+
 /// The levels of the tree held in memory when it is derived: about 2^20 nodes of a large tree
 /// (150-250 MB), buckets of about 10 entries at 10 million entries, 100 at 100 million.
 pub const DEFAULT_TREE_TOP_LEVELS: usize = 20;
@@ -244,6 +345,43 @@ mod tests {
             write_buffer_bytes(CF_NODES, DEFAULT_MEMTABLES_BYTES),
             64 << 20
         );
+    }
+
+    #[test]
+    fn a_budget_is_shared_within_itself_and_bounds_only_what_it_can() {
+        for (budget, tree) in [
+            (MIN_MEMORY_BUDGET_BYTES, TreePlacement::Disk),
+            (MIN_MEMORY_BUDGET_BYTES, TreePlacement::Derived),
+            (1 << 30, TreePlacement::Disk),
+            (1 << 30, TreePlacement::Derived),
+            (64 << 30, TreePlacement::Derived),
+        ] {
+            let sizes = CacheSizes::within(budget, tree).unwrap();
+            assert_eq!(sizes.tree, tree);
+            let most = sizes.most_bytes();
+            assert!(most <= budget, "{tree:?} {budget}: {most}");
+            // A derived top takes whole levels: up to half its share is left unused.
+            assert!(most > budget / 4 * 3, "{tree:?} {budget}: only {most} used");
+            assert!(sizes.memtables_bytes >= 16 << 20, "{sizes:?}");
+            assert!(sizes.nodes > 0 && sizes.values > 0, "{sizes:?}");
+        }
+        for shares in [DISK_SHARES, DERIVED_SHARES] {
+            let sum = shares.memtables + shares.block_cache + shares.nodes + shares.values;
+            assert_eq!(sum + shares.top, 100);
+        }
+        // A derived tree's top grows a level for each doubling: a GiB holds the default's 20.
+        let derived = |mib: usize| {
+            CacheSizes::within(mib << 20, TreePlacement::Derived)
+                .unwrap()
+                .tree_top_levels
+        };
+        assert_eq!(derived(1024), DEFAULT_TREE_TOP_LEVELS);
+        assert_eq!(derived(2048), DEFAULT_TREE_TOP_LEVELS + 1);
+        assert_eq!(derived(512), DEFAULT_TREE_TOP_LEVELS - 1);
+        let refused = CacheSizes::within(MIN_MEMORY_BUDGET_BYTES - 1, TreePlacement::Disk);
+        assert!(refused.unwrap_err().contains("at least 256 MiB"));
+        let refused = CacheSizes::within(1 << 30, TreePlacement::Memory);
+        assert!(refused.unwrap_err().contains("grows with the state"));
     }
 
     #[test]
