@@ -118,7 +118,7 @@ impl CacheSizes {
     pub fn within(budget: usize, tree: TreePlacement) -> Result<CacheSizes, String> {
         if budget < MIN_MEMORY_BUDGET_BYTES {
             return Err(format!(
-                "a memory budget of at least {} MiB",
+                "must be at least {} MiB",
                 MIN_MEMORY_BUDGET_BYTES >> 20
             ));
         }
